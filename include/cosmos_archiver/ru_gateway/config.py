@@ -1,0 +1,80 @@
+"""The gateway's run-time settings and their validation.
+
+API: ``GatewaySettings`` (frozen; ``replace(**changes)`` validates), ``GatewaySettingsError`` (a ``ValueError`` whose
+message names the bad value), ``settings_from_json(current, payload)`` for ``POST /_gateway/config``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+DEFAULT_PROVISIONED_RU = 5000.0
+
+
+class GatewaySettingsError(ValueError):
+    """A gateway setting is out of range; the message names it and the allowed range."""
+
+
+@dataclass(frozen=True)
+class GatewaySettings:
+    """``low_priority_fraction``: share of each second's budget that requests with priority Low may use (High and
+    unmarked requests may use all of it). ``throughput_buckets``: bucket number (1-5) -> maxThroughputPercentage.
+    ``reporting_delay_s``: how late metrics become visible (Azure Monitor: a few minutes)."""
+
+    provisioned_ru: float = DEFAULT_PROVISIONED_RU
+    low_priority_fraction: float = 0.9
+    throughput_buckets: Mapping[int, float] = field(default_factory=dict)
+    reporting_delay_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.provisioned_ru, int | float) or not self.provisioned_ru > 0:
+            raise GatewaySettingsError(
+                f"provisioned RU/s {self.provisioned_ru!r} must be a number > 0 (e.g. 5000 for the seed account)"
+            )
+        if not isinstance(self.low_priority_fraction, int | float) or not 0 < self.low_priority_fraction <= 1:
+            raise GatewaySettingsError(
+                f"low-priority fraction {self.low_priority_fraction!r} must be in (0, 1] (a share of provisioned RU/s)"
+            )
+        if not isinstance(self.reporting_delay_s, int | float) or not self.reporting_delay_s >= 0:
+            raise GatewaySettingsError(f"reporting delay {self.reporting_delay_s!r} must be a number of seconds >= 0")
+        buckets: dict[int, float] = {}
+        for raw_bucket, raw_pct in dict(self.throughput_buckets).items():
+            try:
+                bucket, pct = int(raw_bucket), float(raw_pct)
+            except (TypeError, ValueError):
+                raise GatewaySettingsError(
+                    f"throughput bucket {raw_bucket!r}={raw_pct!r} must be an integer 1-5 mapped to a percentage"
+                ) from None
+            if not 1 <= bucket <= 5:
+                raise GatewaySettingsError(f"throughput bucket {raw_bucket!r} must be an integer 1-5")
+            if not 0 < pct <= 100:
+                raise GatewaySettingsError(
+                    f"throughput bucket {bucket} maxThroughputPercentage {raw_pct!r} must be in (0, 100]"
+                )
+            buckets[bucket] = pct
+        object.__setattr__(self, "throughput_buckets", buckets)
+
+    def replace(self, **changes: Any) -> GatewaySettings:
+        return dataclasses.replace(self, **changes)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "provisioned_ru": self.provisioned_ru,
+            "low_priority_fraction": self.low_priority_fraction,
+            "throughput_buckets": {str(k): v for k, v in sorted(self.throughput_buckets.items())},
+            "reporting_delay_s": self.reporting_delay_s,
+        }
+
+
+def settings_from_json(current: GatewaySettings, payload: Any) -> GatewaySettings:
+    """Apply a partial JSON object of the ``to_json`` keys to ``current``; reject unknown keys."""
+    if not isinstance(payload, dict):
+        raise GatewaySettingsError(f"config body must be a JSON object, got {type(payload).__name__}")
+    allowed = set(current.to_json())
+    unknown = sorted(set(payload) - allowed)
+    if unknown:
+        raise GatewaySettingsError(f"unknown gateway setting(s) {unknown}; allowed: {sorted(allowed)}")
+    return current.replace(**payload)
