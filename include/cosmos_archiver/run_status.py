@@ -1,0 +1,69 @@
+"""The archive's run status (Running / Failed / Halted) and the rule that halts the remaining slices.
+
+Slices are archived oldest first. When slice k fails validation persistently, the status becomes Failed, then
+Halted once the operator has been notified; every slice newer than k that has not started is skipped, so the
+verified archive stays a contiguous prefix of time. A Halted status blocks later runs until an operator clears
+it (sets it to Running, or deletes the Variable).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+State = Literal["Running", "Failed", "Halted"]
+STATES: tuple[State, ...] = ("Running", "Failed", "Halted")
+CLEAR_HINT = (
+    "after fixing the cause, clear it from the Airflow UI (Admin > Variables: set cosmos_archive_status to "
+    '{"status": "Running"}) or run: airflow variables delete cosmos_archive_status'
+)
+
+
+@dataclass(frozen=True)
+class ArchiveStatus:
+    status: State = "Running"
+    run_id: str | None = None
+    failed_slice: str | None = None
+    failed_slice_start: str | None = None
+    reason: str | None = None
+    since: str | None = None
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, raw: str | None) -> ArchiveStatus:
+        if not raw:
+            return cls()
+        try:
+            data = json.loads(raw)
+        except json.JSONDecodeError:
+            data = {"status": raw.strip()}
+        if data.get("status") not in STATES:
+            raise ValueError(
+                f"archive status {data.get('status')!r} is not one of {STATES}; {CLEAR_HINT}"
+            )
+        return cls(**{k: data.get(k) for k in asdict(cls())})
+
+    def failed(self, run_id: str, slice_id: str, slice_start: str, reason: str) -> ArchiveStatus:
+        return ArchiveStatus("Failed", run_id, slice_id, slice_start, reason,
+                             dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
+
+    def halted(self) -> ArchiveStatus:
+        return ArchiveStatus("Halted", self.run_id, self.failed_slice, self.failed_slice_start, self.reason,
+                             self.since)
+
+
+def halt_reason(status: ArchiveStatus, run_id: str, slice_start: dt.datetime) -> str | None:
+    """Why this slice must not start, or None if it may."""
+    if status.status == "Running":
+        return None
+    if status.run_id != run_id:
+        return (f"the archive is {status.status} since {status.since} because slice {status.failed_slice} failed "
+                f"validation in run {status.run_id}: {status.reason}; {CLEAR_HINT}")
+    if status.failed_slice_start and slice_start >= dt.datetime.fromisoformat(status.failed_slice_start):
+        return (f"halted: slice {status.failed_slice} failed validation persistently in this run "
+                f"({status.reason}); newer slices are not archived until it is fixed; {CLEAR_HINT}")
+    return None
