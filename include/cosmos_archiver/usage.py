@@ -1,0 +1,255 @@
+"""How busy is the Cosmos account right now? RU usage sources behind one small interface.
+
+A source returns per-grain samples, oldest first. A value of ``None`` means *unknown*: Azure Monitor publishes
+with a delay, and the newest one or two minutes come back empty or as zero. Those are treated as unknown, never
+as "idle" — pacing or gating on a lagging zero is how an archiver overshoots.
+
+* :class:`AzureMonitorUsageSource` queries ``TotalRequestUnits`` (Total) and ``NormalizedRUConsumption``
+  (Maximum: the busiest partition key range) through the real ``azure.monitor.querymetrics.MetricsClient``
+  (``azure-monitor-query`` 2.0 removed ``MetricsQueryClient``). On Azure it uses ``DefaultAzureCredential``
+  against the regional endpoint; any ``TokenCredential`` can be injected (e.g. :class:`StaticTokenCredential`
+  for the local RU gateway, which serves the same API).
+* :func:`assess_quiet` answers the gating question (used by the Airflow RU sensor): has usage stayed under a
+  threshold for a whole window of *known* samples?
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from azure.core.credentials import AccessToken
+
+COSMOS_METRIC_NAMESPACE = "Microsoft.DocumentDB/databaseAccounts"
+TOTAL_RU = "TotalRequestUnits"
+NORMALIZED_RU = "NormalizedRUConsumption"
+
+
+class UsageConfigError(ValueError):
+    """A usage-source or gate setting is invalid; the message names it."""
+
+
+@dataclass(frozen=True)
+class UsageSample:
+    """One metric grain starting at ``timestamp`` (UTC) and lasting ``grain_s`` seconds; None = unknown."""
+
+    timestamp: datetime
+    grain_s: float
+    total_ru_per_s: float | None
+    normalized_pct: float | None
+
+    @property
+    def known(self) -> bool:
+        return self.total_ru_per_s is not None or self.normalized_pct is not None
+
+    def usage_fraction(self, provisioned_ru_s: float) -> float | None:
+        """Share of provisioned RU/s in use. NormalizedRUConsumption (max over partition key ranges) wins: it is
+        what throttling follows, and it is never lower than the account-wide average."""
+        candidates = []
+        if self.normalized_pct is not None:
+            candidates.append(self.normalized_pct / 100.0)
+        if self.total_ru_per_s is not None and provisioned_ru_s > 0:
+            candidates.append(self.total_ru_per_s / provisioned_ru_s)
+        return max(candidates) if candidates else None
+
+    @property
+    def end(self) -> datetime:
+        return self.timestamp + timedelta(seconds=self.grain_s)
+
+
+class RuUsageSource(Protocol):
+    def recent(self, window: timedelta) -> list[UsageSample]:
+        """Samples covering roughly the last ``window``, oldest first; unknown values are None."""
+        ...
+
+
+class StaticTokenCredential:
+    """A TokenCredential with a fixed bearer token, for the local RU gateway (it accepts any token).
+    Never use it with a real secret; on Azure use DefaultAzureCredential."""
+
+    def __init__(self, token: str = "local-gateway-token", lifetime_s: int = 3600) -> None:
+        self._token = token
+        self._lifetime_s = lifetime_s
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        return AccessToken(self._token, int(time.time()) + self._lifetime_s)
+
+    def close(self) -> None:
+        return None
+
+
+def cosmos_account_resource_id(subscription_id: str, resource_group: str, account: str) -> str:
+    return (
+        f"/subscriptions/{subscription_id}/resourceGroups/{resource_group}"
+        f"/providers/Microsoft.DocumentDB/databaseAccounts/{account}"
+    )
+
+
+class AzureMonitorUsageSource:
+    """RU usage of one Cosmos account (optionally one container) from Azure Monitor metrics.
+
+    ``endpoint`` is the regional metrics endpoint (``https://<region>.metrics.monitor.azure.com``) or the local
+    gateway's URL. ``lagging_grains`` newest grains are reported as unknown whatever they contain.
+    """
+
+    def __init__(
+        self,
+        endpoint: str,
+        resource_id: str,
+        *,
+        credential: Any = None,
+        grain: timedelta = timedelta(minutes=1),
+        lagging_grains: int = 2,
+        database: str | None = None,
+        collection: str | None = None,
+        clock: Any = None,
+        **client_kwargs: Any,
+    ) -> None:
+        from azure.monitor.querymetrics import MetricsClient
+
+        if grain <= timedelta(0):
+            raise UsageConfigError(f"metric grain {grain} must be positive, e.g. PT1M")
+        if lagging_grains < 0:
+            raise UsageConfigError(f"lagging_grains={lagging_grains} must be >= 0")
+        if not resource_id.lower().startswith("/subscriptions/"):
+            raise UsageConfigError(
+                f"resource id {resource_id!r} is not an ARM id; use /subscriptions/<id>/resourceGroups/<rg>/"
+                f"providers/Microsoft.DocumentDB/databaseAccounts/<account>"
+            )
+        if credential is None:
+            from azure.identity import DefaultAzureCredential
+
+            credential = DefaultAzureCredential()
+        self.resource_id = resource_id
+        self.grain = grain
+        self.lagging_grains = lagging_grains
+        self._filter = self._dimension_filter(database, collection)
+        self._clock = clock or (lambda: datetime.now(UTC))
+        self._client = MetricsClient(endpoint, credential, **client_kwargs)
+
+    @staticmethod
+    def _dimension_filter(database: str | None, collection: str | None) -> str | None:
+        parts = []
+        if database:
+            parts.append(f"DatabaseName eq '{database}'")
+        if collection:
+            parts.append(f"CollectionName eq '{collection}'")
+        return " and ".join(parts) or None
+
+    def _query(self, metric: str, aggregation: str, start: datetime, end: datetime) -> dict[datetime, float | None]:
+        """Per-grain values of one metric, summed over the time series the filter returns (one per dimension
+        combination, e.g. per StatusCode for TotalRequestUnits; for the Maximum aggregation, the max)."""
+        results = self._client.query_resources(
+            resource_ids=[self.resource_id],
+            metric_namespace=COSMOS_METRIC_NAMESPACE,
+            metric_names=[metric],
+            timespan=(start, end),
+            granularity=self.grain,
+            aggregations=[aggregation],
+            filter=self._filter,
+        )
+        values: dict[datetime, float | None] = {}
+        for result in results:
+            for m in result.metrics:
+                for series in m.timeseries:
+                    for point in series.data:
+                        value = getattr(point, aggregation.lower())
+                        ts = point.timestamp.astimezone(UTC)
+                        prior = values.get(ts)
+                        if value is None:
+                            values.setdefault(ts, None)
+                        elif prior is None:
+                            values[ts] = float(value)
+                        else:
+                            values[ts] = max(prior, value) if aggregation == "Maximum" else prior + value
+        return values
+
+    def recent(self, window: timedelta) -> list[UsageSample]:
+        grain_s = self.grain.total_seconds()
+        now = self._clock()
+        end = _floor(now, grain_s) + self.grain
+        start = end - window - self.grain * (self.lagging_grains + 1)
+        totals = self._query(TOTAL_RU, "Total", start, end)
+        normalized = self._query(NORMALIZED_RU, "Maximum", start, end)
+        lag_start = _floor(now, grain_s) - self.grain * (self.lagging_grains - 1) if self.lagging_grains else end
+        samples = []
+        for ts in sorted(set(totals) | set(normalized)):
+            total, norm = totals.get(ts), normalized.get(ts)
+            if ts >= lag_start or ts >= now:
+                total = norm = None  # newest grains: not yet (fully) published — unknown, not idle
+            samples.append(
+                UsageSample(
+                    timestamp=ts,
+                    grain_s=grain_s,
+                    total_ru_per_s=None if total is None else total / grain_s,
+                    normalized_pct=norm,
+                )
+            )
+        return samples
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def _floor(moment: datetime, grain_s: float) -> datetime:
+    epoch = moment.timestamp()
+    return datetime.fromtimestamp(epoch - epoch % grain_s, UTC)
+
+
+@dataclass(frozen=True)
+class QuietVerdict:
+    quiet: bool
+    reason: str
+    peak_fraction: float | None  # highest known usage share in the window
+    known_s: float  # seconds of the window covered by known samples
+
+
+def assess_quiet(
+    samples: Sequence[UsageSample], *, provisioned_ru_s: float, threshold: float, window: timedelta
+) -> QuietVerdict:
+    """Quiet = the newest ``window`` of KNOWN samples all stay under ``threshold`` (a share of provisioned RU/s)
+    and cover the whole window. Unknown samples never count as quiet, so lagging metrics delay the gate
+    instead of opening it."""
+    if not 0 < threshold <= 1:
+        raise UsageConfigError(f"threshold {threshold} must be in (0, 1], a share of provisioned RU/s")
+    if provisioned_ru_s <= 0:
+        raise UsageConfigError(f"provisioned RU/s {provisioned_ru_s} must be > 0")
+    if window <= timedelta(0):
+        raise UsageConfigError(f"window {window} must be positive")
+    known = [s for s in samples if s.known]
+    if not known:
+        return QuietVerdict(False, "no usage metrics known yet (metrics lag or missing)", None, 0.0)
+    newest_end = known[-1].end
+    in_window = [s for s in known if s.timestamp >= newest_end - window]
+    known_s = sum(s.grain_s for s in in_window)
+    fractions = [f for s in in_window if (f := s.usage_fraction(provisioned_ru_s)) is not None]
+    peak = max(fractions) if fractions else None
+    if peak is not None and peak >= threshold:
+        return QuietVerdict(
+            False,
+            f"usage peaked at {peak:.0%} of {provisioned_ru_s:,.0f} RU/s in the last {window}, "
+            f"above the {threshold:.0%} threshold",
+            peak,
+            known_s,
+        )
+    if known_s + 1e-9 < window.total_seconds():
+        return QuietVerdict(
+            False, f"only {known_s:.0f}s of the {window.total_seconds():.0f}s window has known usage", peak, known_s
+        )
+    return QuietVerdict(True, f"usage stayed under {threshold:.0%} (peak {peak:.0%}) for {window}", peak, known_s)
+
+
+def check_quiet(source: RuUsageSource, *, provisioned_ru_s: float, threshold: float, window: timedelta) -> QuietVerdict:
+    """Ask the source for the window (it adds its own lagging grains) and judge it."""
+    return assess_quiet(source.recent(window), provisioned_ru_s=provisioned_ru_s, threshold=threshold, window=window)
+
+
+def busy_timeout_message(*, threshold: float, provisioned_ru_s: float, waited: timedelta, window: timedelta) -> str:
+    return (
+        f"RU usage did not stay under {threshold:.0%} of {provisioned_ru_s:,.0f} RU/s for a {window} window "
+        f"during {waited.total_seconds() / 60:.0f} min of waiting: the business is busy, so nothing was archived; "
+        f"the next scheduled run will try again (raise the threshold or the sensor timeout to wait longer)"
+    )

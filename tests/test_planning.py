@@ -1,0 +1,90 @@
+"""`cosmos-archive plan`: the seed numbers are computed from the inputs, and bad input errors clearly."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from include.cosmos_archiver.cli import main
+from include.cosmos_archiver.planning import PlanInput, PlanInputError, Prices, make_plan
+
+SEED = ["--records", "2000000", "--avg-size-kb", "300", "--ru-per-record", "300", "--provisioned-ru-s", "5000"]
+
+
+def test_seed_case_numbers() -> None:
+    plan = make_plan(PlanInput(records=2_000_000, avg_size_kb=300, ru_per_record=300, provisioned_ru_s=5000))
+    assert plan.total_ru == 600_000_000
+    assert plan.headroom_ru_s == pytest.approx(1500)
+    assert plan.eta_days == pytest.approx(4.63, abs=0.005)
+    assert plan.data_gb == pytest.approx(600)
+    # Costs follow the configured prices: 600 GB x $0.25 and 50 x 100 RU/s x $0.008 x 730 h.
+    assert plan.cosmos_storage_month_before == pytest.approx(150)
+    assert plan.throughput_month_before == pytest.approx(292)
+    assert plan.monthly_after < plan.monthly_before
+
+
+def test_numbers_follow_inputs_not_constants() -> None:
+    plan = make_plan(
+        PlanInput(records=1000, avg_size_kb=10, ru_per_record=7, provisioned_ru_s=400, client_load=0.25, ceiling=0.75)
+    )
+    assert plan.total_ru == 7000
+    assert plan.headroom_ru_s == pytest.approx(200)
+    assert plan.eta_s == pytest.approx(35)
+    cheap = make_plan(
+        PlanInput(
+            records=2_000_000,
+            avg_size_kb=300,
+            ru_per_record=300,
+            provisioned_ru_s=5000,
+            blob_tier="hot",
+            prices=Prices(cosmos_storage_gb_month=1.0, blob_gb_month={"hot": 0.5}),
+        )
+    )
+    assert cheap.cosmos_storage_month_before == pytest.approx(600)
+    assert cheap.blob_storage_month_after == pytest.approx(300)
+
+
+def test_cli_prints_seed_case(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plan", *SEED, "--client-load", "0.5", "--ceiling", "0.8"]) == 0
+    out = capsys.readouterr().out
+    assert "600 M RU (600,000,000)" in out
+    assert "1,500 RU/s" in out
+    assert "4.63 days" in out
+    assert "list-price defaults" in out
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--ceiling", "1.2"], "ceiling 1.2 must be in (0, 1]"),
+        (["--ceiling", "0"], "ceiling 0.0 must be in (0, 1]"),
+        (["--client-load", "0.8"], "client load 0.8 is not below the ceiling 0.8"),
+        (["--client-load", "0.9"], "client load 0.9 is not below the ceiling 0.8"),
+        (["--price-ru", "-1"], "cosmos RU price -1.0 is negative"),
+    ],
+)
+def test_cli_bad_input_errors_clearly(extra: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plan", *SEED, *extra]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_negative_ru_and_records_rejected(capsys: pytest.CaptureFixture[str]) -> None:
+    bad = ["--records", "10", "--avg-size-kb", "1", "--ru-per-record", "-300", "--provisioned-ru-s", "5000"]
+    assert main(["plan", *bad]) == 2
+    assert "RU per record -300.0 is negative" in capsys.readouterr().err
+    with pytest.raises(PlanInputError, match="records=-1 is negative"):
+        make_plan(PlanInput(records=-1, avg_size_kb=1, ru_per_record=1, provisioned_ru_s=1))
+    with pytest.raises(PlanInputError, match="provisioned RU/s 0 must be > 0"):
+        make_plan(PlanInput(records=1, avg_size_kb=1, ru_per_record=1, provisioned_ru_s=0))
+
+
+def test_missing_inputs_name_the_flags(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plan", "--records", "10"]) == 2
+    err = capsys.readouterr().err
+    assert "--avg-size-kb" in err and "--from-container" in err
+
+
+def test_zero_records_plan_is_instant() -> None:
+    plan = make_plan(PlanInput(records=0, avg_size_kb=300, ru_per_record=300, provisioned_ru_s=5000))
+    assert plan.total_ru == 0 and plan.eta_s == 0 and not math.isinf(plan.eta_s)

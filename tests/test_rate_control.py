@@ -1,0 +1,204 @@
+"""Rate control: the static baseline and the adaptive controller (pure logic with a simulated clock; the
+end-to-end run against the RU gateway is in test_usage.py and bench/ru_budget.py)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from include.cosmos_archiver.rate_control import (
+    AdaptiveBudget,
+    RateControlError,
+    RateControlSettings,
+    StaticBudget,
+    TokenBucket,
+    static_max_records,
+    suggest_copy,
+)
+from include.cosmos_archiver.usage import UsageSample
+
+
+class SimClock:
+    """Monotonic and wall clock in one; sleeping advances it."""
+
+    def __init__(self, start: float = 1_800_000_000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class TraceUsage:
+    """An RuUsageSource over a scripted business load (share of provisioned per second), reporting the total
+    (business + the archiver's spend, as a metric would) with a fixed delay; newer seconds are unknown."""
+
+    def __init__(self, clock: SimClock, provisioned: float, delay_s: int = 2) -> None:
+        self.clock, self.provisioned, self.delay_s = clock, provisioned, delay_s
+        self.start = int(clock())  # nothing is published about the time before the source existed
+        self.business: dict[int, float] = {}
+        self.own: dict[int, float] = {}
+        self.default_business = 0.5
+
+    def recent(self, window: timedelta) -> list[UsageSample]:
+        now = int(self.clock())
+        samples = []
+        for second in range(now - int(window.total_seconds()), now + 1):
+            ts = datetime.fromtimestamp(second, UTC)
+            if second > now - self.delay_s or second < self.start:
+                samples.append(UsageSample(ts, 1.0, None, None))
+                continue
+            total = self.business.get(second, self.default_business) * self.provisioned + self.own.get(second, 0.0)
+            samples.append(UsageSample(ts, 1.0, total, 100.0 * total / self.provisioned))
+        return samples
+
+
+def spend(budget: AdaptiveBudget | StaticBudget, clock: SimClock, seconds: float, ru: float, usage=None) -> float:
+    """Drive a reader loop for `seconds` of simulated time; return RU spent."""
+    end, spent = clock() + seconds, 0.0
+    while clock() < end:
+        budget.before_request(ru)
+        budget.after_request(ru, False)
+        if usage is not None:
+            usage.own[int(clock())] = usage.own.get(int(clock()), 0.0) + ru
+        spent += ru
+    return spent
+
+
+def test_settings_reject_bad_values_by_name() -> None:
+    with pytest.raises(RateControlError, match=r"ceiling=1.2 must be in \(0, 1\]"):
+        RateControlSettings(provisioned_ru_s=1000, ceiling=1.2)
+    with pytest.raises(RateControlError, match=r"ceiling=0 must be in \(0, 1\]"):
+        RateControlSettings(provisioned_ru_s=1000, ceiling=0)
+    with pytest.raises(RateControlError, match="provisioned_ru_s=-5 must be > 0"):
+        RateControlSettings(provisioned_ru_s=-5)
+    with pytest.raises(RateControlError, match="recovery_ru_s=-1 must be > 0"):
+        RateControlSettings(provisioned_ru_s=1000, recovery_ru_s=-1)
+    with pytest.raises(RateControlError, match=r"backoff_factor=1\.0 must be in"):
+        RateControlSettings(provisioned_ru_s=1000, backoff_factor=1.0)
+    with pytest.raises(RateControlError, match="priority='low' must be"):
+        RateControlSettings(provisioned_ru_s=1000, priority="low")
+    with pytest.raises(RateControlError, match="throughput_bucket=9"):
+        RateControlSettings(provisioned_ru_s=1000, throughput_bucket=9)
+    with pytest.raises(RateControlError, match="smoothing_grains=0 must be an integer >= 1"):
+        RateControlSettings(provisioned_ru_s=1000, smoothing_grains=0)
+    with pytest.raises(RateControlError, match="max_ru=-1"):
+        static_max_records(-1, 300)
+
+
+def test_client_kwargs_low_priority_and_bucket() -> None:
+    s = RateControlSettings(provisioned_ru_s=1000, throughput_bucket=2)
+    assert s.client_kwargs() == {"priority": "Low", "throughput_bucket": 2}
+    assert RateControlSettings(provisioned_ru_s=1000, priority=None).client_kwargs() == {}
+
+
+def test_static_baseline_spends_the_formula_rate() -> None:
+    clock = SimClock()
+    settings = RateControlSettings(provisioned_ru_s=5000, ceiling=0.8, assumed_client_load=0.5)
+    budget = StaticBudget(settings, clock=clock, sleep=clock.sleep)
+    assert budget.available_ru_per_s() == pytest.approx(1500)
+    spent = spend(budget, clock, 20.0, 300)
+    assert spent / 20.0 == pytest.approx(1500, rel=0.05)
+    assert static_max_records(600_000_000, 300) == 2_000_000
+
+
+def test_token_bucket_rate_change_applies_mid_wait() -> None:
+    clock = SimClock()
+    bucket = TokenBucket(100, 0.25, clock=clock, sleep=clock.sleep)
+    bucket.take(1000)  # 10 s of debt at 100 RU/s
+    bucket.set_rate(1000)
+    waited = bucket.take(1)
+    assert waited == pytest.approx(1.0, abs=0.1)  # the new rate pays the debt off 10x faster
+
+
+def test_adaptive_tracks_headroom_from_usage_and_measures_charge() -> None:
+    clock = SimClock()
+    usage = TraceUsage(clock, 1000)
+    settings = RateControlSettings(provisioned_ru_s=1000, stale_after_s=5)
+    budget = AdaptiveBudget(settings, usage, clock=clock, wall=clock, sleep=clock.sleep)
+    # Unknown usage at start: conservative (ceiling - 5 %).
+    assert budget.available_ru_per_s() == pytest.approx(50)
+    spend(budget, clock, 10.0, 10, usage)
+    # Business at 50 %: target = (0.8 - 0.5) x 1000, client estimated as total minus own spend.
+    assert budget.state.client_estimate == pytest.approx(0.5, abs=0.02)
+    assert budget.available_ru_per_s() == pytest.approx(300, rel=0.05)
+    spent = spend(budget, clock, 10.0, 10, usage)
+    assert spent / 10 == pytest.approx(300, rel=0.1)
+    budget.after_request(12.5, False)
+    assert 10 < budget.measured_ru_per_request < 12.5
+
+
+def test_adaptive_backs_off_within_one_interval_of_a_usage_spike() -> None:
+    clock = SimClock()
+    usage = TraceUsage(clock, 1000, delay_s=1)
+    settings = RateControlSettings(provisioned_ru_s=1000, control_interval_s=1.0, stale_after_s=5)
+    budget = AdaptiveBudget(settings, usage, clock=clock, wall=clock, sleep=clock.sleep)
+    spend(budget, clock, 8.0, 10, usage)
+    assert budget.available_ru_per_s() > 250
+    spike_at = int(clock()) + 1
+    for second in range(spike_at, spike_at + 30):
+        usage.business[second] = 0.85
+    visible_at = spike_at + usage.delay_s  # the spike's first second is published at this time
+    # Each request waits its turn in the bucket; record when the rate reaches 0 (spend would block until the
+    # spike is over, so step the loop by hand).
+    stopped_at = None
+    while clock() < visible_at + 5 and stopped_at is None:
+        budget.before_request(10)
+        budget.after_request(10, False)
+        usage.own[int(clock())] = usage.own.get(int(clock()), 0.0) + 10
+        if budget.state.rate_ru_s == 0:
+            stopped_at = clock()
+    assert stopped_at is not None and stopped_at <= visible_at + settings.control_interval_s
+    assert budget.state.client_estimate >= 0.8  # the spike (85 %), possibly extrapolated upwards: conservative
+    # It spends nothing while the spike lasts, then resumes once the metrics show the business back at 50 %.
+    spent = spend(budget, clock, 40.0, 10, usage)
+    assert budget.available_ru_per_s() == pytest.approx(300, rel=0.05)
+    assert spent < 40 * 300 * 0.5
+
+
+def test_adaptive_backs_off_at_once_on_429_then_recovers_additively() -> None:
+    clock = SimClock()
+    usage = TraceUsage(clock, 1000)
+    settings = RateControlSettings(provisioned_ru_s=1000, recovery_ru_s=30, stale_after_s=5)
+    budget = AdaptiveBudget(settings, usage, clock=clock, wall=clock, sleep=clock.sleep)
+    spend(budget, clock, 10.0, 10, usage)
+    before = budget.available_ru_per_s()
+    assert before == pytest.approx(300, rel=0.05)
+    budget.before_request(10)
+    budget.after_request(0, True)  # a 429: no control interval needed
+    assert budget.available_ru_per_s() == pytest.approx(before / 2)
+    budget.after_request(0, True)  # a second reader's 429 in the same interval: the same signal, no second halving
+    assert budget.available_ru_per_s() == pytest.approx(before / 2)
+    assert budget.throttled == 2
+    rates = []
+    for _ in range(4):
+        spend(budget, clock, 1.0, 10, usage)
+        rates.append(budget.available_ru_per_s())
+    # +30 RU/s per interval: additive, not a jump back.
+    assert rates[0] == pytest.approx(before / 2 + 30, abs=1)
+    assert rates[1] == pytest.approx(before / 2 + 60, abs=1)
+    spend(budget, clock, 5.0, 10, usage)
+    assert budget.available_ru_per_s() == pytest.approx(before, rel=0.05)
+
+
+def test_adaptive_is_conservative_when_metrics_go_stale() -> None:
+    clock = SimClock()
+    usage = TraceUsage(clock, 1000)
+    settings = RateControlSettings(provisioned_ru_s=1000, stale_after_s=5, unknown_client_load=0.7)
+    budget = AdaptiveBudget(settings, usage, clock=clock, wall=clock, sleep=clock.sleep)
+    spend(budget, clock, 6.0, 10, usage)
+    assert budget.available_ru_per_s() == pytest.approx(300, rel=0.05)
+    usage.delay_s = 60  # metrics stop arriving: newest known sample ages out
+    spend(budget, clock, 8.0, 10, usage)
+    assert budget.state.usage_known is False
+    assert budget.available_ru_per_s() == pytest.approx(100)  # (0.8 - 0.7) x 1000
+
+
+def test_suggest_copy_for_adf() -> None:
+    s = suggest_copy(1500, 300, single_copy_ru_s=1000)
+    assert (s.records_per_s, s.parallel_copies, s.page_size) == (5, 2, 2)
+    with pytest.raises(RateControlError, match="ru_per_record=0"):
+        suggest_copy(1500, 0)
