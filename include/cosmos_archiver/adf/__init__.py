@@ -1,0 +1,8 @@
+"""The Azure Data Factory copy path: pipeline definitions, deployment, run parameters and a loopback stand-in.
+
+Imports neither Airflow nor the stand-in's server machinery at package import; the Airflow adapters live in
+``plugins/cosmos_archive_adf.py``.
+"""
+
+PIPELINE_NAME = "cosmos_archive_copy"
+API_VERSION = "2018-06-01"

@@ -1,0 +1,123 @@
+"""Turn the Parquet files an Azure Data Factory copy wrote into an archived slice: write our manifest for them.
+
+ADF writes neither a manifest nor hashes, and serialises each document as JSON text in its own form (key order,
+spacing, escapes). :func:`index_adf_slice` reads every Parquet file in the slice folder that the pipeline wrote
+(any ``*.parquet`` directly in the folder other than our own ``part-NNNNN.parquet``; the pipeline names them
+``adf_NNNNN.parquet``), canonicalises and hashes each document, and writes ``<slice folder>/_manifest.json`` with
+status ``copied`` and executor ``adf``. :func:`validation.validate_slice` then proves the slice against the source
+exactly as it does for the local executor's output.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import posixpath
+import time
+
+from .. import __version__
+from ..archive_store import ArchiveStore
+from ..canonical import sha256_hex, slice_digest
+from ..manifest import FileEntry, Manifest, RecordEntry
+from ..parquet_format import decode_any
+from ..settings import ArchiveSettings
+from ..slices import TimeSlice
+
+log = logging.getLogger(__name__)
+OWN_PART_PREFIX = "part-"  # ArchiveStore.part_path: the local executor's files, never an ADF copy's
+EXECUTOR = "adf"
+
+
+class AdfIndexError(RuntimeError):
+    pass
+
+
+def adf_files(store: ArchiveStore, slice_id: str) -> list[str]:
+    """The slice folder's Parquet files that are not the local executor's, sorted by name."""
+    return [p for p in store.list_parts(slice_id) if not posixpath.basename(p).startswith(OWN_PART_PREFIX)]
+
+
+def index_adf_slice(
+    store: ArchiveStore,
+    time_slice: TimeSlice,
+    settings: ArchiveSettings,
+    *,
+    run_id: str | None = None,
+    force: bool = False,
+) -> Manifest:
+    """Write (and return) the manifest of a slice an ADF pipeline run has just copied.
+
+    A slice already ``verified`` is returned untouched (unless ``force``). Parts a former local copy left in the
+    folder are removed (the ADF run is the newer copy and the slice is not verified), as ``copy_slice`` removes
+    stale parts. A record found in two files with the same content (a stale file of an earlier run) is kept once,
+    with a note; with different content the slice cannot be indexed and AdfIndexError names the record and files.
+    An unreadable file raises AdfIndexError naming it. ``run_id`` (the ADF pipeline run) goes into the notes.
+    """
+    slice_id = time_slice.slice_id
+    existing = store.read_manifest(slice_id)
+    if existing is not None and existing.status == "verified" and not force:
+        log.info("slice %s already verified (%d records): not re-indexed", slice_id, existing.record_count)
+        return existing
+
+    started = time.perf_counter()
+    notes = [f"copied by Azure Data Factory pipeline run {run_id}"] if run_id else []
+    notes.append("RU charged by the Data Factory copy is not known here; see the pipeline run's activity output")
+    for stale in store.list_parts(slice_id):
+        if posixpath.basename(stale).startswith(OWN_PART_PREFIX):
+            store.delete(stale)
+            notes.append(f"removed stale part {stale} from an earlier local copy")
+
+    files: list[FileEntry] = []
+    records: dict[tuple[str, str], RecordEntry] = {}
+    found_in: dict[tuple[str, str], str] = {}
+    record_bytes = 0
+    for path in adf_files(store, slice_id):
+        data = store.download(path)
+        count = 0
+        try:
+            rows = list(decode_any(data, settings.partition_key_path))
+        except Exception as exc:  # pyarrow raises several types for a damaged file; decode_any ValueError
+            raise AdfIndexError(
+                f"slice {slice_id}: {path} is not a readable ADF Parquet file ({exc}); re-run the copy"
+            ) from None
+        for row in rows:
+            count += 1
+            key = (row.partition_key, row.id)
+            if key in records:
+                if records[key].sha256 != row.sha256:
+                    raise AdfIndexError(
+                        f"slice {slice_id}: record {key[0]}/{key[1]} differs between {found_in[key]} and {path} "
+                        "(files of two copy runs); delete the slice folder's adf_*.parquet files and re-run the copy"
+                    )
+                notes.append(f"duplicate record {key[0]}/{key[1]} in {path} (same content as in {found_in[key]})")
+                continue
+            records[key] = RecordEntry(partition_key=key[0], id=key[1], sha256=row.sha256, file=len(files))
+            found_in[key] = path
+            record_bytes += len(row.doc)
+        files.append(FileEntry(path=path, sha256=sha256_hex(data), bytes=len(data), records=count))
+
+    total_s = time.perf_counter() - started
+    ordered = sorted(records.values(), key=lambda r: (r.partition_key, r.id))
+    manifest = Manifest(
+        slice_id=slice_id,
+        slice_start=time_slice.start.isoformat(),
+        slice_end=time_slice.end.isoformat(),
+        timestamp_field=settings.timestamp_field,
+        source={"database": settings.database, "container": settings.container},
+        status="copied",
+        record_count=len(ordered),
+        record_bytes=record_bytes,
+        slice_digest=slice_digest([(r.partition_key, r.id, r.sha256) for r in ordered]),
+        ru_charged=0.0,
+        throttled_requests=0,
+        files=files,
+        records=ordered,
+        timings_s={"total": round(total_s, 3), "index": round(total_s, 3)},
+        copied_at=dt.datetime.now(dt.UTC).isoformat(),
+        tool_version=__version__,
+        executor=EXECUTOR,
+        notes=notes,
+    )
+    store.write_manifest(manifest)
+    log.info("indexed ADF copy of slice %s: %s", slice_id, manifest.summary())
+    return manifest

@@ -1,0 +1,109 @@
+"""Run parameters of the ``cosmos_archive_copy`` pipeline for one slice, and their inverse (used by the stand-in).
+
+``sliceStart``/``sliceEnd`` are Cosmos SQL literals of the slice bounds in the stored representation of the
+timestamp field: JSON numbers for epoch seconds, JSON (double-quoted) strings for ISO-8601 — both valid Cosmos SQL
+constants, so the pipeline's query can splice them in without knowing the representation. ``partitionKeyPath`` is
+the container's partition key path as a dotted property path (``/customerId`` -> ``customerId``): the query projects
+it as the ``partition_key`` column.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+from ..settings import ArchiveSettings
+from ..slices import TimeSlice, bound_value, validate_field
+
+PARAMETER_NAMES = (
+    "sliceStart",
+    "sliceEnd",
+    "timestampField",
+    "partitionKeyPath",
+    "outputPath",
+    "pageSize",
+    "parallelCopies",
+)
+MAX_PARALLEL_COPIES = 256  # the Copy activity's documented upper bound
+
+
+class ParameterError(ValueError):
+    pass
+
+
+def slice_folder(blob_prefix: str, slice_id: str) -> str:
+    """The slice's folder inside the archive container (same rule as ArchiveStore.slice_dir)."""
+    prefix = blob_prefix.strip("/")
+    return f"{prefix}/{slice_id}" if prefix else slice_id
+
+
+def partition_key_field(partition_key_path: str) -> str:
+    """``/customerId`` -> ``customerId`` (``/a/b`` -> ``a.b``): the form the pipeline's query splices in."""
+    field = partition_key_path.strip("/").replace("/", ".")
+    try:
+        return validate_field(field)
+    except ValueError:
+        raise ParameterError(
+            f"partition_key_path={partition_key_path!r} is not a plain property path the ADF query can project; "
+            "use letters, digits and underscores, e.g. '/customerId'"
+        ) from None
+
+
+def pipeline_parameters(
+    time_slice: TimeSlice, settings: ArchiveSettings, page_size: int, parallel_copies: int = 1
+) -> dict[str, Any]:
+    """The createRun parameters that make the pipeline copy ``time_slice`` into its archive folder.
+
+    ``page_size`` is the batch size the RU controller allows now; ``parallel_copies`` bounds the Copy activity's
+    concurrent reads (keep it 1 unless the RU budget was sized for more).
+    """
+    for name, value, upper in (
+        ("page_size", page_size, None),
+        ("parallel_copies", parallel_copies, MAX_PARALLEL_COPIES),
+    ):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1 or (upper and value > upper):
+            limit = f"1-{upper}" if upper else "at least 1"
+            raise ParameterError(f"{name}={value!r} must be an integer {limit}")
+    return {
+        "sliceStart": json.dumps(bound_value(time_slice.start, settings.timestamp_kind)),
+        "sliceEnd": json.dumps(bound_value(time_slice.end, settings.timestamp_kind)),
+        "timestampField": settings.timestamp_field,
+        "partitionKeyPath": partition_key_field(settings.partition_key_path),
+        "outputPath": slice_folder(settings.blob_prefix, time_slice.slice_id),
+        "pageSize": page_size,
+        "parallelCopies": parallel_copies,
+    }
+
+
+def _bound_from_literal(name: str, literal: Any) -> dt.datetime:
+    try:
+        value = json.loads(literal) if isinstance(literal, str) else literal
+        if isinstance(value, int) and not isinstance(value, bool):
+            return dt.datetime.fromtimestamp(value, dt.UTC)
+        if isinstance(value, str):
+            moment = dt.datetime.fromisoformat(value)
+            if moment.tzinfo is not None:
+                return moment.astimezone(dt.UTC)
+    except ValueError:
+        pass
+    raise ParameterError(
+        f'pipeline parameter {name}={literal!r} is not a slice bound; expected epoch seconds (e.g. "1700000000") '
+        'or a JSON-quoted UTC ISO-8601 string (e.g. "\\"2024-01-01T00:00:00.000Z\\"")'
+    )
+
+
+def slice_from_parameters(parameters: dict[str, Any]) -> tuple[TimeSlice, str, int]:
+    """(slice, timestamp field, page size) back from createRun parameters; bad values raise ParameterError."""
+    missing = [n for n in PARAMETER_NAMES if n not in parameters]
+    if missing:
+        raise ParameterError(f"pipeline parameter(s) {missing} missing; build them with pipeline_parameters()")
+    start = _bound_from_literal("sliceStart", parameters["sliceStart"])
+    end = _bound_from_literal("sliceEnd", parameters["sliceEnd"])
+    try:
+        time_slice = TimeSlice(start, end)
+        field = validate_field(str(parameters["timestampField"]))
+        page_size = int(parameters["pageSize"])
+    except ValueError as exc:
+        raise ParameterError(f"bad pipeline parameters: {exc}") from None
+    return time_slice, field, page_size
