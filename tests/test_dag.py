@@ -1,0 +1,273 @@
+"""The cosmos_archive DAG run the way operators and CI run it: `airflow dags test` against the real local stack,
+Airflow's own SQLite metadata DB, and the project's airflow_settings.yaml."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import threading
+import uuid
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from include.cosmos_archiver.archive_store import ArchiveStore
+from include.cosmos_archiver.clients import blob_container
+from include.cosmos_archiver.local.stack import free_port
+from include.cosmos_archiver.settings import ArchiveSettings
+from include.cosmos_archiver.slice_plan import plan_due_slices
+
+REPO = Path(__file__).resolve().parents[1]
+RUN_DATE = dt.datetime(2026, 6, 1, tzinfo=dt.UTC)
+AIRFLOW = str(Path(sys.executable).with_name("airflow"))
+
+
+@pytest.fixture(scope="module")
+def airflow_env(stack, tmp_path_factory) -> dict[str, str]:
+    home = tmp_path_factory.mktemp("airflow")
+    env = {
+        **os.environ,
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "PYTHONPATH": str(REPO),
+        "COSMOS_ARCHIVE_COSMOS_PORT": str(stack.cosmos_port),
+        "COSMOS_ARCHIVE_BLOB_PORT": str(stack.blob_port),
+        "COSMOS_ARCHIVE_PROVISIONED_RU": str(int(stack.provisioned_ru)),
+    }
+    subprocess.run([AIRFLOW, "db", "migrate"], env=env, check=True, capture_output=True, timeout=300)
+    applied = subprocess.run(
+        [sys.executable, str(REPO / "scripts/apply_airflow_settings.py")],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert "2 connections, 1 pools, 2 variables" in applied.stdout
+    return env
+
+
+class _Webhook(list):
+    env: dict[str, str]
+
+
+@pytest.fixture
+def webhook() -> Iterator[_Webhook]:
+    """A real HTTP endpoint on 127.0.0.1 that records the JSON bodies posted to it."""
+    received = _Webhook()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    received.env = {
+        "AIRFLOW_CONN_COSMOS_ARCHIVE_WEBHOOK": json.dumps(
+            {"conn_type": "http", "host": f"http://127.0.0.1:{server.server_address[1]}/hook"}
+        )
+    }
+    yield received
+    server.shutdown()
+    server.server_close()
+
+
+def _settings(database, **overrides) -> ArchiveSettings:
+    return ArchiveSettings(
+        database=database.id,
+        container=f"c-{uuid.uuid4().hex[:10]}",
+        timestamp_field="issuedAt",
+        timestamp_kind="iso8601",
+        cutoff_days=90,
+        lookback_days=125,
+        slice_hours=168,
+        blob_container=f"dag-{uuid.uuid4().hex[:10]}",
+        **overrides,
+    )
+
+
+def _seed(database, settings: ArchiveSettings, per_week: int = 3) -> dict[str, int]:
+    """Records spread over the weeks before RUN_DATE; returns records per due slice id."""
+    from azure.cosmos import PartitionKey
+
+    container = database.create_container(settings.container, PartitionKey(settings.partition_key_path))
+    for day in range(0, 140, 2):
+        at = RUN_DATE - dt.timedelta(days=day, hours=5)
+        container.upsert_item(
+            {
+                "id": f"inv-{day}",
+                "customerId": f"cust-{day % 4}",
+                "issuedAt": at.strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+                "total": str(day * 1.5),
+            }
+        )
+    return container
+
+
+def _dags_test(
+    env: dict[str, str], settings: ArchiveSettings, conf: dict | None = None, extra_env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    from dataclasses import asdict
+
+    run_env = {**env, "AIRFLOW_VAR_COSMOS_ARCHIVE_SETTINGS": json.dumps(asdict(settings)), **(extra_env or {})}
+    cmd = [AIRFLOW, "dags", "test", "cosmos_archive", RUN_DATE.strftime("%Y-%m-%d")]
+    if conf:
+        cmd += ["-c", json.dumps(conf)]
+    return subprocess.run(cmd, env=run_env, capture_output=True, text=True, timeout=600)
+
+
+def _task_instances(env: dict[str, str]) -> dict[tuple[str, int], tuple[str, str | None, str | None]]:
+    """(task_id, map_index) -> (state, start, end) of the latest run's task instances."""
+    with sqlite3.connect(Path(env["AIRFLOW_HOME"]) / "airflow.db") as db:
+        run_id = db.execute(
+            "SELECT run_id FROM dag_run WHERE dag_id='cosmos_archive' ORDER BY id DESC LIMIT 1"
+        ).fetchone()[0]
+        rows = db.execute(
+            "SELECT task_id, map_index, state, start_date, end_date FROM task_instance WHERE run_id=?", (run_id,)
+        )
+        return {(task, index): (state, start, end) for task, index, state, start, end in rows}
+
+
+def _task_states(env: dict[str, str]) -> dict[tuple[str, int], str]:
+    return {key: value[0] for key, value in _task_instances(env).items()}
+
+
+def _store(stack, settings: ArchiveSettings) -> ArchiveStore:
+    return ArchiveStore(blob_container(stack.blob_connection_string, settings.blob_container), settings.blob_prefix)
+
+
+def test_dagbag_imports_without_errors(airflow_env):
+    code = (
+        "from airflow.dag_processing.dagbag import DagBag; b = DagBag(); "
+        "print(b.import_errors); d = b.get_dag('cosmos_archive'); print(sorted(d.task_ids))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=airflow_env, capture_output=True, text=True, timeout=120, check=True
+    ).stdout
+    errors, tasks = out.strip().splitlines()[-2:]
+    assert errors == "{}"
+    for task in (
+        "preflight",
+        "plan",
+        "archive_slice.copy",
+        "archive_slice.validate",
+        "archive_slice.decide",
+        "archive_slice.halt",
+    ):
+        assert task in tasks
+
+
+def test_dags_test_archives_due_slices_and_a_rerun_changes_nothing(stack, cosmos_database, airflow_env):
+    settings = _settings(cosmos_database)
+    _seed(cosmos_database, settings)
+    store = _store(stack, settings)
+    due = plan_due_slices(store, settings, now=RUN_DATE).due
+    assert len(due) >= 4
+
+    # The success notification goes to a webhook nobody listens on: logged, and the run still succeeds.
+    unreachable = {
+        "AIRFLOW_CONN_COSMOS_ARCHIVE_WEBHOOK": json.dumps(
+            {"conn_type": "http", "host": f"http://127.0.0.1:{free_port()}/hook"}
+        ),
+        "AIRFLOW_VAR_COSMOS_ARCHIVE_NOTIFY": json.dumps({"channels": ["webhook"], "on_success": True}),
+    }
+    run = _dags_test(airflow_env, settings, extra_env=unreachable)
+    assert "state=success" in run.stdout + run.stderr, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "notification over webhook FAILED" in run.stdout + run.stderr
+    statuses = store.manifest_statuses()
+    assert statuses == {s.slice_id: "verified" for s in due}
+    archived = sum(store.read_manifest(s.slice_id).record_count for s in due)
+    expected = sum(
+        1 for day in range(0, 140, 2) if due[0].start <= RUN_DATE - dt.timedelta(days=day, hours=5) < due[-1].end
+    )
+    assert archived == expected
+
+    before = {b.name: b.etag for b in store.container.list_blobs()}
+    again = _dags_test(airflow_env, settings)
+    assert "state=success" in again.stdout + again.stderr
+    assert {b.name: b.etag for b in store.container.list_blobs()} == before
+    assert not [k for k, v in _task_states(airflow_env).items() if k[0] == "archive_slice.copy" and v == "success"]
+
+
+def test_persistent_validation_failure_halts_newer_slices(stack, cosmos_database, airflow_env, webhook):
+    settings = _settings(cosmos_database)
+    _seed(cosmos_database, settings)
+    store = _store(stack, settings)
+    due = plan_due_slices(store, settings, now=RUN_DATE).due
+    bad = due[1]
+
+    run = _dags_test(
+        airflow_env,
+        settings,
+        conf={"drill_corrupt_slices": [bad.slice_id], "validation_attempts": 2, "validation_backoff_s": 0},
+        extra_env=webhook.env,
+    )
+    logs = run.stdout + run.stderr
+    tis = _task_instances(airflow_env)
+    statuses = store.manifest_statuses()
+
+    assert statuses.get(due[0].slice_id) == "verified", (tis, logs[-4000:])
+    assert statuses[bad.slice_id] == "failed"
+    assert tis[("archive_slice.halt", 1)][0] == "failed", logs[-4000:]  # the run shows red; the reason is logged
+    failure_known = tis[("archive_slice.validate", 1)][2]
+    # "Remaining" slices are the newer ones not yet started when the failure was known: all skipped, none verified.
+    remaining = [i for i in range(2, len(due)) if tis[("archive_slice.validate", i)][0] == "skipped"]
+    for i in range(2, len(due)):
+        state, started, _ = tis[("archive_slice.validate", i)]
+        if i not in remaining:
+            assert started is not None and started < failure_known, (i, state, started, failure_known)
+        else:
+            assert statuses.get(due[i].slice_id) != "verified"
+            assert "newer slices are not archived" in logs
+    assert len(webhook) == 1, webhook  # one notification, from the halt of the failing slice
+    assert bad.slice_id in json.dumps(webhook[0])
+    status = subprocess.run(
+        [AIRFLOW, "variables", "get", "cosmos_archive_status"],
+        env=airflow_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert json.loads(status.stdout.strip().splitlines()[-1])["status"] == "Halted"
+
+    # A halted archive starts nothing new until an operator clears the status.
+    blocked = _dags_test(airflow_env, settings)
+    assert "the archive is Halted" in blocked.stdout + blocked.stderr
+    assert _task_states(airflow_env)[("preflight", -1)] == "failed"
+    subprocess.run(
+        [AIRFLOW, "variables", "delete", "cosmos_archive_status"],
+        env=airflow_env,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+
+
+def test_missing_connection_fails_fast_naming_it(stack, cosmos_database, airflow_env):
+    settings = _settings(cosmos_database)
+    subprocess.run([AIRFLOW, "connections", "delete", "cosmos_archive_blob"], env=airflow_env, check=True,
+                   capture_output=True, timeout=120)
+    try:
+        run = _dags_test(airflow_env, settings)
+    finally:
+        subprocess.run([sys.executable, str(REPO / "scripts/apply_airflow_settings.py")], env=airflow_env,
+                       check=True, capture_output=True, timeout=120)
+    logs = run.stdout + run.stderr
+    states = _task_states(airflow_env)
+    assert "Airflow connection 'cosmos_archive_blob'" in logs and "is not defined" in logs
+    assert states[("preflight", -1)] == "failed"
+    assert states.get(("plan", -1)) in (None, "upstream_failed")
