@@ -14,7 +14,7 @@ from azure.cosmos import ContainerProxy, PartitionKey
 
 from include.cosmos_archiver.archive_store import ArchiveStore
 from include.cosmos_archiver.clients import blob_container, cosmos_client
-from include.cosmos_archiver.local.stack import EMULATOR_COSMOS_KEY, StackConfig, client_env, free_port, running_stack
+from include.cosmos_archiver.local.stack import EMULATOR_COSMOS_KEY, StackConfig, free_port, running_stack
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -37,14 +37,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackConfig]:
         provisioned_ru=1_000_000,  # correctness tests are not about throttling; RU tests configure their own
     )
     with running_stack(config):
-        saved = {k: os.environ.get(k) for k in client_env(config)}
-        os.environ.update(client_env(config))
         yield config
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 from collections.abc import Iterator
@@ -30,24 +29,15 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[stack.Stac
         cosmos_backend_port=stack.free_port(),
         provisioned_ru=PROVISIONED,
     )
-    saved = {k: os.environ.get(k) for k in ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE")}
-    os.environ.update(stack.client_env(config))
-    try:
-        with stack.running_stack(config):
-            # seed straight into cosmosdb-server so that setup spends no gateway budget
-            direct = cosmos_client(config.cosmos_backend_endpoint, stack.EMULATOR_COSMOS_KEY)
-            container = direct.create_database_if_not_exists(DB).create_container_if_not_exists(
-                COLL, PartitionKey("/customerId")
-            )
-            for i in range(20):
-                container.upsert_item({"id": f"r{i}", "customerId": f"c{i % 5}", "payload": "p" * 30_000})
-            yield config
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    with stack.running_stack(config):
+        # seed straight into cosmosdb-server so that setup spends no gateway budget
+        direct = cosmos_client(config.cosmos_backend_endpoint, stack.EMULATOR_COSMOS_KEY)
+        container = direct.create_database_if_not_exists(DB).create_container_if_not_exists(
+            COLL, PartitionKey("/customerId")
+        )
+        for i in range(20):
+            container.upsert_item({"id": f"r{i}", "customerId": f"c{i % 5}", "payload": "p" * 30_000})
+        yield config
 
 
 def _stats(config: stack.StackConfig) -> dict:

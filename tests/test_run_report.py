@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import html
-import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ from azure.storage.blob import BlobServiceClient
 from include.cosmos_archiver.archive_store import ArchiveStore
 from include.cosmos_archiver.clients import cosmos_client
 from include.cosmos_archiver.copy_executor import copy_slice
-from include.cosmos_archiver.local.stack import EMULATOR_COSMOS_KEY, StackConfig, client_env, free_port, running_stack
+from include.cosmos_archiver.local.stack import EMULATOR_COSMOS_KEY, StackConfig, free_port, running_stack
 from include.cosmos_archiver.manifest import FileEntry, Manifest
 from include.cosmos_archiver.run_report import RunReportError, build_run_report
 from include.cosmos_archiver.seed import SeedSpec, make_record, seed_container
@@ -179,25 +178,16 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         state_dir=tmp_path_factory.mktemp("report-stack"), cosmos_port=free_port(), blob_port=free_port()
     )
     with running_stack(config):
-        saved = {k: os.environ.get(k) for k in ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE")}
-        os.environ.update(client_env(config))
-        try:
-            settings = ArchiveSettings(
-                timestamp_field="archiveTs", timestamp_kind="epoch_seconds", partition_key_path="/customerId"
-            )
-            db = cosmos_client(config.cosmos_endpoint, EMULATOR_COSMOS_KEY).create_database_if_not_exists("billing")
-            container = db.create_container_if_not_exists("records", PartitionKey("/customerId"))
-            seed_container(container, SeedSpec(records=24, target_kb=4, months_back=1, end=END), workers=4)
-            blobs = BlobServiceClient.from_connection_string(config.blob_connection_string)
-            archive = blobs.get_container_client("billing-archive")
-            archive.create_container()
-            yield Stack(ArchiveStore(archive, "records"), container, settings)
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
+        settings = ArchiveSettings(
+            timestamp_field="archiveTs", timestamp_kind="epoch_seconds", partition_key_path="/customerId"
+        )
+        db = cosmos_client(config.cosmos_endpoint, EMULATOR_COSMOS_KEY).create_database_if_not_exists("billing")
+        container = db.create_container_if_not_exists("records", PartitionKey("/customerId"))
+        seed_container(container, SeedSpec(records=24, target_kb=4, months_back=1, end=END), workers=4)
+        blobs = BlobServiceClient.from_connection_string(config.blob_connection_string)
+        archive = blobs.get_container_client("billing-archive")
+        archive.create_container()
+        yield Stack(ArchiveStore(archive, "records"), container, settings)
 
 
 def test_report_from_real_copies_is_written_next_to_the_manifests(stack: Stack) -> None:

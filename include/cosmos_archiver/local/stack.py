@@ -295,7 +295,9 @@ def _start(config: StackConfig, svc: Service) -> None:
     )
 
 
-def _stop_pid(pid: int, grace_s: float = 5.0) -> None:
+def _stop_pid(pid: int, grace_s: float = 2.0) -> None:
+    # Every service keeps its data in memory, so nothing is lost by not waiting long: Azurite otherwise waits
+    # for clients' keep-alive connections to close before it exits.
     try:
         os.killpg(pid, signal.SIGTERM)
     except ProcessLookupError:
@@ -363,11 +365,20 @@ def client_env(config: StackConfig) -> dict[str, str]:
 
 @contextmanager
 def running_stack(config: StackConfig) -> Iterator[StackConfig]:
-    """Start the stack for the duration of a block (tests, benchmarks) and stop it afterwards."""
+    """Start the stack for a block (tests, benchmarks), trusting its CA in this process, then stop it and restore
+    the environment as it was."""
+    trust = client_env(config)
+    saved = {key: os.environ.get(key) for key in trust}
     up(config)
+    os.environ.update(trust)
     try:
         yield config
     finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
         down(config)
 
 
