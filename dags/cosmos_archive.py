@@ -30,9 +30,12 @@ import cosmos_archive_runtime as runtime
 from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import Param, dag, get_current_context, task, task_group
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+from cosmos_archive_adf import CosmosArchiveAdfRunPipelineOperator
 from cosmos_archive_gate import ArchiveRuGate
 
 from include.cosmos_archiver import drills
+from include.cosmos_archiver.adf.indexing import index_adf_slice
+from include.cosmos_archiver.adf.parameters import pipeline_parameters
 from include.cosmos_archiver.copy_executor import copy_slice
 from include.cosmos_archiver.run_report import build_run_report
 from include.cosmos_archiver.run_status import CLEAR_HINT, halt_reason
@@ -107,12 +110,18 @@ def cosmos_archive():
 
     @task_group(group_id="archive_slice")
     def archive_slice(time_slice: dict):
+        @task.branch(pool=None, retries=0)
+        def route(time_slice: dict) -> str:
+            """Skip a halted slice; copy through ADF when its connection exists, else with the local executor."""
+            _skip_if_halted(TimeSlice.from_dict(time_slice), get_current_context()["run_id"])
+            return f"archive_slice.{_copy_path()}"
+
         @task
         def copy(time_slice: dict) -> dict:
+            _only_on_path("copy")
             ctx = get_current_context()
             settings = runtime.load_settings()
             the_slice = TimeSlice.from_dict(time_slice)
-            _skip_if_halted(the_slice, ctx["run_id"])
             store = runtime.archive_store(settings)
             governance = runtime.load_ru_governance()
             budget = governance.budget()
@@ -122,8 +131,31 @@ def cosmos_archive():
             log.info("copy %s: %s", the_slice.slice_id, manifest.summary())
             return manifest.summary()
 
+        @task(pool=None)
+        def adf_parameters(time_slice: dict) -> dict:
+            """Pipeline parameters; pageSize/parallelCopies from the RU/s the controller grants right now."""
+            _only_on_path("adf_parameters")
+            settings = runtime.load_settings()
+            suggestion = runtime.load_ru_governance().adf_copy_settings()
+            log.info("ADF copy sized for %.0f RU/s: pageSize %d, parallelCopies %d",
+                     suggestion.budget_ru_s, suggestion.page_size, suggestion.parallel_copies)
+            return pipeline_parameters(TimeSlice.from_dict(time_slice), settings, page_size=suggestion.page_size,
+                                       parallel_copies=suggestion.parallel_copies)
+
         @task
-        def validate(time_slice: dict, copied: dict) -> dict:
+        def index_adf_output(time_slice: dict) -> dict:
+            """ADF writes no hashes: build the slice's manifest from the files it wrote (validation re-reads both)."""
+            ctx = get_current_context()
+            settings = runtime.load_settings()
+            the_slice = TimeSlice.from_dict(time_slice)
+            store = runtime.archive_store(settings)
+            manifest = index_adf_slice(store, the_slice, settings)
+            _maybe_drill(store, the_slice, ctx["params"])
+            log.info("ADF copy of %s: %s", the_slice.slice_id, manifest.summary())
+            return manifest.summary()
+
+        @task(trigger_rule="none_failed_min_one_success")
+        def validate(time_slice: dict) -> dict:
             ctx = get_current_context()
             params = ctx["params"]
             settings = runtime.load_settings()
@@ -181,8 +213,18 @@ def cosmos_archive():
                 "newer slices of this run are skipped and later runs wait for an operator to clear the status"
             )
 
-        copied = copy(time_slice)
-        validated = validate(time_slice, copied)
+        routed = route(time_slice)
+        copied_locally = copy(time_slice)
+        adf_params = adf_parameters(time_slice)
+        adf_run = CosmosArchiveAdfRunPipelineOperator(
+            task_id="copy_adf", azure_data_factory_conn_id=runtime.ADF_CONN_ID, parameters=adf_params,
+            check_interval=30, timeout=12 * 3600, deferrable=True,
+        )
+        copied_by_adf = index_adf_output(time_slice)
+        routed >> [copied_locally, adf_params]
+        adf_run >> copied_by_adf
+        validated = validate(time_slice)
+        [copied_locally, copied_by_adf] >> validated
         decide(validated) >> [EmptyOperator(task_id="continue_archiving", pool=None), halt(validated)]
 
     @task(pool=None, retries=0, trigger_rule="all_done")
@@ -214,6 +256,17 @@ def cosmos_archive():
 def _utc_date(value: str) -> dt.datetime:
     day = dt.date.fromisoformat(value)
     return dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC)
+
+
+def _copy_path() -> str:
+    return "adf_parameters" if runtime.connection_exists(runtime.ADF_CONN_ID) else "copy"
+
+
+def _only_on_path(task: str) -> None:
+    # The branch already skips the other path; this keeps it so where a branch's skip of mapped task instances
+    # does not take effect (seen with `airflow dags test` on Airflow 3.3).
+    if _copy_path() != task:
+        raise AirflowSkipException(f"the copy runs through {_copy_path()} for this configuration")
 
 
 def _skip_if_halted(the_slice: TimeSlice, run_id: str) -> None:

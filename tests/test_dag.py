@@ -203,6 +203,38 @@ def test_dags_test_archives_due_slices_and_a_rerun_changes_nothing(stack, cosmos
     assert not [k for k, v in _task_states(airflow_env).items() if k[0] == "archive_slice.copy" and v == "success"]
 
 
+def test_dags_test_archives_through_the_adf_standin(stack, cosmos_database, airflow_env):
+    """The ADF branch end to end: the provider's operator (deferrable) -> loopback ADF REST stand-in writing ADF's
+    layout -> index_adf_output -> validate, all inside `airflow dags test`."""
+    from include.cosmos_archiver.adf.copy_runner import copy_runner
+    from include.cosmos_archiver.adf.standin import AdfStandin
+    from include.cosmos_archiver.local.stack import EMULATOR_COSMOS_KEY
+    from include.cosmos_archiver.local.tls import ensure_local_tls
+
+    settings = _settings(cosmos_database)
+    _seed(cosmos_database, settings)
+    store = _store(stack, settings)
+    due = plan_due_slices(store, settings, now=RUN_DATE).due
+    tls = ensure_local_tls(stack.state_dir)
+    run_copy = copy_runner(stack.cosmos_endpoint, EMULATOR_COSMOS_KEY, stack.blob_connection_string, settings)
+    with AdfStandin(run_copy, tls_cert=tls.server_cert, tls_key=tls.server_key) as standin:
+        adf = {"AIRFLOW_CONN_COSMOS_ARCHIVE_ADF": json.dumps({"conn_type": "azure_data_factory", "extra": {
+            "subscriptionId": "00000000-0000-0000-0000-0000000000aa", "resource_group_name": "cosmos-archive-local",
+            "factory_name": "cosmos-archive-local", "local_base_url": standin.base_url,
+            "local_ca_bundle": str(tls.ca_bundle)}})}
+        run = _dags_test(airflow_env, settings, extra_env=adf)
+
+    logs = run.stdout + run.stderr
+    assert "state=success" in logs, logs[-4000:]
+    states = _task_states(airflow_env)
+    assert {states[("archive_slice.copy_adf", i)] for i in range(len(due))} == {"success"}
+    assert {states[("archive_slice.copy", i)] for i in range(len(due))} == {"skipped"}
+    assert store.manifest_statuses() == {s.slice_id: "verified" for s in due}
+    manifests = [store.read_manifest(s.slice_id) for s in due]
+    assert {m.executor for m in manifests} == {"adf"}
+    assert all(f.path.split("/")[-1].startswith("adf_") for m in manifests for f in m.files)
+
+
 def test_persistent_validation_failure_halts_newer_slices(stack, cosmos_database, airflow_env, webhook):
     settings = _settings(cosmos_database)
     _seed(cosmos_database, settings)

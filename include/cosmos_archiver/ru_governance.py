@@ -10,7 +10,14 @@ from dataclasses import dataclass, fields
 from datetime import timedelta
 from typing import Any
 
-from .rate_control import AdaptiveBudget, RateControlError, RateControlSettings, StaticBudget
+from .rate_control import (
+    AdaptiveBudget,
+    CopySuggestion,
+    RateControlError,
+    RateControlSettings,
+    StaticBudget,
+    suggest_copy,
+)
 from .ru_budget import RuBudget, UnlimitedBudget
 from .usage import AzureMonitorUsageSource, StaticTokenCredential
 
@@ -33,6 +40,7 @@ class RuGovernance:
     usage_poll_s: float = 60.0
     stale_after_s: float = 300.0
     throughput_bucket: int | None = None
+    ru_per_record: float = 300.0  # sizes ADF pages until a slice's manifest has measured it
 
     def __post_init__(self) -> None:
         if self.controller not in CONTROLLERS:
@@ -71,6 +79,13 @@ class RuGovernance:
             credential=StaticTokenCredential() if self.credential == "local" else None,
             grain=timedelta(seconds=self.grain_s), lagging_grains=self.lagging_grains,
         )
+
+    def adf_copy_settings(self) -> CopySuggestion:
+        """ADF has no RU cap of its own: pageSize and parallelCopies come from the RU/s the archiver may use now."""
+        budget = self.budget()
+        rate = budget.available_ru_per_s() if hasattr(budget, "available_ru_per_s") else (
+            self.rate_settings().static_rate_ru_s)
+        return suggest_copy(max(rate, self.ru_per_record), self.ru_per_record)
 
     def budget(self) -> RuBudget:
         """The pacing for one task: adaptive (live usage + 429s), the static formula, or none."""
