@@ -7,29 +7,43 @@ documents, then for each controller runs the business load (business_load.run_bu
 and an archiver reader (point reads through clients.cosmos_client with the controller as RuBudget, priority Low)
 concurrently, and reads the gateway's per-second, per-traffic-class RU accounting as ground truth.
 
-Scaling (documented, so the numbers can be read against the seed case):
-* provisioned throughput 1000 RU/s instead of 5000, documents of 20 KB (20 RU per read) instead of 300 KB —
-  the same ~1 RU/KB, but ~25x fewer requests, so the bench fits 2 cores. Ceiling 0.8, as in production.
+Scaling (documented, so the numbers can be read against the seed case; printed at the start of each run):
+* provisioned throughput 1000 RU/s instead of 5000, documents of 10 KB (10 RU per read) instead of 300 KB — the
+  same ~1 RU/KB. One read is 1 % of provisioned (seed: 300 RU = 6 %): finer than the seed case, so that one read
+  more or less in a second does not decide the score; ~110 requests/s in all still fits 2 cores. Ceiling 0.8.
+* business: ``--business-workers`` threads on an even schedule (slots spaced by expected charge / rate, no
+  catch-up bursts), 90 % point reads, 10 % single-partition queries. The archiver: ``--readers`` point readers at
+  priority Low, paced by the controller's token bucket (capacity ``--burst-s``, so its spend is spread over the
+  second, not sent at its start).
 * time: ``--trace-hours`` of the diurnal trace (default 18:00-23:00: the evening ramp, the 88 % spike, the decline;
-  mean 56 %) are played in ``--seconds`` (default 70), so 1 s ~ 4.3 trace minutes and the spike ramp takes ~7 s.
+  mean 56 %) are played in ``--seconds`` (default 70), so 1 s ~ 4.3 trace minutes and the spike ramp takes ~7 s
+  (+3.7 % of provisioned per second).
 * metrics: the gateway's local PT1S grain with a 1 s reporting delay stands in for Azure Monitor's PT1M grain
   and its few-minute delay: the controller sees total usage one to two grains late (~4-9 trace minutes), as in
   production. The adaptive controller reads them through the real MetricsClient.
 * the static formula is given the trace's TRUE mean over the played window as its client load (its best case);
   the first 3 s of each run (controller start-up) are not scored.
 
-Measured on 2 cores (2026-11-25, default settings, margin 0.02): static 80 % utilisation, 40 % of seconds over the
-ceiling, 36 client 429s; adaptive 88.5 %, 9.7 % archiver-caused seconds over (4.8 % by more than one 20 RU read),
-0 client 429s. Margin 0.00: 93 % / 36 %; margin 0.05: 77 % / 3.2 %. Per-second business noise (+-20-40 RU) and the
-1-2 s metrics lag at a spike's onset make >= 95 % with <= 1 % unreachable at this resolution.
+Measured on the shared 2-core machine (2026-11-25, single runs; the same settings vary by ~+-3 % utilisation and
++-2 over-seconds from run to run). Defaults (margin >= 2 % or the 90 % quantile of the last 10 graded errors,
+rise_gain 2, spike_rise 2 %, 0.25 s interval): static 80.6 % utilisation, 24 of 62 s over the ceiling, 47 client
+429s; adaptive 87.4 %, 2 of 62 s over by the archiver's doing (3.2 %; both in the spike's ramp; 6 s over in all,
+4 of them the business alone above 80 %), 0 client 429s. Other adaptive runs: margin floor 1 %: 90.6 % / 9.7 %
+archiver-caused; 4 %: 80.7 % / 3.2 % (both in the ramp). The ramp (+3.7 % of provisioned per second, seen 1-2 s
+late) is what remains: no margin short of ~7 % covers it. The issue's goal (>= 95 % with <= 1 %, i.e. not one
+over-second in a 62 s run) is NOT reached at this resolution; the goal-check lines say so for every run.
 
 Printed per controller:
 * headroom utilisation: archiver RU used within the headroom / headroom, per second summed over the run, where
   headroom = max(0, ceiling x provisioned - business RU that second). (Archiver RU above the headroom is not
   counted as "use"; the raw ratio is printed too.)
-* seconds over the ceiling: business + archiver > ceiling; "caused" = those where business alone was under it.
+* seconds over the ceiling: business + archiver > ceiling; "caused" = those where business alone was under it;
+  "in a ramp" = caused seconds where the business moved by more than 3 x 2 % of provisioned over the last 3 s;
+  "by >2%" = caused seconds over the ceiling by more than 2 % of provisioned.
 * client (business) 429s and archiver 429s (each 429 answer, including ones the SDK retried).
 * the seed-case ETA implied: 600 M RU / (utilisation x 1500 RU/s headroom), next to the 4.63-day limit.
+* a goal-check line per controller against the issue's goal (utilisation >= 95 %, 0 client 429s, <= 1 % of
+  seconds over the ceiling), MET or NOT MET.
 """
 
 from __future__ import annotations
@@ -51,6 +65,7 @@ from include.cosmos_archiver.rate_control import AdaptiveBudget, RateControlSett
 from include.cosmos_archiver.ru_gateway import GatewaySettings
 from include.cosmos_archiver.ru_lab import RuLab, ru_lab
 
+RAMP_RU_S_PER_S = 0.02  # business moving > 2 % of provisioned per second (over 3 s) = a ramp, not steady load
 SEED = PlanInput(records=2_000_000, avg_size_kb=300, ru_per_record=300, provisioned_ru_s=5000)
 
 
@@ -63,6 +78,7 @@ class RunResult:
     over_s: int
     caused_over_s: int
     caused_over_tol_s: int
+    caused_over_ramp_s: int  # caused seconds while the business moved fast (a spike's ramp, its onset or its end)
     client_429: int
     archiver_429: int
     archiver_ru: float
@@ -160,11 +176,14 @@ def run_one(name: str, lab: RuLab, budget: Any, args: argparse.Namespace) -> Run
     first, last = int(started + warmup_s) + 1, int(ended) - 1  # whole seconds with both loads running
     ceiling_ru = args.ceiling * args.provisioned
     used = headroom_sum = arch_sum = bus_sum = 0.0
-    over = caused = over_tol = n = 0
-    tolerance = 0.02 * args.provisioned  # one 20 KB read
+    over = caused = over_tol = over_ramp = n = 0
+    tolerance = 0.02 * args.provisioned
+    business_at = {row["second"]: row["business"]["ru"] for row in rows}
     for row in rows:
         if not first <= row["second"] < last:
             continue
+        window = [business_at.get(row["second"] - k, 0.0) for k in range(4)]  # this second and the 3 before
+        ramping = max(window) - min(window) > 3 * RAMP_RU_S_PER_S * args.provisioned
         n += 1
         bus, arch = row["business"]["ru"], row["archiver"]["ru"]
         headroom = max(0.0, ceiling_ru - bus)
@@ -176,6 +195,7 @@ def run_one(name: str, lab: RuLab, budget: Any, args: argparse.Namespace) -> Run
             over += 1
             if bus <= ceiling_ru:
                 caused += 1
+                over_ramp += ramping
         if bus + arch > ceiling_ru + tolerance and bus <= ceiling_ru:
             over_tol += 1
     extra = ""
@@ -189,6 +209,7 @@ def run_one(name: str, lab: RuLab, budget: Any, args: argparse.Namespace) -> Run
         over_s=over,
         caused_over_s=caused,
         caused_over_tol_s=over_tol,
+        caused_over_ramp_s=over_ramp,
         client_429=business.throttled_429,
         archiver_429=counters["429"],
         archiver_ru=arch_sum,
@@ -205,7 +226,8 @@ def report(result: RunResult) -> str:
     return (
         f"{result.name:9s} utilisation {result.utilisation:6.1%} (raw {result.raw_ratio:6.1%}) | "
         f"over ceiling {result.over_s / n:5.1%} ({result.over_s}/{n} s; archiver-caused "
-        f"{result.caused_over_s / n:5.1%}, by >2% {result.caused_over_tol_s / n:5.1%})"
+        f"{result.caused_over_s / n:5.1%} = {result.caused_over_s} s, {result.caused_over_ramp_s} of them in a ramp; "
+        f"by >2% {result.caused_over_tol_s / n:5.1%})"
         f" | 429s client {result.client_429} archiver {result.archiver_429} | "
         f"seed ETA {eta:5.2f} d (limit {seed.eta_days:.2f} d) | "
         f"archiver {result.archiver_ru / n:5.0f} RU/s, mean headroom {result.mean_headroom:5.0f} RU/s, "
@@ -228,26 +250,47 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--doc-kb", type=int, default=10, help="document size = RU per read (default 10)")
     parser.add_argument("--readers", type=int, default=3, help="archiver reader threads")
     parser.add_argument("--business-workers", type=int, default=8)
-    parser.add_argument("--margin", type=float, default=0.01, help="adaptive: floor of the share kept free")
+    parser.add_argument("--margin", type=float, default=0.02, help="adaptive: floor of the share kept free")
     parser.add_argument(
-        "--error-quantile", type=float, default=0.95, help="adaptive: margin >= this quantile of measured errors"
+        "--error-quantile",
+        type=float,
+        default=0.9,
+        help="adaptive: margin >= this quantile of measured errors (0: off)",
     )
-    parser.add_argument("--error-window", type=int, default=30, help="adaptive: graded grains for the quantile")
+    parser.add_argument("--error-window", type=int, default=10, help="adaptive: graded grains for the quantile")
     parser.add_argument("--smoothing-grains", type=int, default=4, help="adaptive: grains in the trend line")
-    parser.add_argument("--spike-rise", type=float, default=0.05, help="adaptive: jump above the line = spike")
-    parser.add_argument("--trend-gain", type=float, default=1.0, help="adaptive: extrapolation of a rising load")
-    parser.add_argument("--interval", type=float, default=0.5, help="adaptive: control and metrics-poll interval")
-    parser.add_argument("--burst-s", type=float, default=0.25, help="archiver token bucket capacity in seconds")
+    parser.add_argument("--level-grains", type=int, default=0, help="adaptive: grains for the level (0: all)")
+    parser.add_argument("--spike-rise", type=float, default=0.02, help="adaptive: jump above the line = spike")
+    parser.add_argument("--trend-gain", type=float, default=1.0, help="adaptive: extrapolation of the load trend")
+    parser.add_argument("--rise-gain", type=float, default=2.0, help="adaptive: extrapolation of a rising trend")
+    parser.add_argument("--interval", type=float, default=0.25, help="adaptive: control and metrics-poll interval")
+    parser.add_argument(
+        "--burst-s", type=float, default=0.1, help="token bucket capacity in seconds (both controllers)"
+    )
     parser.add_argument("--dump", help="write per-second CSVs with this path prefix")
     parser.add_argument("--only", choices=["static", "adaptive"], help="run one controller only")
     args = parser.parse_args(argv)
 
     trace = LoadTrace.diurnal()
-    window_mean = sum(trace.at((args.trace_start_h + args.trace_hours * i / 1000) * 3600) for i in range(1000)) / 1000
+    played = [trace.at((args.trace_start_h + args.trace_hours * i / 1000) * 3600) for i in range(1000)]
+    window_mean = sum(played) / len(played)
     assumed = args.assumed_client_load if args.assumed_client_load is not None else round(window_mean, 3)
     print(
         f"trace: diurnal {args.trace_start_h:g}h + {args.trace_hours:g}h in {args.seconds:g}s "
-        f"(mean business {window_mean:.1%}); static assumes {assumed:.1%}; adaptive margin {args.margin:.1%}"
+        f"(mean business {window_mean:.1%}, peak {max(played):.0%}); "
+        f"static assumes {assumed:.1%}; adaptive margin >= {args.margin:.1%}"
+        + (f" or the {args.error_quantile:.0%} quantile of its measured errors" if args.error_quantile > 0 else "")
+    )
+    print(
+        f"scaling: {args.provisioned:g} RU/s provisioned (seed 5000), {args.doc_kb} KB documents = {args.doc_kb} RU "
+        f"per read, one read = {args.doc_kb / args.provisioned:.1%} of provisioned (seed: 300 RU = 6 %); business "
+        f"paced on an even schedule by {args.business_workers} workers, archiver {args.readers} readers (Low); "
+        f"metrics PT1S with a 1 s reporting delay (seen 1-2 s late)"
+    )
+    print(
+        "definitions (per gateway second s, scored from 3 s after the archiver starts): headroom_s = max(0, "
+        f"{args.ceiling:g} x provisioned - business_s); utilisation = sum min(archiver_s, headroom_s) / sum "
+        "headroom_s; over = business_s + archiver_s > ceiling (all; archiver-caused = business_s alone <= ceiling)"
     )
     gateway_settings = GatewaySettings(provisioned_ru=args.provisioned, reporting_delay_s=1.0)
     t0 = time.time()
@@ -265,7 +308,9 @@ def main(argv: list[str] | None = None) -> int:
             control_interval_s=args.interval,
             usage_poll_s=args.interval,
             trend_gain=args.trend_gain,
+            rise_gain=args.rise_gain,
             smoothing_grains=args.smoothing_grains,
+            level_grains=args.level_grains or None,
             spike_rise=args.spike_rise,
             usage_window_s=max(8.0, args.smoothing_grains + 4.0),
             stale_after_s=4.0,
@@ -283,6 +328,15 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(3)  # let the previous run's traffic age out of the gateway's recent seconds
             results.append(run_one("adaptive", lab, AdaptiveBudget(adaptive_settings, source), args))
             print(report(results[-1]), flush=True)
+    for r in results:
+        n = max(1, r.seconds)
+        print(
+            f"goal check {r.name:8s}: utilisation >= 95 %: {r.utilisation:.1%} "
+            f"{'MET' if r.utilisation >= 0.95 else 'NOT MET'}"
+            f" | client 429s = 0: {r.client_429} {'MET' if r.client_429 == 0 else 'NOT MET'}"
+            f" | seconds over <= 1 %: {r.over_s / n:.1%} all, {r.caused_over_s / n:.1%} archiver-caused "
+            f"{'MET' if r.caused_over_s / n <= 0.01 else 'NOT MET'}"
+        )
     print(f"total {time.time() - t0:.0f}s")
     return 0
 

@@ -202,3 +202,64 @@ def test_suggest_copy_for_adf() -> None:
     assert (s.records_per_s, s.parallel_copies, s.page_size) == (5, 2, 2)
     with pytest.raises(RateControlError, match="ru_per_record=0"):
         suggest_copy(1500, 0)
+
+
+def test_new_settings_reject_bad_values_by_name() -> None:
+    with pytest.raises(RateControlError, match=r"error_quantile=1.5 must be in \(0, 1\]"):
+        RateControlSettings(provisioned_ru_s=1000, error_quantile=1.5)
+    with pytest.raises(RateControlError, match="error_window=2 must be an integer >= 3"):
+        RateControlSettings(provisioned_ru_s=1000, error_window=2)
+    with pytest.raises(RateControlError, match="rise_gain=-1 must be >= 0"):
+        RateControlSettings(provisioned_ru_s=1000, rise_gain=-1)
+    with pytest.raises(RateControlError, match=r"level_grains=9 must be an integer in 1..smoothing_grains \(4\)"):
+        RateControlSettings(provisioned_ru_s=1000, level_grains=9)
+
+
+def test_margin_follows_the_measured_estimate_error_and_recovers() -> None:
+    """Business jitter the trend line cannot predict widens the margin (the rate drops); once the jitter stops,
+    the margin returns to its floor within ``error_window`` graded grains. Without error_quantile it stays fixed."""
+    results = {}
+    for quantile in (None, 0.9):
+        clock = SimClock()
+        usage = TraceUsage(clock, 1000, delay_s=1)
+        settings = RateControlSettings(
+            provisioned_ru_s=1000, stale_after_s=5, margin=0.01, error_quantile=quantile, error_window=10
+        )
+        budget = AdaptiveBudget(settings, usage, clock=clock, wall=clock, sleep=clock.sleep)
+        spend(budget, clock, 8.0, 10, usage)
+        assert budget.state.margin == pytest.approx(0.01)
+        start = int(clock())
+        for second in range(start, start + 20):
+            usage.business[second] = 0.5 + (0.08 if second % 3 == 0 else -0.04)  # mean 0.5, +8 % every 3rd second
+        spend(budget, clock, 20.0, 10, usage)
+        jittery = budget.state.margin
+        spend(budget, clock, 20.0, 10, usage)  # steady 50 % again
+        results[quantile] = (jittery, budget.state.margin, budget.available_ru_per_s())
+    assert results[None][:2] == (pytest.approx(0.01), pytest.approx(0.01))
+    jittery, recovered, rate = results[0.9]
+    assert jittery >= 0.05  # the +8 % seconds were under-estimated by about that much
+    assert recovered == pytest.approx(0.01)
+    assert rate == pytest.approx((0.8 - 0.01 - 0.5) * 1000, rel=0.05)
+
+
+def test_rise_gain_meets_a_ramp_sooner_and_level_grains_follow_a_decline() -> None:
+    def estimate_on(trend: float, onset: int = 5, **kwargs: object) -> tuple[float, float]:
+        clock = SimClock()
+        usage = TraceUsage(clock, 1000, delay_s=2)
+        settings = RateControlSettings(provisioned_ru_s=1000, stale_after_s=5, **kwargs)  # type: ignore[arg-type]
+        budget = AdaptiveBudget(settings, usage, clock=clock, wall=clock, sleep=clock.sleep)
+        start = int(clock())
+        for second in range(start - 30, start + 30):
+            usage.business[second] = 0.5 + trend * max(0, second - start - onset)
+        spend(budget, clock, 8.5, 10, usage)  # a ramp at onset 5 began 3.5 s ago: the metrics show 1 of its seconds
+        actual = usage.business[int(clock())]
+        return budget.client_estimate() or 0.0, actual
+
+    plain, actual = estimate_on(0.03)
+    eager, _ = estimate_on(0.03, rise_gain=2.0)
+    assert plain < eager  # both lag the ramp's onset, the eager one less
+    assert eager - actual > plain - actual
+    floored, actual = estimate_on(-0.01, onset=-20)  # a long, steady decline
+    level, _ = estimate_on(-0.01, onset=-20, smoothing_grains=4, level_grains=4)
+    assert floored > actual + 0.015  # the default never goes below the newest known grain: stale on a decline
+    assert level == pytest.approx(actual, abs=0.01)  # the same line, extrapolated over the lag

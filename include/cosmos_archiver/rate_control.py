@@ -26,10 +26,19 @@ promises no cap — users see 100 % at a 0.5 threshold):
   AIMD's asymmetric response (fast down, slow up) is the classic stable answer for a shared bottleneck with
   binary congestion feedback (TCP) — and it needs no tuning of gains against an unknown delay.
 
+* **A measured margin.** With ``error_quantile``, every estimate is graded once the metrics publish the grain
+  it was used for (actual client load - estimate), and the margin is the ``error_quantile`` of the last
+  ``error_window`` errors (``margin`` is then its floor): it covers what the estimate really misses — business
+  jitter within a grain and the error of predicting over the lag — instead of a guessed constant. ``rise_gain``
+  extrapolates a rising trend further than a falling one (meeting a ramp early is safe, meeting a decline early
+  is not); ``level_grains`` takes the line's level from the newest grains only (less extrapolated noise).
+
 Limits (measured in bench/ru_budget.py): the controller cannot see a spike before the metrics publish it, so the
-first grains of a steep ramp can go over the ceiling, and per-grain business noise forces a ``margin`` trade-off
-between headroom use and seconds over the ceiling. Settings for Azure Monitor (PT1M grain, minutes of delay):
-``usage_poll_s=60``, ``stale_after_s=300``, ``margin`` of a few percent; the bench uses a PT1S grain.
+first grains of a steep ramp (and the first grains after a steep decline levels off) can go over the ceiling; no
+margin short of the ramp's slope x the lag prevents that, and such a margin wastes headroom all day. Per-grain
+business noise forces the remaining trade-off between headroom use and seconds over the ceiling. Settings for
+Azure Monitor (PT1M grain, minutes of delay): ``usage_poll_s=60``, ``stale_after_s=300``, ``margin`` of 1-2 %,
+``error_quantile=0.9``, ``error_window=10`` (grains), ``rise_gain=2``; the bench uses a PT1S grain.
 
 The archiver also marks its requests low priority (``priority="Low"``), so Cosmos throttles them first when
 the partition is over budget, and optionally sends them in its own throughput bucket: see
@@ -61,13 +70,15 @@ class RateControlSettings:
     control_interval_s: float = 1.0  # how often the rate is re-set (and the max reaction time to usage data)
     usage_poll_s: float = 1.0  # how often the usage source is read (Azure Monitor PT1M: use ~30-60 s)
     smoothing_grains: int = 4  # client load = a trend line through this many newest known grains, read at now
+    level_grains: int | None = None  # level from this many newest grains; set = no floor at the window's minimum
     spike_rise: float = 0.05  # newest grain above the line by more than this (share of provisioned) = a spike
     trend_gain: float = 1.0  # how much of the trend to extrapolate over the metrics lag
+    rise_gain: float | None = None  # the same for a RISING trend (None: trend_gain); > 1 meets a ramp's onset sooner
     usage_window_s: float = 30.0  # how far back to ask the usage source
     stale_after_s: float = 10.0  # no known sample newer than this -> usage unknown
     margin: float = 0.0  # share of provisioned RU/s kept free for estimation error (a floor if error_quantile is set)
-    error_quantile: float | None = None  # margin >= this quantile of the measured under-estimates (e.g. 0.95)
-    error_window: int = 30  # how many recent graded grains the error quantile is taken over
+    error_quantile: float | None = None  # margin >= this quantile of the measured estimate errors, e.g. 0.9
+    error_window: int = 10  # how many recent graded grains the error quantile is taken over
     unknown_client_load: float | None = None  # assumed business share when usage is unknown (None: ceiling - 5 %)
     backoff_factor: float = 0.5  # multiplicative decrease on a 429
     recovery_ru_s: float | None = None  # additive increase per interval (None: 5 % of provisioned)
@@ -91,6 +102,13 @@ class RateControlSettings:
             fraction("unknown_client_load", self.unknown_client_load, zero_ok=True)
         if not isinstance(self.smoothing_grains, int) or self.smoothing_grains < 1:
             raise RateControlError(f"smoothing_grains={self.smoothing_grains!r} must be an integer >= 1")
+        if self.level_grains is not None and (
+            not isinstance(self.level_grains, int) or not 1 <= self.level_grains <= self.smoothing_grains
+        ):
+            raise RateControlError(
+                f"level_grains={self.level_grains!r} must be an integer in 1..smoothing_grains "
+                f"({self.smoothing_grains}) or None"
+            )
         fraction("spike_rise", self.spike_rise, zero_ok=True)
         if self.error_quantile is not None:
             fraction("error_quantile", self.error_quantile, zero_ok=False)
@@ -98,6 +116,8 @@ class RateControlSettings:
             raise RateControlError(f"error_window={self.error_window!r} must be an integer >= 3 (grains)")
         if not isinstance(self.trend_gain, int | float) or not self.trend_gain >= 0:
             raise RateControlError(f"trend_gain={self.trend_gain!r} must be >= 0 (0 = no extrapolation)")
+        if self.rise_gain is not None and not (isinstance(self.rise_gain, int | float) and self.rise_gain >= 0):
+            raise RateControlError(f"rise_gain={self.rise_gain!r} must be >= 0 or None (None = trend_gain)")
         for name in ("control_interval_s", "usage_poll_s", "usage_window_s", "stale_after_s"):
             value = getattr(self, name)
             if not isinstance(value, int | float) or not value > 0:
@@ -340,6 +360,8 @@ class AdaptiveBudget:
         self._predicted: dict[int, list[float]] = {}  # wall second -> client estimates used during it
         self._errors: deque[float] = deque(maxlen=settings.error_window)  # actual - predicted, graded grains
         self._graded_until = -math.inf
+        self._started_wall = wall()
+        self._window_start = -math.inf  # start of the oldest grain in the last estimate's trend window
         self.state = ControlState(margin=settings.margin)
         self.throttled = 0
         self.spent_ru = 0.0
@@ -430,9 +452,12 @@ class AdaptiveBudget:
         client(grain) = total(grain) - own spend(grain): the archiver knows its own spend per second. The newest
         known grain is already a grain or two old and single grains are noisy, so the estimate is a least-squares
         line through the newest ``smoothing_grains`` known grains, read at "now" (the trend is extrapolated over
-        the lag, x ``trend_gain``). Noise averages out instead of being replayed into a later second, and a ramp
-        towards a spike is met while it builds. A jump above the line by more than ``spike_rise`` (a spike that
-        the line has not caught yet) wins.
+        the lag, x ``trend_gain``, or ``rise_gain`` when rising). Noise averages out instead of being replayed into
+        a later second, and a ramp towards a spike is met while it builds. With ``level_grains``, the slope comes
+        from the whole window but the level from only the newest grains: a short line extrapolated over the lag
+        multiplies per-grain noise (a 4-grain line read 2.75 grains past its newest point: ~2x the noise), a long
+        one reacts late to a change of level; this keeps both small. A jump above the line by more than
+        ``spike_rise`` (a spike that the line has not caught yet) wins.
         """
         s = self.settings
         known = [x for x in self._samples if x.known]
@@ -443,23 +468,32 @@ class AdaptiveBudget:
         if now - newest.end.timestamp() > s.stale_after_s:
             return None
         window = known[-s.smoothing_grains :]
+        self._window_start = window[0].timestamp.timestamp()
         xs = [x.timestamp.timestamp() + x.grain_s / 2 for x in window]
         ys = [self._client_at(x) for x in window]
         mean_x, mean_y = sum(xs) / len(xs), sum(ys) / len(ys)
         var_x = sum((x - mean_x) ** 2 for x in xs)
         slope = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys, strict=True)) / var_x if var_x else 0.0
         ahead = now + s.control_interval_s / 2  # the rate set now is spent over the coming interval
-        fitted_now = mean_y + s.trend_gain * slope * (ahead - mean_x)
-        fitted_newest = mean_y + slope * (xs[-1] - mean_x)
-        jump = ys[-1] - fitted_newest
+        gain = s.rise_gain if slope > 0 and s.rise_gain is not None else s.trend_gain
+        level_n = s.level_grains or len(xs)
+        # level of the line at the newest grain: mean of the newest level_n grains, each moved along the slope
+        level = sum(y + slope * (xs[-1] - x) for x, y in zip(xs[-level_n:], ys[-level_n:], strict=True)) / min(
+            level_n, len(xs)
+        )
+        fitted_now = level + gain * slope * (ahead - xs[-1])
+        jump = ys[-1] - level
         estimate = fitted_now + (jump if jump > s.spike_rise else 0.0)
-        return min(1.5, max(0.0, estimate, min(ys)))
+        floor = min(ys) if s.level_grains is None else 0.0  # a long window's minimum is stale on a decline
+        return min(1.5, max(0.0, estimate, floor))
 
     def _grade(self) -> float:
         """Compare the estimates used in each second with the client load the metrics later showed for it, and
-        return the margin: the ``margin`` setting, or the ``error_quantile`` of recent under-estimates if higher.
+        return the margin: the ``margin`` setting, or the ``error_quantile`` of recent errors if higher.
         This measures what the margin must cover — business jitter within a second, plus the error of predicting
-        over the metrics lag — instead of guessing it."""
+        over the metrics lag — instead of guessing it. Keep ``error_window`` short (~10 grains): the few huge errors
+        at a ramp's onset, which no margin short of a large permanent one could have covered, should not hold the
+        margin high long after the ramp is known."""
         s = self.settings
         if s.error_quantile is None:
             return s.margin
@@ -476,8 +510,7 @@ class AdaptiveBudget:
         if len(self._errors) < 3:
             return s.margin
         ranked = sorted(self._errors)
-        quantile = ranked[min(len(ranked) - 1, math.ceil(s.error_quantile * len(ranked)) - 1)]
-        return max(s.margin, quantile)
+        return max(s.margin, ranked[min(len(ranked) - 1, math.ceil(s.error_quantile * len(ranked)) - 1)])
 
     def step(self) -> None:
         """Re-set the rate once per control interval (cheap no-op otherwise)."""
@@ -499,7 +532,8 @@ class AdaptiveBudget:
                 st.target_ru_s = min(self._fallback_rate(), st.target_ru_s)
                 st.reason = "usage unknown: conservative rate"
             else:
-                self._predicted.setdefault(int(self._wall()), []).append(client)
+                if self._window_start >= self._started_wall:  # grade steady-state estimates, not start-up ones
+                    self._predicted.setdefault(int(self._wall()), []).append(client)
                 st.target_ru_s = max(0.0, (s.ceiling - st.margin - client) * s.provisioned_ru_s)
                 st.reason = f"client ~{client:.0%}: target {st.target_ru_s:,.0f} RU/s"
             if math.isfinite(st.aimd_cap_ru_s):
