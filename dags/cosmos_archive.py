@@ -237,7 +237,12 @@ def cosmos_archive():
         settings = runtime.load_settings()
         store = runtime.archive_store(settings)
         manifests = [m for m in (store.read_manifest(s["slice_id"]) for s in planned) if m is not None]
-        result = build_run_report(ctx["run_id"], manifests, [], None, None, None)
+        governance = runtime.load_ru_governance()
+        started = min((dt.datetime.fromisoformat(m.copied_at) - dt.timedelta(seconds=m.timings_s.get("total", 0))
+                       for m in manifests), default=None)
+        usage = _usage_during_run(governance, started)
+        result = build_run_report(ctx["run_id"], manifests, [], usage, governance.ceiling * governance.provisioned_ru_s,
+                                  governance.provisioned_ru_s)
         urls = result.write(store, ctx["run_id"])
         log.info("run report: %s (%s)", urls[0], result.totals.as_dict())
         if all(m.status == "verified" for m in manifests) and len(manifests) == len(planned):
@@ -256,6 +261,21 @@ def cosmos_archive():
 def _utc_date(value: str) -> dt.datetime:
     day = dt.date.fromisoformat(value)
     return dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC)
+
+
+def _usage_during_run(governance, started: dt.datetime | None) -> list[tuple[dt.datetime, float]] | None:
+    """Total RU/s (business + archiver) since the first copy started (+1 min), for the report's plot."""
+    source = governance.usage_source()
+    if source is None or started is None:
+        return None
+    try:
+        window = min(dt.datetime.now(dt.UTC) - started + dt.timedelta(minutes=1), dt.timedelta(hours=6))
+        return [(s.timestamp, s.total_ru_per_s) for s in source.recent(window) if s.total_ru_per_s is not None]
+    except Exception as exc:  # the report is for people; a metrics hiccup must not fail the run
+        log.warning("RU usage for the report is unavailable: %s", exc)
+        return None
+    finally:
+        source.close()
 
 
 def _copy_path() -> str:

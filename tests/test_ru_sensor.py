@@ -90,7 +90,7 @@ def test_sensor_blocks_during_a_spike_and_passes_after(lab: RuLab) -> None:
     with pytest.raises(AirflowSensorTimeout, match=r"did not stay under 50% of 1,000 RU/s.*business is busy"):
         blocking.execute({})  # type: ignore[arg-type]
     spike.join()
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 45  # bounded; generous because a loaded 2-core CI machine lags the metrics
     passed = False
     while time.monotonic() < deadline and not passed:
         passed = sensor.poke({})  # type: ignore[arg-type]

@@ -242,7 +242,13 @@ def _plot(
     ax = fig.add_subplot()
     if usage:
         points = sorted(usage)
-        ax.plot([t for t, _ in points], [v for _, v in points], color="tab:blue", label="RU/s used")
+        ax.plot([t for t, _ in points], [v for _, v in points], color="tab:blue", label="RU/s used (all traffic)")
+        for value, style, color, label in ((ceiling, "--", "tab:red", "ceiling"), (provisioned, ":", "black",
+                                                                                   "provisioned")):
+            if value is not None:
+                ax.axhline(value, color=color, linestyle=style, label=f"{label} {value:g} RU/s")
+        top = max([v for _, v in points] + [provisioned or 0.0, ceiling or 0.0])
+        ax.set_ylim(0, top * 1.08 or 1)
         ax.set_ylabel("RU/s")
         ax.set_xlabel("time (UTC)")
         fig.autofmt_xdate()
