@@ -173,24 +173,19 @@ def test_polling_path_copies_a_slice_that_then_validates(env: dict[str, Any], st
     _assert_verified(env, time_slice, expected)
 
 
-def test_deferrable_path_runs_the_trigger_to_completion(env: dict[str, Any], standin: AdfStandin) -> None:
+def _defer_and_trigger(env: dict[str, Any], task_id: str, time_slice: Any) -> tuple[Any, Any, dict[str, Any]]:
+    """Execute the deferrable operator until it defers, then, as the triggerer does, rebuild the trigger from its
+    serialised form and run it to its first event. Returns (operator, event, trigger kwargs)."""
     from airflow.sdk.exceptions import TaskDeferred
 
-    standin.faults = Faults(min_run_s=1.5)  # still running at the operator's first look: it must defer
-    time_slice, expected = env["slices"][1]
     op = _operator(
-        env,
-        "copy_deferred",
-        pipeline_parameters(time_slice, SETTINGS, page_size=10),
-        wait_for_termination=True,
+        env, task_id, pipeline_parameters(time_slice, SETTINGS, page_size=10), wait_for_termination=True,
         deferrable=True,
     )
     with pytest.raises(TaskDeferred) as deferred:
         op.execute({"ti": FakeTI()})
-    trigger = deferred.value.trigger
-    classpath, kwargs = trigger.serialize()
+    classpath, kwargs = deferred.value.trigger.serialize()
     assert classpath == "cosmos_archive_adf.CosmosArchiveAdfTrigger"
-    # As the triggerer does: rebuild from the serialised form, run until the first event.
     module, name = classpath.rsplit(".", 1)
     rebuilt = getattr(importlib.import_module(module), name)(**kwargs)
 
@@ -199,7 +194,14 @@ def test_deferrable_path_runs_the_trigger_to_completion(env: dict[str, Any], sta
             return event
         raise AssertionError("trigger ended without an event")
 
-    event = asyncio.run(first_event())
+    return op, asyncio.run(first_event()), kwargs
+
+
+def test_deferrable_path_runs_the_trigger_to_completion(env: dict[str, Any], standin: AdfStandin) -> None:
+
+    standin.faults = Faults(min_run_s=1.5)  # still running at the operator's first look: it must defer
+    time_slice, expected = env["slices"][1]
+    op, event, kwargs = _defer_and_trigger(env, "copy_deferred", time_slice)
     assert event.payload["status"] == "success", event.payload
     op.execute_complete({"ti": FakeTI()}, event.payload)
     assert standin.runs[kwargs["run_id"]].status == "Succeeded"
@@ -249,26 +251,10 @@ def test_failing_run_fails_the_task_with_the_standins_message(env: dict[str, Any
 
 def test_deferred_failure_carries_the_standins_message(env: dict[str, Any], standin: AdfStandin) -> None:
     from airflow.providers.common.compat.sdk import AirflowException
-    from airflow.sdk.exceptions import TaskDeferred
 
     standin.faults = Faults(queued_s=1.2, fail_message="injected: throttled beyond retry (429)")
     time_slice, _ = env["slices"][4]
-    op = _operator(
-        env,
-        "copy_deferred_fail",
-        pipeline_parameters(time_slice, SETTINGS, page_size=10),
-        wait_for_termination=True,
-        deferrable=True,
-    )
-    with pytest.raises(TaskDeferred) as deferred:
-        op.execute({"ti": FakeTI()})
-    trigger = deferred.value.trigger
-
-    async def first_event() -> Any:
-        async for event in trigger.run():
-            return event
-
-    event = asyncio.run(first_event())
+    op, event, _kwargs = _defer_and_trigger(env, "copy_deferred_fail", time_slice)
     assert event.payload["status"] == "error" and event.payload["run_id"]
     with pytest.raises(AirflowException, match=r"has Failed\..*injected: throttled beyond retry \(429\)"):
         op.execute_complete({"ti": FakeTI()}, event.payload)
