@@ -123,9 +123,7 @@ def cosmos_archive():
             settings = runtime.load_settings()
             the_slice = TimeSlice.from_dict(time_slice)
             store = runtime.archive_store(settings)
-            governance = runtime.load_ru_governance()
-            budget = governance.budget()
-            container = runtime.cosmos_container(settings, **governance.client_kwargs())
+            container, budget = runtime.paced_source(settings)
             manifest = copy_slice(container, store, the_slice, settings, budget=budget)
             _maybe_drill(store, the_slice, ctx["params"])
             log.info("copy %s: %s", the_slice.slice_id, manifest.summary())
@@ -162,9 +160,7 @@ def cosmos_archive():
             the_slice = TimeSlice.from_dict(time_slice)
             _skip_if_halted(the_slice, ctx["run_id"])
             store = runtime.archive_store(settings)
-            governance = runtime.load_ru_governance()
-            budget = governance.budget()  # validation re-reads the source: its RU is paced and reported too
-            container = runtime.cosmos_container(settings, **governance.client_kwargs())
+            container, budget = runtime.paced_source(settings)  # re-reading the source is paced and reported too
             attempts, backoff = params["validation_attempts"], float(params["validation_backoff_s"])
             for attempt in range(1, attempts + 1):
                 result = validate_slice(container, store, the_slice, settings, budget=budget)

@@ -17,6 +17,7 @@ from azure.cosmos import ContainerProxy
 from include.cosmos_archiver.archive_store import ArchiveStore
 from include.cosmos_archiver.clients import cosmos_client
 from include.cosmos_archiver.rate_control import RateControlError
+from include.cosmos_archiver.ru_budget import RuBudget
 from include.cosmos_archiver.ru_governance import RuGovernance
 from include.cosmos_archiver.run_status import ArchiveStatus
 from include.cosmos_archiver.settings import ArchiveSettings, SettingsError
@@ -94,6 +95,13 @@ def cosmos_container(settings: ArchiveSettings, **client_kwargs: object) -> Cont
         )
     client = cosmos_client(conn.login, conn.password, **client_kwargs)  # type: ignore[arg-type]
     return client.get_database_client(settings.database).get_container_client(settings.container)
+
+
+def paced_source(settings: ArchiveSettings) -> tuple[ContainerProxy, RuBudget]:
+    """The source container as the archiver reads it (low priority, its throughput bucket) and the RU budget that
+    paces those reads, both from the cosmos_archive_ru Variable."""
+    governance = load_ru_governance()
+    return cosmos_container(settings, **governance.client_kwargs()), governance.budget()
 
 
 def archive_store(settings: ArchiveSettings, *, create: bool = True) -> ArchiveStore:
