@@ -154,7 +154,8 @@ def test_over_budget_gets_cosmos_429_and_the_sdk_retries(backend: Backend) -> No
         elapsed = time.monotonic() - started
         assert statuses.count(429) > 0 and statuses.count(200) == 8, statuses
         assert gw.stats()["totals"]["archiver"]["throttled"] == statuses.count(429)
-        assert elapsed > 1.5, elapsed
+        # 2,400 RU at 1,000 RU/s spans at least three one-second windows, whatever the phase it starts in.
+        assert elapsed > 1.0, elapsed
         # The raw answer has Cosmos's shape: status, retry-after to the next window, substatus, JSON error body.
         _at_start_of_second()
         answers = [_raw_read(gw, backend, 1) for _ in range(5)]

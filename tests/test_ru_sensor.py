@@ -104,7 +104,7 @@ def test_sensor_blocks_during_a_spike_and_passes_after(lab: RuLab) -> None:
         async for event in CosmosRuQuietTrigger(**kwargs).run():
             return event
 
-    event = asyncio.run(asyncio.wait_for(first_event(), 20))
+    event = asyncio.run(asyncio.wait_for(first_event(), 45))  # bounded; a loaded CI machine lags the metrics
     assert event.payload["status"] == "quiet", event.payload
     _sensor(lab, deferrable=True).execute_complete({}, event.payload)  # type: ignore[arg-type]
 

@@ -23,6 +23,7 @@ from include.cosmos_archiver.usage import (
     UsageConfigError,
     UsageSample,
     assess_quiet,
+    check_quiet,
 )
 
 PROVISIONED = 1000.0
@@ -189,3 +190,21 @@ def test_plan_from_container_counts_and_measures(
     monkeypatch.delenv("COSMOS_ARCHIVE_COSMOS_KEY")
     assert main(argv) == 2
     assert "COSMOS_ARCHIVE_COSMOS_KEY" in capsys.readouterr().err
+
+
+def test_an_idle_container_reads_as_idle_not_unknown(lab: RuLab) -> None:
+    """No request in the window -> Azure Monitor answers with no series; published grains are then 0, not unknown,
+    or the RU gate would never open on a quiet account. The lagging grains stay unknown."""
+    source = lab.usage_source(lagging_grains=3, database="no-such-database")
+    try:
+        samples = source.recent(timedelta(seconds=8))
+    finally:
+        source.close()
+    known = [s for s in samples if s.known]
+    assert known and all(s.total_ru_per_s == 0 for s in known)
+    assert samples[-1].end <= datetime.now(UTC) - timedelta(seconds=2)  # nothing is claimed for the lagging grains
+    idle = lab.usage_source(lagging_grains=3, database="no-such-database")
+    try:
+        assert check_quiet(idle, provisioned_ru_s=PROVISIONED, threshold=0.5, window=timedelta(seconds=3)).quiet
+    finally:
+        idle.close()

@@ -44,7 +44,7 @@ class RuLab:
         return client.get_database_client(self.database).get_container_client(self.container)
 
     def usage_source(
-        self, *, grain: timedelta = timedelta(seconds=1), lagging_grains: int = 0
+        self, *, grain: timedelta = timedelta(seconds=1), lagging_grains: int = 0, database: str | None = None
     ) -> AzureMonitorUsageSource:
         """The real MetricsClient against the gateway's Azure-Monitor-shaped API (static local token)."""
         return AzureMonitorUsageSource(
@@ -53,7 +53,7 @@ class RuLab:
             credential=StaticTokenCredential(),
             grain=grain,
             lagging_grains=lagging_grains,
-            database=self.database,
+            database=database or self.database,
             collection=self.container,
             connection_verify=str(self.ca_bundle),
         )

@@ -175,6 +175,11 @@ class AzureMonitorUsageSource:
         totals = self._query(TOTAL_RU, "Total", start, end)
         normalized = self._query(NORMALIZED_RU, "Maximum", start, end)
         lag_start = _floor(now, grain_s) - self.grain * (self.lagging_grains - 1) if self.lagging_grains else end
+        if not totals and not normalized:
+            # A successful answer with no series at all: no request matched in the window. Grains older than the
+            # lagging ones are published by assumption (that is what lagging_grains covers), so they are idle.
+            totals = {ts: 0.0 for ts in _grid(start, min(lag_start, end), self.grain)}
+            normalized = dict.fromkeys(totals, 0.0)
         samples = []
         for ts in sorted(set(totals) | set(normalized)):
             total, norm = totals.get(ts), normalized.get(ts)
@@ -192,6 +197,14 @@ class AzureMonitorUsageSource:
 
     def close(self) -> None:
         self._client.close()
+
+
+def _grid(start: datetime, end: datetime, grain: timedelta) -> list[datetime]:
+    points, cursor = [], _floor(start, grain.total_seconds())
+    while cursor < end:
+        points.append(cursor)
+        cursor += grain
+    return points
 
 
 def _floor(moment: datetime, grain_s: float) -> datetime:
