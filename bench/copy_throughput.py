@@ -44,7 +44,7 @@ from include.cosmos_archiver.canonical import canonical_json, record_key, sha256
 from include.cosmos_archiver.copy_executor import _PartWriter  # noqa: E402
 from include.cosmos_archiver.local.stack import StackConfig, free_port, running_stack  # noqa: E402
 from include.cosmos_archiver.manifest import FileEntry, RecordEntry  # noqa: E402
-from include.cosmos_archiver.parquet_format import SCHEMA, ArchivedRow, decode_rows, encode_rows  # noqa: E402
+from include.cosmos_archiver.parquet_format import SCHEMA, ArchivedRow, decode_rows, encode_rows, rows_table  # noqa: E402
 from include.cosmos_archiver.seed import SeedSpec, make_record  # noqa: E402
 from include.cosmos_archiver.settings import ArchiveSettings  # noqa: E402
 
@@ -130,21 +130,10 @@ def encode_variant(
     page_index: bool = True,
 ) -> bytes:
     """encode_rows with one knob changed; doc_from='binary' with level 1 is what encode_rows does now."""
-    if doc_from == "decode":
+    table = rows_table(rows)  # bytes straight into Arrow, UTF-8 validated by the cast, as encode_rows does
+    if doc_from == "decode":  # the first encode_rows: doc through a Python str round trip
         doc = pa.array([r.doc.decode() for r in rows], pa.large_string())
-    else:  # bytes straight into Arrow, UTF-8 validated by the C++ cast: no Python str round trip
-        doc = pa.array([r.doc for r in rows], pa.large_binary()).cast(pa.large_string())
-    table = pa.table(
-        {
-            "id": pa.array([r.id for r in rows], pa.string()),
-            "partition_key": pa.array([r.partition_key for r in rows], pa.string()),
-            "ts": pa.array([r.ts for r in rows], pa.int64()),
-            "etag": pa.array([r.etag for r in rows], pa.string()),
-            "sha256": pa.array([r.sha256 for r in rows], pa.string()),
-            "doc": doc,
-        },
-        schema=SCHEMA,
-    )
+        table = table.set_column(table.schema.get_field_index("doc"), SCHEMA.field("doc"), doc)
     sink = io.BytesIO()
     pq.write_table(
         table,

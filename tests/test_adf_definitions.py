@@ -28,10 +28,9 @@ from include.cosmos_archiver.adf.definitions import (
 from include.cosmos_archiver.adf.parameters import (
     ParameterError,
     pipeline_parameters,
-    slice_folder,
     slice_from_parameters,
 )
-from include.cosmos_archiver.archive_store import ArchiveStore
+from include.cosmos_archiver.archive_store import ArchiveStore, slice_folder
 from include.cosmos_archiver.cli import main as cli_main
 from include.cosmos_archiver.cosmos_source import slice_query
 from include.cosmos_archiver.settings import ArchiveSettings

@@ -18,13 +18,19 @@ PARQUET_CONTENT_TYPE = "application/vnd.apache.parquet"
 PARQUET_SUFFIX = ".parquet"
 
 
+def slice_folder(prefix: str, slice_id: str) -> str:
+    """A slice's folder inside the archive container: ``<prefix>/<slice_id>`` (the local copy and ADF both use it)."""
+    prefix = prefix.strip("/")
+    return f"{prefix}/{slice_id}" if prefix else slice_id
+
+
 class ArchiveStore:
     def __init__(self, container: ContainerClient, prefix: str) -> None:
         self.container = container
         self.prefix = prefix.strip("/")
 
     def slice_dir(self, slice_id: str) -> str:
-        return f"{self.prefix}/{slice_id}" if self.prefix else slice_id
+        return slice_folder(self.prefix, slice_id)
 
     def part_path(self, slice_id: str, index: int) -> str:
         return f"{self.slice_dir(slice_id)}/part-{index:05d}.parquet"

@@ -43,9 +43,9 @@ class ArchivedRow:
     doc: bytes  # canonical JSON, UTF-8
 
 
-def encode_rows(rows: list[ArchivedRow], *, row_group_rows: int, compression_level: int = 1) -> bytes:
-    """One Parquet file (zstd) holding ``rows`` in row groups of ``row_group_rows``."""
-    table = pa.table(
+def rows_table(rows: list[ArchivedRow]) -> pa.Table:
+    """The rows as an Arrow table in the archive's schema."""
+    return pa.table(
         {
             "id": pa.array([r.id for r in rows], pa.string()),
             "partition_key": pa.array([r.partition_key for r in rows], pa.string()),
@@ -57,9 +57,13 @@ def encode_rows(rows: list[ArchivedRow], *, row_group_rows: int, compression_lev
         },
         schema=SCHEMA,
     )
+
+
+def encode_rows(rows: list[ArchivedRow], *, row_group_rows: int, compression_level: int = 1) -> bytes:
+    """One Parquet file (zstd) holding ``rows`` in row groups of ``row_group_rows``."""
     sink = io.BytesIO()
     pq.write_table(
-        table,
+        rows_table(rows),
         sink,
         row_group_size=max(1, row_group_rows),
         compression="zstd",

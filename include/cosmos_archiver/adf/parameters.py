@@ -13,6 +13,7 @@ import datetime as dt
 import json
 from typing import Any
 
+from ..archive_store import slice_folder
 from ..settings import ArchiveSettings
 from ..slices import TimeSlice, bound_value, validate_field
 
@@ -30,12 +31,6 @@ MAX_PARALLEL_COPIES = 256  # the Copy activity's documented upper bound
 
 class ParameterError(ValueError):
     pass
-
-
-def slice_folder(blob_prefix: str, slice_id: str) -> str:
-    """The slice's folder inside the archive container (same rule as ArchiveStore.slice_dir)."""
-    prefix = blob_prefix.strip("/")
-    return f"{prefix}/{slice_id}" if prefix else slice_id
 
 
 def partition_key_field(partition_key_path: str) -> str:
