@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
 from collections.abc import Iterator
@@ -92,13 +93,16 @@ def test_a_spike_above_provisioned_gets_429s(local_stack: stack.StackConfig) -> 
     try:
         time.sleep(1.1)
         result = run_business_load(
-            local_stack.cosmos_endpoint, stack.EMULATOR_COSMOS_KEY, DB, COLL, LoadTrace.constant(1.4), duration_s=3,
+            local_stack.cosmos_endpoint, stack.EMULATOR_COSMOS_KEY, DB, COLL, LoadTrace.constant(1.5), duration_s=5,
             provisioned_ru=small, workers=4, mix=LoadMix(read=1, query=0, write=0), seed=2,
         )  # fmt: skip
     finally:
         _set_gateway(local_stack, provisioned_ru=PROVISIONED)
     assert result.throttled_429 > 0, result.as_dict()
-    assert result.ru / result.elapsed_s <= 1.2 * small, result.as_dict()  # the gateway holds the line
+    # The budget is per one-second window: a run of 5.0 s touches up to 6 windows (its first and last are partial),
+    # so the gateway holds the line when the RU served fit those windows' budgets (the load asked for 1.5x per second).
+    windows = math.ceil(result.elapsed_s) + 1
+    assert result.ru <= small * windows, result.as_dict()
 
 
 def test_load_is_bounded_by_requests_and_stop_event(local_stack: stack.StackConfig) -> None:
