@@ -118,12 +118,16 @@ def test_load_is_bounded_by_requests_and_stop_event(local_stack: stack.StackConf
 def test_cli_load_subcommand(local_stack: stack.StackConfig, capsys: pytest.CaptureFixture[str]) -> None:
     code = cli.main(
         ["load", "--endpoint", local_stack.cosmos_endpoint, "--database", DB, "--container", COLL,
-         "--duration-s", "5", "--max-requests", "4", "--trace", "0:0.3,24:0.3", "--provisioned-ru", "2000"]
+         "--duration-s", "5", "--max-requests", "4", "--trace", "0:0.3,24:0.3", "--provisioned-ru", "2000",
+         "--mix", "1:0:0", "--seed", "3"]
     )  # fmt: skip
     assert code == 0
-    assert json.loads(capsys.readouterr().out)["requests"] == 4
+    out = json.loads(capsys.readouterr().out)
+    assert out["requests"] == 4 and out["by_operation"] == {"read": 4}  # --mix 1:0:0: reads only
     assert cli.main(["load", "--database", DB, "--container", COLL, "--trace", "25:0.5"]) == 2
     assert "25" in capsys.readouterr().err
+    assert cli.main(["load", "--database", DB, "--container", COLL, "--mix", "0.9:0.1"]) == 2
+    assert "'0.9:0.1' must be read:query:write" in capsys.readouterr().err
 
 
 def test_default_trace_is_diurnal_around_half_with_spikes() -> None:

@@ -16,6 +16,7 @@ from include.cosmos_archiver.rate_control import (
     static_max_records,
     suggest_copy,
 )
+from include.cosmos_archiver.ru_governance import RuGovernance
 from include.cosmos_archiver.usage import UsageSample
 
 
@@ -263,3 +264,16 @@ def test_rise_gain_meets_a_ramp_sooner_and_level_grains_follow_a_decline() -> No
     level, _ = estimate_on(-0.01, onset=-20, smoothing_grains=4, level_grains=4)
     assert floored > actual + 0.015  # the default never goes below the newest known grain: stale on a decline
     assert level == pytest.approx(actual, abs=0.01)  # the same line, extrapolated over the lag
+
+
+def test_ru_variable_sets_the_controllers_margin_and_names_bad_values() -> None:
+    governance = RuGovernance.from_mapping({"provisioned_ru_s": 1000, "margin": 0.02, "error_window": 30})
+    budget = governance.budget()
+    assert isinstance(budget, AdaptiveBudget)
+    assert (budget.settings.margin, budget.settings.error_quantile, budget.settings.error_window) == (0.02, 0.99, 30)
+    # no usage source configured: the conservative fallback keeps the margin free too
+    assert budget.available_ru_per_s() == pytest.approx((0.8 - 0.02 - 0.75) * 1000)
+    with pytest.raises(RateControlError, match=r"margin=1.5 must be in \[0, 1\]"):
+        RuGovernance.from_mapping({"margin": 1.5})
+    with pytest.raises(RateControlError, match=r"unknown RU setting\(s\) \['marginn'\]"):
+        RuGovernance.from_mapping({"marginn": 0.01})

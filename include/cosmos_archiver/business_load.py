@@ -127,6 +127,14 @@ class LoadMix:
         if min(self.read, self.query, self.write) < 0 or self.read + self.query + self.write <= 0:
             raise ValueError(f"load mix {self} needs non-negative shares with a positive sum")
 
+    @classmethod
+    def parse(cls, text: str) -> LoadMix:
+        try:
+            read, query, write = (float(part) for part in text.split(":"))
+        except ValueError:
+            raise ValueError(f"load mix {text!r} must be read:query:write shares, e.g. 0.9:0.1:0") from None
+        return cls(read, query, write)
+
 
 @dataclass
 class LoadResult:
@@ -434,6 +442,7 @@ def _run_cli(args: argparse.Namespace) -> int:
 
     try:
         trace = LoadTrace.parse(args.trace) if args.trace else LoadTrace.diurnal()
+        mix = LoadMix.parse(args.mix) if args.mix else None
         endpoint = args.endpoint or stack.StackConfig.from_env().cosmos_endpoint
         key = args.key
         if key is None:
@@ -453,6 +462,8 @@ def _run_cli(args: argparse.Namespace) -> int:
             max_requests=args.max_requests,
             workers=args.workers,
             priority=args.priority,
+            mix=mix,
+            seed=args.seed,
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None
@@ -474,4 +485,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-requests", type=int)
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--priority", choices=["High", "Low"])
+    parser.add_argument("--mix", help="read:query:write shares, e.g. 0.9:0.1:0 (default 0.85:0.10:0.05)")
+    parser.add_argument("--seed", type=int, help="random seed of the request mix and keys (default: random)")
     parser.set_defaults(func=_run_cli)

@@ -37,8 +37,13 @@ Limits (measured in bench/ru_budget.py): the controller cannot see a spike befor
 first grains of a steep ramp (and the first grains after a steep decline levels off) can go over the ceiling; no
 margin short of the ramp's slope x the lag prevents that, and such a margin wastes headroom all day. Per-grain
 business noise forces the remaining trade-off between headroom use and seconds over the ceiling. Settings for
-Azure Monitor (PT1M grain, minutes of delay): ``usage_poll_s=60``, ``stale_after_s=300``, ``margin`` of 1-2 %,
-``error_quantile=0.9``, ``error_window=10`` (grains), ``rise_gain=2``; the bench uses a PT1S grain.
+Azure Monitor (PT1M grain, minutes of delay): ``usage_poll_s=60``, ``stale_after_s=300``, ``margin=0.01``,
+``error_quantile=0.99``, ``error_window=60`` (grains: the last hour) — the RuGovernance defaults. The bench plays
+one trace minute per second with a PT1S grain, so its lag in grains is production's.
+
+What bounds any controller that sees usage after the fact is the business's own jitter from one grain to the next:
+to stay under the ceiling in 99 % of grains, the margin must cover the 99th percentile of that jitter, and the
+headroom it leaves unused is the price. bench/ru_budget.py prints that bound next to the controller's result.
 
 The archiver also marks its requests low priority (``priority="Low"``), so Cosmos throttles them first when
 the partition is over budget, and optionally sends them in its own throughput bucket: see
@@ -491,9 +496,10 @@ class AdaptiveBudget:
         """Compare the estimates used in each second with the client load the metrics later showed for it, and
         return the margin: the ``margin`` setting, or the ``error_quantile`` of recent errors if higher.
         This measures what the margin must cover — business jitter within a second, plus the error of predicting
-        over the metrics lag — instead of guessing it. Keep ``error_window`` short (~10 grains): the few huge errors
-        at a ramp's onset, which no margin short of a large permanent one could have covered, should not hold the
-        margin high long after the ramp is known."""
+        over the metrics lag — instead of guessing it. The quantile sets the share of grains allowed over the
+        ceiling (0.99: 1 %); ``error_window`` must hold enough grains for it to mean something (60 for 0.99), so a
+        ramp's onset error keeps the margin up that long — a short window with a lower quantile reacts faster but
+        lets more grains over."""
         s = self.settings
         if s.error_quantile is None:
             return s.margin
