@@ -14,6 +14,8 @@ Runbook, in the order the tasks run:
    tries again with back-off) -> **decide**: continue, or on persistent failure **halt**: status Failed, notify,
    status Halted; every newer slice is then skipped with the reason in its log.
 4. **report** writes a run report (per slice count, bytes, RU, duration, hash result, RU plot) next to the data.
+5. **run_outcome** fails the run (red) when any task above failed — a halt, a plan or copy error — since the
+   report runs whatever happened and would otherwise be the only final task (Airflow's "watcher" pattern).
 
 A **Halted** archive starts no new slices until an operator clears the status: Admin > Variables >
 `cosmos_archive_status` = `{"status": "Running"}` (or `airflow variables delete cosmos_archive_status`).
@@ -96,13 +98,18 @@ def cosmos_archive():
         params, run = ctx["params"], ctx["dag_run"]
         settings = runtime.load_settings()
         window = None
+        now = ctx["data_interval_end"] or ctx["logical_date"]
+        if run.run_type == "backfill":
+            now = dt.datetime.now(dt.UTC)  # a backfill's logical date is in the past: due means cold today
         if params.get("from_date") or params.get("to_date"):
             if not (params.get("from_date") and params.get("to_date")):
                 raise ValueError("give both from_date and to_date (YYYY-MM-DD), or neither")
             window = (_utc_date(params["from_date"]), _utc_date(params["to_date"]))
         elif run.run_type == "backfill":
-            window = (ctx["data_interval_start"], ctx["data_interval_end"])
-        now = ctx["data_interval_end"] or ctx["logical_date"]
+            # "@daily" is a CronTriggerTimetable in Airflow 3: the data interval is empty (start == end == the
+            # logical date), so a backfill run archives the slices of its logical date's day.
+            start = ctx["data_interval_start"]
+            window = (start, max(ctx["data_interval_end"], start + dt.timedelta(days=1)))
         result = plan_due_slices(runtime.archive_store(settings), settings, now=now, window=window,
                                  max_slices=params["max_slices"])
         log.info("plan: %s", result.describe())
@@ -246,12 +253,20 @@ def cosmos_archive():
                                   records=sum(m.record_count for m in manifests), report_url=urls[0])
         return urls[0]
 
+    @task(pool=None, retries=0, trigger_rule="one_failed")
+    def run_outcome() -> None:
+        """Runs only when a task of this run failed: makes the run itself fail, so it shows red."""
+        raise AirflowFailException("a task of this run failed (see the red tasks and the run report): run failed")
+
     checked = preflight()
     ru_gate = ArchiveRuGate(task_id="ru_gate", pool=None, retries=0, mode="reschedule", poke_interval=60,
                             timeout=6 * 3600)
     slices = plan()
     checked >> ru_gate >> slices
-    archive_slice.expand(time_slice=slices) >> report(slices)
+    archived = archive_slice.expand(time_slice=slices)
+    reported = report(slices)
+    archived >> reported
+    [checked, ru_gate, slices, archived, reported] >> run_outcome()
 
 
 def _utc_date(value: str) -> dt.datetime:

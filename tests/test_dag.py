@@ -142,6 +142,13 @@ def _task_instances(env: dict[str, str]) -> dict[tuple[str, int], tuple[str, str
         return {(task, index): (state, start, end) for task, index, state, start, end in rows}
 
 
+def _run_state(env: dict[str, str]) -> str:
+    """The state of the latest cosmos_archive run: what the Airflow UI shows green or red."""
+    with sqlite3.connect(Path(env["AIRFLOW_HOME"]) / "airflow.db") as db:
+        query = "SELECT state FROM dag_run WHERE dag_id='cosmos_archive' ORDER BY id DESC LIMIT 1"
+        return db.execute(query).fetchone()[0]
+
+
 def _task_states(env: dict[str, str]) -> dict[tuple[str, int], str]:
     return {key: value[0] for key, value in _task_instances(env).items()}
 
@@ -188,6 +195,7 @@ def test_dags_test_archives_due_slices_and_a_rerun_changes_nothing(stack, cosmos
     run = _dags_test(airflow_env, settings, extra_env=unreachable)
     assert "state=success" in run.stdout + run.stderr, run.stdout[-3000:] + run.stderr[-3000:]
     assert "notification over webhook FAILED" in run.stdout + run.stderr
+    assert _run_state(airflow_env) == "success" and _task_states(airflow_env)[("run_outcome", -1)] == "skipped"
     statuses = store.manifest_statuses()
     assert statuses == {s.slice_id: "verified" for s in due}
     archived = sum(store.read_manifest(s.slice_id).record_count for s in due)
@@ -254,7 +262,9 @@ def test_persistent_validation_failure_halts_newer_slices(stack, cosmos_database
 
     assert statuses.get(due[0].slice_id) == "verified", (tis, logs[-4000:])
     assert statuses[bad.slice_id] == "failed"
-    assert tis[("archive_slice.halt", 1)][0] == "failed", logs[-4000:]  # the run shows red; the reason is logged
+    assert tis[("archive_slice.halt", 1)][0] == "failed", logs[-4000:]  # the reason is logged
+    assert tis[("run_outcome", -1)][0] == "failed" and tis[("report", -1)][0] == "success"
+    assert _run_state(airflow_env) == "failed"  # the run shows red, and the report was still written
     failure_known = tis[("archive_slice.validate", 1)][2]
     # "Remaining" slices are the newer ones not yet started when the failure was known: all skipped, none verified.
     remaining = [i for i in range(2, len(due)) if tis[("archive_slice.validate", i)][0] == "skipped"]
@@ -280,6 +290,7 @@ def test_persistent_validation_failure_halts_newer_slices(stack, cosmos_database
     blocked = _dags_test(airflow_env, settings)
     assert "the archive is Halted" in blocked.stdout + blocked.stderr
     assert _task_states(airflow_env)[("preflight", -1)] == "failed"
+    assert _run_state(airflow_env) == "failed"
     subprocess.run(
         [AIRFLOW, "variables", "delete", "cosmos_archive_status"],
         env=airflow_env,
@@ -303,3 +314,4 @@ def test_missing_connection_fails_fast_naming_it(stack, cosmos_database, airflow
     assert "Airflow connection 'cosmos_archive_blob'" in logs and "is not defined" in logs
     assert states[("preflight", -1)] == "failed"
     assert states.get(("plan", -1)) in (None, "upstream_failed")
+    assert _run_state(airflow_env) == "failed"
