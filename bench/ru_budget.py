@@ -230,7 +230,7 @@ def noise_floor(business_at: dict[int, float], first: int, last: int, ceiling_ru
     Jitter = business RU in a second minus the mean of its two neighbours on each side (the trend). A controller
     that knew the trend perfectly must still keep the 99th percentile of the jitter free to stay under the ceiling
     in 99 % of seconds; the bound is then sum(max(0, trend headroom - p99)) / sum(headroom)."""
-    seconds = [s for s in range(first, last) if all(s + k in business_at for k in (-2, -1, 1, 2))]
+    seconds = [s for s in range(first + 2, last - 2) if all(s + k in business_at for k in (-2, -1, 1, 2))]
     if len(seconds) < 5:
         return 0.0, 0.0
     trend = {s: sum(business_at[s + k] for k in (-2, -1, 1, 2)) / 4 for s in seconds}

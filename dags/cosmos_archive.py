@@ -178,7 +178,7 @@ def cosmos_archive():
                             the_slice.slice_id, backoff)
                 time.sleep(backoff)
                 backoff *= 2
-                copy_slice(container, store, the_slice, settings, budget=budget, force=True)
+                copy_slice(container, store, the_slice, settings, budget=budget)  # "failed": re-copied
                 _maybe_drill(store, the_slice, params)
             outcome = {**time_slice, "ok": result.ok, "message": result.message(), "attempts": attempt,
                        "validation": result.to_dict()}

@@ -2,7 +2,8 @@
 
 Used when no Azure Data Factory is configured (and by the local ADF stand-in). Idempotent: a verified slice is
 left untouched; any other slice is rewritten at the same deterministic paths, stale parts are removed, and the
-manifest is written last as the commit point.
+manifest is written last as the commit point. The rewrite holds the slice's lease (:mod:`.slice_lease`), so runs
+that copy or validate the same slice at the same time (a backfill) take turns.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from .manifest import FileEntry, Manifest, RecordEntry
 from .parquet_format import ArchivedRow, encode_rows
 from .ru_budget import RuBudget
 from .settings import ArchiveSettings
+from .slice_lease import SliceLease, settings_lease
 from .slices import TimeSlice
 
 log = logging.getLogger(__name__)
@@ -35,6 +37,7 @@ class _PartWriter:
     store: ArchiveStore
     slice_id: str
     settings: ArchiveSettings
+    lease: SliceLease | None = None  # renewed before every upload when set (bench/ writes without one)
     rows: list[ArchivedRow] = field(default_factory=list)
     buffered_bytes: int = 0
     files: list[FileEntry] = field(default_factory=list)
@@ -64,6 +67,8 @@ class _PartWriter:
         digest = sha256_hex(data)
         encoded = time.perf_counter()
         path = self.store.part_path(self.slice_id, len(self.files))
+        if self.lease is not None:
+            self.lease.ensure_held()
         self.store.upload(path, data)
         self.upload_s += time.perf_counter() - encoded
         self.encode_s += encoded - started
@@ -81,17 +86,43 @@ def copy_slice(
     source: dict[str, str] | None = None,
     force: bool = False,
 ) -> Manifest:
-    """Copy one slice and return its manifest (the existing one, untouched, if the slice is already verified)."""
-    slice_id = time_slice.slice_id
-    existing = store.read_manifest(slice_id)
-    if existing is not None and existing.status == "verified" and not force:
-        log.info("slice %s already verified (%d records, digest %s): nothing to copy",
-                 slice_id, existing.record_count, existing.slice_digest)
-        return existing
+    """Copy one slice and return its manifest (the existing one, untouched, if the slice is already verified).
 
+    A verified slice is answered without touching any blob; otherwise the copy holds the slice's lease (waiting up
+    to ``settings.slice_lease_wait_s`` for another run's, else SliceBusyError) and re-checks the manifest under it.
+    """
+    slice_id = time_slice.slice_id
+    if (verified := _already_verified(store.read_manifest(slice_id), force)) is not None:
+        return verified
+    with settings_lease(store, slice_id, settings) as lease:
+        # Re-read under the lease: another run may have verified the slice while this one waited.
+        if (verified := _already_verified(store.read_manifest(slice_id), force)) is not None:
+            return verified
+        return _copy(container, store, time_slice, settings, lease, budget=budget, source=source)
+
+
+def _already_verified(existing: Manifest | None, force: bool) -> Manifest | None:
+    if existing is None or existing.status != "verified" or force:
+        return None
+    log.info("slice %s already verified (%d records, digest %s): nothing to copy",
+             existing.slice_id, existing.record_count, existing.slice_digest)
+    return existing
+
+
+def _copy(
+    container: ContainerProxy,
+    store: ArchiveStore,
+    time_slice: TimeSlice,
+    settings: ArchiveSettings,
+    lease: SliceLease,
+    *,
+    budget: RuBudget | None,
+    source: dict[str, str] | None,
+) -> Manifest:
+    slice_id = time_slice.slice_id
     started = time.perf_counter()
     stats = ReadStats()
-    writer = _PartWriter(store, slice_id, settings)
+    writer = _PartWriter(store, slice_id, settings, lease)
     records: list[RecordEntry] = []
     seen: set[tuple[str, str]] = set()
     record_bytes = 0
@@ -122,6 +153,7 @@ def copy_slice(
     writer.flush()
 
     written = {f.path for f in writer.files}
+    lease.ensure_held()  # renewed: ours for another lease period, enough for the cleanup and the commit
     for stale in store.list_parts(slice_id):
         if stale not in written:
             store.delete(stale)

@@ -11,6 +11,7 @@ from typing import Any, get_args
 from .slices import TimestampKind, validate_field, validate_slice_hours
 
 MiB = 1024 * 1024
+MIN_LEASE_S, MAX_LEASE_S = 15, 60  # the finite lease durations Blob Storage accepts (slice_lease)
 
 
 class SettingsError(ValueError):
@@ -33,6 +34,8 @@ class ArchiveSettings:
     max_file_bytes: int = 128 * MiB
     row_group_bytes: int = 8 * MiB
     compression_level: int = 1  # zstd 1: twice level 3's speed on billing JSON, within 2 % of its size
+    slice_lease_wait_s: int = 900  # how long a copy/validate waits for another run's lease on the same slice
+    slice_lease_s: int = 30  # the slice lease's duration: how soon a dead worker's lease expires
 
     def __post_init__(self) -> None:
         for name in ("cutoff_days", "slice_hours", "lookback_days", "page_size", "max_file_bytes", "row_group_bytes"):
@@ -52,6 +55,13 @@ class ArchiveSettings:
             raise SettingsError(f"timestamp_kind={self.timestamp_kind!r} must be one of {get_args(TimestampKind)}")
         if not 1 <= self.compression_level <= 22:
             raise SettingsError(f"compression_level={self.compression_level} must be a zstd level 1-22")
+        wait, lease = self.slice_lease_wait_s, self.slice_lease_s
+        if not isinstance(wait, int) or isinstance(wait, bool) or wait < 0:
+            raise SettingsError(f"slice_lease_wait_s={wait!r} must be a whole number of seconds >= 0")
+        if not isinstance(lease, int) or isinstance(lease, bool) or not MIN_LEASE_S <= lease <= MAX_LEASE_S:
+            raise SettingsError(
+                f"slice_lease_s={lease!r} must be {MIN_LEASE_S}-{MAX_LEASE_S} seconds (a finite Blob lease's duration)"
+            )
         if not self.partition_key_path.startswith("/"):
             raise SettingsError(
                 f"partition_key_path={self.partition_key_path!r} must start with '/', e.g. '/customerId'"

@@ -20,9 +20,11 @@ from azure.cosmos import ContainerProxy
 from .archive_store import ArchiveStore
 from .canonical import canonical_json, record_key, sha256_hex
 from .cosmos_source import ReadStats, read_slice
+from .manifest import Manifest
 from .parquet_format import decode_any
 from .ru_budget import RuBudget
 from .settings import ArchiveSettings
+from .slice_lease import SliceLease, settings_lease
 from .slices import TimeSlice
 
 log = logging.getLogger(__name__)
@@ -84,10 +86,27 @@ def validate_slice(
     budget: RuBudget | None = None,
     force: bool = False,
 ) -> ValidationResult:
-    """Validate one slice and record the outcome in its manifest (status ``verified`` or ``failed``)."""
-    started = time.perf_counter()
+    """Validate one slice and record the outcome in its manifest (status ``verified`` or ``failed``).
+
+    A verified (or never copied) slice is answered without touching any blob; otherwise validation holds the
+    slice's lease, so no copy rewrites the files while they are checked, and re-reads the manifest under it.
+    """
     slice_id = time_slice.slice_id
     manifest = store.read_manifest(slice_id)
+    if (answer := _answer_without_validating(store, slice_id, manifest, force)) is not None:
+        return answer
+    with settings_lease(store, slice_id, settings) as lease:
+        # Re-read under the lease: another run may have re-copied or verified the slice while this one waited.
+        manifest = store.read_manifest(slice_id)
+        if (answer := _answer_without_validating(store, slice_id, manifest, force)) is not None:
+            return answer
+        assert manifest is not None  # _answer_without_validating answers a missing manifest
+        return _validate(container, store, time_slice, settings, manifest, lease, budget=budget)
+
+
+def _answer_without_validating(
+    store: ArchiveStore, slice_id: str, manifest: Manifest | None, force: bool
+) -> ValidationResult | None:
     if manifest is None:
         return ValidationResult(slice_id, ok=False, bad_files=[BadFile(store.manifest_path(slice_id),
                                 "no manifest: the slice was never copied (run the copy first)", [])])
@@ -95,7 +114,21 @@ def validate_slice(
         return ValidationResult(slice_id, ok=True, source_count=manifest.record_count,
                                 sink_count=manifest.record_count,
                                 skipped_reason=f"already verified at {(manifest.validation or {}).get('validated_at')}")
+    return None
 
+
+def _validate(
+    container: ContainerProxy,
+    store: ArchiveStore,
+    time_slice: TimeSlice,
+    settings: ArchiveSettings,
+    manifest: Manifest,
+    lease: SliceLease,
+    *,
+    budget: RuBudget | None,
+) -> ValidationResult:
+    started = time.perf_counter()
+    slice_id = time_slice.slice_id
     result = ValidationResult(slice_id, ok=False)
     expected = {(r.partition_key, r.id): r for r in manifest.records}
     sink: dict[tuple[str, str], str] = {}
@@ -154,6 +187,7 @@ def validate_slice(
         "seconds": result.seconds, "source_count": result.source_count, "sink_count": result.sink_count,
         "message": result.message(),
     }
+    lease.ensure_held()  # renewed: ours for another lease period, enough for the commit
     store.write_manifest(manifest)
     (log.info if result.ok else log.error)(result.message())
     return result

@@ -21,6 +21,7 @@ from ..canonical import sha256_hex, slice_digest
 from ..manifest import FileEntry, Manifest, RecordEntry
 from ..parquet_format import decode_any
 from ..settings import ArchiveSettings
+from ..slice_lease import SliceLease, settings_lease
 from ..slices import TimeSlice
 
 log = logging.getLogger(__name__)
@@ -52,16 +53,34 @@ def index_adf_slice(
     stale parts. A record found in two files with the same content (a stale file of an earlier run) is kept once,
     with a note; with different content the slice cannot be indexed and AdfIndexError names the record and files.
     An unreadable file raises AdfIndexError naming it. ``run_id`` (the ADF pipeline run) goes into the notes.
+    A verified slice is answered without touching any blob; otherwise indexing holds the slice's lease (as copy and
+    validation do) and re-checks the manifest under it.
     """
     slice_id = time_slice.slice_id
-    existing = store.read_manifest(slice_id)
-    if existing is not None and existing.status == "verified" and not force:
-        log.info("slice %s already verified (%d records): not re-indexed", slice_id, existing.record_count)
-        return existing
+    if (verified := _already_verified(store.read_manifest(slice_id), force)) is not None:
+        return verified
+    with settings_lease(store, slice_id, settings) as lease:
+        # Re-read under the lease: another run may have verified the slice while this one waited.
+        if (verified := _already_verified(store.read_manifest(slice_id), force)) is not None:
+            return verified
+        return _index(store, time_slice, settings, lease, run_id)
 
+
+def _already_verified(existing: Manifest | None, force: bool) -> Manifest | None:
+    if existing is None or existing.status != "verified" or force:
+        return None
+    log.info("slice %s already verified (%d records): not re-indexed", existing.slice_id, existing.record_count)
+    return existing
+
+
+def _index(
+    store: ArchiveStore, time_slice: TimeSlice, settings: ArchiveSettings, lease: SliceLease, run_id: str | None
+) -> Manifest:
+    slice_id = time_slice.slice_id
     started = time.perf_counter()
     notes = [f"copied by Azure Data Factory pipeline run {run_id}"] if run_id else []
     notes.append("RU charged by the Data Factory copy is not known here; see the pipeline run's activity output")
+    lease.ensure_held()
     for stale in store.list_parts(slice_id):
         if posixpath.basename(stale).startswith(OWN_PART_PREFIX):
             store.delete(stale)
@@ -118,6 +137,7 @@ def index_adf_slice(
         executor=EXECUTOR,
         notes=notes,
     )
+    lease.ensure_held()  # renewed: ours for another lease period, enough for the commit
     store.write_manifest(manifest)
     log.info("indexed ADF copy of slice %s: %s", slice_id, manifest.summary())
     return manifest
