@@ -30,7 +30,19 @@ what no controller that sees usage after the fact can predict. To be over the ce
 controller must keep the 99th percentile of that jitter free even if it knew the trend perfectly; "noise bound" is
 the utilisation left then. A controller near it is limited by the business, not by its estimates.
 
-MEASURED_PLACEHOLDER
+Measured on the shared 2-core machine (2026-11-25, single runs of 75 s per controller; the same settings vary by
+a few points of utilisation and +-2 over-seconds between runs). Defaults (adaptive: margin >= 1 % or the 99 %
+quantile of its last 60 graded errors):
+* 18:15 (ramp to the 88 % spike; business mean 73 %, headroom 80 RU/s): static 60.8 % utilisation, 19 of 68 s
+  over by its doing, 4 archiver 429s; adaptive 80.6 %, 1 of 68 s over (by < 2 % of provisioned), 0 client 429s.
+* 21:15 (ordinary evening, 46 %; headroom 342 RU/s): static 97.3 %, 27 of 68 s over; adaptive 90.4 %, 3 of 67 s
+  over (each within 2 % of provisioned), noise bound 94.5 %.
+* 02:00 (night, 34 %; headroom 460 RU/s): static 99.0 %, 29 of 68 s over; adaptive 93.8 %, 2 of 68 s over,
+  noise bound 95.7 %.
+The issue's goal (>= 95 % with <= 1 % of seconds over) sits at or above the noise bound in every window: the
+business's per-second jitter (p99 ~20 RU = two reads) leaves no controller that sees usage after the fact both.
+Every adaptive over-second seen was by < 2 % of provisioned (two reads); in a run dumped second by second
+(``--dump``, 21:15: 89.8 %, 1 of 68 s over) it came 7 s after start, before any error had been graded.
 
 Printed per controller:
 * headroom utilisation: archiver RU used within the headroom / headroom, per second summed over the run, where
