@@ -271,6 +271,7 @@ def test_ru_variable_sets_the_controllers_margin_and_names_bad_values() -> None:
     budget = governance.budget()
     assert isinstance(budget, AdaptiveBudget)
     assert (budget.settings.margin, budget.settings.error_quantile, budget.settings.error_window) == (0.02, 0.99, 30)
+    assert budget.settings.usage_window_s == 60 * (4 + 2 + 2)  # PT1M: the trend line's 4 grains from the first poll
     # no usage source configured: the conservative fallback keeps the margin free too
     assert budget.available_ru_per_s() == pytest.approx((0.8 - 0.02 - 0.75) * 1000)
     with pytest.raises(RateControlError, match=r"margin=1.5 must be in \[0, 1\]"):

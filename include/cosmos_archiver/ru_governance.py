@@ -73,6 +73,8 @@ class RuGovernance:
             assumed_client_load=self.assumed_client_load, usage_poll_s=self.usage_poll_s,
             stale_after_s=self.stale_after_s, throughput_bucket=self.throughput_bucket,
             margin=self.margin, error_quantile=self.error_quantile, error_window=self.error_window,
+            # enough grains for the trend line from the first poll: the line's grains + the unpublished ones + 2
+            usage_window_s=self.grain_s * (RateControlSettings.smoothing_grains + self.lagging_grains + 2),
         )
 
     def client_kwargs(self) -> dict[str, object]:
