@@ -63,6 +63,7 @@ import argparse
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -158,21 +159,26 @@ def run_one(name: str, lab: RuLab, budget: Any, args: argparse.Namespace) -> Run
     ]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     business_process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    deadline = time.time() + 60
-    while not any(r["business"]["ru"] > 0 for r in lab.gateway.stats(2)["per_second"]):
-        if business_process.poll() is not None or time.time() > deadline:
-            raise RuntimeError(f"business load did not start: {business_process.communicate()[1][-2000:]}")
-        time.sleep(0.05)
-    time.sleep(3.0)  # the archiver starts with the business already running (and published), as in production
-    started = time.time()
-    threading.Thread(target=sample, daemon=True).start()
-    for r in readers:
-        r.start()
-    out, err = business_process.communicate(timeout=args.seconds + 120)
+    try:
+        deadline = time.time() + 60
+        while not any(r["business"]["ru"] > 0 for r in lab.gateway.stats(2)["per_second"]):
+            if business_process.poll() is not None or time.time() > deadline:
+                raise RuntimeError(f"business load did not start: {business_process.communicate()[1][-2000:]}")
+            time.sleep(0.05)
+        time.sleep(3.0)  # the archiver starts with the business already running (and published), as in production
+        started = time.time()
+        threading.Thread(target=sample, daemon=True).start()
+        for r in readers:
+            r.start()
+        out, err = business_process.communicate(timeout=args.seconds + 120)
+    finally:
+        stop.set()
+        if business_process.poll() is None:  # interrupted: stop the load too
+            business_process.kill()
+            business_process.wait(10)
     if business_process.returncode != 0:
         raise RuntimeError(f"business load failed ({business_process.returncode}): {err[-2000:]}")
     business = json.loads(out)
-    stop.set()
     for r in readers:
         r.join(timeout=10)
     ended = time.time()
@@ -309,6 +315,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dump", help="write per-second CSVs with this path prefix")
     parser.add_argument("--only", choices=["static", "adaptive"], help="run one controller only")
     args = parser.parse_args(argv)
+    # SIGTERM (e.g. `timeout`) unwinds like Ctrl-C, so the lab's servers and the business load are stopped
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     if args.trace_hours is None:
         args.trace_hours = args.seconds / 60.0
 
