@@ -24,7 +24,7 @@ from .manifest import FileEntry, Manifest, RecordEntry
 from .parquet_format import ArchivedRow, encode_rows
 from .ru_budget import RuBudget
 from .settings import ArchiveSettings
-from .slice_lease import SliceLease, settings_lease
+from .slice_lease import SliceLease, under_slice_lease
 from .slices import TimeSlice
 
 log = logging.getLogger(__name__)
@@ -91,14 +91,11 @@ def copy_slice(
     A verified slice is answered without touching any blob; otherwise the copy holds the slice's lease (waiting up
     to ``settings.slice_lease_wait_s`` for another run's, else SliceBusyError) and re-checks the manifest under it.
     """
-    slice_id = time_slice.slice_id
-    if (verified := _already_verified(store.read_manifest(slice_id), force)) is not None:
-        return verified
-    with settings_lease(store, slice_id, settings) as lease:
-        # Re-read under the lease: another run may have verified the slice while this one waited.
-        if (verified := _already_verified(store.read_manifest(slice_id), force)) is not None:
-            return verified
-        return _copy(container, store, time_slice, settings, lease, budget=budget, source=source)
+    return under_slice_lease(
+        store, time_slice.slice_id, settings,
+        answer=lambda existing: _already_verified(existing, force),
+        work=lambda lease, _: _copy(container, store, time_slice, settings, lease, budget=budget, source=source),
+    )  # fmt: skip
 
 
 def _already_verified(existing: Manifest | None, force: bool) -> Manifest | None:

@@ -2,8 +2,9 @@
 
 Airflow 3 backfills run several DAG runs at once (they ignore ``max_active_runs``) and many backfilled days fall
 in one slice, so two runs' copy/validate tasks can read-modify-write the same slice together; without a lock one
-could overwrite a just-verified manifest with ``copied``. Callers keep a lock-free fast path for a verified slice
-(so re-runs change no blob) and re-read the manifest under the lease.
+could overwrite a just-verified manifest with ``copied``. Copy, validation and ADF indexing go through
+:func:`under_slice_lease`: a lock-free fast path for a slice that needs no work (so re-runs change no blob), and
+the manifest re-read under the lease.
 
 The lease is finite (``lease_s``, 15-60 s as Blob Storage allows) and renewed from a daemon thread while the
 block runs, so a worker that dies leaves a lease that expires within ``lease_s``. The lock blob is created once
@@ -16,12 +17,14 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
 from azure.storage.blob import BlobClient, BlobLeaseClient
 
 from .archive_store import ArchiveStore
+from .manifest import Manifest
 from .settings import MAX_LEASE_S, MIN_LEASE_S, ArchiveSettings
 
 log = logging.getLogger(__name__)
@@ -127,11 +130,27 @@ def _acquire(blob: BlobClient, slice_id: str, wait_s: float, lease_s: int, poll_
     return client
 
 
-def settings_lease(
-    store: ArchiveStore, slice_id: str, settings: ArchiveSettings
-) -> contextlib.AbstractContextManager[SliceLease]:
-    """:func:`slice_lease` with the wait and lease duration from the archive settings."""
-    return slice_lease(store, slice_id, wait_s=settings.slice_lease_wait_s, lease_s=settings.slice_lease_s)
+R = TypeVar("R")
+
+
+def under_slice_lease(
+    store: ArchiveStore,
+    slice_id: str,
+    settings: ArchiveSettings,
+    answer: Callable[[Manifest | None], R | None],
+    work: Callable[[SliceLease, Manifest | None], R],
+) -> R:
+    """A slice's read-modify-write, double-checked: ``answer`` (e.g. "already verified") is asked of the manifest
+    without the lease first, so an answered re-run touches no blob, and again under the lease, since another run
+    may have changed the slice while this one waited; only then does ``work`` run, holding the lease (wait and
+    duration from the archive settings)."""
+    if (early := answer(store.read_manifest(slice_id))) is not None:
+        return early
+    with slice_lease(store, slice_id, wait_s=settings.slice_lease_wait_s, lease_s=settings.slice_lease_s) as lease:
+        manifest = store.read_manifest(slice_id)
+        if (early := answer(manifest)) is not None:
+            return early
+        return work(lease, manifest)
 
 
 @contextlib.contextmanager

@@ -24,7 +24,7 @@ from .manifest import Manifest
 from .parquet_format import decode_any
 from .ru_budget import RuBudget
 from .settings import ArchiveSettings
-from .slice_lease import SliceLease, settings_lease
+from .slice_lease import SliceLease, under_slice_lease
 from .slices import TimeSlice
 
 log = logging.getLogger(__name__)
@@ -92,16 +92,15 @@ def validate_slice(
     slice's lease, so no copy rewrites the files while they are checked, and re-reads the manifest under it.
     """
     slice_id = time_slice.slice_id
-    manifest = store.read_manifest(slice_id)
-    if (answer := _answer_without_validating(store, slice_id, manifest, force)) is not None:
-        return answer
-    with settings_lease(store, slice_id, settings) as lease:
-        # Re-read under the lease: another run may have re-copied or verified the slice while this one waited.
-        manifest = store.read_manifest(slice_id)
-        if (answer := _answer_without_validating(store, slice_id, manifest, force)) is not None:
-            return answer
+
+    def work(lease: SliceLease, manifest: Manifest | None) -> ValidationResult:
         assert manifest is not None  # _answer_without_validating answers a missing manifest
         return _validate(container, store, time_slice, settings, manifest, lease, budget=budget)
+
+    return under_slice_lease(
+        store, slice_id, settings, answer=lambda manifest: _answer_without_validating(store, slice_id, manifest, force),
+        work=work,
+    )  # fmt: skip
 
 
 def _answer_without_validating(

@@ -21,7 +21,7 @@ from ..canonical import sha256_hex, slice_digest
 from ..manifest import FileEntry, Manifest, RecordEntry
 from ..parquet_format import decode_any
 from ..settings import ArchiveSettings
-from ..slice_lease import SliceLease, settings_lease
+from ..slice_lease import SliceLease, under_slice_lease
 from ..slices import TimeSlice
 
 log = logging.getLogger(__name__)
@@ -56,14 +56,11 @@ def index_adf_slice(
     A verified slice is answered without touching any blob; otherwise indexing holds the slice's lease (as copy and
     validation do) and re-checks the manifest under it.
     """
-    slice_id = time_slice.slice_id
-    if (verified := _already_verified(store.read_manifest(slice_id), force)) is not None:
-        return verified
-    with settings_lease(store, slice_id, settings) as lease:
-        # Re-read under the lease: another run may have verified the slice while this one waited.
-        if (verified := _already_verified(store.read_manifest(slice_id), force)) is not None:
-            return verified
-        return _index(store, time_slice, settings, lease, run_id)
+    return under_slice_lease(
+        store, time_slice.slice_id, settings,
+        answer=lambda existing: _already_verified(existing, force),
+        work=lambda lease, _: _index(store, time_slice, settings, lease, run_id),
+    )  # fmt: skip
 
 
 def _already_verified(existing: Manifest | None, force: bool) -> Manifest | None:
