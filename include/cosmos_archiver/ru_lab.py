@@ -7,7 +7,6 @@ Everything started here is stopped when the ``ru_lab`` block ends.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -61,10 +60,10 @@ class RuLab:
 
 @contextmanager
 def ru_lab(
-    state_dir: Path, *, settings: GatewaySettings, docs: int = 40, doc_kb: int = 10, set_env: bool = True
+    state_dir: Path, *, settings: GatewaySettings, docs: int = 40, doc_kb: int = 10
 ) -> Iterator[RuLab]:
-    """Start the lab; ``set_env`` exports REQUESTS_CA_BUNDLE/SSL_CERT_FILE (restored afterwards) so SDK clients
-    built with clients.cosmos_client() verify the local CA."""
+    """Start the lab. Like stack.running_stack, which it runs, it exports REQUESTS_CA_BUNDLE/SSL_CERT_FILE for the
+    block (restored afterwards), so SDK clients built with clients.cosmos_client() verify the local CA."""
     config = stack.StackConfig(
         state_dir=state_dir,
         cosmos_port=stack.free_port(),
@@ -72,27 +71,17 @@ def ru_lab(
         blob_port=stack.free_port(),
     )
     tls = ensure_local_tls(state_dir)
-    saved = {k: os.environ.get(k) for k in ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE")}
-    if set_env:
-        os.environ.update(stack.client_env(config))
-    try:
-        with stack.running_stack(config):
-            # Our own in-process gateway goes straight to cosmosdb-server (not through the stack's gateway process),
-            # so tests can change its settings and read its accounting directly.
-            backend = config.cosmos_backend_endpoint
-            direct = cosmos_client(backend, stack.EMULATOR_COSMOS_KEY)
-            container = direct.create_database_if_not_exists(DATABASE).create_container_if_not_exists(
-                CONTAINER, PartitionKey("/customerId")
-            )
-            keys = tuple((f"doc-{i}", f"cust-{i % 8}") for i in range(docs))
-            payload = "x" * (doc_kb * 1024 - 100)
-            for doc_id, pk in keys:
-                container.upsert_item({"id": doc_id, "customerId": pk, "payload": payload})
-            with start_gateway(backend.rstrip("/"), state_dir, settings=settings) as gateway:
-                yield RuLab(gateway, stack.EMULATOR_COSMOS_KEY, DATABASE, CONTAINER, keys, tls.ca_bundle)
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    with stack.running_stack(config):
+        # Our own in-process gateway goes straight to cosmosdb-server (not through the stack's gateway process),
+        # so tests can change its settings and read its accounting directly.
+        backend = config.cosmos_backend_endpoint
+        direct = cosmos_client(backend, stack.EMULATOR_COSMOS_KEY)
+        container = direct.create_database_if_not_exists(DATABASE).create_container_if_not_exists(
+            CONTAINER, PartitionKey("/customerId")
+        )
+        keys = tuple((f"doc-{i}", f"cust-{i % 8}") for i in range(docs))
+        payload = "x" * (doc_kb * 1024 - 100)
+        for doc_id, pk in keys:
+            container.upsert_item({"id": doc_id, "customerId": pk, "payload": payload})
+        with start_gateway(backend.rstrip("/"), state_dir, settings=settings) as gateway:
+            yield RuLab(gateway, stack.EMULATOR_COSMOS_KEY, DATABASE, CONTAINER, keys, tls.ca_bundle)
