@@ -78,6 +78,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from include.cosmos_archiver.business_load import LoadTrace
 from include.cosmos_archiver.planning import PlanInput, make_plan
 from include.cosmos_archiver.rate_control import AdaptiveBudget, RateControlSettings, StaticBudget
+from include.cosmos_archiver.ru_budget import served_at
 from include.cosmos_archiver.ru_gateway import GatewaySettings
 from include.cosmos_archiver.ru_lab import RuLab, ru_lab
 
@@ -124,11 +125,12 @@ def archiver_reader(lab: RuLab, budget: Any, stop: threading.Event, counters: di
             return
         statuses.clear()
         container.read_item(doc, partition_key=pk, raw_response_hook=hook)
-        charge = float(container.client_connection.last_response_headers.get("x-ms-request-charge") or 0)
+        headers = container.client_connection.last_response_headers
+        charge = float(headers.get("x-ms-request-charge") or 0)
         throttled = statuses.count(429)
         counters["429"] += throttled
         counters["reads"] += 1
-        budget.after_request(charge, throttled > 0)
+        budget.after_request(charge, throttled > 0, served_at(headers))
 
 
 def run_one(name: str, lab: RuLab, budget: Any, args: argparse.Namespace) -> RunResult:

@@ -132,6 +132,36 @@ def test_adaptive_tracks_headroom_from_usage_and_measures_charge() -> None:
     assert 10 < budget.measured_ru_per_request < 12.5
 
 
+@pytest.mark.parametrize("dated", [True, False])
+def test_own_spend_is_booked_in_the_servers_second(dated: bool) -> None:
+    """client = total - own is exact only if own spend lands in the grain the server booked it in. The client's
+    clock here runs 0.6 s ahead of the server's and the archiver spends in bursts every other second: booked by the
+    answer's Date the estimate is exact; booked by the client's clock it is off by the bursts."""
+    server = SimClock()
+    usage = TraceUsage(server, 1000, delay_s=1)
+    settings = RateControlSettings(provisioned_ru_s=1000, stale_after_s=5)
+    budget = AdaptiveBudget(settings, usage, clock=server, wall=lambda: server() + 0.6, sleep=server.sleep)
+    estimates = []
+    for _ in range(12):
+        second = int(server())
+        if second % 2 == 0:
+            server.sleep(0.5)
+            budget.after_request(200.0, False, float(second) if dated else None)
+            usage.own[second] = usage.own.get(second, 0.0) + 200.0
+            server.sleep(0.5)
+        else:
+            server.sleep(1.0)
+        budget.step()
+        if budget.state.client_estimate is not None:
+            estimates.append(budget.state.client_estimate)
+    assert len(estimates) >= 8
+    worst = max(abs(e - 0.5) for e in estimates)
+    if dated:
+        assert worst < 0.005, estimates
+    else:
+        assert worst > 0.05, estimates  # what the Date header fixes: the same loop, booked by the client's clock
+
+
 def test_adaptive_backs_off_within_one_interval_of_a_usage_spike() -> None:
     clock = SimClock()
     usage = TraceUsage(clock, 1000, delay_s=1)

@@ -22,6 +22,7 @@ from azure.cosmos import PartitionKey
 from include.cosmos_archiver.clients import cosmos_client
 from include.cosmos_archiver.local.stack import EMULATOR_COSMOS_KEY, REPO_ROOT, free_port
 from include.cosmos_archiver.local.tls import ensure_local_tls
+from include.cosmos_archiver.ru_budget import served_at
 from include.cosmos_archiver.ru_gateway import (
     METRICS_NAMESPACE,
     SUBSTATUS_THROUGHPUT_BUCKET_EXCEEDED,
@@ -184,6 +185,26 @@ def test_traffic_classes_are_counted_apart(backend: Backend) -> None:
         assert totals["archiver"]["requests"] >= 3 and totals["business"]["requests"] >= 3
         per_second = gw.stats(seconds=30)["per_second"]
         assert sum(row["business"]["ru"] for row in per_second) == pytest.approx(totals["business"]["ru"])
+
+
+def test_answers_are_dated_in_the_second_their_ru_is_booked(backend: Backend) -> None:
+    """A spender books its own RU by the answer's Date (ru_budget.served_at), so that second must be the one the
+    gateway's metrics book it in, not the backend's clock nor the client's."""
+    with start_gateway(backend.url, backend.state_dir, settings=GatewaySettings(provisioned_ru=100_000)) as gw:
+        by_date: dict[int, float] = {}
+        deadline = time.monotonic() + 2.5  # reads across at least two second boundaries
+        while time.monotonic() < deadline:
+            answer = _raw_read(gw, backend, 2)
+            assert answer.status_code == 200
+            assert len(answer.raw.headers.getlist("Date")) == 1, answer.raw.headers.getlist("Date")
+            second = int(served_at(answer.headers))
+            by_date[second] = by_date.get(second, 0.0) + float(answer.headers["x-ms-request-charge"])
+        assert len(by_date) >= 3
+        booked = {
+            row["second"]: row["archiver"]["ru"] + row["business"]["ru"] for row in gw.stats(seconds=30)["per_second"]
+        }
+        for second, ru in by_date.items():
+            assert booked[second] == pytest.approx(ru, rel=1e-4), (second, by_date, booked)  # headers: 2 decimals
 
 
 def _scenario_in_one_second(gw: Gateway, backend: Backend, steps: list[dict[str, str]]) -> list[requests.Response]:

@@ -8,7 +8,7 @@ from typing import Any
 
 from azure.cosmos import ContainerProxy
 
-from .ru_budget import RuBudget, UnlimitedBudget
+from .ru_budget import RuBudget, UnlimitedBudget, served_at
 from .slices import TimeSlice, TimestampKind, bound_value, field_expression
 
 CHARGE_HEADER = "x-ms-request-charge"
@@ -49,11 +49,13 @@ def read_slice(
     stats = stats if stats is not None else ReadStats()
     query = slice_query(time_slice, timestamp_field, timestamp_kind)
     page_charge = [0.0, 0]  # RU and throttle retries of the requests behind the current page
+    page_served: list[float | None] = [None]  # the server's Date of the page's last answer
 
     def on_response(headers: Any, _result: Any) -> None:
         # Called once per HTTP request the SDK makes (a page may take several across partition ranges).
         page_charge[0] += float(headers.get(CHARGE_HEADER, 0) or 0)
         page_charge[1] += int(headers.get(THROTTLE_RETRY_HEADER, 0) or 0)
+        page_served[0] = served_at(headers)
 
     pages = container.query_items(
         query=query["query"],
@@ -75,6 +77,6 @@ def read_slice(
         stats.pages += 1
         stats.throttled_requests += throttled
         stats.page_charges.append(charge)
-        budget.after_request(charge, throttled > 0)
+        budget.after_request(charge, throttled > 0, page_served[0])
         if page:
             yield page

@@ -310,7 +310,7 @@ class StaticBudget:
         self._reserved.value = reserve
         self._bucket.take(reserve)
 
-    def after_request(self, charged_ru: float, throttled: bool) -> None:
+    def after_request(self, charged_ru: float, throttled: bool, served_at: float | None = None) -> None:
         reserved = getattr(self._reserved, "value", 0.0)
         self._reserved.value = 0.0
         self._bucket.adjust(charged_ru - reserved)
@@ -382,12 +382,15 @@ class AdaptiveBudget:
         self._reserved.value = reserve
         self._bucket.take(reserve, on_wait=self.step)
 
-    def after_request(self, charged_ru: float, throttled: bool) -> None:
+    def after_request(self, charged_ru: float, throttled: bool, served_at: float | None = None) -> None:
+        """``served_at``: the server's ``Date`` for the answer (ru_budget.served_at). Own spend is booked in that
+        second, the one the server's metrics book it in; the client's clock is off by the round trip (and by clock
+        skew), and client load = total - own would then err by a request in two grains."""
         reserved = getattr(self._reserved, "value", 0.0)
         self._reserved.value = 0.0
         self._bucket.adjust(charged_ru - reserved)
         if charged_ru > 0:
-            self._meter.record(self._wall(), charged_ru)
+            self._meter.record(self._wall() if served_at is None else math.floor(served_at) + 0.5, charged_ru)
             self.spent_ru += charged_ru
         if throttled:
             self.on_throttled()

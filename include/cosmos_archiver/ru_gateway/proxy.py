@@ -319,8 +319,24 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(length) if length > 0 else b""
 
-    def _send(self, status: int, headers: list[tuple[str, str]], body: bytes, reason: str | None = None) -> None:
-        self.send_response(status, reason)
+    def _send(
+        self,
+        status: int,
+        headers: list[tuple[str, str]],
+        body: bytes,
+        reason: str | None = None,
+        *,
+        booked_at: float | None = None,
+    ) -> None:
+        """``booked_at``: when the request's RU was booked in the metrics; its ``Date`` header then names that
+        second (a client books its own spend by it, as against Cosmos DB, whose Date is its own clock)."""
+        if booked_at is None:
+            self.send_response(status, reason)
+        else:
+            self.log_request(status)
+            self.send_response_only(status, reason)
+            self.send_header("Server", self.version_string())
+            self.send_header("Date", self.date_time_string(booked_at))
         for k, v in headers:
             self.send_header(k, v)
         self.send_header("Content-Length", str(len(body)))
@@ -417,8 +433,9 @@ class _Handler(BaseHTTPRequestHandler):
         settings = gateway.settings
         if not admission.admitted:
             activity_id = str(uuid.uuid4())
+            booked_at = time.time()
             gateway.metrics.record(
-                time.time(), traffic, 429, kind.operation, kind.database, kind.collection, 0.0, settings.provisioned_ru
+                booked_at, traffic, 429, kind.operation, kind.database, kind.collection, 0.0, settings.provisioned_ru
             )
             headers = [
                 ("Content-Type", "application/json"),
@@ -427,7 +444,7 @@ class _Handler(BaseHTTPRequestHandler):
                 ("x-ms-request-charge", "0"),
                 ("x-ms-activity-id", activity_id),
             ]
-            self._send(429, headers, _throttled_body(activity_id, admission), "Too Many Requests")
+            self._send(429, headers, _throttled_body(activity_id, admission), "Too Many Requests", booked_at=booked_at)
             return
         try:
             status, reason, headers, data = gateway.forward(self.command, self.path, list(self.headers.items()), body)
@@ -437,21 +454,22 @@ class _Handler(BaseHTTPRequestHandler):
             return
         ru = gateway.charge(kind, status, len(body), len(data))
         gateway.throttle.settle(ru - estimate, bucket)
+        booked_at = time.time()
         gateway.metrics.record(
-            time.time(), traffic, status, kind.operation, kind.database, kind.collection, ru, settings.provisioned_ru
+            booked_at, traffic, status, kind.operation, kind.database, kind.collection, ru, settings.provisioned_ru
         )
         if kind.operation == "Metadata":
             data = gateway.rewrite(data)
         out = []
         for k, v in headers:
             lk = k.lower()
-            if lk in _HOP_BY_HOP or lk == "x-ms-request-charge":
-                continue
+            if lk in _HOP_BY_HOP or lk in ("x-ms-request-charge", "date", "server"):
+                continue  # the gateway charges, books and dates the answer
             if "://" in v:
                 v = gateway.rewrite(v.encode("latin-1")).decode("latin-1")
             out.append((k, v))
         out.append(("x-ms-request-charge", f"{ru:.2f}"))
-        self._send(status, out, data, reason)
+        self._send(status, out, data, reason, booked_at=booked_at)
 
 
 @contextlib.contextmanager
