@@ -3,6 +3,7 @@ end-to-end run against the RU gateway is in test_usage.py and bench/ru_budget.py
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -15,6 +16,7 @@ from include.cosmos_archiver.rate_control import (
     TokenBucket,
     static_max_records,
     suggest_copy,
+    upper_quantile,
 )
 from include.cosmos_archiver.ru_governance import RuGovernance
 from include.cosmos_archiver.usage import UsageSample
@@ -271,6 +273,18 @@ def test_margin_follows_the_measured_estimate_error_and_recovers() -> None:
     assert jittery >= 0.05  # the +8 % seconds were under-estimated by about that much
     assert recovered == pytest.approx(0.01)
     assert rate == pytest.approx((0.8 - 0.01 - 0.5) * 1000, rel=0.05)
+
+
+def test_margin_quantile_fits_the_upper_half_only() -> None:
+    """The margin is the 99 % quantile of a normal fitted to the errors' upper half: on normal errors it is the
+    normal quantile; misses on the safe side (business below its estimate) do not move it, misses above do."""
+    rng = random.Random(7)
+    errors = [rng.gauss(0.0, 0.01) for _ in range(2000)]
+    assert upper_quantile(errors, 0.99) == pytest.approx(0.0233, abs=0.002)
+    steady = [0.01 * ((i * 7) % 11 - 5) / 5 for i in range(60)]  # +-1 %, spread evenly
+    base = upper_quantile(steady, 0.99)
+    assert upper_quantile([*steady[:-3], -0.3, -0.3, -0.3], 0.99) == pytest.approx(base, abs=0.003)
+    assert upper_quantile([*steady[:-3], 0.3, 0.3, 0.3], 0.99) > base + 0.1
 
 
 def test_rise_gain_meets_a_ramp_sooner_and_level_grains_follow_a_decline() -> None:
