@@ -27,9 +27,12 @@ promises no cap — users see 100 % at a 0.5 threshold):
   binary congestion feedback (TCP) — and it needs no tuning of gains against an unknown delay.
 
 * **A measured margin.** With ``error_quantile``, every estimate is graded once the metrics publish the grain
-  it was used for (actual client load - estimate), and the margin is the ``error_quantile`` of the last
-  ``error_window`` errors (``margin`` is then its floor): it covers what the estimate really misses — business
-  jitter within a grain and the error of predicting over the lag — instead of a guessed constant. ``rise_gain``
+  it was used for (actual client load - estimate, plus the archiver's own spend above its rate), and the margin is
+  the ``error_quantile`` of a normal fitted to the upper half of the last ``error_window`` errors (``margin`` is then
+  its floor): it covers what the plan really misses — business jitter within a grain, the error of predicting over
+  the lag, the archiver's own granularity — instead of a guessed constant.
+* **Own spend in the server's grain.** client = total - own is only as good as the booking of own spend: each
+  charge is booked in the second of the answer's ``Date`` header (the server's clock), not the client's. ``rise_gain``
   extrapolates a rising trend further than a falling one (meeting a ramp early is safe, meeting a decline early
   is not); ``level_grains`` takes the line's level from the newest grains only (less extrapolated noise).
 

@@ -40,9 +40,10 @@ class RuGovernance:
     usage_poll_s: float = 60.0
     stale_after_s: float = 300.0
     throughput_bucket: int | None = None
-    # The margin kept free under the ceiling: at least `margin`, or the `error_quantile` of the controller's last
-    # `error_window` graded estimate errors. 0.99 matches the goal "at most 1 % of seconds over the ceiling";
-    # 60 grains is the last hour at Azure Monitor's PT1M (bench/ru_budget.py measures the trade-off).
+    # The margin kept free under the ceiling: at least `margin`, or the `error_quantile` of a normal fitted to the
+    # upper half of the controller's last `error_window` graded errors (business above its estimate, archiver above
+    # its rate). 0.99 matches the goal "at most 1 % of seconds over the ceiling"; 60 grains is the last hour at
+    # Azure Monitor's PT1M (bench/ru_budget.py measures the trade-off).
     margin: float = 0.01
     error_quantile: float | None = 0.99
     error_window: int = 60
