@@ -191,6 +191,40 @@ def test_rerun_of_a_verified_slice_touches_no_blob_not_even_the_lock(seeded, arc
     assert etags(archive_store) == before
 
 
+class CountingBudget:
+    def __init__(self) -> None:
+        self.requests = 0
+
+    def before_request(self, expected_ru: float) -> None:
+        self.requests += 1
+
+    def after_request(self, charged_ru: float, throttled: bool, served_at: float | None = None) -> None:
+        return None
+
+
+def test_a_copy_another_run_left_unvalidated_is_reused_and_validation_judges_it(seeded, archive_store, caplog):
+    """Backfill runs share slices: a run that finds a whole copy not yet validated reads nothing and writes
+    nothing; if the source moved on since that copy, validation names the record and a re-copy mends it."""
+    first = copy_slice(seeded, archive_store, DAY, SETTINGS)
+    before = etags(archive_store)
+    reads = CountingBudget()
+    with caplog.at_level(logging.INFO, logger="include.cosmos_archiver.copy_executor"):
+        reused = copy_slice(seeded, archive_store, DAY, SETTINGS, budget=reads, reuse_copied=True)
+    assert (reused.status, reused.slice_digest, reused.copied_at) == ("copied", first.slice_digest, first.copied_at)
+    assert reads.requests == 0 and etags(archive_store) == before
+    assert "already copied at" in caplog.text and "validation decides" in caplog.text
+    recopied = copy_slice(seeded, archive_store, DAY, SETTINGS, budget=reads)  # the default: copy again
+    assert reads.requests > 0 and recopied.copied_at != first.copied_at
+
+    changed = next(d for d in adversarial_documents() if d["id"] not in ("before", "after"))
+    seeded.upsert_item({**changed, "amount": 999})  # the source moves on after the copy
+    copy_slice(seeded, archive_store, DAY, SETTINGS, reuse_copied=True)
+    judged = validate_slice(seeded, archive_store, DAY, SETTINGS)
+    assert not judged.ok and any(changed["id"] in name for name in judged.differing), judged.message()
+    copy_slice(seeded, archive_store, DAY, SETTINGS, reuse_copied=True)  # "failed" is never reused
+    assert validate_slice(seeded, archive_store, DAY, SETTINGS).ok
+
+
 @pytest.mark.parametrize(
     ("values", "named"),
     [({"slice_lease_s": 90}, "slice_lease_s=90"), ({"slice_lease_s": "10"}, "slice_lease_s=10"),

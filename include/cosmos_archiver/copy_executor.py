@@ -85,25 +85,36 @@ def copy_slice(
     budget: RuBudget | None = None,
     source: dict[str, str] | None = None,
     force: bool = False,
+    reuse_copied: bool = False,
 ) -> Manifest:
     """Copy one slice and return its manifest (the existing one, untouched, if the slice is already verified).
 
     A verified slice is answered without touching any blob; otherwise the copy holds the slice's lease (waiting up
     to ``settings.slice_lease_wait_s`` for another run's, else SliceBusyError) and re-checks the manifest under it.
+    ``reuse_copied``: a complete copy another run left ``copied`` (not validated yet) is answered as is, and
+    validation decides — runs of a backfill that share a slice then read it once, not once each. (A manifest is
+    written only after all its files, so ``copied`` is a whole copy; if the source moved on since, validation
+    names the difference and the slice is re-copied.)
     """
     return under_slice_lease(
         store, time_slice.slice_id, settings,
-        answer=lambda existing: _already_verified(existing, force),
+        answer=lambda existing: _already_done(existing, force=force, reuse_copied=reuse_copied),
         work=lambda lease, _: _copy(container, store, time_slice, settings, lease, budget=budget, source=source),
     )  # fmt: skip
 
 
-def _already_verified(existing: Manifest | None, force: bool) -> Manifest | None:
-    if existing is None or existing.status != "verified" or force:
+def _already_done(existing: Manifest | None, *, force: bool, reuse_copied: bool) -> Manifest | None:
+    if existing is None or force:
         return None
-    log.info("slice %s already verified (%d records, digest %s): nothing to copy",
-             existing.slice_id, existing.record_count, existing.slice_digest)
-    return existing
+    if existing.status == "verified":
+        log.info("slice %s already verified (%d records, digest %s): nothing to copy",
+                 existing.slice_id, existing.record_count, existing.slice_digest)
+        return existing
+    if existing.status == "copied" and reuse_copied:
+        log.info("slice %s already copied at %s (%d records, digest %s), not validated yet: validation decides",
+                 existing.slice_id, existing.copied_at, existing.record_count, existing.slice_digest)
+        return existing
+    return None
 
 
 def _copy(
