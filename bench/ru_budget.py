@@ -286,25 +286,10 @@ def report(result: RunResult) -> str:
     )
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=float, default=75.0, help="wall seconds per controller (default 75)")
+def add_controller_options(parser: argparse.ArgumentParser) -> None:
+    """The scaled container and the adaptive controller's settings (shared with bench/ru_replay.py)."""
     parser.add_argument("--provisioned", type=float, default=1000.0, help="scaled provisioned RU/s (default 1000)")
     parser.add_argument("--ceiling", type=float, default=0.8)
-    parser.add_argument(
-        "--assumed-client-load",
-        type=float,
-        help="static formula's business share (default: the trace's true mean over the played window)",
-    )
-    parser.add_argument("--trace-start-h", type=float, default=18.25, help="trace hour the run starts at")
-    parser.add_argument(
-        "--trace-hours",
-        type=float,
-        help="trace hours played in --seconds (default seconds/60: 1 s = 1 trace minute, the PT1M grain)",
-    )
-    parser.add_argument("--doc-kb", type=int, default=10, help="document size = RU per read (default 10)")
-    parser.add_argument("--readers", type=int, default=3, help="archiver reader threads")
-    parser.add_argument("--business-workers", type=int, default=8)
     parser.add_argument("--margin", type=float, default=0.01, help="adaptive: floor of the share kept free")
     parser.add_argument(
         "--error-quantile",
@@ -322,6 +307,47 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--burst-s", type=float, default=0.1, help="token bucket capacity in seconds (both controllers)"
     )
+
+
+def adaptive_settings(args: argparse.Namespace) -> RateControlSettings:
+    """The adaptive controller's settings from the controller options (PT1S metrics seen 1-2 s late)."""
+    return RateControlSettings(
+        provisioned_ru_s=args.provisioned,
+        ceiling=args.ceiling,
+        control_interval_s=args.interval,
+        usage_poll_s=args.interval,
+        trend_gain=args.trend_gain,
+        rise_gain=args.rise_gain,
+        smoothing_grains=args.smoothing_grains,
+        level_grains=args.level_grains or None,
+        spike_rise=args.spike_rise,
+        usage_window_s=max(8.0, args.smoothing_grains + 4.0),
+        stale_after_s=4.0,
+        margin=args.margin,
+        error_quantile=args.error_quantile if args.error_quantile > 0 else None,
+        error_window=args.error_window,
+        burst_s=args.burst_s,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=75.0, help="wall seconds per controller (default 75)")
+    add_controller_options(parser)
+    parser.add_argument(
+        "--assumed-client-load",
+        type=float,
+        help="static formula's business share (default: the trace's true mean over the played window)",
+    )
+    parser.add_argument("--trace-start-h", type=float, default=18.25, help="trace hour the run starts at")
+    parser.add_argument(
+        "--trace-hours",
+        type=float,
+        help="trace hours played in --seconds (default seconds/60: 1 s = 1 trace minute, the PT1M grain)",
+    )
+    parser.add_argument("--doc-kb", type=int, default=10, help="document size = RU per read (default 10)")
+    parser.add_argument("--readers", type=int, default=3, help="archiver reader threads")
+    parser.add_argument("--business-workers", type=int, default=8)
     parser.add_argument("--dump", help="write per-second CSVs with this path prefix")
     parser.add_argument("--only", choices=["static", "adaptive"], help="run one controller only")
     args = parser.parse_args(argv)
@@ -361,23 +387,6 @@ def main(argv: list[str] | None = None) -> int:
         base = RateControlSettings(
             provisioned_ru_s=args.provisioned, ceiling=args.ceiling, assumed_client_load=assumed, burst_s=args.burst_s
         )
-        adaptive_settings = RateControlSettings(
-            provisioned_ru_s=args.provisioned,
-            ceiling=args.ceiling,
-            control_interval_s=args.interval,
-            usage_poll_s=args.interval,
-            trend_gain=args.trend_gain,
-            rise_gain=args.rise_gain,
-            smoothing_grains=args.smoothing_grains,
-            level_grains=args.level_grains or None,
-            spike_rise=args.spike_rise,
-            usage_window_s=max(8.0, args.smoothing_grains + 4.0),
-            stale_after_s=4.0,
-            margin=args.margin,
-            error_quantile=args.error_quantile if args.error_quantile > 0 else None,
-            error_window=args.error_window,
-            burst_s=args.burst_s,
-        )
         results = []
         if args.only in (None, "static"):
             results.append(run_one("static", lab, StaticBudget(base), args))
@@ -385,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.only in (None, "adaptive"):
             source = lab.usage_source(lagging_grains=0)
             time.sleep(3)  # let the previous run's traffic age out of the gateway's recent seconds
-            results.append(run_one("adaptive", lab, AdaptiveBudget(adaptive_settings, source), args))
+            results.append(run_one("adaptive", lab, AdaptiveBudget(adaptive_settings(args), source), args))
             print(report(results[-1]), flush=True)
     for r in results:
         n = max(1, r.seconds)

@@ -2,11 +2,12 @@
 instead of a 90 s bench run per setting and window.
 
 Record:  PYTHONPATH=. .venv/bin/python bench/ru_budget.py --trace-start-h 21.25 --dump /tmp/rub/evening
-Replay:  PYTHONPATH=. .venv/bin/python bench/ru_replay.py /tmp/rub/evening-*.csv [--set smoothing_grains=6 ...]
+Replay:  PYTHONPATH=. .venv/bin/python bench/ru_replay.py /tmp/rub/evening-*.csv [--smoothing-grains 6 ...]
 
 Each CSV's ``business`` column (RU per gateway second) is the business load; the controller (AdaptiveBudget with
-bench/ru_budget.py's default settings, plus any ``--set``) runs on a simulated clock: it steps every 0.25 s, reads
-PT1S metrics published 1 s late (business + its own spend), and spends its rate in whole reads of ``--read-ru``.
+the settings bench/ru_budget.py would run, from the same controller options) runs on a simulated clock: it steps
+every control interval, reads PT1S metrics published 1 s late (business + its own spend), and spends its rate in
+whole reads of ``--read-ru``.
 Own spend is booked in the right second (as the Date header does live), so what is left is the estimator and the
 margin against the business's own jitter. Printed per file: utilisation and seconds over the ceiling that the
 archiver caused, scored like the bench (from 3 s after the archiver starts, which is 4 s into the series). It is a
@@ -24,25 +25,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.ru_budget import adaptive_settings, add_controller_options
 from include.cosmos_archiver.rate_control import AdaptiveBudget, RateControlSettings
 from include.cosmos_archiver.usage import UsageSample
-
-BENCH_DEFAULTS = {  # bench/ru_budget.py's adaptive settings at 1000 RU/s
-    "provisioned_ru_s": 1000.0,
-    "ceiling": 0.8,
-    "control_interval_s": 0.25,
-    "usage_poll_s": 0.25,
-    "trend_gain": 1.0,
-    "rise_gain": 2.0,
-    "smoothing_grains": 4,
-    "spike_rise": 0.02,
-    "usage_window_s": 8.0,
-    "stale_after_s": 4.0,
-    "margin": 0.01,
-    "error_quantile": 0.99,
-    "error_window": 60,
-    "burst_s": 0.1,
-}
 
 
 class ReplayedMetrics:
@@ -109,28 +94,13 @@ def business_series(path: Path) -> list[float]:
     return values[first:]
 
 
-def parse_override(text: str) -> tuple[str, object]:
-    key, sep, value = text.partition("=")
-    if not sep or key not in RateControlSettings.__dataclass_fields__:
-        raise argparse.ArgumentTypeError(f"--set {text!r}: expected name=value with a RateControlSettings name")
-    if value == "None":
-        return key, None
-    try:
-        return key, int(value)
-    except ValueError:
-        try:
-            return key, float(value)
-        except ValueError:
-            return key, value
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("dumps", nargs="+", type=Path, help="CSV files written by bench/ru_budget.py --dump")
-    parser.add_argument("--set", dest="overrides", action="append", type=parse_override, default=[])
     parser.add_argument("--read-ru", type=float, default=10.0, help="RU per archiver read (the bench: 10)")
+    add_controller_options(parser)
     args = parser.parse_args(argv)
-    settings = RateControlSettings(**{**BENCH_DEFAULTS, **dict(args.overrides)})  # type: ignore[arg-type]
+    settings = adaptive_settings(args)
     total_over = total_scored = 0
     for path in args.dumps:
         utilisation, over, scored = replay(business_series(path), settings, read_ru=args.read_ru)
