@@ -12,8 +12,6 @@ from typing import Any
 from airflow import settings as _airflow_settings
 from sqlalchemy.engine import Engine
 
-from include.cosmos_archiver.local.sqlite_metadata import is_sqlite_url, take_write_lock_on_savepoint, with_busy_timeout
-
 __all__ = ["create_metadata_engine"]  # the only name Airflow copies into airflow.settings
 
 _airflow_create_metadata_engine = _airflow_settings.create_metadata_engine
@@ -22,8 +20,12 @@ _airflow_create_metadata_engine = _airflow_settings.create_metadata_engine
 def create_metadata_engine(
     sql_alchemy_conn: str, *, engine_args: dict[str, Any], connect_args: dict[str, Any]
 ) -> Engine:
-    if not is_sqlite_url(sql_alchemy_conn):
+    if not sql_alchemy_conn.startswith("sqlite"):
         return _airflow_create_metadata_engine(sql_alchemy_conn, engine_args=engine_args, connect_args=connect_args)
+    # Imported here, not at the top: every Airflow process imports this module at start, and a deployment on
+    # another database need not have include/ on its path that early.
+    from include.cosmos_archiver.local.sqlite_metadata import take_write_lock_on_savepoint, with_busy_timeout
+
     engine = _airflow_create_metadata_engine(
         sql_alchemy_conn, engine_args=engine_args, connect_args=with_busy_timeout(connect_args)
     )

@@ -24,10 +24,6 @@ from sqlalchemy.engine import Connection, Engine
 BUSY_TIMEOUT_S = 60.0
 
 
-def is_sqlite_url(sql_alchemy_conn: str) -> bool:
-    return sql_alchemy_conn.startswith("sqlite")
-
-
 def with_busy_timeout(connect_args: dict[str, Any]) -> dict[str, Any]:
     """The connect args with sqlite3's busy timeout raised to ``BUSY_TIMEOUT_S`` unless one is configured."""
     return {"timeout": BUSY_TIMEOUT_S, **connect_args}
