@@ -3,11 +3,12 @@
 Airflow opens SQLite in WAL mode, so readers never wait and writers take turns. Two gaps remain when a backfill is
 created while the scheduler runs (`airflow backfill create`, or Backfill in the UI of `airflow standalone`):
 
-- Python's sqlite3 (Python < 3.12) sends no BEGIN before a SAVEPOINT, so ``session.begin_nested()`` - which
-  Airflow's backfill uses for each run it creates - opens a *deferred* transaction: it reads first and upgrades to a
-  writer at its first INSERT. If another process committed in between, SQLite answers "database is locked" at once
-  (SQLITE_BUSY_SNAPSHOT), without waiting, and the backfill fails half created. Taking the write lock when such a
-  transaction starts (``BEGIN IMMEDIATE``) makes it wait its turn instead, like any other writer.
+- Python's sqlite3, in its default (legacy) transaction control, sends no BEGIN before a SAVEPOINT, so
+  ``session.begin_nested()`` - which Airflow's backfill uses for each run it creates - opens a *deferred*
+  transaction: it reads first and upgrades to a writer at its first INSERT. If another process committed in between,
+  SQLite answers "database is locked" at once (SQLITE_BUSY_SNAPSHOT), without waiting, and the backfill fails half
+  created. Taking the write lock when such a transaction starts (``BEGIN IMMEDIATE``) makes it wait its turn
+  instead, like any other writer.
 - sqlite3 waits 5 s for a turn; a busy 2-core machine can keep a writer longer than that.
 
 Production runs Airflow on PostgreSQL, where neither applies; ``plugins/airflow_local_settings.py`` applies this to
