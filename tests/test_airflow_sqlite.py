@@ -12,8 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-AIRFLOW = str(Path(sys.executable).with_name("airflow"))
+from test_dag import AIRFLOW, REPO
 
 # In a fresh Airflow process: a session opens a savepoint and reads; another process's connection (a thread with its
 # own sqlite3 connection here) writes and commits; then the session inserts and commits.
@@ -141,6 +140,9 @@ def test_airflow_backfill_create_succeeds_while_another_process_commits(tmp_path
 
     assert any(c.returncode != 0 and "database is locked" in c.stderr for c in without), [c.returncode for c in without]
     assert [c.returncode for c in created] == [0, 0, 0], [c.stderr[-2000:] for c in created if c.returncode]
-    with sqlite3.connect(db) as conn:
-        per_backfill = dict(conn.execute("SELECT backfill_id, count(*) FROM backfill_dag_run GROUP BY backfill_id"))
-    assert sorted(per_backfill.values())[-3:] == [BACKFILL_DAYS] * 3  # the three created whole, a run for each day
+    with sqlite3.connect(db) as conn:  # the last three backfills are the ones created with the local settings
+        runs = conn.execute(
+            "SELECT b.id, count(r.id) FROM backfill b LEFT JOIN backfill_dag_run r ON r.backfill_id = b.id "
+            "GROUP BY b.id ORDER BY b.id DESC LIMIT 3"
+        ).fetchall()
+    assert [count for _, count in runs] == [BACKFILL_DAYS] * 3, runs  # each created whole, a run for each day
