@@ -39,13 +39,13 @@ import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 from azure.storage.blob import BlobServiceClient, ContentSettings  # noqa: E402
 
-from include.cosmos_archiver.archive_store import ArchiveStore  # noqa: E402
-from include.cosmos_archiver.canonical import canonical_json, record_key, sha256_hex  # noqa: E402
-from include.cosmos_archiver.copy_executor import _PartWriter  # noqa: E402
-from include.cosmos_archiver.local.stack import StackConfig, free_port, running_stack  # noqa: E402
-from include.cosmos_archiver.manifest import FileEntry, RecordEntry  # noqa: E402
-from include.cosmos_archiver.parquet_format import SCHEMA, ArchivedRow, decode_rows, encode_rows, rows_table  # noqa: E402
-from include.cosmos_archiver.seed import SeedSpec, make_record  # noqa: E402
+from devstack.seed import SeedSpec, make_record  # noqa: E402
+from devstack.stack import StackConfig, free_port, running_stack  # noqa: E402
+from include.cosmos_archiver.archive.canonical import canonical_json, record_key, sha256_hex  # noqa: E402
+from include.cosmos_archiver.archive.manifest import FileEntry, RecordEntry  # noqa: E402
+from include.cosmos_archiver.archive.parquet_layout import SCHEMA, ArchivedRow, decode_rows, encode_rows, rows_table  # noqa: E402
+from include.cosmos_archiver.archive.store import ArchiveStore  # noqa: E402
+from include.cosmos_archiver.pipeline.copy import _PartWriter  # noqa: E402
 from include.cosmos_archiver.settings import ArchiveSettings  # noqa: E402
 
 GOAL_MB_S_PER_CORE = 50.0

@@ -81,12 +81,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from include.cosmos_archiver.business_load import LoadTrace
-from include.cosmos_archiver.planning import PlanInput, make_plan
-from include.cosmos_archiver.rate_control import AdaptiveBudget, RateControlSettings, StaticBudget
-from include.cosmos_archiver.ru_budget import served_at
-from include.cosmos_archiver.ru_gateway import GatewaySettings
-from include.cosmos_archiver.ru_lab import RuLab, ru_lab
+from devstack.business_load import LoadTrace
+from devstack.ru_gateway import GatewaySettings
+from devstack.ru_lab import RuLab, ru_lab
+from include.cosmos_archiver.planning.capacity import PlanInput, make_plan
+from include.cosmos_archiver.ru.budget import served_at
+from include.cosmos_archiver.ru.rate_control import AdaptiveBudget, RateControlSettings, StaticBudget
 
 ROOT = Path(__file__).resolve().parents[1]
 RAMP_RU_S_PER_S = 0.02  # business moving > 2 % of provisioned per second (over 3 s) = a ramp, not steady load

@@ -26,8 +26,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.ru_budget import adaptive_settings, add_controller_options
-from include.cosmos_archiver.rate_control import AdaptiveBudget, RateControlSettings
-from include.cosmos_archiver.usage import UsageSample
+from include.cosmos_archiver.ru.rate_control import AdaptiveBudget, RateControlSettings
+from include.cosmos_archiver.ru.usage import UsageSample
 
 
 class ReplayedMetrics:

@@ -35,15 +35,15 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from cosmos_archive_adf import CosmosArchiveAdfRunPipelineOperator
 from cosmos_archive_gate import ArchiveRuGate
 
-from include.cosmos_archiver import drills
+from devstack import drills
 from include.cosmos_archiver.adf.indexing import index_adf_slice
 from include.cosmos_archiver.adf.parameters import pipeline_parameters
-from include.cosmos_archiver.copy_executor import copy_slice
-from include.cosmos_archiver.run_report import build_run_report
-from include.cosmos_archiver.run_status import CLEAR_HINT, halt_reason
-from include.cosmos_archiver.slice_plan import plan_due_slices
+from include.cosmos_archiver.pipeline.copy import copy_slice
+from include.cosmos_archiver.pipeline.run_status import CLEAR_HINT, halt_reason
+from include.cosmos_archiver.pipeline.validate import validate_slice
+from include.cosmos_archiver.planning.due_slices import plan_due_slices
+from include.cosmos_archiver.reporting.run_report import build_run_report
 from include.cosmos_archiver.slices import TimeSlice
-from include.cosmos_archiver.validation import validate_slice
 
 log = logging.getLogger("cosmos_archive")
 POOL = "cosmos_archive"

@@ -24,7 +24,7 @@ def create_metadata_engine(
         return _airflow_create_metadata_engine(sql_alchemy_conn, engine_args=engine_args, connect_args=connect_args)
     # Imported here, not at the top: every Airflow process imports this module at start, and a deployment on
     # another database need not have include/ on its path that early.
-    from include.cosmos_archiver.local.sqlite_metadata import take_write_lock_on_savepoint, with_busy_timeout
+    from devstack.sqlite_metadata import take_write_lock_on_savepoint, with_busy_timeout
 
     engine = _airflow_create_metadata_engine(
         sql_alchemy_conn, engine_args=engine_args, connect_args=with_busy_timeout(connect_args)

@@ -29,7 +29,7 @@ from airflow.providers.microsoft.azure.triggers.data_factory import AzureDataFac
 from airflow.triggers.base import TriggerEvent
 
 from include.cosmos_archiver.adf import PIPELINE_NAME
-from include.cosmos_archiver.adf.local_client import local_async_management_client, local_management_client
+from include.cosmos_archiver.adf.management_client import local_async_management_client, local_management_client
 
 LOCAL_SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"
 

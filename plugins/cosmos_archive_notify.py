@@ -24,7 +24,7 @@ from airflow.exceptions import AirflowNotFoundException
 from airflow.providers.smtp.notifications.smtp import SmtpNotifier
 from airflow.sdk import BaseHook, BaseNotifier, Variable
 
-from include.cosmos_archiver.notify import (
+from include.cosmos_archiver.reporting.notifications import (
     Notice,
     NotifyConfig,
     NotifyConfigError,

@@ -14,12 +14,12 @@ from airflow.providers.microsoft.azure.hooks.wasb import WasbHook
 from airflow.sdk import BaseHook, Variable
 from azure.cosmos import ContainerProxy
 
-from include.cosmos_archiver.archive_store import ArchiveStore
+from include.cosmos_archiver.archive.store import ArchiveStore
 from include.cosmos_archiver.clients import cosmos_client
-from include.cosmos_archiver.rate_control import RateControlError
-from include.cosmos_archiver.ru_budget import RuBudget
-from include.cosmos_archiver.ru_governance import RuGovernance
-from include.cosmos_archiver.run_status import ArchiveStatus
+from include.cosmos_archiver.pipeline.run_status import ArchiveStatus
+from include.cosmos_archiver.ru.budget import RuBudget
+from include.cosmos_archiver.ru.governance import RuGovernance
+from include.cosmos_archiver.ru.rate_control import RateControlError
 from include.cosmos_archiver.settings import ArchiveSettings, SettingsError
 
 SETTINGS_VARIABLE = "cosmos_archive_settings"

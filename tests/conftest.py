@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from azure.cosmos import ContainerProxy, PartitionKey
 
-from include.cosmos_archiver.archive_store import ArchiveStore
+from devstack.stack import EMULATOR_COSMOS_KEY, StackConfig, free_port, running_stack
+from include.cosmos_archiver.archive.store import ArchiveStore
 from include.cosmos_archiver.clients import blob_container, cosmos_client
-from include.cosmos_archiver.local.stack import EMULATOR_COSMOS_KEY, StackConfig, free_port, running_stack
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

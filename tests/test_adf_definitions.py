@@ -25,16 +25,12 @@ from include.cosmos_archiver.adf.definitions import (
     render,
     unknown_fields,
 )
-from include.cosmos_archiver.adf.parameters import (
-    ParameterError,
-    pipeline_parameters,
-    slice_from_parameters,
-)
-from include.cosmos_archiver.archive_store import ArchiveStore, slice_folder
-from include.cosmos_archiver.cli import main as cli_main
-from include.cosmos_archiver.cosmos_source import slice_query
+from include.cosmos_archiver.adf.parameters import ParameterError, pipeline_parameters, slice_from_parameters
+from include.cosmos_archiver.archive.store import ArchiveStore, slice_folder
+from include.cosmos_archiver.cli.main import main as cli_main
 from include.cosmos_archiver.settings import ArchiveSettings
 from include.cosmos_archiver.slices import TimeSlice
+from include.cosmos_archiver.source.reader import slice_query
 
 VALUES = {
     "keyVaultUrl": "https://kv-archive.vault.azure.net/",
@@ -125,7 +121,7 @@ def test_translator_maps_the_projection_to_the_indexed_columns_with_doc_as_json_
         "doc": ("$['doc']", "String"),
     }
     # The columns the translator writes are the ones the indexer reads (parquet_format.decode_any).
-    from include.cosmos_archiver.adf.copy_runner import ADF_SCHEMA
+    from devstack.adf_standin.copy_runner import ADF_SCHEMA
 
     assert list(mapped) == ADF_SCHEMA.names
 

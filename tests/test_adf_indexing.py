@@ -11,9 +11,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from include.cosmos_archiver.adf.copy_runner import ADF_SCHEMA, _adf_rows
-from include.cosmos_archiver.canonical import canonical_json, sha256_hex
-from include.cosmos_archiver.parquet_format import ArchivedRow, decode_any, decode_rows, encode_rows
+from devstack.adf_standin.copy_runner import ADF_SCHEMA, _adf_rows
+from include.cosmos_archiver.archive.canonical import canonical_json, sha256_hex
+from include.cosmos_archiver.archive.parquet_layout import ArchivedRow, decode_any, decode_rows, encode_rows
 
 DOCS = [
     {"id": "a", "customerId": "c-Ω", "_ts": 1700000000, "_etag": '"e1"', "z": 1, "a": {"y": [1.5, None], "b": "😀"}},

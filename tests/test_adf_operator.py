@@ -21,21 +21,21 @@ from typing import Any
 import pytest
 from azure.cosmos import PartitionKey
 
-from include.cosmos_archiver import drills
-from include.cosmos_archiver.adf.copy_runner import copy_runner
+from devstack import drills
+from devstack.adf_standin.copy_runner import copy_runner
+from devstack.adf_standin.server import LOCAL_FACTORY, LOCAL_RESOURCE_GROUP, AdfStandin, Faults
+from devstack.seed import SeedSpec, generate, seed_container
+from devstack.stack import EMULATOR_COSMOS_KEY, StackConfig, client_env, free_port, running_stack
+from devstack.tls import ensure_local_tls
 from include.cosmos_archiver.adf.indexing import AdfIndexError, adf_files, index_adf_slice
 from include.cosmos_archiver.adf.parameters import pipeline_parameters
-from include.cosmos_archiver.adf.standin import LOCAL_FACTORY, LOCAL_RESOURCE_GROUP, AdfStandin, Faults
-from include.cosmos_archiver.archive_store import ArchiveStore
-from include.cosmos_archiver.canonical import canonical_json, sha256_hex
+from include.cosmos_archiver.archive.canonical import canonical_json, sha256_hex
+from include.cosmos_archiver.archive.store import ArchiveStore
 from include.cosmos_archiver.clients import blob_container, cosmos_client
-from include.cosmos_archiver.copy_executor import copy_slice
-from include.cosmos_archiver.local.stack import EMULATOR_COSMOS_KEY, StackConfig, client_env, free_port, running_stack
-from include.cosmos_archiver.local.tls import ensure_local_tls
-from include.cosmos_archiver.seed import SeedSpec, generate, seed_container
+from include.cosmos_archiver.pipeline.copy import copy_slice
+from include.cosmos_archiver.pipeline.validate import validate_slice
 from include.cosmos_archiver.settings import ArchiveSettings
 from include.cosmos_archiver.slices import TimeSlice
-from include.cosmos_archiver.validation import validate_slice
 
 PLUGINS = Path(__file__).resolve().parents[1] / "plugins"
 CONN_ID = "adf_archive_local"
@@ -418,7 +418,7 @@ def test_index_refuses_unreadable_and_conflicting_files_by_name(env: dict[str, A
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from include.cosmos_archiver.adf.copy_runner import ADF_SCHEMA
+    from devstack.adf_standin.copy_runner import ADF_SCHEMA
 
     time_slice, expected = env["slices"][4]  # only ever fails to copy in the tests above: a fresh folder
     store = env["store"]

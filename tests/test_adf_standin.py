@@ -20,13 +20,13 @@ import pytest
 from azure.core.exceptions import HttpResponseError
 from azure.mgmt.datafactory import DataFactoryManagementClient
 
+from devstack.adf_standin.server import LOCAL_FACTORY, LOCAL_RESOURCE_GROUP, AdfStandin, Faults
+from devstack.tls import TlsFiles, ensure_local_tls
 from include.cosmos_archiver.adf import PIPELINE_NAME
 from include.cosmos_archiver.adf.definitions import load_definitions
-from include.cosmos_archiver.adf.local_client import LocalEndpointError, local_management_client
+from include.cosmos_archiver.adf.management_client import LocalEndpointError, local_management_client
 from include.cosmos_archiver.adf.parameters import pipeline_parameters
-from include.cosmos_archiver.adf.standin import LOCAL_FACTORY, LOCAL_RESOURCE_GROUP, AdfStandin, Faults
-from include.cosmos_archiver.cli import main as cli_main
-from include.cosmos_archiver.local.tls import TlsFiles, ensure_local_tls
+from include.cosmos_archiver.cli.main import main as cli_main
 from include.cosmos_archiver.settings import ArchiveSettings
 from include.cosmos_archiver.slices import plan_slices
 
@@ -231,7 +231,7 @@ def test_deploy_puts_every_resource_in_order(
 def test_standin_runs_as_a_process(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "include.cosmos_archiver.adf.standin", "--state-dir", str(tmp_path), "--port", "0"],
+        [sys.executable, "-m", "devstack.adf_standin.server", "--state-dir", str(tmp_path), "--port", "0"],
         cwd=REPO,
         env=env,
         stdout=subprocess.PIPE,

@@ -7,13 +7,13 @@ import json
 
 import pytest
 
-from include.cosmos_archiver import drills
-from include.cosmos_archiver.canonical import canonical_json
-from include.cosmos_archiver.copy_executor import copy_slice
-from include.cosmos_archiver.parquet_format import decode_rows
+from devstack import drills
+from include.cosmos_archiver.archive.canonical import canonical_json
+from include.cosmos_archiver.archive.parquet_layout import decode_rows
+from include.cosmos_archiver.pipeline.copy import copy_slice
+from include.cosmos_archiver.pipeline.validate import validate_slice
 from include.cosmos_archiver.settings import ArchiveSettings
 from include.cosmos_archiver.slices import TimeSlice
-from include.cosmos_archiver.validation import validate_slice
 
 SETTINGS = ArchiveSettings(
     timestamp_field="issuedAt", timestamp_kind="iso8601", page_size=7, max_file_bytes=40_000, row_group_bytes=10_000

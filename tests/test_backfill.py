@@ -21,7 +21,7 @@ from pathlib import Path
 import test_dag
 from test_dag import AIRFLOW, RUN_DATE, _seed, _settings, _store
 
-from include.cosmos_archiver.local.stack import free_port
+from devstack.stack import free_port
 from include.cosmos_archiver.slices import plan_slices
 
 # test_dag's module fixture: a migrated SQLite metadata DB with airflow_settings.yaml applied for the stack's ports.

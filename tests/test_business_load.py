@@ -12,10 +12,9 @@ import pytest
 import requests
 from azure.cosmos import PartitionKey
 
-from include.cosmos_archiver import cli
-from include.cosmos_archiver.business_load import BusinessLoad, LoadMix, LoadTrace, run_business_load
+from devstack import cli, stack
+from devstack.business_load import BusinessLoad, LoadMix, LoadTrace, run_business_load
 from include.cosmos_archiver.clients import cosmos_client
-from include.cosmos_archiver.local import stack
 
 DB, COLL = "bizload", "records"
 PROVISIONED = 2000.0

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from include.cosmos_archiver.archive_store import ArchiveStore
+from devstack.stack import free_port
+from include.cosmos_archiver.archive.store import ArchiveStore
 from include.cosmos_archiver.clients import blob_container
-from include.cosmos_archiver.local.stack import free_port
+from include.cosmos_archiver.planning.due_slices import plan_due_slices
 from include.cosmos_archiver.settings import ArchiveSettings
-from include.cosmos_archiver.slice_plan import plan_due_slices
 
 REPO = Path(__file__).resolve().parents[1]
 RUN_DATE = dt.datetime(2026, 6, 1, tzinfo=dt.UTC)
@@ -214,10 +214,10 @@ def test_dags_test_archives_due_slices_and_a_rerun_changes_nothing(stack, cosmos
 def test_dags_test_archives_through_the_adf_standin(stack, cosmos_database, airflow_env):
     """The ADF branch end to end: the provider's operator (deferrable) -> loopback ADF REST stand-in writing ADF's
     layout -> index_adf_output -> validate, all inside `airflow dags test`."""
-    from include.cosmos_archiver.adf.copy_runner import copy_runner
-    from include.cosmos_archiver.adf.standin import AdfStandin
-    from include.cosmos_archiver.local.stack import EMULATOR_COSMOS_KEY
-    from include.cosmos_archiver.local.tls import ensure_local_tls
+    from devstack.adf_standin.copy_runner import copy_runner
+    from devstack.adf_standin.server import AdfStandin
+    from devstack.stack import EMULATOR_COSMOS_KEY
+    from devstack.tls import ensure_local_tls
 
     settings = _settings(cosmos_database)
     _seed(cosmos_database, settings)

@@ -17,8 +17,9 @@ from typing import Any, ClassVar
 
 import pytest
 
-from include.cosmos_archiver.local.stack import free_port
-from include.cosmos_archiver.notify import (
+from devstack.stack import free_port
+from include.cosmos_archiver.pipeline.run_status import CLEAR_HINT
+from include.cosmos_archiver.reporting.notifications import (
     DeliveryError,
     NotifyConfig,
     NotifyConfigError,
@@ -29,7 +30,6 @@ from include.cosmos_archiver.notify import (
     send_webhook,
     success_notice,
 )
-from include.cosmos_archiver.run_status import CLEAR_HINT
 
 PLUGINS = Path(__file__).resolve().parents[1] / "plugins"
 SECRET = "T0KEN-in-the-path"
@@ -135,7 +135,7 @@ def test_webhook_receives_the_json(hook_server: tuple[str, type[_Hook]]) -> None
 def test_unreachable_webhook_logs_the_message_and_does_not_raise(caplog: pytest.LogCaptureFixture) -> None:
     notice = _halt()
     url = f"http://127.0.0.1:{free_port()}/hooks/{SECRET}"  # nothing listens there
-    with caplog.at_level(logging.ERROR, logger="include.cosmos_archiver.notify"):
+    with caplog.at_level(logging.ERROR, logger="include.cosmos_archiver.reporting.notifications"):
         assert deliver(notice, "webhook", lambda: send_webhook(url, notice, timeout_s=3)) is False
     [record] = [r for r in caplog.records if r.levelno == logging.ERROR]
     logged = record.getMessage()
@@ -152,7 +152,7 @@ def test_webhook_answering_500_is_logged_not_raised(
     notice = _halt()
     with pytest.raises(DeliveryError, match="HTTP 500"):
         send_webhook(f"{base}/x", notice)
-    with caplog.at_level(logging.ERROR, logger="include.cosmos_archiver.notify"):
+    with caplog.at_level(logging.ERROR, logger="include.cosmos_archiver.reporting.notifications"):
         result = deliver_all(
             notice, [("webhook", lambda: send_webhook(f"{base}/x", notice)), ("broken", lambda: 1 / 0)]
         )
@@ -164,7 +164,7 @@ def test_webhook_answering_500_is_logged_not_raised(
 
 def test_no_channel_configured_logs_the_message(caplog: pytest.LogCaptureFixture) -> None:
     notice = success_notice(dag_id="d", run_id="r1", slices_verified=4, records=1234, report_url="http://x/r")
-    with caplog.at_level(logging.ERROR, logger="include.cosmos_archiver.notify"):
+    with caplog.at_level(logging.ERROR, logger="include.cosmos_archiver.reporting.notifications"):
         assert deliver_all(notice, []) == {}
     assert "no notification channel" in caplog.text and "Records archived: 1,234" in caplog.text
 
@@ -339,7 +339,7 @@ def test_smtp_failure_is_logged_not_raised(
         to=("ops@example.com",),
         from_email="a@example.com",
     )
-    with caplog.at_level(logging.ERROR, logger="include.cosmos_archiver.notify"):
+    with caplog.at_level(logging.ERROR, logger="include.cosmos_archiver.reporting.notifications"):
         result = plugin.notify_halt(_context(), slice_id="2025/06/01", reason="r", validation=VALIDATION, config=config)
     assert result == {"smtp": False, "webhook": False}
     errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
@@ -350,7 +350,7 @@ def test_smtp_failure_is_logged_not_raised(
 
 def test_notifier_as_an_airflow_callback_never_raises(plugin: Any, caplog: pytest.LogCaptureFixture) -> None:
     notifier = plugin.CosmosArchiveNotifier(_halt(), channel="webhook", conn_id="no_such_conn_either")
-    with caplog.at_level(logging.ERROR, logger="include.cosmos_archiver.notify"):
+    with caplog.at_level(logging.ERROR, logger="include.cosmos_archiver.reporting.notifications"):
         notifier(_context())  # BaseNotifier.__call__: renders templates, then notify()
     assert notifier.delivered is False and "no_such_conn_either" in caplog.text
     success = plugin.ArchiveSucceededNotifier(NotifyConfig(channels=("webhook",), on_success=False))
@@ -363,7 +363,8 @@ def test_library_has_no_airflow_import() -> None:
     import subprocess
 
     code = (
-        "import sys; import include.cosmos_archiver.notify, include.cosmos_archiver.run_report; "
+        "import sys; import include.cosmos_archiver.reporting.notifications; "
+        "import include.cosmos_archiver.reporting.run_report; "
         "sys.exit(any(m == 'airflow' or m.startswith('airflow.') for m in sys.modules))"
     )
     env = {**os.environ, "PYTHONPATH": str(PLUGINS.parent)}

@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from include.cosmos_archiver.cli import main
-from include.cosmos_archiver.planning import PlanInput, PlanInputError, Prices, make_plan
+from include.cosmos_archiver.cli.main import main
+from include.cosmos_archiver.planning.capacity import PlanInput, PlanInputError, Prices, make_plan
 
 SEED = ["--records", "2000000", "--avg-size-kb", "300", "--ru-per-record", "300", "--provisioned-ru-s", "5000"]
 

@@ -8,7 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from include.cosmos_archiver.rate_control import (
+from include.cosmos_archiver.ru.governance import RuGovernance
+from include.cosmos_archiver.ru.rate_control import (
     AdaptiveBudget,
     RateControlError,
     RateControlSettings,
@@ -18,8 +19,7 @@ from include.cosmos_archiver.rate_control import (
     suggest_copy,
     upper_quantile,
 )
-from include.cosmos_archiver.ru_governance import RuGovernance
-from include.cosmos_archiver.usage import UsageSample
+from include.cosmos_archiver.ru.usage import UsageSample
 
 
 class SimClock:

@@ -19,11 +19,7 @@ import requests
 from azure.core.credentials import AccessToken
 from azure.cosmos import PartitionKey
 
-from include.cosmos_archiver.clients import cosmos_client
-from include.cosmos_archiver.local.stack import EMULATOR_COSMOS_KEY, REPO_ROOT, free_port
-from include.cosmos_archiver.local.tls import ensure_local_tls
-from include.cosmos_archiver.ru_budget import served_at
-from include.cosmos_archiver.ru_gateway import (
+from devstack.ru_gateway import (
     METRICS_NAMESPACE,
     SUBSTATUS_THROUGHPUT_BUCKET_EXCEEDED,
     Gateway,
@@ -31,10 +27,14 @@ from include.cosmos_archiver.ru_gateway import (
     GatewaySettingsError,
     start_gateway,
 )
+from devstack.stack import EMULATOR_COSMOS_KEY, REPO_ROOT, free_port
+from devstack.tls import ensure_local_tls
+from include.cosmos_archiver.clients import cosmos_client
+from include.cosmos_archiver.ru.budget import served_at
 
 DB, COLL = "rugw", "records"
 DOC_BYTES = 300 * 1024
-LAUNCHER = REPO_ROOT / "include" / "cosmos_archiver" / "local" / "cosmosdb_server_launcher.js"
+LAUNCHER = REPO_ROOT / "devstack" / "cosmosdb_server_launcher.js"
 
 
 @dataclass(frozen=True)
@@ -351,7 +351,7 @@ def test_bad_settings_are_refused_with_the_value(backend: Backend) -> None:
     ):
         argv = {"--port": str(free_port()), "--backend": backend.url, "--state-dir": str(backend.state_dir)}
         argv.update(dict(zip(args[::2], args[1::2], strict=True)))
-        cmd = [sys.executable, "-m", "include.cosmos_archiver.ru_gateway", *[x for kv in argv.items() for x in kv]]
+        cmd = [sys.executable, "-m", "devstack.ru_gateway", *[x for kv in argv.items() for x in kv]]
         done = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO_ROOT, timeout=30)
         assert done.returncode == 2 and needle in done.stderr, (args, done.stderr)
 
@@ -359,7 +359,7 @@ def test_bad_settings_are_refused_with_the_value(backend: Backend) -> None:
 def test_runs_as_a_process(backend: Backend) -> None:
     port = free_port()
     cmd = [
-        sys.executable, "-m", "include.cosmos_archiver.ru_gateway", "--port", str(port), "--backend", backend.url,
+        sys.executable, "-m", "devstack.ru_gateway", "--port", str(port), "--backend", backend.url,
         "--state-dir", str(backend.state_dir), "--provisioned-ru", "4000", "--throughput-bucket", "2=50",
     ]  # fmt: skip
     proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from include.cosmos_archiver.business_load import LoadMix, LoadTrace, run_business_load
-from include.cosmos_archiver.local.stack import REPO_ROOT
-from include.cosmos_archiver.ru_gateway import GatewaySettings
-from include.cosmos_archiver.ru_lab import RuLab, ru_lab
+from devstack.business_load import LoadMix, LoadTrace, run_business_load
+from devstack.ru_gateway import GatewaySettings
+from devstack.ru_lab import RuLab, ru_lab
+from devstack.stack import REPO_ROOT
 
 sys.path.insert(0, str(REPO_ROOT / "plugins"))  # Airflow puts plugins/ on sys.path; so do we
 from airflow.providers.common.compat.sdk import AirflowSensorTimeout, TaskDeferred

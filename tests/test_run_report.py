@@ -15,16 +15,16 @@ import pytest
 from azure.cosmos import PartitionKey
 from azure.storage.blob import BlobServiceClient
 
-from include.cosmos_archiver.archive_store import ArchiveStore
+from devstack.seed import SeedSpec, make_record, seed_container
+from devstack.stack import EMULATOR_COSMOS_KEY, StackConfig, free_port, running_stack
+from include.cosmos_archiver.archive.manifest import FileEntry, Manifest
+from include.cosmos_archiver.archive.store import ArchiveStore
 from include.cosmos_archiver.clients import cosmos_client
-from include.cosmos_archiver.copy_executor import copy_slice
-from include.cosmos_archiver.local.stack import EMULATOR_COSMOS_KEY, StackConfig, free_port, running_stack
-from include.cosmos_archiver.manifest import FileEntry, Manifest
-from include.cosmos_archiver.run_report import RunReportError, build_run_report
-from include.cosmos_archiver.seed import SeedSpec, make_record, seed_container
+from include.cosmos_archiver.pipeline.copy import copy_slice
+from include.cosmos_archiver.pipeline.validate import validate_slice
+from include.cosmos_archiver.reporting.run_report import RunReportError, build_run_report
 from include.cosmos_archiver.settings import ArchiveSettings
 from include.cosmos_archiver.slices import TimeSlice
-from include.cosmos_archiver.validation import validate_slice
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 END = dt.datetime(2026, 1, 31, tzinfo=dt.UTC)

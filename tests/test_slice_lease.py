@@ -15,12 +15,12 @@ from azure.core.exceptions import ResourceExistsError
 from azure.storage.blob import BlobLeaseClient
 
 from include.cosmos_archiver.adf.indexing import index_adf_slice
-from include.cosmos_archiver.archive_store import ArchiveStore
-from include.cosmos_archiver.copy_executor import copy_slice
-from include.cosmos_archiver.manifest import Manifest
+from include.cosmos_archiver.archive.manifest import Manifest
+from include.cosmos_archiver.archive.slice_lease import SliceBusyError, lease_path, slice_lease
+from include.cosmos_archiver.archive.store import ArchiveStore
+from include.cosmos_archiver.pipeline.copy import copy_slice
+from include.cosmos_archiver.pipeline.validate import ValidationResult, validate_slice
 from include.cosmos_archiver.settings import ArchiveSettings, SettingsError
-from include.cosmos_archiver.slice_lease import SliceBusyError, lease_path, slice_lease
-from include.cosmos_archiver.validation import ValidationResult, validate_slice
 from tests.test_archive_roundtrip import DAY, SETTINGS, adversarial_documents
 
 IN_SLICE = len(adversarial_documents()) - 2  # "before" and "after" lie outside DAY
@@ -115,7 +115,7 @@ def test_concurrent_copy_and_validate_of_one_slice_never_unverify_it(seeded, arc
 
 def test_a_slice_leased_elsewhere_is_busy_then_copies_once_released(seeded, archive_store, caplog):
     quick = dataclasses.replace(SETTINGS, slice_lease_wait_s=1)
-    caplog.set_level(logging.INFO, logger="include.cosmos_archiver.slice_lease")
+    caplog.set_level(logging.INFO, logger="include.cosmos_archiver.archive.slice_lease")
     with held_elsewhere(archive_store, DAY.slice_id):
         started = time.monotonic()
         with pytest.raises(SliceBusyError) as busy:
@@ -142,7 +142,7 @@ def test_a_slice_leased_elsewhere_is_busy_then_copies_once_released(seeded, arch
 
 
 def test_lease_is_released_on_an_exception_and_waiters_log_how_long(archive_store, caplog):
-    caplog.set_level(logging.INFO, logger="include.cosmos_archiver.slice_lease")
+    caplog.set_level(logging.INFO, logger="include.cosmos_archiver.archive.slice_lease")
     with pytest.raises(KeyError), slice_lease(archive_store, DAY.slice_id, wait_s=0, lease_s=15):
         raise KeyError("boom")
 
@@ -208,7 +208,7 @@ def test_a_copy_another_run_left_unvalidated_is_reused_and_validation_judges_it(
     first = copy_slice(seeded, archive_store, DAY, SETTINGS)
     before = etags(archive_store)
     reads = CountingBudget()
-    with caplog.at_level(logging.INFO, logger="include.cosmos_archiver.copy_executor"):
+    with caplog.at_level(logging.INFO, logger="include.cosmos_archiver.pipeline.copy"):
         reused = copy_slice(seeded, archive_store, DAY, SETTINGS, budget=reads, reuse_copied=True)
     assert (reused.status, reused.slice_digest, reused.copied_at) == ("copied", first.slice_digest, first.copied_at)
     assert reads.requests == 0 and etags(archive_store) == before

@@ -6,9 +6,9 @@ import datetime as dt
 
 import pytest
 
-from include.cosmos_archiver.manifest import Manifest
+from include.cosmos_archiver.archive.manifest import Manifest
+from include.cosmos_archiver.planning.due_slices import PlanError, plan_due_slices
 from include.cosmos_archiver.settings import ArchiveSettings, SettingsError
-from include.cosmos_archiver.slice_plan import PlanError, plan_due_slices
 from include.cosmos_archiver.slices import SliceError, TimeSlice, cutoff, plan_slices
 
 NOW = dt.datetime(2026, 6, 1, 13, 30, tzinfo=dt.UTC)

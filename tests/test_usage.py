@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from include.cosmos_archiver.business_load import LoadMix, LoadTrace, run_business_load
-from include.cosmos_archiver.cli import main
-from include.cosmos_archiver.planning import survey_container
-from include.cosmos_archiver.rate_control import AdaptiveBudget, RateControlSettings
-from include.cosmos_archiver.ru_gateway import GatewaySettings
-from include.cosmos_archiver.ru_lab import RuLab, ru_lab
-from include.cosmos_archiver.usage import (
+from devstack.business_load import LoadMix, LoadTrace, run_business_load
+from devstack.ru_gateway import GatewaySettings
+from devstack.ru_lab import RuLab, ru_lab
+from include.cosmos_archiver.cli.main import main
+from include.cosmos_archiver.planning.capacity import survey_container
+from include.cosmos_archiver.ru.rate_control import AdaptiveBudget, RateControlSettings
+from include.cosmos_archiver.ru.usage import (
     AzureMonitorUsageSource,
     StaticTokenCredential,
     UsageConfigError,

@@ -1,3 +1,3 @@
-from .cli import main
+from include.cosmos_archiver.cli.main import main
 
 raise SystemExit(main())

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any, get_args
 
-from .slices import TimestampKind, validate_field, validate_slice_hours
+from include.cosmos_archiver.slices import TimestampKind, validate_field, validate_slice_hours
 
 MiB = 1024 * 1024
 MIN_LEASE_S, MAX_LEASE_S = 15, 60  # the finite lease durations Blob Storage accepts (slice_lease)

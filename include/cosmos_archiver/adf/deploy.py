@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from azure.core.exceptions import ResourceNotFoundError
 from azure.mgmt.datafactory import DataFactoryManagementClient
 
-from .definitions import Resource, unknown_fields
+from include.cosmos_archiver.adf.definitions import Resource, unknown_fields
 
 
 class DeployError(RuntimeError):

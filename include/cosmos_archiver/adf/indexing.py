@@ -15,14 +15,14 @@ import logging
 import posixpath
 import time
 
-from .. import __version__
-from ..archive_store import ArchiveStore
-from ..canonical import sha256_hex, slice_digest
-from ..manifest import FileEntry, Manifest, RecordEntry
-from ..parquet_format import decode_any
-from ..settings import ArchiveSettings
-from ..slice_lease import SliceLease, under_slice_lease
-from ..slices import TimeSlice
+from include.cosmos_archiver import __version__
+from include.cosmos_archiver.archive.canonical import sha256_hex, slice_digest
+from include.cosmos_archiver.archive.manifest import FileEntry, Manifest, RecordEntry
+from include.cosmos_archiver.archive.parquet_layout import decode_any
+from include.cosmos_archiver.archive.slice_lease import SliceLease, under_slice_lease
+from include.cosmos_archiver.archive.store import ArchiveStore
+from include.cosmos_archiver.settings import ArchiveSettings
+from include.cosmos_archiver.slices import TimeSlice
 
 log = logging.getLogger(__name__)
 OWN_PART_PREFIX = "part-"  # ArchiveStore.part_path: the local executor's files, never an ADF copy's

@@ -13,9 +13,9 @@ import datetime as dt
 import json
 from typing import Any
 
-from ..archive_store import slice_folder
-from ..settings import ArchiveSettings
-from ..slices import TimeSlice, bound_value, validate_field
+from include.cosmos_archiver.archive.store import slice_folder
+from include.cosmos_archiver.settings import ArchiveSettings
+from include.cosmos_archiver.slices import TimeSlice, bound_value, validate_field
 
 PARAMETER_NAMES = (
     "sliceStart",

@@ -1,0 +1,491 @@
+"""The RU gateway: a loopback TLS reverse proxy in front of cosmosdb-server that charges, throttles and reports RU.
+
+API:
+- ``start_gateway(backend, state_dir, *, port=0, settings=GatewaySettings(), charge_model=ChargeModel())``: a
+  context manager that runs a ``Gateway`` in threads of this process and stops it afterwards (tests, benches).
+- ``Gateway``: ``start()``/``stop()``, ``endpoint`` (``https://127.0.0.1:<port>/``, what Cosmos clients use),
+  ``metrics_endpoint`` (for ``azure.monitor.querymetrics.MetricsClient``), ``settings``/``update_settings(**kw)``,
+  ``stats(seconds)`` (same JSON as ``GET /_gateway/stats``), ``resource_id`` (an ARM-shaped id to query).
+- ``classify_traffic(headers)``: ``"archiver"`` if ``x-cosmos-archive-traffic: archiver`` or the User-Agent contains
+  ``cosmos-archive`` (the archiver's ``user_agent_suffix``), else ``"business"``.
+
+HTTP surface besides the proxied Cosmos REST API:
+- ``POST /subscriptions/{id}/metrics:getBatch`` — Azure Monitor's batch metrics API (any bearer token).
+- ``GET /_gateway/stats[?seconds=N]`` — per-class RU/requests/429s per second and totals, plus the settings.
+- ``POST /_gateway/config`` — JSON object of settings to change (``provisioned_ru``, ``low_priority_fraction``,
+  ``throughput_buckets``, ``reporting_delay_s``); answers the new settings or 400 naming the bad value.
+- ``GET /_gateway/health`` — 200 once the backend answers.
+
+Transparency: the account document and any header naming the backend (``content-location``) are rewritten to the
+gateway's own address, so the SDK's endpoint discovery keeps talking to the gateway. Responses are buffered (the
+charge depends on their size) and sent with a Content-Length; backend connections are kept alive per thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import logging
+import socket
+import ssl
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from devstack.ru_gateway.charge_model import ChargeModel, RequestKind, classify
+from devstack.ru_gateway.config import GatewaySettings, GatewaySettingsError, settings_from_json
+from devstack.ru_gateway.metrics import BatchQuery, MetricsQueryError, MetricsStore
+from devstack.ru_gateway.throttle import Admission, Throttle
+from devstack.tls import TlsFiles, ensure_local_tls
+
+log = logging.getLogger(__name__)
+
+LOOPBACK = "127.0.0.1"
+TRAFFIC_HEADER = "x-cosmos-archive-traffic"
+ARCHIVER_MARK = "cosmos-archive"
+SUBSCRIPTION_ID = "00000000-0000-0000-0000-000000000000"
+_HOP_BY_HOP = frozenset(
+    {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer", "upgrade", "content-length"}
+)
+_DROP_TO_BACKEND = _HOP_BY_HOP | {"host", "accept-encoding", TRAFFIC_HEADER}
+_SIZE_CACHE_LIMIT = 200_000
+
+
+def classify_traffic(headers: Mapping[str, str]) -> str:
+    explicit = headers.get(TRAFFIC_HEADER, "").strip().lower()
+    if explicit in ("archiver", "business"):
+        return explicit
+    return "archiver" if ARCHIVER_MARK in headers.get("user-agent", "") else "business"
+
+
+def _parse_backend(backend: str) -> tuple[str, int]:
+    parts = urlsplit(backend)
+    if parts.scheme != "https" or not parts.hostname or parts.port is None:
+        raise GatewaySettingsError(f"backend {backend!r} must look like https://127.0.0.1:<port> (cosmosdb-server)")
+    return parts.hostname, parts.port
+
+
+class Gateway:
+    def __init__(
+        self,
+        backend: str,
+        tls: TlsFiles,
+        *,
+        port: int = 0,
+        settings: GatewaySettings | None = None,
+        charge_model: ChargeModel | None = None,
+    ) -> None:
+        if not 0 <= port < 65536:
+            raise GatewaySettingsError(f"gateway port {port!r} must be 0 (any free port) or 1-65535")
+        self.backend = backend.rstrip("/")
+        self._backend_host, self._backend_port = _parse_backend(backend)
+        self.tls = tls
+        self._settings = settings or GatewaySettings()
+        self._settings_lock = threading.Lock()
+        self.charge_model = charge_model or ChargeModel()
+        self.throttle = Throttle(lambda: self._settings)
+        self.metrics = MetricsStore()
+        self._server = _Server((LOOPBACK, port), _Handler, self)
+        self.port = int(self._server.server_address[1])
+        self._thread: threading.Thread | None = None
+        self._local = threading.local()
+        self._backend_ctx = ssl.create_default_context(cafile=str(tls.ca_cert))
+        self._doc_sizes: dict[str, int] = {}
+        self._read_bytes_ema: dict[str, float] = {}
+        self._page_ru_ema: dict[str, float] = {}
+        self._cache_lock = threading.Lock()
+        self._backend_origins = tuple(
+            f"https://{host}:{self._backend_port}".encode() for host in {self._backend_host, LOOPBACK, "localhost"}
+        )
+
+    # -- lifecycle -----------------------------------------------------------------------------------------------
+    @property
+    def endpoint(self) -> str:
+        return f"https://{LOOPBACK}:{self.port}/"
+
+    @property
+    def metrics_endpoint(self) -> str:
+        return f"https://{LOOPBACK}:{self.port}"
+
+    @property
+    def resource_id(self) -> str:
+        return (
+            f"/subscriptions/{SUBSCRIPTION_ID}/resourceGroups/local/providers/"
+            f"Microsoft.DocumentDB/databaseAccounts/local-{self.port}"
+        )
+
+    def start(self) -> Gateway:
+        self._thread = threading.Thread(target=self._server.serve_forever, name=f"ru-gateway-{self.port}", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._server.close_open_connections()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def serve_forever(self) -> None:
+        try:
+            self._server.serve_forever()
+        finally:
+            self._server.server_close()
+
+    # -- settings and stats --------------------------------------------------------------------------------------
+    @property
+    def settings(self) -> GatewaySettings:
+        return self._settings
+
+    def update_settings(self, **changes: Any) -> GatewaySettings:
+        with self._settings_lock:
+            self._settings = self._settings.replace(**changes)
+            return self._settings
+
+    def _apply_json_settings(self, payload: Any) -> GatewaySettings:
+        with self._settings_lock:
+            self._settings = settings_from_json(self._settings, payload)
+            return self._settings
+
+    def stats(self, seconds: int = 60) -> dict[str, Any]:
+        body = self.metrics.stats(time.time(), seconds)
+        body["config"] = {
+            **self._settings.to_json(),
+            "backend": self.backend,
+            "charge_model": vars(self.charge_model),
+        }
+        return body
+
+    # -- backend -------------------------------------------------------------------------------------------------
+    def _backend_conn(self) -> http.client.HTTPSConnection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = http.client.HTTPSConnection(
+                self._backend_host, self._backend_port, context=self._backend_ctx, timeout=120
+            )
+            self._local.conn = conn
+        return conn
+
+    def forward(
+        self, method: str, path: str, headers: list[tuple[str, str]], body: bytes
+    ) -> tuple[int, str, list[tuple[str, str]], bytes]:
+        out = [(k, v) for k, v in headers if k.lower() not in _DROP_TO_BACKEND]
+        out.append(("Host", f"{self._backend_host}:{self._backend_port}"))
+        out.append(("Content-Length", str(len(body))))
+        for attempt in (1, 2):
+            conn = self._backend_conn()
+            try:
+                conn.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
+                for k, v in out:
+                    conn.putheader(k, v)
+                conn.endheaders(body if body else None)
+                resp = conn.getresponse()
+                data = resp.read()
+                if resp.will_close:
+                    conn.close()
+                return resp.status, resp.reason, resp.getheaders(), data
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+                conn.close()  # a kept-alive connection the backend had closed: reconnect once
+                if attempt == 2:
+                    raise
+            except Exception:
+                conn.close()
+                raise
+        raise AssertionError("unreachable")
+
+    def rewrite(self, data: bytes) -> bytes:
+        gateway = f"https://{LOOPBACK}:{self.port}".encode()
+        for origin in self._backend_origins:
+            data = data.replace(origin, gateway)
+        return data
+
+    # -- charging ------------------------------------------------------------------------------------------------
+    def estimate(self, kind: RequestKind, request_bytes: int) -> float:
+        with self._cache_lock:
+            known = self._doc_sizes.get(kind.doc_link) if kind.doc_link else None
+            if known is None and kind.operation == "Read":
+                ema = self._read_bytes_ema.get(kind.collection)
+                known = int(ema) if ema is not None else None
+            page_guess = self._page_ru_ema.get(kind.collection, 0.0)
+        return self.charge_model.estimate(kind, request_bytes, known, page_guess)
+
+    def charge(self, kind: RequestKind, status: int, request_bytes: int, response_bytes: int) -> float:
+        with self._cache_lock:
+            known = self._doc_sizes.get(kind.doc_link) if kind.doc_link else None
+            ru = self.charge_model.charge(kind, status, request_bytes, response_bytes, known)
+            ok = 200 <= status < 300
+            if kind.operation == "Read" and ok:
+                self._remember(kind.doc_link, response_bytes)
+                old = self._read_bytes_ema.get(kind.collection)
+                self._read_bytes_ema[kind.collection] = (
+                    response_bytes if old is None else 0.8 * old + 0.2 * response_bytes
+                )
+            elif kind.operation == "Replace" and ok:
+                self._remember(kind.doc_link, request_bytes)
+            elif (kind.operation == "Delete" and ok) or status == 404:
+                self._doc_sizes.pop(kind.doc_link, None)
+            elif kind.is_paged and ok:
+                old = self._page_ru_ema.get(kind.collection)
+                self._page_ru_ema[kind.collection] = ru if old is None else 0.8 * old + 0.2 * ru
+        return ru
+
+    def _remember(self, link: str, size: int) -> None:
+        if not link:
+            return
+        self._doc_sizes.pop(link, None)
+        self._doc_sizes[link] = size
+        if len(self._doc_sizes) > _SIZE_CACHE_LIMIT:
+            del self._doc_sizes[next(iter(self._doc_sizes))]
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], gateway: Gateway) -> None:
+        self.gateway = gateway
+        self.ssl_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.ssl_context.load_cert_chain(str(gateway.tls.server_cert), str(gateway.tls.server_key))
+        self.open_connections: set[Any] = set()
+        self.connections_lock = threading.Lock()
+        super().__init__(address, handler)
+
+    def close_open_connections(self) -> None:
+        """Kept-alive client connections outlive ``shutdown()``; cut them so a stopped gateway answers nothing."""
+        with self.connections_lock:
+            for sock in list(self.open_connections):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client hanging up mid-request (SDK timeouts, test teardown) is routine: log it quietly."""
+        exc = sys.exc_info()[1]
+        if isinstance(exc, ConnectionError | ssl.SSLError | TimeoutError):
+            log.debug("connection from %s ended: %s", client_address, exc)
+            return
+        log.exception("ru-gateway: error while serving %s", client_address)
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        # TLS handshake in the connection's own thread, so one slow client cannot stall accept().
+        try:
+            tls_sock = self.ssl_context.wrap_socket(request, server_side=True)
+        except (ssl.SSLError, OSError) as exc:
+            log.debug("TLS handshake from %s failed: %s", client_address, exc)
+            return
+        with self.connections_lock:
+            self.open_connections.add(tls_sock)
+        try:
+            self.RequestHandlerClass(tls_sock, client_address, self)
+        finally:
+            with self.connections_lock:
+                self.open_connections.discard(tls_sock)
+
+
+def _throttled_body(activity_id: str, admission: Admission) -> bytes:
+    errors = json.dumps(
+        {
+            "Errors": [
+                "Request rate is large. More Request Units may be needed, so no changes were made. "
+                "Please retry this request later. Learn more: http://aka.ms/cosmosdb-error-429"
+            ]
+        }
+    )
+    message = f"Message: {errors}\r\nActivityId: {activity_id}, Request URI: local ru-gateway, {admission.reason}"
+    return json.dumps({"code": "429", "message": message}).encode()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "cosmos-archive-ru-gateway"
+    timeout = 300
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("%s %s", self.address_string(), format % args)
+
+    def do_GET(self) -> None:
+        self._handle()
+
+    do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_GET
+
+    def _read_body(self) -> bytes:
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length > 0 else b""
+
+    def _send(
+        self,
+        status: int,
+        headers: list[tuple[str, str]],
+        body: bytes,
+        reason: str | None = None,
+        *,
+        booked_at: float | None = None,
+    ) -> None:
+        """``booked_at``: when the request's RU was booked in the metrics; its ``Date`` header then names that
+        second (a client books its own spend by it, as against Cosmos DB, whose Date is its own clock)."""
+        if booked_at is None:
+            self.send_response(status, reason)
+        else:
+            self.log_request(status)
+            self.send_response_only(status, reason)
+            self.send_header("Server", self.version_string())
+            self.send_header("Date", self.date_time_string(booked_at))
+        for k, v in headers:
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD" and body:
+            self.wfile.write(body)
+
+    def _send_json(self, status: int, payload: Any) -> None:
+        self._send(status, [("Content-Type", "application/json")], json.dumps(payload).encode())
+
+    def _handle(self) -> None:
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            self._send_json(411, {"code": "411", "message": "chunked request bodies are not supported"})
+            self.close_connection = True
+            return
+        body = self._read_body()
+        path = self.path
+        if path.startswith("/_gateway/"):
+            self._local(path, body)
+        elif path.startswith("/subscriptions/") and ":getbatch" in path.lower().split("?", 1)[0]:
+            self._metrics(path, body)
+        else:
+            self._proxy(body)
+
+    # -- local endpoints -----------------------------------------------------------------------------------------
+    def _local(self, path: str, body: bytes) -> None:
+        gateway = self.server.gateway
+        route, _, query = path.partition("?")
+        params = dict(parse_qsl(query))
+        if route == "/_gateway/stats" and self.command == "GET":
+            try:
+                seconds = max(1, min(3600, int(params.get("seconds", "60"))))
+            except ValueError:
+                self._send_json(400, {"error": f"seconds={params.get('seconds')!r} must be an integer"})
+                return
+            self._send_json(200, gateway.stats(seconds))
+        elif route == "/_gateway/config" and self.command in ("POST", "PUT"):
+            try:
+                settings = gateway._apply_json_settings(json.loads(body or b"{}"))
+            except (GatewaySettingsError, json.JSONDecodeError, TypeError) as exc:
+                self._send_json(400, {"error": str(exc)})
+                return
+            self._send_json(200, settings.to_json())
+        elif route == "/_gateway/config" and self.command == "GET":
+            self._send_json(200, gateway.settings.to_json())
+        elif route == "/_gateway/health" and self.command == "GET":
+            try:
+                status, _, _, _ = gateway.forward("GET", "/", [], b"")
+            except OSError as exc:
+                self._send_json(503, {"status": "backend unreachable", "backend": gateway.backend, "error": str(exc)})
+                return
+            self._send_json(200 if status == 200 else 503, {"status": "ok" if status == 200 else "backend unhealthy"})
+        else:
+            self._send_json(404, {"error": f"no gateway endpoint {self.command} {route}"})
+
+    def _metrics(self, path: str, body: bytes) -> None:
+        if not self.headers.get("Authorization", "").startswith("Bearer "):
+            self._send_json(401, {"error": {"code": "AuthenticationFailed", "message": "a bearer token is required"}})
+            return
+        gateway = self.server.gateway
+        params = {k.lower(): v for k, v in parse_qsl(path.partition("?")[2])}
+        now = time.time()
+        try:
+            payload = json.loads(body) if body else {}
+            query = BatchQuery.from_params(params, payload, now)
+        except json.JSONDecodeError:
+            self._send_json(400, {"error": {"code": "BadRequest", "message": "the body is not JSON"}})
+            return
+        except MetricsQueryError as exc:
+            self._send_json(400, {"error": {"code": exc.code, "message": str(exc)}})
+            return
+        self._send_json(200, gateway.metrics.get_batch(query, now, gateway.settings.reporting_delay_s))
+
+    # -- the Cosmos REST API ------------------------------------------------------------------------------------
+    def _proxy(self, body: bytes) -> None:
+        gateway = self.server.gateway
+        lower = {k.lower(): v for k, v in self.headers.items()}
+        kind = classify(self.command, self.path, lower)
+        traffic = classify_traffic(lower)
+        priority = lower.get("x-ms-cosmos-priority-level")
+        bucket: int | None
+        try:
+            bucket = int(lower["x-ms-cosmos-throughput-bucket"])
+        except (KeyError, ValueError):
+            bucket = None
+        estimate = gateway.estimate(kind, len(body))
+        if kind.operation == "Metadata":
+            # Like Cosmos DB, metadata calls (account, database, container, pkranges) are not refused for the
+            # data-plane budget; their RU still counts in the window.
+            gateway.throttle.settle(estimate, None)
+            admission = Admission(True)
+        else:
+            admission = gateway.throttle.admit(estimate, priority, bucket)
+        settings = gateway.settings
+        if not admission.admitted:
+            activity_id = str(uuid.uuid4())
+            booked_at = time.time()
+            gateway.metrics.record(
+                booked_at, traffic, 429, kind.operation, kind.database, kind.collection, 0.0, settings.provisioned_ru
+            )
+            headers = [
+                ("Content-Type", "application/json"),
+                ("x-ms-retry-after-ms", str(admission.retry_after_ms)),
+                ("x-ms-substatus", str(admission.substatus)),
+                ("x-ms-request-charge", "0"),
+                ("x-ms-activity-id", activity_id),
+            ]
+            self._send(429, headers, _throttled_body(activity_id, admission), "Too Many Requests", booked_at=booked_at)
+            return
+        try:
+            status, reason, headers, data = gateway.forward(self.command, self.path, list(self.headers.items()), body)
+        except OSError as exc:
+            gateway.throttle.settle(-estimate, bucket)
+            self._send_json(503, {"code": "ServiceUnavailable", "message": f"ru-gateway: backend failed: {exc}"})
+            return
+        ru = gateway.charge(kind, status, len(body), len(data))
+        gateway.throttle.settle(ru - estimate, bucket)
+        booked_at = time.time()
+        gateway.metrics.record(
+            booked_at, traffic, status, kind.operation, kind.database, kind.collection, ru, settings.provisioned_ru
+        )
+        if kind.operation == "Metadata":
+            data = gateway.rewrite(data)
+        out = []
+        for k, v in headers:
+            lk = k.lower()
+            if lk in _HOP_BY_HOP or lk in ("x-ms-request-charge", "date", "server"):
+                continue  # the gateway charges, books and dates the answer
+            if "://" in v:
+                v = gateway.rewrite(v.encode("latin-1")).decode("latin-1")
+            out.append((k, v))
+        out.append(("x-ms-request-charge", f"{ru:.2f}"))
+        self._send(status, out, data, reason, booked_at=booked_at)
+
+
+@contextlib.contextmanager
+def start_gateway(
+    backend: str,
+    state_dir: Path,
+    *,
+    port: int = 0,
+    settings: GatewaySettings | None = None,
+    charge_model: ChargeModel | None = None,
+) -> Iterator[Gateway]:
+    """Run a gateway in this process (server threads) for the duration of a block."""
+    gateway = Gateway(
+        backend, ensure_local_tls(Path(state_dir)), port=port, settings=settings, charge_model=charge_model
+    ).start()
+    try:
+        yield gateway
+    finally:
+        gateway.stop()

@@ -1,0 +1,87 @@
+"""A local RU lab for tests, the RU bench and demos: the local stack on free loopback ports with its own state
+directory, plus an in-process RU gateway (settings changeable, accounting readable) in front of its
+cosmosdb-server, a seeded container, and usage sources pointed at that gateway.
+
+Everything started here is stopped when the ``ru_lab`` block ends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from azure.cosmos import ContainerProxy, PartitionKey
+
+from devstack import stack
+from devstack.ru_gateway import Gateway, GatewaySettings, start_gateway
+from devstack.tls import ensure_local_tls
+from include.cosmos_archiver.clients import cosmos_client
+from include.cosmos_archiver.ru.usage import AzureMonitorUsageSource, StaticTokenCredential
+
+DATABASE, CONTAINER = "rulab", "records"
+
+
+@dataclass(frozen=True)
+class RuLab:
+    gateway: Gateway
+    key: str
+    database: str
+    container: str
+    doc_keys: tuple[tuple[str, str], ...]  # (id, partition key value) of the seeded documents
+    ca_bundle: Path
+
+    @property
+    def endpoint(self) -> str:
+        return self.gateway.endpoint
+
+    def container_proxy(self, **client_kwargs: Any) -> ContainerProxy:
+        client = cosmos_client(self.endpoint, self.key, **client_kwargs)
+        return client.get_database_client(self.database).get_container_client(self.container)
+
+    def usage_source(
+        self, *, grain: timedelta = timedelta(seconds=1), lagging_grains: int = 0, database: str | None = None
+    ) -> AzureMonitorUsageSource:
+        """The real MetricsClient against the gateway's Azure-Monitor-shaped API (static local token)."""
+        return AzureMonitorUsageSource(
+            self.gateway.metrics_endpoint,
+            self.gateway.resource_id,
+            credential=StaticTokenCredential(),
+            grain=grain,
+            lagging_grains=lagging_grains,
+            database=database or self.database,
+            collection=self.container,
+            connection_verify=str(self.ca_bundle),
+        )
+
+
+@contextmanager
+def ru_lab(
+    state_dir: Path, *, settings: GatewaySettings, docs: int = 40, doc_kb: int = 10
+) -> Iterator[RuLab]:
+    """Start the lab. Like stack.running_stack, which it runs, it exports REQUESTS_CA_BUNDLE/SSL_CERT_FILE for the
+    block (restored afterwards), so SDK clients built with clients.cosmos_client() verify the local CA."""
+    config = stack.StackConfig(
+        state_dir=state_dir,
+        cosmos_port=stack.free_port(),
+        cosmos_backend_port=stack.free_port(),
+        blob_port=stack.free_port(),
+    )
+    tls = ensure_local_tls(state_dir)
+    with stack.running_stack(config):
+        # Our own in-process gateway goes straight to cosmosdb-server (not through the stack's gateway process),
+        # so tests can change its settings and read its accounting directly.
+        backend = config.cosmos_backend_endpoint
+        direct = cosmos_client(backend, stack.EMULATOR_COSMOS_KEY)
+        container = direct.create_database_if_not_exists(DATABASE).create_container_if_not_exists(
+            CONTAINER, PartitionKey("/customerId")
+        )
+        keys = tuple((f"doc-{i}", f"cust-{i % 8}") for i in range(docs))
+        payload = "x" * (doc_kb * 1024 - 100)
+        for doc_id, pk in keys:
+            container.upsert_item({"id": doc_id, "customerId": pk, "payload": payload})
+        with start_gateway(backend.rstrip("/"), state_dir, settings=settings) as gateway:
+            yield RuLab(gateway, stack.EMULATOR_COSMOS_KEY, DATABASE, CONTAINER, keys, tls.ca_bundle)

@@ -1,0 +1,93 @@
+"""Where a slice's files and manifest live in Blob Storage, and how they are written and read back.
+
+Uploads carry transport checksums: ``validate_content=True`` makes the SDK send an MD5 per request that the
+service checks, and the blob's Content-MD5 is set to the whole file's MD5 so any later reader can check it too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+
+from azure.core.exceptions import ResourceNotFoundError
+from azure.storage.blob import ContainerClient, ContentSettings
+
+from include.cosmos_archiver.archive.manifest import MANIFEST_NAME, Manifest
+
+PARQUET_CONTENT_TYPE = "application/vnd.apache.parquet"
+PARQUET_SUFFIX = ".parquet"
+
+
+def slice_folder(prefix: str, slice_id: str) -> str:
+    """A slice's folder inside the archive container: ``<prefix>/<slice_id>`` (the local copy and ADF both use it)."""
+    prefix = prefix.strip("/")
+    return f"{prefix}/{slice_id}" if prefix else slice_id
+
+
+class ArchiveStore:
+    def __init__(self, container: ContainerClient, prefix: str) -> None:
+        self.container = container
+        self.prefix = prefix.strip("/")
+
+    def slice_dir(self, slice_id: str) -> str:
+        return slice_folder(self.prefix, slice_id)
+
+    def part_path(self, slice_id: str, index: int) -> str:
+        return f"{self.slice_dir(slice_id)}/part-{index:05d}.parquet"
+
+    def manifest_path(self, slice_id: str) -> str:
+        return f"{self.slice_dir(slice_id)}/{MANIFEST_NAME}"
+
+    def url(self, path: str) -> str:
+        return f"{self.container.url}/{path}"
+
+    def upload(
+        self, path: str, data: bytes, content_type: str = PARQUET_CONTENT_TYPE, metadata: dict[str, str] | None = None
+    ) -> None:
+        self.container.upload_blob(
+            path,
+            data,
+            overwrite=True,
+            validate_content=True,
+            metadata=metadata,
+            content_settings=ContentSettings(content_type=content_type, content_md5=hashlib.md5(data).digest()),
+        )
+
+    def download(self, path: str) -> bytes:
+        return self.container.download_blob(path).readall()
+
+    def read_manifest(self, slice_id: str) -> Manifest | None:
+        try:
+            data = self.download(self.manifest_path(slice_id))
+        except ResourceNotFoundError:
+            return None
+        return Manifest.from_json(data)
+
+    def write_manifest(self, manifest: Manifest) -> None:
+        # The status is also blob metadata, so planning learns every slice's state from one listing.
+        self.upload(self.manifest_path(manifest.slice_id), manifest.to_json(), content_type="application/json",
+                    metadata={"status": manifest.status, "records": str(manifest.record_count)})
+
+    def manifest_statuses(self) -> dict[str, str]:
+        """slice_id -> manifest status for every slice under this prefix, from a single listing."""
+        start = f"{self.prefix}/" if self.prefix else ""
+        statuses = {}
+        for blob in self.container.list_blobs(name_starts_with=start, include=["metadata"]):
+            if blob.name.endswith("/" + MANIFEST_NAME):
+                slice_id = blob.name[len(start): -len(MANIFEST_NAME) - 1]
+                statuses[slice_id] = (blob.metadata or {}).get("status", "unknown")
+        return statuses
+
+    def list_parts(self, slice_id: str) -> list[str]:
+        """Every Parquet file directly in the slice's folder: our ``part-NNNNN.parquet`` and files an Azure Data
+        Factory copy wrote there (e.g. ``adf_00000.parquet``); sub-slice folders are not included."""
+        folder = self.slice_dir(slice_id) + "/"
+        return sorted(
+            b.name
+            for b in self.container.list_blobs(name_starts_with=folder)
+            if b.name.endswith(PARQUET_SUFFIX) and "/" not in b.name[len(folder):]
+        )
+
+    def delete(self, path: str) -> None:
+        with contextlib.suppress(ResourceNotFoundError):
+            self.container.delete_blob(path)

@@ -1,0 +1,126 @@
+"""`cosmos-archive plan`: total RU, headroom, ETA and the cost before/after archiving a dataset."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from include.cosmos_archiver.cli.main import UsageError
+from include.cosmos_archiver.planning.capacity import (
+    PlanInput,
+    PlanInputError,
+    Prices,
+    format_plan,
+    make_plan,
+    survey_container,
+)
+
+
+def _inputs(args: argparse.Namespace) -> PlanInput:
+    prices = Prices(
+        cosmos_storage_gb_month=args.price_cosmos_storage,
+        cosmos_ru_per_100_ru_s_hour=args.price_ru,
+        blob_gb_month={
+            "hot": args.price_blob_hot,
+            "cool": args.price_blob_cool,
+            "cold": args.price_blob_cold,
+            "archive": args.price_blob_archive,
+        },
+    )
+    records, size_kb, ru, provisioned = args.records, args.avg_size_kb, args.ru_per_record, args.provisioned_ru_s
+    if args.from_container:
+        records, size_kb, ru, provisioned = _from_container(args, records, size_kb, ru, provisioned)
+    missing = [
+        flag
+        for flag, value in [
+            ("--records", records),
+            ("--avg-size-kb", size_kb),
+            ("--ru-per-record", ru),
+            ("--provisioned-ru-s", provisioned),
+        ]
+        if value is None
+    ]
+    if missing:
+        raise UsageError(f"missing {', '.join(missing)}: give them, or read a live container with --from-container")
+    return PlanInput(
+        records=records,
+        avg_size_kb=size_kb,
+        ru_per_record=ru,
+        provisioned_ru_s=provisioned,
+        client_load=args.client_load,
+        ceiling=args.ceiling,
+        blob_tier=args.blob_tier,
+        compression_ratio=args.compression_ratio,
+        provisioned_ru_s_after=args.provisioned_ru_s_after,
+        prices=prices,
+    )
+
+
+def _from_container(
+    args: argparse.Namespace, records: int | None, size_kb: float | None, ru: float | None, provisioned: float | None
+) -> tuple[int | None, float | None, float | None, float | None]:
+    from include.cosmos_archiver.clients import cosmos_client
+
+    if not (args.endpoint and args.database and args.container):
+        raise UsageError("--from-container needs --endpoint, --database and --container")
+    key = os.environ.get(args.key_env)
+    if not key:
+        raise UsageError(
+            f"--from-container reads the account key from ${args.key_env}; set it (never on the command line)"
+        )
+    client = cosmos_client(args.endpoint, key)
+    container = client.get_database_client(args.database).get_container_client(args.container)
+    survey = survey_container(container, sample=args.sample, where=args.where)
+    print(
+        f"container {args.database}/{args.container}: {survey.records:,} records; {survey.sampled} sampled: "
+        f"~{survey.avg_size_kb:,.1f} KB, ~{survey.ru_per_record:,.2f} RU per point read"
+        + (f"; {survey.provisioned_ru_s:,.0f} RU/s provisioned" if survey.provisioned_ru_s else "")
+    )
+    # Explicit flags win over measurements (e.g. to plan the real account from a sample copy).
+    return (
+        records if records is not None else survey.records,
+        size_kb if size_kb is not None else survey.avg_size_kb,
+        ru if ru is not None else survey.ru_per_record,
+        provisioned if provisioned is not None else survey.provisioned_ru_s,
+    )
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
+        plan = make_plan(_inputs(args))
+    except PlanInputError as exc:
+        raise UsageError(str(exc)) from None
+    print(format_plan(plan))
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    defaults = Prices()
+    p = subparsers.add_parser(
+        "plan",
+        help="total RU, headroom RU/s, ETA and cost before/after for a dataset",
+        description="Plan an archive run. Seed case: --records 2000000 --avg-size-kb 300 --ru-per-record 300 "
+        "--provisioned-ru-s 5000 --client-load 0.5 --ceiling 0.8. Prices default to USD list prices: override them.",
+    )
+    p.add_argument("--records", type=int, help="number of records to archive")
+    p.add_argument("--avg-size-kb", type=float, help="average record size in KB")
+    p.add_argument("--ru-per-record", type=float, help="RU to read one record (x-ms-request-charge)")
+    p.add_argument("--provisioned-ru-s", type=float, help="provisioned throughput in RU/s")
+    p.add_argument("--client-load", type=float, default=0.5, help="business share of provisioned RU/s (default 0.5)")
+    p.add_argument("--ceiling", type=float, default=0.8, help="max total share of provisioned RU/s (default 0.8)")
+    p.add_argument("--blob-tier", default="cool", choices=sorted(defaults.blob_gb_month), help="default cool")
+    p.add_argument("--compression-ratio", type=float, default=1.0, help="JSON size / Parquet size (default 1.0)")
+    p.add_argument("--provisioned-ru-s-after", type=float, help="RU/s you will provision after archiving")
+    p.add_argument("--price-cosmos-storage", type=float, default=defaults.cosmos_storage_gb_month, help="USD/GB-month")
+    p.add_argument("--price-ru", type=float, default=defaults.cosmos_ru_per_100_ru_s_hour, help="USD per 100 RU/s-h")
+    for tier, price in defaults.blob_gb_month.items():
+        p.add_argument(f"--price-blob-{tier}", type=float, default=price, help=f"USD/GB-month (default {price})")
+    live = p.add_argument_group("read counts from a live container")
+    live.add_argument("--from-container", action="store_true", help="count/sample/measure the container")
+    live.add_argument("--endpoint", help="Cosmos account endpoint, e.g. https://127.0.0.1:8081/")
+    live.add_argument("--key-env", default="COSMOS_ARCHIVE_COSMOS_KEY", help="env var holding the account key")
+    live.add_argument("--database")
+    live.add_argument("--container")
+    live.add_argument("--where", help="SQL predicate on c selecting the records to archive, e.g. 'c._ts < 1700000000'")
+    live.add_argument("--sample", type=int, default=20, help="records to sample for size and RU (default 20)")
+    p.set_defaults(func=_run)

@@ -1,0 +1,202 @@
+"""The local copy executor: one time slice from Cosmos DB to Parquet files in Blob Storage, plus its manifest.
+
+Used when no Azure Data Factory is configured (and by the local ADF stand-in). Idempotent: a verified slice is
+left untouched; any other slice is rewritten at the same deterministic paths, stale parts are removed, and the
+manifest is written last as the commit point. The rewrite holds the slice's lease (:mod:`.slice_lease`), so runs
+that copy or validate the same slice at the same time (a backfill) take turns.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from azure.cosmos import ContainerProxy
+
+from include.cosmos_archiver import __version__
+from include.cosmos_archiver.archive.canonical import canonical_json, record_key, sha256_hex, slice_digest
+from include.cosmos_archiver.archive.manifest import FileEntry, Manifest, RecordEntry
+from include.cosmos_archiver.archive.parquet_layout import ArchivedRow, encode_rows
+from include.cosmos_archiver.archive.slice_lease import SliceLease, under_slice_lease
+from include.cosmos_archiver.archive.store import ArchiveStore
+from include.cosmos_archiver.ru.budget import RuBudget
+from include.cosmos_archiver.settings import ArchiveSettings
+from include.cosmos_archiver.slices import TimeSlice
+from include.cosmos_archiver.source.reader import ReadStats, read_slice
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _PartWriter:
+    """Buffers rows and uploads a Parquet part whenever the buffer reaches ``max_file_bytes`` of documents."""
+
+    store: ArchiveStore
+    slice_id: str
+    settings: ArchiveSettings
+    lease: SliceLease | None = None  # renewed before every upload when set (bench/ writes without one)
+    rows: list[ArchivedRow] = field(default_factory=list)
+    buffered_bytes: int = 0
+    files: list[FileEntry] = field(default_factory=list)
+    encode_s: float = 0.0
+    upload_s: float = 0.0
+
+    @property
+    def current_index(self) -> int:
+        return len(self.files)
+
+    def add(self, row: ArchivedRow) -> None:
+        self.rows.append(row)
+        self.buffered_bytes += len(row.doc)
+        if self.buffered_bytes >= self.settings.max_file_bytes:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.rows:
+            return
+        started = time.perf_counter()
+        avg = max(1, self.buffered_bytes // len(self.rows))
+        data = encode_rows(
+            self.rows,
+            row_group_rows=max(1, self.settings.row_group_bytes // avg),
+            compression_level=self.settings.compression_level,
+        )
+        digest = sha256_hex(data)
+        encoded = time.perf_counter()
+        path = self.store.part_path(self.slice_id, len(self.files))
+        if self.lease is not None:
+            self.lease.ensure_held()
+        self.store.upload(path, data)
+        self.upload_s += time.perf_counter() - encoded
+        self.encode_s += encoded - started
+        self.files.append(FileEntry(path=path, sha256=digest, bytes=len(data), records=len(self.rows)))
+        self.rows, self.buffered_bytes = [], 0
+
+
+def copy_slice(
+    container: ContainerProxy,
+    store: ArchiveStore,
+    time_slice: TimeSlice,
+    settings: ArchiveSettings,
+    *,
+    budget: RuBudget | None = None,
+    source: dict[str, str] | None = None,
+    force: bool = False,
+    reuse_copied: bool = False,
+) -> Manifest:
+    """Copy one slice and return its manifest (the existing one, untouched, if the slice is already verified).
+
+    A verified slice is answered without touching any blob; otherwise the copy holds the slice's lease (waiting up
+    to ``settings.slice_lease_wait_s`` for another run's, else SliceBusyError) and re-checks the manifest under it.
+    ``reuse_copied``: a complete copy another run left ``copied`` (not validated yet) is answered as is, and
+    validation decides — runs of a backfill that share a slice then read it once, not once each. (A manifest is
+    written only after all its files, so ``copied`` is a whole copy; if the source moved on since, validation
+    names the difference and the slice is re-copied.)
+    """
+    return under_slice_lease(
+        store, time_slice.slice_id, settings,
+        answer=lambda existing: _already_done(existing, force=force, reuse_copied=reuse_copied),
+        work=lambda lease, _: _copy(container, store, time_slice, settings, lease, budget=budget, source=source),
+    )  # fmt: skip
+
+
+def _already_done(existing: Manifest | None, *, force: bool, reuse_copied: bool) -> Manifest | None:
+    if existing is None or force:
+        return None
+    if existing.status == "verified":
+        log.info("slice %s already verified (%d records, digest %s): nothing to copy",
+                 existing.slice_id, existing.record_count, existing.slice_digest)
+        return existing
+    if existing.status == "copied" and reuse_copied:
+        log.info("slice %s already copied at %s (%d records, digest %s), not validated yet: validation decides",
+                 existing.slice_id, existing.copied_at, existing.record_count, existing.slice_digest)
+        return existing
+    return None
+
+
+def _copy(
+    container: ContainerProxy,
+    store: ArchiveStore,
+    time_slice: TimeSlice,
+    settings: ArchiveSettings,
+    lease: SliceLease,
+    *,
+    budget: RuBudget | None,
+    source: dict[str, str] | None,
+) -> Manifest:
+    slice_id = time_slice.slice_id
+    started = time.perf_counter()
+    stats = ReadStats()
+    writer = _PartWriter(store, slice_id, settings, lease)
+    records: list[RecordEntry] = []
+    seen: set[tuple[str, str]] = set()
+    record_bytes = 0
+    notes: list[str] = []
+    read_s = 0.0
+    pages = read_slice(
+        container, time_slice, timestamp_field=settings.timestamp_field, timestamp_kind=settings.timestamp_kind,
+        page_size=settings.page_size, budget=budget, stats=stats,
+    )
+    while True:
+        t0 = time.perf_counter()
+        page = next(pages, None)
+        read_s += time.perf_counter() - t0
+        if page is None:
+            break
+        for doc in page:
+            key = record_key(doc, settings.partition_key_path)
+            if key in seen:  # a query retried across a partition split can repeat a document
+                notes.append(f"duplicate record {key[0]}/{key[1]} returned by the query was skipped")
+                continue
+            seen.add(key)
+            canon = canonical_json(doc)
+            digest = sha256_hex(canon)
+            record_bytes += len(canon)
+            records.append(RecordEntry(partition_key=key[0], id=key[1], sha256=digest, file=writer.current_index))
+            writer.add(ArchivedRow(id=key[1], partition_key=key[0], ts=_int_or_none(doc.get("_ts")),
+                                   etag=doc.get("_etag"), sha256=digest, doc=canon))
+    writer.flush()
+
+    written = {f.path for f in writer.files}
+    lease.ensure_held()  # renewed: ours for another lease period, enough for the cleanup and the commit
+    for stale in store.list_parts(slice_id):
+        if stale not in written:
+            store.delete(stale)
+            notes.append(f"removed stale part {stale} from an earlier copy")
+
+    total_s = time.perf_counter() - started
+    manifest = Manifest(
+        slice_id=slice_id,
+        slice_start=time_slice.start.isoformat(),
+        slice_end=time_slice.end.isoformat(),
+        timestamp_field=settings.timestamp_field,
+        source=source or {"database": settings.database, "container": settings.container},
+        status="copied",
+        record_count=len(records),
+        record_bytes=record_bytes,
+        slice_digest=slice_digest([(r.partition_key, r.id, r.sha256) for r in records]),
+        ru_charged=round(stats.ru_charged, 2),
+        throttled_requests=stats.throttled_requests,
+        files=writer.files,
+        records=sorted(records, key=lambda r: (r.partition_key, r.id)),
+        timings_s={
+            "total": round(total_s, 3),
+            "read": round(read_s, 3),
+            "canonicalise_and_hash": round(total_s - read_s - writer.encode_s - writer.upload_s, 3),
+            "encode": round(writer.encode_s, 3),
+            "upload": round(writer.upload_s, 3),
+        },
+        copied_at=dt.datetime.now(dt.UTC).isoformat(),
+        tool_version=__version__,
+        notes=notes,
+    )
+    store.write_manifest(manifest)
+    log.info("copied slice %s: %s", slice_id, manifest.summary())
+    return manifest
+
+
+def _int_or_none(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None

@@ -1,0 +1,1 @@
+"""Reporting for people: the run report and operator notifications."""

@@ -1,0 +1,1 @@
+"""RU governance: the budget seam every spender pays through, the controllers that pace it, and usage sources."""

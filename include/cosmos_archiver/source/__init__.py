@@ -1,0 +1,1 @@
+"""Reading the source: Cosmos DB clients and paged, RU-paid reads of one time slice."""
