@@ -1,0 +1,271 @@
+"""The archive index: where each archived record is (part file, row group, row), sharded by partition key hash.
+
+Layout under the archive prefix::
+
+    _index/delta/<slice id with '-'>.parquet   one per indexed slice, written by index_slice after validation
+    _index/shards/<NNN>.parquet                compacted: every slice's entries of shard NNN (compact_index)
+
+A delta supersedes the compacted entries of its slice (so re-indexing a slice, e.g. after an erasure, replaces
+them), and compaction folds deltas into the shards and then deletes them. A reader lists the deltas first, then
+reads the shard, then the deltas: a compaction in between never hides an entry (a vanished delta is re-listed).
+
+A point lookup reads one shard (1/``shards`` of the archive, cached) — not the archive — and is refreshed when it
+misses, so a slice indexed after the shard was cached is found. Memory: ``max_cached_shards`` shards at a time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from azure.core.exceptions import ResourceNotFoundError
+
+from include.cosmos_archiver.archive.store import ArchiveStore
+from include.cosmos_archiver.readthrough.paging import timestamp_of
+
+DEFAULT_SHARDS = 256
+INDEX_DIR = "_index"
+
+SCHEMA = pa.schema([
+    pa.field("shard", pa.int32()), pa.field("partition_key", pa.string()), pa.field("id", pa.string()),
+    pa.field("order", pa.string()),  # JSON of the timestamp field's value (string or number), null if absent
+    pa.field("slice", pa.string()), pa.field("part", pa.string()), pa.field("part_bytes", pa.int64()),
+    pa.field("row_group", pa.int32()), pa.field("row", pa.int32()), pa.field("etag", pa.string()),
+    pa.field("sha256", pa.string()),
+])
+
+
+class IndexEntry(NamedTuple):
+    partition_key: str
+    id: str
+    order: Any
+    slice: str
+    part: str
+    part_bytes: int
+    row_group: int
+    row: int
+    etag: str | None
+    sha256: str
+
+
+def shard_of(partition_key: str, shards: int = DEFAULT_SHARDS) -> int:
+    return int.from_bytes(hashlib.sha256(partition_key.encode()).digest()[:4], "big") % shards
+
+
+def _index_prefix(store: ArchiveStore) -> str:
+    return f"{store.prefix}/{INDEX_DIR}" if store.prefix else INDEX_DIR
+
+
+def delta_path(store: ArchiveStore, slice_id: str) -> str:
+    return f"{_index_prefix(store)}/delta/{slice_id.replace('/', '-')}.parquet"
+
+
+def shard_path(store: ArchiveStore, shard: int) -> str:
+    return f"{_index_prefix(store)}/shards/{shard:05d}.parquet"
+
+
+def _encode(entries: list[IndexEntry], shards: int) -> bytes:
+    rows = sorted(entries, key=lambda e: (shard_of(e.partition_key, shards), e.partition_key, e.id))
+    table = pa.table({
+        "shard": pa.array([shard_of(e.partition_key, shards) for e in rows], pa.int32()),
+        "partition_key": [e.partition_key for e in rows], "id": [e.id for e in rows],
+        "order": [None if e.order is None else json.dumps(e.order, ensure_ascii=False) for e in rows],
+        "slice": [e.slice for e in rows], "part": [e.part for e in rows],
+        "part_bytes": pa.array([e.part_bytes for e in rows], pa.int64()),
+        "row_group": pa.array([e.row_group for e in rows], pa.int32()),
+        "row": pa.array([e.row for e in rows], pa.int32()),
+        "etag": [e.etag for e in rows], "sha256": [e.sha256 for e in rows],
+    }, schema=SCHEMA.with_metadata({"shards": str(shards)}))
+    sink = io.BytesIO()
+    pq.write_table(table, sink, compression="zstd", row_group_size=4096, write_statistics=["shard", "partition_key"])
+    return sink.getvalue()
+
+
+def _decode(data: bytes, shards: int, shard: int | None = None) -> list[IndexEntry]:
+    file = pq.ParquetFile(io.BytesIO(data))
+    written = int((file.schema_arrow.metadata or {}).get(b"shards", b"0"))
+    if written != shards:
+        raise ValueError(f"archive index written with {written} shards, read with {shards}: use the same shard count")
+    filters = [("shard", "=", shard)] if shard is not None else None
+    cols = pq.read_table(io.BytesIO(data), filters=filters).to_pydict()
+    return [IndexEntry(pk, rid, None if o is None else json.loads(o), s, p, pb, rg, r, et, sh)
+            for pk, rid, o, s, p, pb, rg, r, et, sh in zip(
+                cols["partition_key"], cols["id"], cols["order"], cols["slice"], cols["part"], cols["part_bytes"],
+                cols["row_group"], cols["row"], cols["etag"], cols["sha256"], strict=True)]
+
+
+def slice_entries(store: ArchiveStore, slice_id: str, timestamp_field: str) -> list[IndexEntry]:
+    """Every record of a slice's parts with its position, read from the parts (not the manifest)."""
+    manifest = store.read_manifest(slice_id)
+    if manifest is None:
+        raise ValueError(f"slice {slice_id} has no manifest: copy and validate it before indexing")
+    entries = []
+    for f in manifest.files:
+        parquet = pq.ParquetFile(io.BytesIO(store.download(f.path)))
+        if "sha256" not in parquet.schema_arrow.names:
+            raise ValueError(f"{f.path} is in the ADF copy layout; index only the archive layout (parquet_layout)")
+        for rg in range(parquet.num_row_groups):
+            cols = parquet.read_row_group(rg, columns=["id", "partition_key", "etag", "sha256", "doc"]).to_pydict()
+            for row, (rid, pk, etag, digest, doc) in enumerate(zip(
+                    cols["id"], cols["partition_key"], cols["etag"], cols["sha256"], cols["doc"], strict=True)):
+                order = timestamp_of(json.loads(doc), timestamp_field)
+                entries.append(IndexEntry(pk, rid, order, slice_id, f.path, f.bytes, rg, row, etag, digest))
+    return entries
+
+
+def index_slice(store: ArchiveStore, slice_id: str, timestamp_field: str, *, shards: int = DEFAULT_SHARDS,
+                require_verified: bool = True) -> int:
+    """Write the slice's index delta (idempotent; replaces an earlier one); return the number of entries.
+
+    For the DAG: call it after a slice is verified and before it is purged, so every purged record is findable.
+    """
+    manifest = store.read_manifest(slice_id)
+    if require_verified and (manifest is None or manifest.status != "verified"):
+        status = None if manifest is None else manifest.status
+        raise ValueError(f"slice {slice_id} is {status or 'not copied'}, not verified: index it after validation")
+    entries = slice_entries(store, slice_id, timestamp_field)
+    store.upload(delta_path(store, slice_id), _encode(entries, shards))
+    return len(entries)
+
+
+def _list(store: ArchiveStore, folder: str) -> dict[str, str]:
+    """name -> etag of the index blobs in a folder (a re-indexed slice's delta keeps its name, not its etag)."""
+    start = f"{_index_prefix(store)}/{folder}/"
+    return {b.name: b.etag for b in store.container.list_blobs(name_starts_with=start)}
+
+
+def compact_index(store: ArchiveStore, *, shards: int = DEFAULT_SHARDS) -> dict[str, int]:
+    """Fold every delta into the shard files, then delete the deltas folded. Run by one process at a time (the
+    DAG's last task); readers stay correct throughout (see the module docstring)."""
+    deltas = sorted(_list(store, "delta"))
+    if not deltas:
+        return {"deltas": 0, "shards_written": 0, "entries": 0}
+    by_slice: dict[str, list[IndexEntry]] = {}
+    for path in deltas:
+        for e in _decode(store.download(path), shards):
+            by_slice.setdefault(e.slice, []).append(e)
+    touched = {shard_of(e.partition_key, shards) for es in by_slice.values() for e in es}
+    total = 0
+    for shard in sorted(touched):
+        try:
+            kept = [e for e in _decode(store.download(shard_path(store, shard)), shards) if e.slice not in by_slice]
+        except ResourceNotFoundError:
+            kept = []
+        merged = kept + [e for es in by_slice.values() for e in es if shard_of(e.partition_key, shards) == shard]
+        store.upload(shard_path(store, shard), _encode(merged, shards))
+        total += len(merged)
+    for path in deltas:
+        store.delete(path)
+    return {"deltas": len(deltas), "shards_written": len(touched), "entries": total}
+
+
+@dataclass
+class _ShardView:
+    by_key: dict[tuple[str, str], IndexEntry]
+    by_pk: dict[str, list[IndexEntry]] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, base: Iterable[IndexEntry], deltas: dict[str, list[IndexEntry]]) -> _ShardView:
+        superseded = set(deltas)
+        view = cls({})
+        for e in base:
+            if e.slice not in superseded:
+                view.by_key[(e.partition_key, e.id)] = e
+        for entries in deltas.values():
+            for e in entries:
+                view.by_key[(e.partition_key, e.id)] = e
+        for e in view.by_key.values():
+            view.by_pk.setdefault(e.partition_key, []).append(e)
+        return view
+
+
+class ArchiveIndex:
+    """Reader side, thread-safe; one per API process."""
+
+    def __init__(self, store: ArchiveStore, *, shards: int = DEFAULT_SHARDS, max_cached_shards: int = 32) -> None:
+        self.store = store
+        self.shards = shards
+        self.max_cached_shards = max_cached_shards
+        self._lock = threading.Lock()
+        self._views: OrderedDict[int, _ShardView] = OrderedDict()
+        self._deltas: dict[str, tuple[str, dict[int, list[IndexEntry]]]] = {}  # path -> (etag, shard -> entries)
+        self.stats = {"shard_loads": 0, "delta_loads": 0, "refreshes": 0}
+
+    def lookup(self, partition_key: str, record_id: str) -> IndexEntry | None:
+        shard = shard_of(partition_key, self.shards)
+        entry = self._view(shard).by_key.get((partition_key, record_id))
+        if entry is None:  # perhaps indexed since this shard was cached
+            entry = self._view(shard, refresh=True).by_key.get((partition_key, record_id))
+        return entry
+
+    def entries_of(self, partition_key: str) -> list[IndexEntry]:
+        """Every archived record of one partition key, fresh (lists the deltas: one request)."""
+        return list(self._view(shard_of(partition_key, self.shards), refresh=True).by_pk.get(partition_key, []))
+
+    def invalidate(self) -> None:
+        with self._lock:
+            self._views.clear()
+            self._deltas.clear()
+
+    def _view(self, shard: int, *, refresh: bool = False) -> _ShardView:
+        with self._lock:
+            view = self._views.get(shard)
+            if view is not None and not refresh:
+                self._views.move_to_end(shard)
+                return view
+        for _attempt in range(3):
+            try:
+                view = self._load(shard, reuse_base=view if refresh else None)
+                break
+            except ResourceNotFoundError:  # a delta compacted away between listing and reading it: list again
+                continue
+        else:
+            view = self._load(shard, reuse_base=None)
+        with self._lock:
+            self._views[shard] = view
+            self._views.move_to_end(shard)
+            while len(self._views) > self.max_cached_shards:
+                self._views.popitem(last=False)
+        return view
+
+    def _load(self, shard: int, reuse_base: _ShardView | None) -> _ShardView:
+        listed = _list(self.store, "delta")
+        vanished = {p for p, (etag, _) in self._deltas.items() if listed.get(p) != etag}
+        if refresh_only := (reuse_base is not None and not vanished):
+            self.stats["refreshes"] += 1
+        with self._lock:
+            for path in vanished:  # compacted into the shards: our cached shards are older than that
+                self._deltas.pop(path, None)
+            if vanished:
+                self._views.clear()
+        base: list[IndexEntry] | None = None
+        if not refresh_only:
+            try:
+                base = _decode(self.store.download(shard_path(self.store, shard)), self.shards, shard)
+            except ResourceNotFoundError:
+                base = []
+            self.stats["shard_loads"] += 1
+        for path, etag in listed.items():
+            if path not in self._deltas:
+                grouped: dict[int, list[IndexEntry]] = {}
+                for e in _decode(self.store.download(path), self.shards):
+                    grouped.setdefault(shard_of(e.partition_key, self.shards), []).append(e)
+                self.stats["delta_loads"] += 1
+                with self._lock:
+                    self._deltas[path] = (etag, grouped)
+        deltas: dict[str, list[IndexEntry]] = {}
+        for path in listed:
+            for e in self._deltas.get(path, ("", {}))[1].get(shard, []):
+                deltas.setdefault(e.slice, []).append(e)
+        if base is None:
+            assert reuse_base is not None
+            base = list(reuse_base.by_key.values())
+        return _ShardView.build(base, deltas)

@@ -1,0 +1,398 @@
+"""The billing API's data access: Cosmos DB first, the archive on a miss, as if nothing had been archived.
+
+- ``get``: Cosmos DB's document, else (a 404 or a stub) the archived one, byte for byte as Cosmos returned it
+  before archiving (system properties included); a tombstone is a 404.
+- ``list``: one customer's hot and archived records merged in the list contract's order (:mod:`.paging`).
+- ``create``: 409 for an id that is in Cosmos DB or archived and not deleted.
+- ``update``: replaces (or upserts) a live, stubbed or archived record; the new version lives in Cosmos DB and
+  wins over the archive from then on. Every write is conditional on the ETag it read, so a concurrent purge
+  (conditional on the archived ETag) and this update cannot both win: no update is lost.
+- ``delete``: a record that is (or may be about to be) archived is replaced by a tombstone in the same write, so
+  it never comes back from the archive; others are deleted as before.
+
+Bodies are the canonical JSON of the document (:func:`canonical_json`): the same bytes whether the document came
+from Cosmos DB or from the archive, which stores exactly that form.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar
+
+from azure.core import MatchConditions
+from azure.core.exceptions import AzureError, ResourceNotFoundError
+from azure.cosmos import ContainerProxy
+from azure.cosmos.exceptions import CosmosHttpResponseError
+
+from include.cosmos_archiver.archive.canonical import canonical_json, partition_key_value
+from include.cosmos_archiver.archive.store import ArchiveStore
+from include.cosmos_archiver.readthrough.errors import (
+    ArchiveUnavailable,
+    BadRequest,
+    Conflict,
+    NotFound,
+    PreconditionFailed,
+    ReadThroughError,
+)
+from include.cosmos_archiver.readthrough.index import ArchiveIndex, IndexEntry
+from include.cosmos_archiver.readthrough.markers import (
+    STUB_MARKER,
+    SYSTEM_PROPERTIES,
+    TOMBSTONE_MARKER,
+    is_stub,
+    is_tombstone,
+    tombstone,
+)
+from include.cosmos_archiver.readthrough.paging import ListQuery, build_query, encode_token, timestamp_of
+from include.cosmos_archiver.readthrough.rows import RowReader
+from include.cosmos_archiver.settings import ArchiveSettings
+from include.cosmos_archiver.slices import cutoff, field_expression, plan_slices
+
+Source = Literal["cosmos", "archive"]
+ID_RE = re.compile(r"^[A-Za-z0-9._:@+=-]{1,255}$")
+WRITE_ATTEMPTS = 5
+TOMBSTONE_MARGIN = dt.timedelta(days=2)  # a record this close to the archive cutoff may be copied any moment
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Record:
+    body: bytes  # canonical JSON: the API's response body
+    etag: str | None
+    source: Source
+
+
+@dataclass
+class Page:
+    records: list[Record]
+    continuation: str | None
+    sources: set[str] = field(default_factory=set)
+
+    def body(self) -> bytes:
+        items = b",".join(r.body for r in self.records)
+        return b'{"continuation":' + json.dumps(self.continuation).encode() + b',"items":[' + items + b"]}"
+
+
+def _status(exc: CosmosHttpResponseError) -> int:
+    return int(exc.status_code or 0)
+
+
+class ReadThroughRepository:
+    def __init__(self, container: ContainerProxy, store: ArchiveStore, settings: ArchiveSettings, *,
+                 index: ArchiveIndex | None = None, rows: RowReader | None = None) -> None:
+        self.container = container
+        self.store = store
+        self.settings = settings
+        self.index = index or ArchiveIndex(store)
+        self.rows = rows or RowReader(store.container)
+        self._ts_expr = field_expression(settings.timestamp_field)
+        self._pk_expr = "c" + "".join(f'["{p}"]' for p in settings.partition_key_path.strip("/").split("/"))
+
+    # -- reads ---------------------------------------------------------------------------------------------------
+    def get(self, record_id: str, partition_key: str) -> Record:
+        doc = self._read(record_id, partition_key)
+        if doc is not None and is_tombstone(doc):
+            raise NotFound(f"record {record_id!r} of {partition_key!r} was deleted", parameter="id", value=record_id)
+        if doc is not None and not is_stub(doc):
+            return Record(canonical_json(doc), doc.get("_etag"), "cosmos")
+        record = self._archived(partition_key, record_id)
+        if record is None:
+            if doc is not None:
+                raise ArchiveUnavailable(f"{partition_key}/{record_id} is a stub but its slice is not in the archive "
+                                         "index: run index_slice for it (retry later)")
+            raise NotFound(f"no record {record_id!r} for customerId {partition_key!r}", parameter="id",
+                           value=record_id)
+        return record
+
+    def list(self, customer: str, start: str | None = None, end: str | None = None, page_size: Any = 100,
+             continuation: str | None = None) -> Page:
+        query = build_query(customer, start, end, page_size, continuation, self.settings.timestamp_kind)
+        hot, stubs, gone = self._hot_keys(query)
+        archived = self._archive_call(lambda: self.index.entries_of(customer))
+        if not hot and not stubs and not archived and not self._customer_exists(customer):
+            raise BadRequest(f"customerId={customer!r} is not a known customer (no records, hot or archived)",
+                             parameter="customerId", value=customer)
+        candidates: dict[str, tuple[Any, str, IndexEntry | None]] = {rid: (o, rid, None) for rid, o in hot.items()}
+        for e in archived:
+            if e.id not in candidates and e.id not in gone and query.in_range(e.order, e.id):
+                candidates[e.id] = (e.order, e.id, e)
+        ordered = sorted(candidates.values(), key=lambda c: (c[0], c[1]))
+        window = self._confirm_archived(query, ordered)
+        page, more = window[:query.page_size], len(window) > query.page_size
+        records = self._bodies(customer, page)
+        token = encode_token(query, page[-1][0], page[-1][1]) if more and page else None
+        return Page(records, token, {r.source for r in records})
+
+    # -- writes --------------------------------------------------------------------------------------------------
+    def create(self, doc: Any) -> Record:
+        doc, pk, rid = self._writable(doc)
+        for _ in range(WRITE_ATTEMPTS):
+            existing = self._read(rid, pk)
+            try:
+                if existing is None:
+                    if self._entry(pk, rid) is not None:
+                        raise Conflict(f"record {rid!r} of {pk!r} exists (archived)", parameter="id", value=rid)
+                    return self._written(self.container.create_item(doc))
+                if is_tombstone(existing):  # deleted: its id is free again
+                    return self._written(self._replace(rid, doc, existing))
+            except CosmosHttpResponseError as exc:
+                if _status(exc) in (404, 409, 412):  # raced with another writer or the purge: look again
+                    continue
+                raise self._cosmos_error(exc) from None
+            raise Conflict(f"record {rid!r} of {pk!r} exists", parameter="id", value=rid)
+        raise ArchiveUnavailable(f"record {rid!r}: concurrent writes kept conflicting; retry")
+
+    def update(self, record_id: str, doc: Any, *, if_match: str | None = None, upsert: bool = False) -> Record:
+        doc, pk, rid = self._writable(doc)
+        if rid != record_id:
+            raise BadRequest(f"body id {rid!r} differs from the path's id {record_id!r}", parameter="id", value=rid)
+        for _ in range(WRITE_ATTEMPTS):
+            existing = self._read(rid, pk)
+            try:
+                if existing is not None and not is_stub(existing) and not is_tombstone(existing):
+                    self._check(if_match, existing.get("_etag"), rid)
+                    return self._written(self._replace(rid, doc, existing))
+                if existing is not None and is_tombstone(existing):
+                    if not upsert:
+                        raise NotFound(f"record {rid!r} of {pk!r} was deleted", parameter="id", value=rid)
+                    self._check(if_match, None, rid)
+                    return self._written(self._replace(rid, doc, existing))
+                entry = self._entry(pk, rid)
+                if entry is None and existing is None and not upsert:
+                    raise NotFound(f"no record {rid!r} for customerId {pk!r}", parameter="id", value=rid)
+                self._check(if_match, entry.etag if entry else None, rid)
+                written = self._replace(rid, doc, existing) if existing else self.container.create_item(doc)
+                return self._written(written)
+            except CosmosHttpResponseError as exc:
+                if _status(exc) in (404, 409, 412):
+                    continue
+                raise self._cosmos_error(exc) from None
+        raise ArchiveUnavailable(f"record {rid!r}: concurrent writes kept conflicting; retry")
+
+    def delete(self, record_id: str, partition_key: str, *, if_match: str | None = None) -> None:
+        for _ in range(WRITE_ATTEMPTS):
+            existing = self._read(record_id, partition_key)
+            try:
+                if existing is not None and is_tombstone(existing):
+                    raise NotFound(f"record {record_id!r} of {partition_key!r} was deleted", parameter="id",
+                                   value=record_id)
+                if existing is not None and not is_stub(existing):
+                    self._check(if_match, existing.get("_etag"), record_id)
+                    order = timestamp_of(existing, self.settings.timestamp_field)
+                    if self._may_be_archived(partition_key, record_id, order):
+                        self._replace(record_id, self._tombstone(record_id, partition_key, order), existing)
+                    else:
+                        self.container.delete_item(record_id, partition_key, etag=existing["_etag"],
+                                                   match_condition=MatchConditions.IfNotModified)
+                    return
+                entry = self._entry(partition_key, record_id)
+                if entry is None and existing is None:
+                    raise NotFound(f"no record {record_id!r} for customerId {partition_key!r}", parameter="id",
+                                   value=record_id)
+                self._check(if_match, entry.etag if entry else None, record_id)
+                mark = self._tombstone(record_id, partition_key, entry.order if entry else None)
+                if existing is not None:
+                    self._replace(record_id, mark, existing)
+                else:
+                    self.container.create_item(mark)
+                return
+            except CosmosHttpResponseError as exc:
+                if _status(exc) in (404, 409, 412):
+                    continue
+                raise self._cosmos_error(exc) from None
+        raise ArchiveUnavailable(f"record {record_id!r}: concurrent writes kept conflicting; retry")
+
+    # -- helpers -------------------------------------------------------------------------------------------------
+    def _read(self, record_id: str, partition_key: str) -> dict[str, Any] | None:
+        try:
+            return self.container.read_item(record_id, partition_key=partition_key)
+        except CosmosHttpResponseError as exc:
+            if _status(exc) == 404:
+                return None
+            raise self._cosmos_error(exc) from None
+
+    def _replace(self, record_id: str, doc: dict[str, Any], existing: dict[str, Any]) -> dict[str, Any]:
+        return self.container.replace_item(record_id, doc, etag=existing["_etag"],
+                                           match_condition=MatchConditions.IfNotModified)
+
+    @staticmethod
+    def _written(doc: dict[str, Any]) -> Record:
+        return Record(canonical_json(doc), doc.get("_etag"), "cosmos")
+
+    @staticmethod
+    def _check(if_match: str | None, etag: str | None, record_id: str) -> None:
+        if if_match is not None and if_match.strip('"') != (etag or "").strip('"'):
+            raise PreconditionFailed(f"If-Match {if_match!r} is not the current ETag of {record_id!r} ({etag!r}): "
+                                     "read the record again and retry", parameter="If-Match", value=if_match)
+
+    def _tombstone(self, record_id: str, partition_key: str, order: Any) -> dict[str, Any]:
+        slice_id = self._slice_id(order)
+        return tombstone(record_id, self.settings.partition_key_path, partition_key, order=order, slice_id=slice_id)
+
+    def _slice_id(self, order: Any) -> str | None:
+        moment = self._moment(order)
+        if moment is None:
+            return None
+        step = dt.timedelta(microseconds=1)
+        return plan_slices(moment, moment + step, slice_hours=self.settings.slice_hours)[0].slice_id
+
+    def _moment(self, order: Any) -> dt.datetime | None:
+        try:
+            if self.settings.timestamp_kind == "epoch_seconds" and isinstance(order, int | float):
+                return dt.datetime.fromtimestamp(order, dt.UTC)
+            if self.settings.timestamp_kind == "iso8601" and isinstance(order, str):
+                return dt.datetime.fromisoformat(order.replace("Z", "+00:00")).astimezone(dt.UTC)
+        except (ValueError, OverflowError, OSError):
+            return None
+        return None
+
+    def _may_be_archived(self, partition_key: str, record_id: str, order: Any) -> bool:
+        """True when the archive holds, or may hold any moment, a copy of this record: then a delete leaves a
+        tombstone. Records without a valid timestamp are never in a slice, so never archived."""
+        moment = self._moment(order)
+        if moment is None:
+            return False
+        horizon = cutoff(dt.datetime.now(dt.UTC), self.settings.cutoff_days) + TOMBSTONE_MARGIN
+        if moment < horizon or self._entry(partition_key, record_id) is not None:
+            return True
+        slice_id = self._slice_id(order)
+        manifest = self.store.container.get_blob_client(self.store.manifest_path(slice_id or ""))
+        return self._archive_call(manifest.exists)
+
+    def _writable(self, doc: Any) -> tuple[dict[str, Any], str, str]:
+        if not isinstance(doc, dict):
+            raise BadRequest("the body must be a JSON object (a billing record)", parameter="body",
+                             value=type(doc).__name__)
+        rid = doc.get("id")
+        if not isinstance(rid, str) or not ID_RE.match(rid):
+            raise BadRequest(f"id={rid!r} must be 1-255 characters of letters, digits and . _ : @ + = -",
+                             parameter="id", value=rid)
+        pk_field = self.settings.partition_key_path.strip("/").replace("/", ".")
+        pk = partition_key_value(doc, self.settings.partition_key_path)
+        if not isinstance(pk, str) or not pk or len(pk) > 255:
+            raise BadRequest(f"{pk_field}={pk!r} must be a non-empty string of at most 255 characters",
+                             parameter=pk_field, value=pk)
+        for marker in (STUB_MARKER, TOMBSTONE_MARKER):
+            if marker in doc:
+                raise BadRequest(f"{marker!r} is reserved for the archive's own documents", parameter=marker,
+                                 value=doc[marker])
+        return {k: v for k, v in doc.items() if k not in SYSTEM_PROPERTIES}, pk, rid
+
+    def _entry(self, partition_key: str, record_id: str) -> IndexEntry | None:
+        return self._archive_call(lambda: self.index.lookup(partition_key, record_id))
+
+    def _archived(self, partition_key: str, record_id: str) -> Record | None:
+        for attempt in (1, 2):
+            entry = self._entry(partition_key, record_id)
+            if entry is None:
+                return None
+            try:
+                return Record(self.rows.document(entry), entry.etag, "archive")
+            except (ResourceNotFoundError, ValueError):
+                if attempt == 2:  # the part was rewritten (an erasure) after the index was cached: reload once
+                    raise ArchiveUnavailable(f"{entry.part} does not hold {partition_key}/{record_id} as the "
+                                             "index says; retry") from None
+                self.index.invalidate()
+            except AzureError as exc:
+                raise ArchiveUnavailable(f"the archive could not be read ({exc.__class__.__name__}); retry") from None
+        return None
+
+    @staticmethod
+    def _archive_call(call: Callable[[], T]) -> T:
+        try:
+            return call()
+        except AzureError as exc:
+            raise ArchiveUnavailable(f"the archive could not be read ({exc.__class__.__name__}); retry") from None
+
+    def _hot_keys(self, query: ListQuery) -> tuple[dict[str, Any], set[str], set[str]]:
+        """(id -> timestamp of live docs in range after the token, ids of stubs, ids of tombstones)."""
+        ts = self._ts_expr
+        after = f" AND ({ts} > @ao OR ({ts} = @ao AND c.id > @ai))" if query.after else ""
+        sql = (f'SELECT c.id, {ts} AS o, IS_DEFINED(c["{STUB_MARKER}"]) AS s, IS_DEFINED(c["{TOMBSTONE_MARKER}"]) '
+               f'AS d FROM c WHERE ({ts} >= @start AND {ts} < @end{after}) OR IS_DEFINED(c["{TOMBSTONE_MARKER}"])')
+        params = [{"name": "@start", "value": query.start}, {"name": "@end", "value": query.end}]
+        if query.after:
+            params += [{"name": "@ao", "value": query.after[0]}, {"name": "@ai", "value": query.after[1]}]
+        hot, stubs, gone = {}, set(), set()
+        for row in self._query(sql, params, query.customer):
+            if row.get("d"):
+                gone.add(row["id"])
+            elif row.get("s"):
+                stubs.add(row["id"])
+            elif query.in_range(row.get("o"), row["id"]):
+                hot[row["id"]] = row.get("o")
+        return hot, stubs, gone
+
+    def _confirm_archived(self, query: ListQuery, ordered: list[tuple[Any, str, IndexEntry | None]]
+                          ) -> list[tuple[Any, str, IndexEntry | None]]:
+        """Drop archived candidates that Cosmos DB holds a newer live version of (updated out of the range), until
+        the window holds page_size + 1 confirmed records or none are left."""
+        confirmed: list[tuple[Any, str, IndexEntry | None]] = []
+        rest = ordered
+        while rest and len(confirmed) <= query.page_size:
+            need = query.page_size + 1 - len(confirmed)
+            window, rest = rest[:need], rest[need:]
+            ids = [c[1] for c in window if c[2] is not None]
+            live = set()
+            if ids:
+                sql = (f'SELECT c.id FROM c WHERE ARRAY_CONTAINS(@ids, c.id) AND NOT IS_DEFINED(c["{STUB_MARKER}"])')
+                live = {row["id"] for row in self._query(sql, [{"name": "@ids", "value": ids}], query.customer)}
+            confirmed += [c for c in window if c[2] is None or c[1] not in live]
+        return confirmed
+
+    def _bodies(self, customer: str, page: list[tuple[Any, str, IndexEntry | None]]) -> list[Record]:
+        hot_ids = [rid for _, rid, e in page if e is None]
+        docs = {}
+        if hot_ids:
+            sql = "SELECT * FROM c WHERE ARRAY_CONTAINS(@ids, c.id)"
+            docs = {d["id"]: d for d in self._query(sql, [{"name": "@ids", "value": hot_ids}], customer)}
+        records = []
+        for _, rid, entry in page:
+            doc = docs.get(rid)
+            if entry is None and doc is not None and not is_stub(doc) and not is_tombstone(doc):
+                records.append(Record(canonical_json(doc), doc.get("_etag"), "cosmos"))
+            elif entry is not None:
+                records.append(Record(self._archive_call(lambda e=entry: self.rows.document(e)), entry.etag,
+                                      "archive"))
+            elif doc is None or is_stub(doc):  # purged between the two queries: now it is in the archive
+                archived = self._archived(customer, rid)
+                if archived is not None:
+                    records.append(archived)
+        return records
+
+    def _customer_exists(self, customer: str) -> bool:
+        return bool(self._query("SELECT TOP 1 c.id FROM c", [], customer))
+
+    def _query(self, sql: str, params: list[dict[str, Any]], partition_key: str) -> list[dict[str, Any]]:
+        """A single-partition query; the partition key is also a filter (the local emulator ignores the option)."""
+        sql = sql.replace(" WHERE ", f" WHERE {self._pk_expr} = @pk AND (", 1) + ")" if " WHERE " in sql else (
+            f"{sql} WHERE {self._pk_expr} = @pk")
+        params = [*params, {"name": "@pk", "value": partition_key}]
+        try:
+            return list(self.container.query_items(sql, parameters=params, partition_key=partition_key))
+        except CosmosHttpResponseError as exc:
+            raise self._cosmos_error(exc) from None
+
+    @staticmethod
+    def _cosmos_error(exc: CosmosHttpResponseError) -> ReadThroughError:
+        status = _status(exc)
+        first = (exc.message or "").splitlines()[0][:300] if exc.message else ""
+        if status in (400, 413):
+            return BadRequest(f"Cosmos DB refused the record: {first}", parameter="body", value=None)
+        return ArchiveUnavailable(f"Cosmos DB answered {status}: {first}; retry")
+
+    def hydrate_only(self, partition_key: str, record_id: str) -> Record:
+        """The lookup service's answer: the archived record unless Cosmos DB holds a tombstone for it."""
+        doc = self._read(record_id, partition_key)
+        if doc is not None and is_tombstone(doc):
+            raise NotFound(f"record {record_id!r} of {partition_key!r} was deleted", parameter="id", value=record_id)
+        record = self._archived(partition_key, record_id)
+        if record is None:
+            raise NotFound(f"no archived record {record_id!r} for partition key {partition_key!r}", parameter="id",
+                           value=record_id)
+        return record
+
