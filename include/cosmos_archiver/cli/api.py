@@ -1,0 +1,40 @@
+"""`cosmos-archive api`: serve the reference billing API (read-through) with uvicorn on the loopback address."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from include.cosmos_archiver.cli.main import UsageError
+from include.cosmos_archiver.cli.targets import archive_store, source_container
+from include.cosmos_archiver.settings import ArchiveSettings, SettingsError
+
+
+def _run(args: argparse.Namespace) -> int:
+    import uvicorn  # only this command needs the server
+
+    from include.cosmos_archiver.api.app import create_app
+    from include.cosmos_archiver.readthrough.repository import ReadThroughRepository
+
+    try:
+        settings = ArchiveSettings.from_mapping(json.loads(args.settings_json)) if args.settings_json else (
+            ArchiveSettings())
+    except (SettingsError, json.JSONDecodeError) as exc:
+        raise UsageError(f"--settings-json: {exc}") from None
+    if not 0 < args.port < 65536:
+        raise UsageError(f"--port {args.port} must be 1-65535")
+    repository = ReadThroughRepository(source_container(settings, user_agent="billing-api"), archive_store(settings),
+                                       settings)
+    print(f"billing API on http://{args.host}:{args.port} (OpenAPI: /docs), container "
+          f"{settings.database}/{settings.container}, archive {settings.blob_container}/{settings.blob_prefix}")
+    uvicorn.run(create_app(repository), host=args.host, port=args.port, log_level=args.log_level)
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("api", help="serve the billing API with read-through to the archive")
+    parser.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1, loopback only)")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--settings-json", help="archive settings as JSON (as in the Airflow Variable)")
+    parser.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    parser.set_defaults(func=_run)
