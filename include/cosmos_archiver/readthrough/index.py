@@ -136,9 +136,9 @@ def index_slice(store: ArchiveStore, slice_id: str, timestamp_field: str, *, sha
     return len(entries)
 
 
-def _list(store: ArchiveStore, folder: str) -> dict[str, str]:
-    """name -> etag of the index blobs in a folder (a re-indexed slice's delta keeps its name, not its etag)."""
-    start = f"{_index_prefix(store)}/{folder}/"
+def _list(store: ArchiveStore, folder: str = "") -> dict[str, str]:
+    """name -> etag of the index blobs in a folder, or all of them (a rewritten blob keeps its name, not its etag)."""
+    start = f"{_index_prefix(store)}/{folder}/" if folder else f"{_index_prefix(store)}/"
     return {b.name: b.etag for b in store.container.list_blobs(name_starts_with=start)}
 
 
@@ -171,6 +171,7 @@ def compact_index(store: ArchiveStore, *, shards: int = DEFAULT_SHARDS) -> dict[
 class _ShardView:
     by_key: dict[tuple[str, str], IndexEntry]
     by_pk: dict[str, list[IndexEntry]] = field(default_factory=dict)
+    base_etag: str | None = None  # of the compacted shard file the view was built from
 
     @classmethod
     def build(cls, base: Iterable[IndexEntry], deltas: dict[str, list[IndexEntry]]) -> _ShardView:
@@ -237,9 +238,13 @@ class ArchiveIndex:
         return view
 
     def _load(self, shard: int, reuse_base: _ShardView | None) -> _ShardView:
-        listed = _list(self.store, "delta")
+        listing = _list(self.store)  # one request: every delta and every compacted shard, with their etags
+        delta_prefix = f"{_index_prefix(self.store)}/delta/"
+        listed = {p: e for p, e in listing.items() if p.startswith(delta_prefix)}
+        base_etag = listing.get(shard_path(self.store, shard))
         vanished = {p for p, (etag, _) in self._deltas.items() if listed.get(p) != etag}
-        if refresh_only := (reuse_base is not None and not vanished):
+        refresh_only = reuse_base is not None and not vanished and reuse_base.base_etag == base_etag
+        if refresh_only:
             self.stats["refreshes"] += 1
         with self._lock:
             for path in vanished:  # compacted into the shards: our cached shards are older than that
@@ -268,4 +273,6 @@ class ArchiveIndex:
         if base is None:
             assert reuse_base is not None
             base = list(reuse_base.by_key.values())
-        return _ShardView.build(base, deltas)
+        view = _ShardView.build(base, deltas)
+        view.base_etag = base_etag
+        return view
