@@ -177,22 +177,37 @@ def test_bad_writes_are_400_and_write_nothing(api, cosmos_container):
 
 def test_schemathesis_finds_no_server_error_or_schema_violation(api, cosmos_container, archive_store):
     schemathesis = pytest.importorskip("schemathesis")
-    from hypothesis import HealthCheck, settings
+    from hypothesis import HealthCheck, given, settings
 
     docs = seed(cosmos_container, seed_spec(30))
     archive_slice(cosmos_container, archive_store, due_slices()[-3])
     schema = schemathesis.openapi.from_asgi("/openapi.json", api.app)
     failures: list[str] = []
 
-    @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
-    @schema.given(case=schema.as_strategy())
+    from schemathesis.checks import not_a_server_error
+    from schemathesis.specs.openapi.checks import (
+        content_type_conformance,
+        response_headers_conformance,
+        response_schema_conformance,
+        status_code_conformance,
+    )
+
+    checks = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance,
+              response_headers_conformance]
+
+    exercised: set[str] = set()
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    @given(case=schema.as_strategy())
     def check(case) -> None:
         response = case.call()
+        exercised.add(f"{case.method} {case.operation.path}")
         try:
-            case.validate_response(response)
+            case.validate_response(response, checks=checks)
         except Exception as exc:  # schemathesis raises a group of check failures
             failures.append(f"{case.method} {case.formatted_path}: {exc}"[:600])
 
     check()
     assert not failures, "\n".join(failures[:5])
+    assert len(exercised) == 6, f"every operation must be exercised, got {sorted(exercised)}"
     assert len(docs) == 30

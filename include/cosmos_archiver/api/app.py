@@ -14,9 +14,10 @@ from fastapi import Body, FastAPI, Header, Path, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, StringConstraints
 
 from include.cosmos_archiver.readthrough.errors import ReadThroughError
+from include.cosmos_archiver.readthrough.markers import STUB_MARKER, TOMBSTONE_MARKER
 from include.cosmos_archiver.readthrough.paging import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from include.cosmos_archiver.readthrough.repository import ID_RE, Page, ReadThroughRepository, Record
 
@@ -30,6 +31,16 @@ class ErrorBody(BaseModel):
     message: str
     parameter: str | None = None
     value: Any = None
+
+
+class BillingRecordIn(BaseModel):
+    """A billing record as written: any JSON object with an id and a customerId; the archive's markers are
+    reserved, and system properties (_rid, _etag, ...) are Cosmos DB's to set."""
+
+    model_config = ConfigDict(extra="allow", json_schema_extra={
+        "not": {"anyOf": [{"required": [STUB_MARKER]}, {"required": [TOMBSTONE_MARKER]}]}})
+    id: Annotated[str, StringConstraints(pattern=ID_PATTERN)]
+    customerId: Annotated[str, StringConstraints(min_length=1, max_length=255)]
 
 
 class RecordPage(BaseModel):
@@ -94,13 +105,13 @@ def create_app(repository: ReadThroughRepository) -> FastAPI:
         return _page(repository.list(customer, start, end, page_size, continuation))
 
     @app.post("/billing-records", status_code=201, responses={201: RECORD, **_errors(400, 409, 503)})
-    def create_record(record: Annotated[dict[str, Any], Body()]) -> Response:
-        return _record(repository.create(record), 201)
+    def create_record(record: Annotated[BillingRecordIn, Body()]) -> Response:
+        return _record(repository.create(record.model_dump()), 201)
 
     @app.put("/billing-records/{id}", responses={200: RECORD, **_errors(400, 404, 412, 503)})
-    def replace_record(id: RecordId, record: Annotated[dict[str, Any], Body()], if_match: IfMatch = None
+    def replace_record(id: RecordId, record: Annotated[BillingRecordIn, Body()], if_match: IfMatch = None
                        ) -> Response:
-        return _record(repository.update(id, record, if_match=if_match))
+        return _record(repository.update(id, record.model_dump(), if_match=if_match))
 
     @app.delete("/billing-records/{id}", status_code=204, responses={204: {"description": "deleted"},
                                                                      **_errors(400, 404, 412, 503)})

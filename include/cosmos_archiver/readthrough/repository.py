@@ -53,7 +53,7 @@ from include.cosmos_archiver.settings import ArchiveSettings
 from include.cosmos_archiver.slices import cutoff, field_expression, plan_slices
 
 Source = Literal["cosmos", "archive"]
-ID_RE = re.compile(r"^[A-Za-z0-9._:@+=-]{1,255}$")
+ID_RE = re.compile(r"^[A-Za-z0-9._:@+=-]{1,255}$")  # fullmatch: "$" alone would accept a final newline
 WRITE_ATTEMPTS = 5
 TOMBSTONE_MARGIN = dt.timedelta(days=2)  # a record this close to the archive cutoff may be copied any moment
 T = TypeVar("T")
@@ -268,7 +268,7 @@ class ReadThroughRepository:
             raise BadRequest("the body must be a JSON object (a billing record)", parameter="body",
                              value=type(doc).__name__)
         rid = doc.get("id")
-        if not isinstance(rid, str) or not ID_RE.match(rid):
+        if not isinstance(rid, str) or not ID_RE.fullmatch(rid):
             raise BadRequest(f"id={rid!r} must be 1-255 characters of letters, digits and . _ : @ + = -",
                              parameter="id", value=rid)
         pk_field = self.settings.partition_key_path.strip("/").replace("/", ".")
