@@ -1,0 +1,173 @@
+"""The read-through repository against the local stack: stubs hydrated, archived records updated and deleted as
+before, the erasure proven by hashes, the index found fresh across compaction; plus the paging contract's pure
+logic."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from include.cosmos_archiver.archive.canonical import canonical_json, sha256_hex, slice_digest
+from include.cosmos_archiver.archive.parquet_layout import decode_rows
+from include.cosmos_archiver.readthrough.erasure import erase_deleted
+from include.cosmos_archiver.readthrough.errors import BadRequest, Conflict, NotFound, PreconditionFailed
+from include.cosmos_archiver.readthrough.index import ArchiveIndex, compact_index
+from include.cosmos_archiver.readthrough.markers import TOMBSTONE_MARKER
+from include.cosmos_archiver.readthrough.paging import build_query, encode_token
+from include.cosmos_archiver.readthrough.repository import ReadThroughRepository
+from tests.readthrough_helpers import SETTINGS, archive_slice, due_slices, purge_like_the_pipeline, seed, seed_spec
+
+
+@pytest.fixture
+def archived(cosmos_container, archive_store):
+    """40 records; the two oldest due slices archived, the first purged by delete, the second by stubs."""
+    docs = {d["id"]: d for d in seed(cosmos_container, seed_spec(40))}
+    originals = {rid: canonical_json(cosmos_container.read_item(rid, d["customerId"])) for rid, d in docs.items()}
+    slices = [s for s in due_slices() if any(s.start.strftime("%Y-%m-%d") <= d["issuedAt"][:10]
+                                             < s.end.strftime("%Y-%m-%d") for d in docs.values())][:2]
+    keys = {}
+    for time_slice, mode in zip(slices, ("delete", "stub"), strict=True):
+        assert archive_slice(cosmos_container, archive_store, time_slice)
+        assert purge_like_the_pipeline(cosmos_container, archive_store, time_slice.slice_id, mode=mode).removed > 0
+        keys[mode] = [(r.partition_key, r.id) for r in archive_store.read_manifest(time_slice.slice_id).records]
+    repo = ReadThroughRepository(cosmos_container, archive_store, SETTINGS)
+    return repo, docs, originals, keys, slices
+
+
+def test_archived_and_stubbed_records_read_byte_for_byte(archived):
+    repo, _docs, originals, keys, _ = archived
+    for mode in ("delete", "stub"):
+        for pk, rid in keys[mode]:
+            record = repo.get(rid, pk)
+            assert record.source == "archive" and record.body == originals[rid], (mode, rid)
+            assert json.loads(record.body)["_etag"] == record.etag
+    assert repo.rows.stats["row_group_gets"] >= 1
+    gets = dict(repo.rows.stats)
+    pk, rid = keys["delete"][0]
+    repo.get(rid, pk)
+    assert repo.rows.stats["row_group_gets"] == gets["row_group_gets"], "a warm read must come from the cache"
+
+
+def test_update_of_archived_record_lives_in_cosmos_and_wins(archived, cosmos_container):
+    repo, docs, originals, keys, _ = archived
+    for mode in ("delete", "stub"):
+        pk, rid = keys[mode][0]
+        stale_etag = json.loads(originals[rid])["_etag"]
+        with pytest.raises(PreconditionFailed):
+            repo.update(rid, {**docs[rid], "paid": "changed"}, if_match='"not-it"')
+        updated = repo.update(rid, {**docs[rid], "paid": "changed"}, if_match=f'"{stale_etag}"')
+        assert updated.source == "cosmos"
+        assert cosmos_container.read_item(rid, pk)["paid"] == "changed"
+        again = repo.get(rid, pk)
+        assert again.source == "cosmos" and json.loads(again.body)["paid"] == "changed"
+        with pytest.raises(PreconditionFailed):  # the archived version's ETag is no longer current
+            repo.update(rid, docs[rid], if_match=f'"{stale_etag}"')
+        with pytest.raises(Conflict):
+            repo.create(docs[rid])
+
+
+def test_create_of_archived_id_conflicts_and_delete_never_comes_back(archived, archive_store, cosmos_container):
+    repo, docs, originals, keys, slices = archived
+    (pk, rid), (spk, srid) = keys["delete"][0], keys["stub"][0]
+    with pytest.raises(Conflict):
+        repo.create(docs[rid])
+    repo.delete(rid, pk)
+    repo.delete(srid, spk)
+    for p, r in ((pk, rid), (spk, srid)):
+        with pytest.raises(NotFound):
+            repo.get(r, p)
+        with pytest.raises(NotFound):
+            repo.delete(r, p)
+        assert TOMBSTONE_MARKER in cosmos_container.read_item(r, p)
+        assert r not in {json.loads(x.body)["id"] for x in repo.list(p, page_size=1000).records}
+    # a fresh process (empty caches) agrees
+    with pytest.raises(NotFound):
+        ReadThroughRepository(cosmos_container, archive_store, SETTINGS).get(rid, pk)
+
+    manifest_before = archive_store.read_manifest(slices[0].slice_id)
+    erased = erase_deleted(cosmos_container, archive_store, SETTINGS)
+    assert {(e["partition_key"], e["id"]) for part in erased for e in part.erased} == {(pk, rid), (spk, srid)}
+    for part in erased:
+        assert part.proof["files_match_manifest"] and part.old_sha256 != part.new_sha256
+        assert part.slice_digest_before != part.slice_digest_after
+    manifest = archive_store.read_manifest(slices[0].slice_id)
+    assert manifest.record_count == manifest_before.record_count - 1
+    remaining = {}
+    for f in manifest.files:
+        data = archive_store.download(f.path)
+        assert sha256_hex(data) == f.sha256
+        remaining |= {(r.partition_key, r.id): sha256_hex(r.doc) for r in decode_rows(data)}
+    assert (pk, rid) not in remaining
+    assert slice_digest([(k[0], k[1], h) for k, h in remaining.items()]) == manifest.slice_digest
+    assert erase_deleted(cosmos_container, archive_store, SETTINGS) == [], "the erasure is idempotent"
+    # the rest of the slice still reads byte for byte, through the old repository's now-stale caches too
+    for p, r in keys["delete"][1:]:
+        assert repo.get(r, p).body == originals[r]
+    # the id is free again: a create replaces the tombstone
+    assert repo.create(docs[rid]).source == "cosmos"
+    assert json.loads(repo.get(rid, pk).body)["total"] == docs[rid]["total"]
+
+
+def test_index_found_fresh_across_new_slices_and_compaction(cosmos_container, archive_store):
+    docs = seed(cosmos_container, seed_spec(40))
+    slices = due_slices()
+    index = ArchiveIndex(archive_store, shards=8, max_cached_shards=2)
+    assert index.lookup(docs[0]["customerId"], docs[0]["id"]) is None
+    from include.cosmos_archiver.readthrough.index import index_slice
+
+    found = 0
+    for n, time_slice in enumerate(slices):
+        assert archive_slice(cosmos_container, archive_store, time_slice, index=False)
+        index_slice(archive_store, time_slice.slice_id, SETTINGS.timestamp_field, shards=8)
+        if n % 3 == 2:
+            compact_index(archive_store, shards=8)
+        for r in archive_store.read_manifest(time_slice.slice_id).records:
+            entry = index.lookup(r.partition_key, r.id)
+            assert entry is not None and entry.sha256 == r.sha256, (time_slice.slice_id, r.id)
+            found += 1
+    assert found > 20 and len(index._views) <= 2
+    manifests = [archive_store.read_manifest(s.slice_id) for s in slices]
+    for customer in {d["customerId"] for d in docs}:
+        expected = {r.id for m in manifests for r in m.records if r.partition_key == customer}
+        assert {e.id for e in index.entries_of(customer)} == expected
+
+
+def test_list_tokens_are_bound_to_their_query():
+    q = build_query("c-1", "2025-01-01", "2025-02-01", 10, None, "iso8601")
+    token = encode_token(q, "2025-01-05T00:00:00.000Z", "inv-9")
+    assert build_query("c-1", "2025-01-01", "2025-02-01", 5, token, "iso8601").after == (
+        "2025-01-05T00:00:00.000Z", "inv-9")
+    for customer, start in (("c-2", "2025-01-01"), ("c-1", "2025-01-02")):
+        with pytest.raises(BadRequest) as bad:
+            build_query(customer, start, "2025-02-01", 10, token, "iso8601")
+        assert bad.value.parameter == "continuation"
+    for size in (0, 10_000, "ten", True):
+        with pytest.raises(BadRequest) as bad:
+            build_query("c-1", None, None, size, None, "iso8601")
+        assert bad.value.parameter == "pageSize"
+    with pytest.raises(BadRequest) as bad:
+        build_query("c-1", "2025-02-30", None, 10, None, "iso8601")
+    assert bad.value.parameter == "from" and "2025-02-30" in bad.value.message
+    epoch = build_query("c-1", "1970-01-02", None, 10, None, "epoch_seconds")
+    assert epoch.start == 86400 and epoch.in_range(86400, "a") and not epoch.in_range("86400", "a")
+
+
+def test_delete_between_validation_and_purge_never_comes_back(cosmos_container, archive_store):
+    """The window the purge cannot see: a record deleted after its slice was verified (and indexed), before the
+    purge ran. Its archived copy must not be served afterwards."""
+    docs = seed(cosmos_container, seed_spec(40))
+    time_slice = next(s for s in due_slices() if any(
+        s.start.strftime("%Y-%m-%d") <= d["issuedAt"][:10] < s.end.strftime("%Y-%m-%d") for d in docs))
+    repo = ReadThroughRepository(cosmos_container, archive_store, SETTINGS)
+    assert archive_slice(cosmos_container, archive_store, time_slice)
+    records = archive_store.read_manifest(time_slice.slice_id).records
+    (pk, rid), (pk2, rid2) = (records[0].partition_key, records[0].id), (records[1].partition_key, records[1].id)
+    repo.delete(rid, pk)  # verified + indexed, not purged yet
+    assert archive_slice(cosmos_container, archive_store, time_slice, index=False)  # a re-run: already verified
+    purge = purge_like_the_pipeline(cosmos_container, archive_store, time_slice.slice_id)
+    assert purge.changed_since_archive == 1  # the tombstone is not the archived version: the purge keeps it
+    with pytest.raises(NotFound):
+        repo.get(rid, pk)
+    assert rid not in {json.loads(r.body)["id"] for r in repo.list(pk, page_size=1000).records}
+    assert repo.get(rid2, pk2).source == "archive"
