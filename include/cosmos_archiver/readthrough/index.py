@@ -4,6 +4,8 @@ Layout under the archive prefix::
 
     _index/delta/<slice id with '-'>.parquet   one per indexed slice, written by index_slice after validation
     _index/shards/<NNN>.parquet                compacted: every slice's entries of shard NNN (compact_index)
+    _index/delta/_generation.json              rewritten by each compaction: its etag tells a reader that the
+                                               shards it cached are older (one small listing, not the shards')
 
 A delta supersedes the compacted entries of its slice (so re-indexing a slice, e.g. after an erasure, replaces
 them), and compaction folds deltas into the shards and then deletes them. A reader lists the deltas first, then
@@ -31,7 +33,7 @@ from azure.core.exceptions import ResourceNotFoundError
 from include.cosmos_archiver.archive.store import ArchiveStore
 from include.cosmos_archiver.readthrough.paging import timestamp_of
 
-DEFAULT_SHARDS = 256
+DEFAULT_SHARDS = 1024  # 2 M records: ~2,000 entries (~2 MB in memory) per shard
 INDEX_DIR = "_index"
 
 SCHEMA = pa.schema([
@@ -62,6 +64,10 @@ def shard_of(partition_key: str, shards: int = DEFAULT_SHARDS) -> int:
 
 def _index_prefix(store: ArchiveStore) -> str:
     return f"{store.prefix}/{INDEX_DIR}" if store.prefix else INDEX_DIR
+
+
+def generation_path(store: ArchiveStore) -> str:
+    return f"{_index_prefix(store)}/delta/_generation.json"
 
 
 def delta_path(store: ArchiveStore, slice_id: str) -> str:
@@ -136,16 +142,16 @@ def index_slice(store: ArchiveStore, slice_id: str, timestamp_field: str, *, sha
     return len(entries)
 
 
-def _list(store: ArchiveStore, folder: str = "") -> dict[str, str]:
-    """name -> etag of the index blobs in a folder, or all of them (a rewritten blob keeps its name, not its etag)."""
-    start = f"{_index_prefix(store)}/{folder}/" if folder else f"{_index_prefix(store)}/"
+def _list(store: ArchiveStore, folder: str) -> dict[str, str]:
+    """name -> etag of the index blobs in a folder (a rewritten blob keeps its name, not its etag)."""
+    start = f"{_index_prefix(store)}/{folder}/"
     return {b.name: b.etag for b in store.container.list_blobs(name_starts_with=start)}
 
 
 def compact_index(store: ArchiveStore, *, shards: int = DEFAULT_SHARDS) -> dict[str, int]:
     """Fold every delta into the shard files, then delete the deltas folded. Run by one process at a time (the
     DAG's last task); readers stay correct throughout (see the module docstring)."""
-    deltas = sorted(_list(store, "delta"))
+    deltas = sorted(p for p in _list(store, "delta") if p.endswith(".parquet"))
     if not deltas:
         return {"deltas": 0, "shards_written": 0, "entries": 0}
     by_slice: dict[str, list[IndexEntry]] = {}
@@ -162,6 +168,8 @@ def compact_index(store: ArchiveStore, *, shards: int = DEFAULT_SHARDS) -> dict[
         merged = kept + [e for es in by_slice.values() for e in es if shard_of(e.partition_key, shards) == shard]
         store.upload(shard_path(store, shard), _encode(merged, shards))
         total += len(merged)
+    store.upload(generation_path(store), json.dumps({"deltas_folded": len(deltas), "entries": total}).encode(),
+                 content_type="application/json")
     for path in deltas:
         store.delete(path)
     return {"deltas": len(deltas), "shards_written": len(touched), "entries": total}
@@ -171,7 +179,7 @@ def compact_index(store: ArchiveStore, *, shards: int = DEFAULT_SHARDS) -> dict[
 class _ShardView:
     by_key: dict[tuple[str, str], IndexEntry]
     by_pk: dict[str, list[IndexEntry]] = field(default_factory=dict)
-    base_etag: str | None = None  # of the compacted shard file the view was built from
+    base_etag: str | None = None  # of the compaction generation the view's shard file belongs to
 
     @classmethod
     def build(cls, base: Iterable[IndexEntry], deltas: dict[str, list[IndexEntry]]) -> _ShardView:
@@ -238,10 +246,9 @@ class ArchiveIndex:
         return view
 
     def _load(self, shard: int, reuse_base: _ShardView | None) -> _ShardView:
-        listing = _list(self.store)  # one request: every delta and every compacted shard, with their etags
-        delta_prefix = f"{_index_prefix(self.store)}/delta/"
-        listed = {p: e for p, e in listing.items() if p.startswith(delta_prefix)}
-        base_etag = listing.get(shard_path(self.store, shard))
+        listing = _list(self.store, "delta")  # one small request: the deltas and the compaction generation
+        base_etag = listing.pop(generation_path(self.store), None)
+        listed = {p: e for p, e in listing.items() if p.endswith(".parquet")}
         vanished = {p for p, (etag, _) in self._deltas.items() if listed.get(p) != etag}
         refresh_only = reuse_base is not None and not vanished and reuse_base.base_etag == base_etag
         if refresh_only:

@@ -20,6 +20,7 @@ import datetime as dt
 import json
 import re
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
@@ -55,6 +56,7 @@ from include.cosmos_archiver.slices import cutoff, field_expression, plan_slices
 Source = Literal["cosmos", "archive"]
 ID_RE = re.compile(r"^[A-Za-z0-9._:@+=-]{1,255}$")  # fullmatch: "$" alone would accept a final newline
 WRITE_ATTEMPTS = 5
+ROW_GROUP_READERS = 8  # a list page's archived records come from many row groups: read them side by side
 TOMBSTONE_MARGIN = dt.timedelta(days=2)  # a record this close to the archive cutoff may be copied any moment
 T = TypeVar("T")
 
@@ -90,6 +92,7 @@ class ReadThroughRepository:
         self.index = index or ArchiveIndex(store)
         self.rows = rows or RowReader(store.container)
         self._ts_expr = field_expression(settings.timestamp_field)
+        self._readers = ThreadPoolExecutor(ROW_GROUP_READERS, thread_name_prefix="archive-read")
         self._pk_expr = "c" + "".join(f'["{p}"]' for p in settings.partition_key_path.strip("/").split("/"))
 
     # -- reads ---------------------------------------------------------------------------------------------------
@@ -350,14 +353,16 @@ class ReadThroughRepository:
         if hot_ids:
             sql = "SELECT * FROM c WHERE ARRAY_CONTAINS(@ids, c.id)"
             docs = {d["id"]: d for d in self._query(sql, [{"name": "@ids", "value": hot_ids}], customer)}
+        entries = [e for _, _, e in page if e is not None]
+        archived = dict(zip([e.id for e in entries], self._archive_call(
+            lambda: list(self._readers.map(self.rows.document, entries))), strict=True))
         records = []
         for _, rid, entry in page:
             doc = docs.get(rid)
             if entry is None and doc is not None and not is_stub(doc) and not is_tombstone(doc):
                 records.append(Record(canonical_json(doc), doc.get("_etag"), "cosmos"))
             elif entry is not None:
-                records.append(Record(self._archive_call(lambda e=entry: self.rows.document(e)), entry.etag,
-                                      "archive"))
+                records.append(Record(archived[rid], entry.etag, "archive"))
             elif doc is None or is_stub(doc):  # purged between the two queries: now it is in the archive
                 archived = self._archived(customer, rid)
                 if archived is not None:

@@ -1,0 +1,253 @@
+"""Read-through latency: GET by id (hot, archived cold cache, archived warm cache), a 12-month list of one customer
+spanning archive and Cosmos DB, for two archive sizes 10x apart; Cosmos DB bytes before/after the purge.
+
+On the local stack (cosmosdb-server behind the RU gateway, Azurite), started on free loopback ports:
+
+1. Demo dataset: ``--demo-records`` seeded records (``--target-kb``, 12 months, ``--customers``) in Cosmos DB,
+   archived with the project's copy + validation + index, purged in stub mode by the tests' stand-in for the
+   purge. Cosmos DB bytes (the JSON of every stored document) before/after; GET and 12-month-list latencies.
+2. Two archives generated directly in Blob Storage with the project's part writer (``--small`` and ``--large``
+   records, the same document size, every record purged: Cosmos DB answers 404 and the archive serves it). GET of
+   archived records with a cold cache (a fresh repository: index shard, footer and row group all read) and warm.
+
+Timings are of the repository calls (the API adds its own ~0.3 ms); p50/p99 over ``--samples`` calls each.
+
+    .venv/bin/python bench/read_through.py [--small 10000 --large 100000 --samples 200]
+
+Goals: archived GET p50 <= 50 ms cold, <= 5 ms warm, large within 20 % of small; 12-month list p50 <= 200 ms;
+Cosmos DB bytes of archived records cut >= 95 %.
+
+Results (2 shared cores, one run each; see the report for the exact command):
+RESULTS_PLACEHOLDER
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import random
+import statistics
+import sys
+import tempfile
+import time
+import tracemalloc
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+from azure.cosmos import ContainerProxy, PartitionKey  # noqa: E402
+
+from devstack.seed import SeedSpec, make_record  # noqa: E402
+from devstack.stack import EMULATOR_COSMOS_KEY, StackConfig, free_port, running_stack  # noqa: E402
+from include.cosmos_archiver import __version__  # noqa: E402
+from include.cosmos_archiver.archive.canonical import canonical_json, record_key, sha256_hex, slice_digest  # noqa: E402
+from include.cosmos_archiver.archive.manifest import Manifest, RecordEntry  # noqa: E402
+from include.cosmos_archiver.archive.parquet_layout import ArchivedRow  # noqa: E402
+from include.cosmos_archiver.archive.store import ArchiveStore  # noqa: E402
+from include.cosmos_archiver.clients import blob_container, cosmos_client  # noqa: E402
+from include.cosmos_archiver.pipeline.copy import _PartWriter  # noqa: E402
+from include.cosmos_archiver.readthrough.index import (  # noqa: E402
+    DEFAULT_SHARDS,
+    ArchiveIndex,
+    compact_index,
+    index_slice,
+    shard_of,
+)
+from include.cosmos_archiver.readthrough.repository import ReadThroughRepository  # noqa: E402
+from include.cosmos_archiver.settings import ArchiveSettings, MiB  # noqa: E402
+from include.cosmos_archiver.slices import TimeSlice, plan_slices  # noqa: E402
+from tests.readthrough_helpers import NOW, archive_slice, due_slices, purge_like_the_pipeline  # noqa: E402
+
+SETTINGS = ArchiveSettings(timestamp_field="issuedAt", timestamp_kind="iso8601", slice_hours=720,
+                           max_file_bytes=32 * MiB, row_group_bytes=256 * 1024, page_size=200)
+
+
+def timed(call: Callable[[], Any], samples: int) -> list[float]:
+    out = []
+    for _ in range(samples):
+        started = time.perf_counter()
+        call()
+        out.append((time.perf_counter() - started) * 1000)
+    return out
+
+
+def pct(values: list[float]) -> str:
+    values = sorted(values)
+    p99 = values[min(len(values) - 1, int(len(values) * 0.99))]
+    return f"p50 {statistics.median(values):7.2f} ms  p99 {p99:7.2f} ms  (n={len(values)})"
+
+
+def pct_us(values: list[float]) -> str:
+    values = sorted(values)
+    return f"p50 {statistics.median(values) * 1000:7.1f} us  p99 {values[int(len(values) * 0.99)] * 1000:7.1f} us"
+
+
+def cosmos_bytes(container: ContainerProxy, ids: set[str] | None = None) -> int:
+    docs = container.query_items("SELECT * FROM c", enable_cross_partition_query=True)
+    return sum(len(json.dumps(d, ensure_ascii=False, separators=(",", ":")).encode()) for d in docs
+               if ids is None or d["id"] in ids)
+
+
+def demo(container: ContainerProxy, store: ArchiveStore, args: argparse.Namespace) -> dict[str, Any]:
+    spec = SeedSpec(records=args.demo_records, seed=11, target_kb=args.target_kb, months_back=12,
+                    customers=args.customers, end=NOW)
+    docs = [make_record(spec, i, NOW) for i in range(spec.records)]
+    for d in docs:
+        container.upsert_item(d)
+    archived: set[str] = set()
+    for s in due_slices(SETTINGS):
+        assert archive_slice(container, store, s, SETTINGS), s.slice_id
+        archived |= {r.id for r in store.read_manifest(s.slice_id).records}
+    compact_index(store)
+    before_all, before_archived = cosmos_bytes(container), cosmos_bytes(container, archived)
+    for s in due_slices(SETTINGS):
+        purge_like_the_pipeline(container, store, s.slice_id, mode="stub")
+    after_all, after_archived = cosmos_bytes(container), cosmos_bytes(container, archived)
+    repo = ReadThroughRepository(container, store, SETTINGS)
+    rng = random.Random(3)
+    hot = [d for d in docs if d["id"] not in archived]
+    cold = [d for d in docs if d["id"] in archived]
+    hot_ms = timed(lambda: (lambda d: repo.get(d["id"], d["customerId"]))(rng.choice(hot)), args.samples)
+    customer = max({d["customerId"] for d in docs}, key=lambda c: sum(d["customerId"] == c for d in docs))
+    start, end = (NOW - dt.timedelta(days=365)).date().isoformat(), NOW.date().isoformat()
+    first = repo.list(customer, start, end, 100)
+    list_ms = timed(lambda: repo.list(customer, start, end, 100), max(10, args.samples // 10))
+    list_cold = timed(lambda: ReadThroughRepository(container, store, SETTINGS).list(customer, start, end, 100),
+                      max(10, args.samples // 10))
+    stub_cold = timed(lambda: (lambda d: ReadThroughRepository(container, store, SETTINGS).get(
+        d["id"], d["customerId"]))(rng.choice(cold)), max(20, args.samples // 4))
+    return {
+        "records": len(docs), "archived": len(archived), "doc_kb": round(before_archived / max(1, len(archived)) / 1024,
+                                                                       1),
+        "cosmos_bytes_before": before_all, "cosmos_bytes_after": after_all,
+        "archived_bytes_before": before_archived, "archived_bytes_after": after_archived,
+        "hot": hot_ms, "list_warm": list_ms, "list_cold": list_cold, "stub_cold": stub_cold,
+        "list_items": len(first.records), "list_sources": sorted(first.sources), "customer": customer,
+    }
+
+
+def generate_archive(store: ArchiveStore, records: int, target_kb: int, customers: int) -> list[tuple[str, str]]:
+    """Write ``records`` archived records straight to Blob Storage with the copy executor's part writer, one
+    verified manifest per 30-day slice, then index and compact; return every (partition key, id)."""
+    spec = SeedSpec(records=records, seed=23, target_kb=target_kb, months_back=12, customers=customers, end=NOW)
+    slices = plan_slices(NOW - dt.timedelta(days=400), NOW, slice_hours=SETTINGS.slice_hours)
+    by_slice: dict[TimeSlice, list[dict[str, Any]]] = {}
+    for i in range(records):
+        doc = make_record(spec, i, NOW)
+        doc.update({"_rid": f"r{i}", "_self": f"dbs/x/colls/y/docs/r{i}/", "_etag": str(uuid.UUID(int=i)),
+                    "_attachments": "attachments/", "_ts": 1_700_000_000 + i})
+        moment = dt.datetime.fromisoformat(doc["issuedAt"].replace("Z", "+00:00"))
+        by_slice.setdefault(next(s for s in slices if s.start <= moment < s.end), []).append(doc)
+    keys = []
+    for time_slice, docs in sorted(by_slice.items()):
+        writer = _PartWriter(store, time_slice.slice_id, SETTINGS)
+        entries = []
+        for doc in docs:
+            pk, rid = record_key(doc, SETTINGS.partition_key_path)
+            canon = canonical_json(doc)
+            digest = sha256_hex(canon)
+            entries.append(RecordEntry(pk, rid, digest, writer.current_index))
+            writer.add(ArchivedRow(rid, pk, doc["_ts"], doc["_etag"], digest, canon))
+            keys.append((pk, rid))
+        writer.flush()
+        store.write_manifest(Manifest(
+            slice_id=time_slice.slice_id, slice_start=time_slice.start.isoformat(),
+            slice_end=time_slice.end.isoformat(), timestamp_field=SETTINGS.timestamp_field, source={},
+            status="verified", record_count=len(entries), record_bytes=0,
+            slice_digest=slice_digest([(e.partition_key, e.id, e.sha256) for e in entries]), ru_charged=0.0,
+            throttled_requests=0, files=writer.files, records=entries, timings_s={},
+            copied_at=NOW.isoformat(), tool_version=__version__, executor="bench"))
+        index_slice(store, time_slice.slice_id, SETTINGS.timestamp_field)
+    compact_index(store)
+    return keys
+
+
+def archive_latency(container: ContainerProxy, store: ArchiveStore, keys: list[tuple[str, str]],
+                    samples: int) -> dict[str, Any]:
+    rng = random.Random(9)
+    cold = timed(lambda: (lambda k: ReadThroughRepository(container, store, SETTINGS).get(k[1], k[0]))(
+        rng.choice(keys)), samples)
+    repo = ReadThroughRepository(container, store, SETTINGS)
+    warm_keys = rng.sample(keys, 20)
+    for pk, rid in warm_keys:
+        repo.get(rid, pk)
+    warm = timed(lambda: (lambda k: repo.get(k[1], k[0]))(rng.choice(warm_keys)), samples)
+    # the archive's own share of a warm read (the rest is Cosmos DB's 404)
+    archive_only = timed(lambda: (lambda k: repo._archived(k[0], k[1]))(rng.choice(warm_keys)), samples)
+    miss = timed(lambda: (lambda k: repo._read(k[1], k[0]))(rng.choice(warm_keys)), samples)
+    index = ArchiveIndex(store)
+    shard = shard_of(keys[0][0])
+    index._view(shard)  # warm the code paths and pyarrow, then measure a second load alone
+    index.invalidate()
+    tracemalloc.start()
+    view = index._view(shard)
+    size, _ = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return {"cold": cold, "warm": warm, "archive_only_warm": archive_only, "cosmos_404": miss,
+            "shard_entries": len(view.by_key), "shard_bytes": size}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--demo-records", type=int, default=600)
+    parser.add_argument("--target-kb", type=int, default=30, help="demo document size (the seed case is 300)")
+    parser.add_argument("--customers", type=int, default=5)
+    parser.add_argument("--small", type=int, default=10_000)
+    parser.add_argument("--large", type=int, default=100_000)
+    parser.add_argument("--archive-kb", type=int, default=1, help="document size of the generated archives")
+    parser.add_argument("--samples", type=int, default=200)
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="bench-readthrough-") as state, running_stack(StackConfig(
+            state_dir=Path(state), cosmos_port=free_port(), cosmos_backend_port=free_port(), blob_port=free_port(),
+            provisioned_ru=1_000_000)) as config:
+        database = cosmos_client(config.cosmos_endpoint, EMULATOR_COSMOS_KEY).create_database_if_not_exists("bench")
+
+        def fresh(name: str) -> tuple[ContainerProxy, ArchiveStore]:
+            container = database.create_container(name, PartitionKey(SETTINGS.partition_key_path))
+            return container, ArchiveStore(blob_container(config.blob_connection_string, name), "records")
+
+        started = time.perf_counter()
+        d = demo(*fresh("demo"), args)
+        cut = 1 - d["archived_bytes_after"] / d["archived_bytes_before"]
+        print(f"demo: {d['records']} records ({d['archived']} archived, ~{d['doc_kb']} KB), purge in stub mode "
+              f"[{time.perf_counter() - started:.0f} s]")
+        print(f"  Cosmos DB bytes: all {d['cosmos_bytes_before']:,} -> {d['cosmos_bytes_after']:,}; archived records "
+              f"{d['archived_bytes_before']:,} -> {d['archived_bytes_after']:,} (cut {cut:.1%}; delete mode: 100 %)")
+        print(f"  GET hot                          {pct(d['hot'])}")
+        print(f"  GET stub, cold cache             {pct(d['stub_cold'])}")
+        print(f"  12-month list {d['customer']}, 100/page, warm  {pct(d['list_warm'])}  "
+              f"items {d['list_items']} from {d['list_sources']}")
+        print(f"  12-month list, cold cache        {pct(d['list_cold'])}")
+        results = {}
+        for label, records in (("small", args.small), ("large", args.large)):
+            t0 = time.perf_counter()
+            container, store = fresh(f"arch-{label}")
+            keys = generate_archive(store, records, args.archive_kb, customers=max(50, records // 100))
+            built = time.perf_counter() - t0
+            r = results[label] = archive_latency(container, store, keys, args.samples)
+            print(f"archive {label}: {records:,} records generated + indexed in {built:.0f} s; a shard holds "
+                  f"{r['shard_entries']:,} entries = {r['shard_bytes'] / 1e6:.2f} MB in memory")
+            print(f"  GET archived, cold cache         {pct(r['cold'])}")
+            print(f"  GET archived, warm cache         {pct(r['warm'])}")
+            print(f"    of which Cosmos DB 404         {pct(r['cosmos_404'])}")
+            print(f"    of which the archive (warm)    {pct_us(r['archive_only_warm'])}")
+        s, lg = results["small"], results["large"]
+        for what in ("cold", "warm"):
+            ratio = statistics.median(lg[what]) / statistics.median(s[what])
+            print(f"large/small p50 {what}: {ratio:.2f}")
+        per_entry = lg["shard_bytes"] / max(1, lg["shard_entries"])
+        per_shard = 2_000_000 / DEFAULT_SHARDS
+    print(f"index memory: {per_entry:.0f} B/entry; 2 M records / {DEFAULT_SHARDS} shards = {per_shard:,.0f} "
+          f"entries/shard = {per_shard * per_entry / 1e6:.1f} MB/shard; 32 cached shards = "
+          f"{32 * per_shard * per_entry / 1e6:.0f} MB, + 64 MiB of row groups + <= 1024 footers")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
