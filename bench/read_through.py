@@ -168,29 +168,40 @@ def generate_archive(store: ArchiveStore, records: int, target_kb: int, customer
     return keys
 
 
-def archive_latency(container: ContainerProxy, store: ArchiveStore, keys: list[tuple[str, str]],
-                    samples: int) -> dict[str, Any]:
+def archive_latency(runs: dict[str, tuple[ContainerProxy, ArchiveStore, list[tuple[str, str]]]],
+                    samples: int) -> dict[str, dict[str, Any]]:
+    """GET latencies of each archive, sampled alternately (archive A, archive B, A, ...) so that load from other
+    processes on the machine hits both alike."""
     rng = random.Random(9)
-    cold = timed(lambda: (lambda k: ReadThroughRepository(container, store, SETTINGS).get(k[1], k[0]))(
-        rng.choice(keys)), samples)
-    repo = ReadThroughRepository(container, store, SETTINGS)
-    warm_keys = rng.sample(keys, 20)
-    for pk, rid in warm_keys:
-        repo.get(rid, pk)
-    warm = timed(lambda: (lambda k: repo.get(k[1], k[0]))(rng.choice(warm_keys)), samples)
-    # the archive's own share of a warm read (the rest is Cosmos DB's 404)
-    archive_only = timed(lambda: (lambda k: repo._archived(k[0], k[1]))(rng.choice(warm_keys)), samples)
-    miss = timed(lambda: (lambda k: repo._read(k[1], k[0]))(rng.choice(warm_keys)), samples)
-    index = ArchiveIndex(store)
-    shard = shard_of(keys[0][0])
-    index._view(shard)  # warm the code paths and pyarrow, then measure a second load alone
-    index.invalidate()
-    tracemalloc.start()
-    view = index._view(shard)
-    size, _ = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-    return {"cold": cold, "warm": warm, "archive_only_warm": archive_only, "cosmos_404": miss,
-            "shard_entries": len(view.by_key), "shard_bytes": size}
+    out: dict[str, dict[str, Any]] = {label: {"cold": [], "warm": [], "archive_only_warm": [], "cosmos_404": []}
+                                      for label in runs}
+    repos, warm_keys = {}, {}
+    for label, (container, store, keys) in runs.items():
+        repos[label] = ReadThroughRepository(container, store, SETTINGS)
+        warm_keys[label] = rng.sample(keys, 20)
+        for pk, rid in warm_keys[label]:
+            repos[label].get(rid, pk)
+    for _ in range(samples):
+        for label, (container, store, keys) in runs.items():
+            pk, rid = rng.choice(keys)
+            fresh = ReadThroughRepository(container, store, SETTINGS)  # every cache empty
+            out[label]["cold"] += timed(lambda f=fresh, p=pk, r=rid: f.get(r, p), 1)
+            pk, rid = rng.choice(warm_keys[label])
+            repo = repos[label]
+            out[label]["warm"] += timed(lambda p=pk, r=rid, rp=repo: rp.get(r, p), 1)
+            out[label]["archive_only_warm"] += timed(lambda p=pk, r=rid, rp=repo: rp._archived(p, r), 1)
+            out[label]["cosmos_404"] += timed(lambda p=pk, r=rid, rp=repo: rp._read(r, p), 1)
+    for label, (_container, store, keys) in runs.items():
+        index = ArchiveIndex(store)
+        shard = shard_of(keys[0][0])
+        index._view(shard)  # warm the code paths and pyarrow, then measure a second load alone
+        index.invalidate()
+        tracemalloc.start()
+        view = index._view(shard)
+        size, _ = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        out[label].update(shard_entries=len(view.by_key), shard_bytes=size)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -201,6 +212,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--small", type=int, default=10_000)
     parser.add_argument("--large", type=int, default=100_000)
     parser.add_argument("--archive-kb", type=int, default=1, help="document size of the generated archives")
+    parser.add_argument("--archive-customers", type=int, default=200,
+                        help="the same for both archives: a customer's shard grows with the archive")
     parser.add_argument("--samples", type=int, default=200)
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench-readthrough-") as state, running_stack(StackConfig(
@@ -224,15 +237,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  12-month list {d['customer']}, 100/page, warm  {pct(d['list_warm'])}  "
               f"items {d['list_items']} from {d['list_sources']}")
         print(f"  12-month list, cold cache        {pct(d['list_cold'])}")
-        results = {}
+        runs = {}
         for label, records in (("small", args.small), ("large", args.large)):
             t0 = time.perf_counter()
             container, store = fresh(f"arch-{label}")
-            keys = generate_archive(store, records, args.archive_kb, customers=max(50, records // 100))
-            built = time.perf_counter() - t0
-            r = results[label] = archive_latency(container, store, keys, args.samples)
-            print(f"archive {label}: {records:,} records generated + indexed in {built:.0f} s; a shard holds "
-                  f"{r['shard_entries']:,} entries = {r['shard_bytes'] / 1e6:.2f} MB in memory")
+            runs[label] = (container, store, generate_archive(store, records, args.archive_kb, args.archive_customers))
+            print(f"archive {label}: {records:,} records ({args.archive_customers} customers) generated + indexed "
+                  f"in {time.perf_counter() - t0:.0f} s")
+        results = archive_latency(runs, args.samples)
+        for label, r in results.items():
+            print(f"archive {label}: a customer's shard holds {r['shard_entries']:,} entries = "
+                  f"{r['shard_bytes'] / 1e6:.2f} MB in memory")
             print(f"  GET archived, cold cache         {pct(r['cold'])}")
             print(f"  GET archived, warm cache         {pct(r['warm'])}")
             print(f"    of which Cosmos DB 404         {pct(r['cosmos_404'])}")
@@ -242,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
             ratio = statistics.median(lg[what]) / statistics.median(s[what])
             print(f"large/small p50 {what}: {ratio:.2f}")
         per_entry = lg["shard_bytes"] / max(1, lg["shard_entries"])
-        per_shard = 2_000_000 / DEFAULT_SHARDS
+        per_shard = 2_000_000 / DEFAULT_SHARDS  # on average; a shard holds all records of its customers
     print(f"index memory: {per_entry:.0f} B/entry; 2 M records / {DEFAULT_SHARDS} shards = {per_shard:,.0f} "
           f"entries/shard = {per_shard * per_entry / 1e6:.1f} MB/shard; 32 cached shards = "
           f"{32 * per_shard * per_entry / 1e6:.0f} MB, + 64 MiB of row groups + <= 1024 footers")

@@ -9,6 +9,7 @@ the real purge. It removes each archived record from Cosmos DB only if its _etag
 from __future__ import annotations
 
 import datetime as dt
+import json
 from dataclasses import dataclass
 
 from azure.core import MatchConditions
@@ -80,8 +81,10 @@ def purge_like_the_pipeline(container: ContainerProxy, store: ArchiveStore, slic
                     container.delete_item(row.id, row.partition_key, etag=row.etag,
                                           match_condition=MatchConditions.IfNotModified)
                 else:
-                    stub = {"id": row.id, "customerId": row.partition_key,
-                            STUB_MARKER: {"slice": slice_id, "sha256": row.sha256}}
+                    doc = json.loads(row.doc)  # the purge's stub_document: id, partition key, timestamp, pointer
+                    stub = {"id": row.id, "customerId": row.partition_key, "issuedAt": doc["issuedAt"],
+                            STUB_MARKER: {"slice": slice_id, "location": store.url(f.path), "sha256": row.sha256,
+                                          "etag": row.etag, "generation": 0, "archived_at": manifest.copied_at}}
                     container.replace_item(row.id, stub, etag=row.etag, match_condition=MatchConditions.IfNotModified)
                 result.removed += 1
             except CosmosHttpResponseError as exc:

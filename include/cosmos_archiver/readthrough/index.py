@@ -109,11 +109,13 @@ def _decode(data: bytes, shards: int, shard: int | None = None) -> list[IndexEnt
 
 
 def slice_entries(store: ArchiveStore, slice_id: str, timestamp_field: str) -> list[IndexEntry]:
-    """Every record of a slice's parts with its position, read from the parts (not the manifest)."""
+    """Every record of a slice's parts with its position, read from the parts (not the manifest). A record in
+    several files (a slice archived again in a later generation, appended to the manifest's files) is indexed at
+    its last file: the newest version wins."""
     manifest = store.read_manifest(slice_id)
     if manifest is None:
         raise ValueError(f"slice {slice_id} has no manifest: copy and validate it before indexing")
-    entries = []
+    entries: dict[tuple[str, str], IndexEntry] = {}
     for f in manifest.files:
         parquet = pq.ParquetFile(io.BytesIO(store.download(f.path)))
         if "sha256" not in parquet.schema_arrow.names:
@@ -123,8 +125,8 @@ def slice_entries(store: ArchiveStore, slice_id: str, timestamp_field: str) -> l
             for row, (rid, pk, etag, digest, doc) in enumerate(zip(
                     cols["id"], cols["partition_key"], cols["etag"], cols["sha256"], cols["doc"], strict=True)):
                 order = timestamp_of(json.loads(doc), timestamp_field)
-                entries.append(IndexEntry(pk, rid, order, slice_id, f.path, f.bytes, rg, row, etag, digest))
-    return entries
+                entries[(pk, rid)] = IndexEntry(pk, rid, order, slice_id, f.path, f.bytes, rg, row, etag, digest)
+    return list(entries.values())
 
 
 def index_slice(store: ArchiveStore, slice_id: str, timestamp_field: str, *, shards: int = DEFAULT_SHARDS,
