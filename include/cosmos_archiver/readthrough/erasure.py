@@ -13,14 +13,14 @@ import datetime as dt
 import io
 import logging
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import pyarrow.parquet as pq
 from azure.cosmos import ContainerProxy
 
 from include.cosmos_archiver.archive.canonical import sha256_hex, slice_digest
-from include.cosmos_archiver.archive.manifest import FileEntry, Manifest
+from include.cosmos_archiver.archive.manifest import Manifest
 from include.cosmos_archiver.archive.parquet_layout import decode_rows, encode_rows
 from include.cosmos_archiver.archive.slice_lease import SliceLease, under_slice_lease
 from include.cosmos_archiver.archive.store import ArchiveStore
@@ -101,9 +101,9 @@ def _erase(store: ArchiveStore, settings: ArchiveSettings, lease: SliceLease, ma
         new_part, new_sha = _next_name(part), sha256_hex(new_data)
         lease.ensure_held()
         store.upload(new_part, new_data)
-        manifest.files[position] = FileEntry(path=new_part, sha256=new_sha, bytes=len(new_data), records=len(kept))
-    else:
-        manifest.files[position] = FileEntry(path=part, sha256=entry.sha256, bytes=0, records=0)
+        # replace(): any other field of the entry (e.g. a generation) is kept
+        manifest.files[position] = replace(entry, path=new_part, sha256=new_sha, bytes=len(new_data),
+                                           records=len(kept))
     gone = {(e["partition_key"], e["id"]) for e in erased}
     manifest.records = [r for r in manifest.records if (r.partition_key, r.id) not in gone]
     if not kept:  # drop the emptied file and renumber the records' file indexes

@@ -354,19 +354,36 @@ class ReadThroughRepository:
             sql = "SELECT * FROM c WHERE ARRAY_CONTAINS(@ids, c.id)"
             docs = {d["id"]: d for d in self._query(sql, [{"name": "@ids", "value": hot_ids}], customer)}
         entries = [e for _, _, e in page if e is not None]
-        archived = dict(zip([e.id for e in entries], self._archive_call(
-            lambda: list(self._readers.map(self.rows.document, entries))), strict=True))
+        by_part: dict[str, list[IndexEntry]] = {}
+        for e in sorted(entries, key=lambda e: (e.part, e.row_group, e.row)):
+            by_part.setdefault(e.part, []).append(e)
+
+        def read_part(part_entries: list[IndexEntry]) -> list[tuple[str, bytes]]:
+            # one part per thread: its footer and each row group are fetched once, then served from the cache
+            return [(e.id, self.rows.document(e)) for e in part_entries]
+
+        try:
+            archived = dict(pair for pairs in self._readers.map(read_part, by_part.values()) for pair in pairs)
+        except (ResourceNotFoundError, ValueError):  # a part rewritten by an erasure since the index was cached
+            self.index.invalidate()
+            archived = {}
+            for e in entries:
+                record = self._archived(customer, e.id)
+                if record is not None:
+                    archived[e.id] = record.body
+        except AzureError as exc:
+            raise ArchiveUnavailable(f"the archive could not be read ({exc.__class__.__name__}); retry") from None
         records = []
         for _, rid, entry in page:
             doc = docs.get(rid)
             if entry is None and doc is not None and not is_stub(doc) and not is_tombstone(doc):
                 records.append(Record(canonical_json(doc), doc.get("_etag"), "cosmos"))
-            elif entry is not None:
+            elif entry is not None and rid in archived:
                 records.append(Record(archived[rid], entry.etag, "archive"))
             elif doc is None or is_stub(doc):  # purged between the two queries: now it is in the archive
-                archived = self._archived(customer, rid)
-                if archived is not None:
-                    records.append(archived)
+                late = self._archived(customer, rid)
+                if late is not None:
+                    records.append(late)
         return records
 
     def _customer_exists(self, customer: str) -> bool:
