@@ -52,7 +52,12 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {code: {"model": ErrorBody} for code in codes}
 
 
-RECORD = {"content": {JSON: {"schema": {"type": "object"}}}, "description": "the billing record"}
+SOURCE = {"description": "where the answer came from (for operators): cosmos or archive; a list names each source it "
+          "used, comma-separated", "required": True, "schema": {"type": "string"}}
+RECORD = {"content": {JSON: {"schema": {"type": "object"}}}, "description": "the billing record",
+          "headers": {SOURCE_HEADER: SOURCE,
+                      "ETag": {"description": "the record's _etag", "schema": {"type": "string"}}}}
+PAGE = {"model": RecordPage, "headers": {SOURCE_HEADER: SOURCE}}
 RecordId = Annotated[str, Path(pattern=ID_PATTERN, description="the record's id")]
 CustomerId = Annotated[str, Query(alias="customerId", min_length=1, max_length=255)]
 IfMatch = Annotated[str | None, Header(alias="If-Match", description="the ETag the change is conditional on")]
@@ -94,7 +99,7 @@ def create_app(repository: ReadThroughRepository) -> FastAPI:
     def get_record(id: RecordId, customer: CustomerId) -> Response:
         return _record(repository.get(id, customer))
 
-    @app.get("/billing-records", responses={200: {"model": RecordPage}, **_errors(400, 503)})
+    @app.get("/billing-records", responses={200: PAGE, **_errors(400, 503)})
     def list_records(
         customer: CustomerId,
         start: Annotated[str | None, Query(alias="from", description="YYYY-MM-DD or ISO-8601, inclusive")] = None,
