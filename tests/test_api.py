@@ -81,6 +81,14 @@ def test_contract_same_status_and_bytes_after_archive_and_purge(api, cosmos_cont
         expected = "archive" if (d["customerId"], d["id"]) in archived else "cosmos"
         assert after[f"get {d['id']}"][2] == expected, d["id"]
     assert any("archive" in v[2] and "cosmos" in v[2] for k, v in after.items() if k.startswith("list"))
+    # the lookup service answers an API in another language the same bytes, for archived records only
+    for d in docs:
+        r = api.get(f"/archive/records/{d['customerId']}/{d['id']}")
+        if (d["customerId"], d["id"]) in archived:
+            assert (r.status_code, r.content) == before[f"get {d['id']}"][:2], d["id"]
+            assert r.headers[SOURCE_HEADER] == "archive"
+        else:
+            assert r.status_code == 404 and r.json()["parameter"] == "id", d["id"]
 
 
 def test_updates_and_deletes_during_archive_and_purge(api, cosmos_container, archive_store):
