@@ -197,7 +197,7 @@ def generate_archive(store: ArchiveStore, records: int, target_kb: int, customer
             slice_digest=slice_digest([(e.partition_key, e.id, e.sha256) for e in entries]), ru_charged=0.0,
             throttled_requests=0, files=writer.files, records=entries, timings_s={},
             copied_at=NOW.isoformat(), tool_version=__version__, executor="bench"))
-        index_slice(store, time_slice.slice_id, SETTINGS.timestamp_field)
+        index_slice(store, time_slice.slice_id)
     compact_index(store)
     return keys
 

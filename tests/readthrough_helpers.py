@@ -57,7 +57,7 @@ def archive_slice(container: ContainerProxy, store: ArchiveStore, time_slice: Ti
     copy_slice(container, store, time_slice, settings)
     result = validate_slice(container, store, time_slice, settings)
     if result.ok and index:
-        index_slice(store, time_slice.slice_id, settings.timestamp_field)
+        index_slice(store, time_slice.slice_id)
     return result.ok
 
 

@@ -130,7 +130,7 @@ def test_index_found_fresh_across_new_slices_and_compaction(cosmos_container, ar
     found = 0
     for n, time_slice in enumerate(slices):
         assert archive_slice(cosmos_container, archive_store, time_slice, index=False)
-        index_slice(archive_store, time_slice.slice_id, SETTINGS.timestamp_field, shards=8)
+        index_slice(archive_store, time_slice.slice_id, shards=8)
         if n % 3 == 2:
             compact_index(archive_store, shards=8)
         for r in archive_store.read_manifest(time_slice.slice_id).records:

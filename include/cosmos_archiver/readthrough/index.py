@@ -30,6 +30,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from azure.core.exceptions import ResourceNotFoundError
 
+from include.cosmos_archiver.archive.manifest import Manifest
 from include.cosmos_archiver.archive.store import ArchiveStore
 from include.cosmos_archiver.readthrough.paging import timestamp_of
 
@@ -108,13 +109,10 @@ def _decode(data: bytes, shards: int, shard: int | None = None) -> list[IndexEnt
                 cols["row_group"], cols["row"], cols["etag"], cols["sha256"], strict=True)]
 
 
-def slice_entries(store: ArchiveStore, slice_id: str, timestamp_field: str) -> list[IndexEntry]:
+def slice_entries(store: ArchiveStore, manifest: Manifest) -> list[IndexEntry]:
     """Every record of a slice's parts with its position, read from the parts (not the manifest). A record in
     several files (a slice archived again in a later generation, appended to the manifest's files) is indexed at
     its last file: the newest version wins."""
-    manifest = store.read_manifest(slice_id)
-    if manifest is None:
-        raise ValueError(f"slice {slice_id} has no manifest: copy and validate it before indexing")
     entries: dict[tuple[str, str], IndexEntry] = {}
     for f in manifest.files:
         parquet = pq.ParquetFile(io.BytesIO(store.download(f.path)))
@@ -124,22 +122,24 @@ def slice_entries(store: ArchiveStore, slice_id: str, timestamp_field: str) -> l
             cols = parquet.read_row_group(rg, columns=["id", "partition_key", "etag", "sha256", "doc"]).to_pydict()
             for row, (rid, pk, etag, digest, doc) in enumerate(zip(
                     cols["id"], cols["partition_key"], cols["etag"], cols["sha256"], cols["doc"], strict=True)):
-                order = timestamp_of(json.loads(doc), timestamp_field)
-                entries[(pk, rid)] = IndexEntry(pk, rid, order, slice_id, f.path, f.bytes, rg, row, etag, digest)
+                order = timestamp_of(json.loads(doc), manifest.timestamp_field)
+                entries[(pk, rid)] = IndexEntry(pk, rid, order, manifest.slice_id, f.path, f.bytes, rg, row, etag,
+                                                digest)
     return list(entries.values())
 
 
-def index_slice(store: ArchiveStore, slice_id: str, timestamp_field: str, *, shards: int = DEFAULT_SHARDS,
+def index_slice(store: ArchiveStore, slice_id: str, *, shards: int = DEFAULT_SHARDS,
                 require_verified: bool = True) -> int:
     """Write the slice's index delta (idempotent; replaces an earlier one); return the number of entries.
 
     For the DAG: call it after a slice is verified and before it is purged, so every purged record is findable.
+    The list order's timestamp field is the one the slice was archived by (its manifest's).
     """
     manifest = store.read_manifest(slice_id)
-    if require_verified and (manifest is None or manifest.status != "verified"):
+    if manifest is None or (require_verified and manifest.status != "verified"):
         status = None if manifest is None else manifest.status
         raise ValueError(f"slice {slice_id} is {status or 'not copied'}, not verified: index it after validation")
-    entries = slice_entries(store, slice_id, timestamp_field)
+    entries = slice_entries(store, manifest)
     store.upload(delta_path(store, slice_id), _encode(entries, shards))
     return len(entries)
 

@@ -114,8 +114,9 @@ class ReadThroughRepository:
     def list(self, customer: str, start: str | None = None, end: str | None = None, page_size: Any = 100,
              continuation: str | None = None) -> Page:
         query = build_query(customer, start, end, page_size, continuation, self.settings.timestamp_kind)
+        archived_later = self._readers.submit(self.index.entries_of, customer)  # side by side with Cosmos DB
         hot, stubs, gone = self._hot_keys(query)
-        archived = self._archive_call(lambda: self.index.entries_of(customer))
+        archived = self._archive_call(archived_later.result)
         if not hot and not stubs and not archived and not self._customer_exists(customer):
             raise BadRequest(f"customerId={customer!r} is not a known customer (no records, hot or archived)",
                              parameter="customerId", value=customer)
@@ -349,10 +350,9 @@ class ReadThroughRepository:
 
     def _bodies(self, customer: str, page: list[tuple[Any, str, IndexEntry | None]]) -> list[Record]:
         hot_ids = [rid for _, rid, e in page if e is None]
-        docs = {}
-        if hot_ids:
-            sql = "SELECT * FROM c WHERE ARRAY_CONTAINS(@ids, c.id)"
-            docs = {d["id"]: d for d in self._query(sql, [{"name": "@ids", "value": hot_ids}], customer)}
+        sql = "SELECT * FROM c WHERE ARRAY_CONTAINS(@ids, c.id)"
+        hot_later = self._readers.submit(self._query, sql, [{"name": "@ids", "value": hot_ids}], customer) if (
+            hot_ids) else None
         entries = [e for _, _, e in page if e is not None]
         by_part: dict[str, list[IndexEntry]] = {}
         for e in sorted(entries, key=lambda e: (e.part, e.row_group, e.row)):
@@ -373,6 +373,7 @@ class ReadThroughRepository:
                     archived[e.id] = record.body
         except AzureError as exc:
             raise ArchiveUnavailable(f"the archive could not be read ({exc.__class__.__name__}); retry") from None
+        docs = {d["id"]: d for d in hot_later.result()} if hot_later else {}
         records = []
         for _, rid, entry in page:
             doc = docs.get(rid)
