@@ -226,3 +226,14 @@ def test_schemathesis_finds_no_server_error_or_schema_violation(api, cosmos_cont
     assert not failures, "\n".join(failures[:5])
     assert len(exercised) == 6, f"every operation must be exercised, got {sorted(exercised)}"
     assert len(docs) == 30
+
+
+def test_cli_registers_api_and_names_bad_options(capsys):
+    from include.cosmos_archiver.cli.main import build_parser, main
+
+    args = build_parser().parse_args(["api"])
+    assert (args.host, args.port) == ("127.0.0.1", 8000)
+    assert main(["api", "--port", "70000"]) == 2
+    assert "--port 70000" in capsys.readouterr().err
+    assert main(["api", "--settings-json", '{"page_sizes": 1}']) == 2
+    assert "page_sizes" in capsys.readouterr().err
