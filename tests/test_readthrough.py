@@ -65,6 +65,17 @@ def test_update_of_archived_record_lives_in_cosmos_and_wins(archived, cosmos_con
             repo.update(rid, docs[rid], if_match=f'"{stale_etag}"')
         with pytest.raises(Conflict):
             repo.create(docs[rid])
+    pk, rid = keys["delete"][1]
+    upserted = repo.update(rid, {**docs[rid], "paid": "upserted"}, upsert=True)  # upsert of an archived record
+    assert upserted.source == "cosmos" and json.loads(repo.get(rid, pk).body)["paid"] == "upserted"
+    repo.delete(rid, pk)
+    with pytest.raises(NotFound):
+        repo.update(rid, docs[rid])  # a replace of a deleted record
+    assert repo.update(rid, docs[rid], upsert=True).source == "cosmos"  # an upsert brings it back, as before
+    fresh = {**docs[rid], "id": "inv-brand-new"}
+    with pytest.raises(NotFound):
+        repo.update("inv-brand-new", fresh)
+    assert json.loads(repo.update("inv-brand-new", fresh, upsert=True).body)["id"] == "inv-brand-new"
 
 
 def test_create_of_archived_id_conflicts_and_delete_never_comes_back(archived, archive_store, cosmos_container):
