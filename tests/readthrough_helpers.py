@@ -57,7 +57,7 @@ def archive_slice(container: ContainerProxy, store: ArchiveStore, time_slice: Ti
     copy_slice(container, store, time_slice, settings)
     result = validate_slice(container, store, time_slice, settings)
     if result.ok and index:
-        index_slice(store, time_slice.slice_id)
+        index_slice(store, time_slice.slice_id, partition_key_path=settings.partition_key_path)
     return result.ok
 
 

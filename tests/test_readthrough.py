@@ -193,3 +193,39 @@ def test_delete_between_validation_and_purge_never_comes_back(cosmos_container, 
         repo.get(rid, pk)
     assert rid not in {json.loads(r.body)["id"] for r in repo.list(pk, page_size=1000).records}
     assert repo.get(rid2, pk2).source == "archive"
+
+
+def test_a_slice_copied_by_adf_is_indexed_and_served_canonical(cosmos_container, archive_store):
+    """ADF writes ``doc`` in its own JSON form (served key order, ASCII escapes): the index hashes the canonical
+    form and reads serve it, the same bytes the API served before the purge."""
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from devstack.adf_standin.copy_runner import ADF_SCHEMA, _adf_rows
+    from include.cosmos_archiver.archive.manifest import FileEntry, Manifest, RecordEntry
+    from include.cosmos_archiver.readthrough.index import index_slice
+
+    seed(cosmos_container, seed_spec(12))
+    served = list(cosmos_container.query_items("SELECT * FROM c", enable_cross_partition_query=True))
+    repo = ReadThroughRepository(cosmos_container, archive_store, SETTINGS)
+    before = {d["id"]: repo.get(d["id"], d["customerId"]).body for d in served}
+    sink = io.BytesIO()
+    pq.write_table(pa.table(_adf_rows(served, SETTINGS.partition_key_path), schema=ADF_SCHEMA), sink,
+                   row_group_size=5)
+    path = f"{archive_store.slice_dir('2025/01/01')}/adf_00000.parquet"
+    archive_store.upload(path, sink.getvalue())
+    records = [RecordEntry(d["customerId"], d["id"], sha256_hex(canonical_json(d)), 0) for d in served]
+    archive_store.write_manifest(Manifest(
+        slice_id="2025/01/01", slice_start="2025-01-01T00:00:00+00:00", slice_end="2025-01-31T00:00:00+00:00",
+        timestamp_field=SETTINGS.timestamp_field, source={}, status="verified", record_count=len(records),
+        record_bytes=0, slice_digest=slice_digest([(r.partition_key, r.id, r.sha256) for r in records]),
+        ru_charged=0.0, throttled_requests=0, records=records, timings_s={}, copied_at="", tool_version="test",
+        files=[FileEntry(path, sha256_hex(sink.getvalue()), len(sink.getvalue()), len(records))], executor="adf"))
+    assert index_slice(archive_store, "2025/01/01") == len(served)
+    for d in served:
+        cosmos_container.delete_item(d["id"], d["customerId"])
+    for d in served:
+        record = repo.get(d["id"], d["customerId"])
+        assert record.source == "archive" and record.body == before[d["id"]], d["id"]

@@ -119,7 +119,8 @@ def _erase(store: ArchiveStore, settings: ArchiveSettings, lease: SliceLease, ma
                           f"({entry.sha256}) -> {new_part} ({new_sha})")
     lease.ensure_held()
     store.write_manifest(manifest)
-    index_slice(store, slice_id, shards=shards, require_verified=False)
+    index_slice(store, slice_id, shards=shards, partition_key_path=settings.partition_key_path,
+                require_verified=False)
     store.delete(part)
     result = ErasedPart(slice_id, part, entry.sha256, new_part, new_sha, erased, digest_before,
                         manifest.slice_digest)

@@ -30,10 +30,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from azure.core.exceptions import ResourceNotFoundError
 
+from include.cosmos_archiver.archive.canonical import canonical_json, record_key, sha256_hex
 from include.cosmos_archiver.archive.manifest import Manifest
 from include.cosmos_archiver.archive.store import ArchiveStore
 from include.cosmos_archiver.readthrough.paging import timestamp_of
+from include.cosmos_archiver.settings import ArchiveSettings
 
+DEFAULT_PK_PATH = ArchiveSettings.partition_key_path
 DEFAULT_SHARDS = 1024  # 2 M records: ~2,000 entries (~2 MB in memory) per shard
 INDEX_DIR = "_index"
 
@@ -109,27 +112,31 @@ def _decode(data: bytes, shards: int, shard: int | None = None) -> list[IndexEnt
                 cols["row_group"], cols["row"], cols["etag"], cols["sha256"], strict=True)]
 
 
-def slice_entries(store: ArchiveStore, manifest: Manifest) -> list[IndexEntry]:
+def slice_entries(store: ArchiveStore, manifest: Manifest, partition_key_path: str = DEFAULT_PK_PATH
+                  ) -> list[IndexEntry]:
     """Every record of a slice's parts with its position, read from the parts (not the manifest). A record in
     several files (a slice archived again in a later generation, appended to the manifest's files) is indexed at
-    its last file: the newest version wins."""
+    its last file: the newest version wins. Files in the ADF copy layout (``doc`` as ADF wrote it, no sha256) are
+    indexed by the sha256 of the canonical JSON, which is what a read serves (see rows.RowReader)."""
     entries: dict[tuple[str, str], IndexEntry] = {}
     for f in manifest.files:
         parquet = pq.ParquetFile(io.BytesIO(store.download(f.path)))
-        if "sha256" not in parquet.schema_arrow.names:
-            raise ValueError(f"{f.path} is in the ADF copy layout; index only the archive layout (parquet_layout)")
+        ours = "sha256" in parquet.schema_arrow.names
         for rg in range(parquet.num_row_groups):
-            cols = parquet.read_row_group(rg, columns=["id", "partition_key", "etag", "sha256", "doc"]).to_pydict()
-            for row, (rid, pk, etag, digest, doc) in enumerate(zip(
-                    cols["id"], cols["partition_key"], cols["etag"], cols["sha256"], cols["doc"], strict=True)):
-                order = timestamp_of(json.loads(doc), manifest.timestamp_field)
-                entries[(pk, rid)] = IndexEntry(pk, rid, order, manifest.slice_id, f.path, f.bytes, rg, row, etag,
-                                                digest)
+            cols = parquet.read_row_group(rg, columns=["doc", *(["sha256"] if ours else [])]).to_pydict()
+            for row, text in enumerate(cols["doc"]):
+                doc = json.loads(text)
+                pk, key_id = record_key(doc, partition_key_path)
+                # ours: the stored sha256 (validation proved it against the doc); ADF's: hash the canonical form
+                digest = cols["sha256"][row] if ours else sha256_hex(canonical_json(doc))
+                order = timestamp_of(doc, manifest.timestamp_field)
+                entries[(pk, key_id)] = IndexEntry(pk, key_id, order, manifest.slice_id, f.path, f.bytes, rg, row,
+                                                   doc.get("_etag"), digest)
     return list(entries.values())
 
 
 def index_slice(store: ArchiveStore, slice_id: str, *, shards: int = DEFAULT_SHARDS,
-                require_verified: bool = True) -> int:
+                partition_key_path: str = DEFAULT_PK_PATH, require_verified: bool = True) -> int:
     """Write the slice's index delta (idempotent; replaces an earlier one); return the number of entries.
 
     For the DAG: call it after a slice is verified and before it is purged, so every purged record is findable.
@@ -139,7 +146,7 @@ def index_slice(store: ArchiveStore, slice_id: str, *, shards: int = DEFAULT_SHA
     if manifest is None or (require_verified and manifest.status != "verified"):
         status = None if manifest is None else manifest.status
         raise ValueError(f"slice {slice_id} is {status or 'not copied'}, not verified: index it after validation")
-    entries = slice_entries(store, manifest)
+    entries = slice_entries(store, manifest, partition_key_path)
     store.upload(delta_path(store, slice_id), _encode(entries, shards))
     return len(entries)
 
