@@ -85,8 +85,10 @@ from devstack.business_load import LoadTrace
 from devstack.ru_gateway import GatewaySettings
 from devstack.ru_lab import RuLab, ru_lab
 from include.cosmos_archiver.planning.capacity import PlanInput, make_plan
+from include.cosmos_archiver.ru.adaptive_budget import AdaptiveBudget
 from include.cosmos_archiver.ru.budget import served_at
-from include.cosmos_archiver.ru.rate_control import AdaptiveBudget, RateControlSettings, StaticBudget
+from include.cosmos_archiver.ru.settings import RateControlSettings
+from include.cosmos_archiver.ru.static_budget import StaticBudget
 
 ROOT = Path(__file__).resolve().parents[1]
 RAMP_RU_S_PER_S = 0.02  # business moving > 2 % of provisioned per second (over 3 s) = a ramp, not steady load

@@ -19,7 +19,7 @@ from include.cosmos_archiver.clients import cosmos_client
 from include.cosmos_archiver.pipeline.run_status import ArchiveStatus
 from include.cosmos_archiver.ru.budget import RuBudget
 from include.cosmos_archiver.ru.governance import RuGovernance
-from include.cosmos_archiver.ru.rate_control import RateControlError
+from include.cosmos_archiver.ru.settings import RateControlError
 from include.cosmos_archiver.settings import ArchiveSettings, SettingsError
 
 SETTINGS_VARIABLE = "cosmos_archive_settings"
