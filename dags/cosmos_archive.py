@@ -41,7 +41,7 @@ from include.cosmos_archiver.adf.parameters import pipeline_parameters
 from include.cosmos_archiver.pipeline.copy import copy_slice
 from include.cosmos_archiver.pipeline.run_status import CLEAR_HINT, halt_reason
 from include.cosmos_archiver.pipeline.validate import validate_slice
-from include.cosmos_archiver.planning.due_slices import plan_due_slices
+from include.cosmos_archiver.planning.due_slices import select_due_slices
 from include.cosmos_archiver.reporting.run_report import build_run_report
 from include.cosmos_archiver.slices import TimeSlice
 
@@ -110,7 +110,7 @@ def cosmos_archive():
             # logical date), so a backfill run archives the slices of its logical date's day.
             start = ctx["data_interval_start"]
             window = (start, max(ctx["data_interval_end"], start + dt.timedelta(days=1)))
-        result = plan_due_slices(runtime.archive_store(settings), settings, now=now, window=window,
+        result = select_due_slices(runtime.archive_store(settings), settings, now=now, window=window,
                                  max_slices=params["max_slices"])
         log.info("plan: %s", result.describe())
         return [s.to_dict() for s in result.due]

@@ -28,7 +28,7 @@ from include.cosmos_archiver.adf.management_client import LocalEndpointError, lo
 from include.cosmos_archiver.adf.parameters import pipeline_parameters
 from include.cosmos_archiver.cli.main import main as cli_main
 from include.cosmos_archiver.settings import ArchiveSettings
-from include.cosmos_archiver.slices import plan_slices
+from include.cosmos_archiver.slices import slice_grid
 
 REPO = Path(__file__).resolve().parents[1]
 SUB = "00000000-0000-0000-0000-00000000a0a0"
@@ -73,7 +73,7 @@ def client(standin: AdfStandin, tls: TlsFiles) -> DataFactoryManagementClient:
 
 def _params() -> dict[str, Any]:
     settings = ArchiveSettings()
-    (day,) = plan_slices(*_day_bounds())
+    (day,) = slice_grid(*_day_bounds())
     return pipeline_parameters(day, settings, page_size=25, parallel_copies=2)
 
 

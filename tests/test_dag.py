@@ -20,7 +20,7 @@ import pytest
 from devstack.stack import free_port
 from include.cosmos_archiver.archive.store import ArchiveStore
 from include.cosmos_archiver.clients import blob_container
-from include.cosmos_archiver.planning.due_slices import plan_due_slices
+from include.cosmos_archiver.planning.due_slices import select_due_slices
 from include.cosmos_archiver.settings import ArchiveSettings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -182,7 +182,7 @@ def test_dags_test_archives_due_slices_and_a_rerun_changes_nothing(stack, cosmos
     settings = _settings(cosmos_database)
     _seed(cosmos_database, settings)
     store = _store(stack, settings)
-    due = plan_due_slices(store, settings, now=RUN_DATE).due
+    due = select_due_slices(store, settings, now=RUN_DATE).due
     assert len(due) >= 4
 
     # The success notification goes to a webhook nobody listens on: logged, and the run still succeeds.
@@ -222,7 +222,7 @@ def test_dags_test_archives_through_the_adf_standin(stack, cosmos_database, airf
     settings = _settings(cosmos_database)
     _seed(cosmos_database, settings)
     store = _store(stack, settings)
-    due = plan_due_slices(store, settings, now=RUN_DATE).due
+    due = select_due_slices(store, settings, now=RUN_DATE).due
     tls = ensure_local_tls(stack.state_dir)
     run_copy = copy_runner(stack.cosmos_endpoint, EMULATOR_COSMOS_KEY, stack.blob_connection_string, settings)
     with AdfStandin(run_copy, tls_cert=tls.server_cert, tls_key=tls.server_key) as standin:
@@ -247,7 +247,7 @@ def test_persistent_validation_failure_halts_newer_slices(stack, cosmos_database
     settings = _settings(cosmos_database)
     _seed(cosmos_database, settings)
     store = _store(stack, settings)
-    due = plan_due_slices(store, settings, now=RUN_DATE).due
+    due = select_due_slices(store, settings, now=RUN_DATE).due
     bad = due[1]
 
     run = _dags_test(

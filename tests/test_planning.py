@@ -7,13 +7,14 @@ import math
 import pytest
 
 from include.cosmos_archiver.cli.main import main
-from include.cosmos_archiver.planning.capacity import PlanInput, PlanInputError, Prices, make_plan
+from include.cosmos_archiver.planning.capacity import CapacityInput, CapacityInputError, Prices, estimate_capacity
 
 SEED = ["--records", "2000000", "--avg-size-kb", "300", "--ru-per-record", "300", "--provisioned-ru-s", "5000"]
 
 
 def test_seed_case_numbers() -> None:
-    plan = make_plan(PlanInput(records=2_000_000, avg_size_kb=300, ru_per_record=300, provisioned_ru_s=5000))
+    seed = CapacityInput(records=2_000_000, avg_size_kb=300, ru_per_record=300, provisioned_ru_s=5000)
+    plan = estimate_capacity(seed)
     assert plan.total_ru == 600_000_000
     assert plan.headroom_ru_s == pytest.approx(1500)
     assert plan.eta_days == pytest.approx(4.63, abs=0.005)
@@ -25,14 +26,16 @@ def test_seed_case_numbers() -> None:
 
 
 def test_numbers_follow_inputs_not_constants() -> None:
-    plan = make_plan(
-        PlanInput(records=1000, avg_size_kb=10, ru_per_record=7, provisioned_ru_s=400, client_load=0.25, ceiling=0.75)
+    plan = estimate_capacity(
+        CapacityInput(
+            records=1000, avg_size_kb=10, ru_per_record=7, provisioned_ru_s=400, client_load=0.25, ceiling=0.75
+        )
     )
     assert plan.total_ru == 7000
     assert plan.headroom_ru_s == pytest.approx(200)
     assert plan.eta_s == pytest.approx(35)
-    cheap = make_plan(
-        PlanInput(
+    cheap = estimate_capacity(
+        CapacityInput(
             records=2_000_000,
             avg_size_kb=300,
             ru_per_record=300,
@@ -73,10 +76,10 @@ def test_negative_ru_and_records_rejected(capsys: pytest.CaptureFixture[str]) ->
     bad = ["--records", "10", "--avg-size-kb", "1", "--ru-per-record", "-300", "--provisioned-ru-s", "5000"]
     assert main(["plan", *bad]) == 2
     assert "RU per record -300.0 is negative" in capsys.readouterr().err
-    with pytest.raises(PlanInputError, match="records=-1 is negative"):
-        make_plan(PlanInput(records=-1, avg_size_kb=1, ru_per_record=1, provisioned_ru_s=1))
-    with pytest.raises(PlanInputError, match="provisioned RU/s 0 must be > 0"):
-        make_plan(PlanInput(records=1, avg_size_kb=1, ru_per_record=1, provisioned_ru_s=0))
+    with pytest.raises(CapacityInputError, match="records=-1 is negative"):
+        estimate_capacity(CapacityInput(records=-1, avg_size_kb=1, ru_per_record=1, provisioned_ru_s=1))
+    with pytest.raises(CapacityInputError, match="provisioned RU/s 0 must be > 0"):
+        estimate_capacity(CapacityInput(records=1, avg_size_kb=1, ru_per_record=1, provisioned_ru_s=0))
 
 
 def test_missing_inputs_name_the_flags(capsys: pytest.CaptureFixture[str]) -> None:
@@ -86,5 +89,5 @@ def test_missing_inputs_name_the_flags(capsys: pytest.CaptureFixture[str]) -> No
 
 
 def test_zero_records_plan_is_instant() -> None:
-    plan = make_plan(PlanInput(records=0, avg_size_kb=300, ru_per_record=300, provisioned_ru_s=5000))
+    plan = estimate_capacity(CapacityInput(records=0, avg_size_kb=300, ru_per_record=300, provisioned_ru_s=5000))
     assert plan.total_ru == 0 and plan.eta_s == 0 and not math.isinf(plan.eta_s)

@@ -7,16 +7,16 @@ import os
 
 from include.cosmos_archiver.cli.main import UsageError
 from include.cosmos_archiver.planning.capacity import (
-    PlanInput,
-    PlanInputError,
+    CapacityInput,
+    CapacityInputError,
     Prices,
+    estimate_capacity,
     format_plan,
-    make_plan,
     survey_container,
 )
 
 
-def _inputs(args: argparse.Namespace) -> PlanInput:
+def _inputs(args: argparse.Namespace) -> CapacityInput:
     prices = Prices(
         cosmos_storage_gb_month=args.price_cosmos_storage,
         cosmos_ru_per_100_ru_s_hour=args.price_ru,
@@ -42,7 +42,7 @@ def _inputs(args: argparse.Namespace) -> PlanInput:
     ]
     if missing:
         raise UsageError(f"missing {', '.join(missing)}: give them, or read a live container with --from-container")
-    return PlanInput(
+    return CapacityInput(
         records=records,
         avg_size_kb=size_kb,
         ru_per_record=ru,
@@ -87,8 +87,8 @@ def _from_container(
 
 def _run(args: argparse.Namespace) -> int:
     try:
-        plan = make_plan(_inputs(args))
-    except PlanInputError as exc:
+        plan = estimate_capacity(_inputs(args))
+    except CapacityInputError as exc:
         raise UsageError(str(exc)) from None
     print(format_plan(plan))
     return 0

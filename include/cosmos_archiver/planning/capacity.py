@@ -16,7 +16,7 @@ KB_PER_GB = 1_000_000.0
 SECONDS_PER_DAY = 86_400.0
 
 
-class PlanInputError(ValueError):
+class CapacityInputError(ValueError):
     """An input to the plan is out of range; the message names it and says what to do."""
 
 
@@ -34,13 +34,13 @@ class Prices:
         try:
             return self.blob_gb_month[tier]
         except KeyError:
-            raise PlanInputError(
+            raise CapacityInputError(
                 f"blob tier {tier!r} is unknown; use one of {', '.join(sorted(self.blob_gb_month))}"
             ) from None
 
 
 @dataclass(frozen=True)
-class PlanInput:
+class CapacityInput:
     records: int
     avg_size_kb: float
     ru_per_record: float
@@ -55,7 +55,7 @@ class PlanInput:
     def validate(self) -> None:
         def check(ok: bool, message: str) -> None:
             if not ok:
-                raise PlanInputError(message)
+                raise CapacityInputError(message)
 
         check(self.records >= 0, f"records={self.records} is negative; give the number of records to archive (>= 0)")
         check(self.avg_size_kb >= 0, f"avg size {self.avg_size_kb} KB is negative; give a size >= 0")
@@ -81,8 +81,8 @@ class PlanInput:
 
 
 @dataclass(frozen=True)
-class Plan:
-    inputs: PlanInput
+class CapacityEstimate:
+    inputs: CapacityInput
     total_ru: float
     headroom_ru_s: float
     eta_s: float
@@ -117,7 +117,7 @@ def headroom_ru_s(provisioned_ru_s: float, ceiling: float, client_load: float) -
     return max(0.0, (ceiling - client_load) * provisioned_ru_s)
 
 
-def make_plan(inputs: PlanInput) -> Plan:
+def estimate_capacity(inputs: CapacityInput) -> CapacityEstimate:
     inputs.validate()
     total_ru = inputs.records * inputs.ru_per_record
     headroom = headroom_ru_s(inputs.provisioned_ru_s, inputs.ceiling, inputs.client_load)
@@ -126,7 +126,7 @@ def make_plan(inputs: PlanInput) -> Plan:
     blob_gb = data_gb / inputs.compression_ratio
     prices = inputs.prices
     after_ru_s = inputs.provisioned_ru_s if inputs.provisioned_ru_s_after is None else inputs.provisioned_ru_s_after
-    return Plan(
+    return CapacityEstimate(
         inputs=inputs,
         total_ru=total_ru,
         headroom_ru_s=headroom,
@@ -149,7 +149,7 @@ def _fmt_ru(value: float) -> str:
     return f"{value:,.0f} RU"
 
 
-def format_plan(plan: Plan) -> str:
+def format_plan(plan: CapacityEstimate) -> str:
     i = plan.inputs
     eta = "never (no headroom)" if math.isinf(plan.eta_s) else f"{plan.eta_days:.2f} days ({plan.eta_s / 3600:,.1f} h)"
     lines = [

@@ -7,15 +7,15 @@ from dataclasses import dataclass
 
 from include.cosmos_archiver.archive.store import ArchiveStore
 from include.cosmos_archiver.settings import ArchiveSettings
-from include.cosmos_archiver.slices import TimeSlice, cutoff, plan_slices
+from include.cosmos_archiver.slices import TimeSlice, cutoff, slice_grid
 
 
-class PlanError(ValueError):
+class DueSlicesError(ValueError):
     pass
 
 
 @dataclass(frozen=True)
-class SlicePlan:
+class DueSlices:
     due: list[TimeSlice]
     already_verified: int
     not_cold_yet: int
@@ -30,23 +30,23 @@ class SlicePlan:
                 f"{self.cutoff.isoformat()}")
 
 
-def plan_due_slices(
+def select_due_slices(
     store: ArchiveStore,
     settings: ArchiveSettings,
     *,
     now: dt.datetime,
     window: tuple[dt.datetime, dt.datetime] | None = None,
     max_slices: int | None = None,
-) -> SlicePlan:
+) -> DueSlices:
     """Plan a run. ``window`` (a backfill's or a manual run's range) restricts it to exactly those slices."""
     limit = cutoff(now, settings.cutoff_days)
     if window is not None:
         start, end = window
         if end <= start:
-            raise PlanError(f"window end {end.isoformat()} must be after its start {start.isoformat()}")
-        candidates = plan_slices(start, end, slice_hours=settings.slice_hours)
+            raise DueSlicesError(f"window end {end.isoformat()} must be after its start {start.isoformat()}")
+        candidates = slice_grid(start, end, slice_hours=settings.slice_hours)
     else:
-        candidates = plan_slices(now - dt.timedelta(days=settings.lookback_days), limit,
+        candidates = slice_grid(now - dt.timedelta(days=settings.lookback_days), limit,
                                  slice_hours=settings.slice_hours)
     cold = [s for s in candidates if s.end <= limit]
     statuses = store.manifest_statuses()
@@ -54,8 +54,8 @@ def plan_due_slices(
     deferred = 0
     if max_slices is not None:
         if max_slices < 1:
-            raise PlanError(f"max_slices={max_slices} must be at least 1")
+            raise DueSlicesError(f"max_slices={max_slices} must be at least 1")
         deferred = max(0, len(due) - max_slices)
         due = due[:max_slices]
-    return SlicePlan(due=due, already_verified=len(cold) - len(due) - deferred,
+    return DueSlices(due=due, already_verified=len(cold) - len(due) - deferred,
                      not_cold_yet=len(candidates) - len(cold), cutoff=limit, deferred=deferred)
