@@ -8,7 +8,6 @@ that copy or validate the same slice at the same time (a backfill) take turns.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import time
 from dataclasses import dataclass, field
@@ -16,11 +15,11 @@ from typing import Any
 
 from azure.cosmos import ContainerProxy
 
-from include.cosmos_archiver import __version__
-from include.cosmos_archiver.archive.canonical import canonical_json, record_key, sha256_hex, slice_digest
+from include.cosmos_archiver.archive.canonical import canonical_json, record_key, sha256_hex
 from include.cosmos_archiver.archive.manifest import FileEntry, Manifest, RecordEntry
 from include.cosmos_archiver.archive.parquet_layout import ArchivedRow, encode_rows
 from include.cosmos_archiver.archive.slice_lease import SliceLease, under_slice_lease
+from include.cosmos_archiver.archive.slice_manifest import copied_manifest, remove_stale_parts
 from include.cosmos_archiver.archive.store import ArchiveStore
 from include.cosmos_archiver.ru.budget import RuBudget
 from include.cosmos_archiver.settings import ArchiveSettings
@@ -162,26 +161,12 @@ def _copy(
 
     written = {f.path for f in writer.files}
     lease.ensure_held()  # renewed: ours for another lease period, enough for the cleanup and the commit
-    for stale in store.list_parts(slice_id):
-        if stale not in written:
-            store.delete(stale)
-            notes.append(f"removed stale part {stale} from an earlier copy")
+    notes += remove_stale_parts(store, slice_id, keep=written.__contains__, left_by="an earlier copy")
 
     total_s = time.perf_counter() - started
-    manifest = Manifest(
-        slice_id=slice_id,
-        slice_start=time_slice.start.isoformat(),
-        slice_end=time_slice.end.isoformat(),
-        timestamp_field=settings.timestamp_field,
-        source=source or {"database": settings.database, "container": settings.container},
-        status="copied",
-        record_count=len(records),
-        record_bytes=record_bytes,
-        slice_digest=slice_digest([(r.partition_key, r.id, r.sha256) for r in records]),
-        ru_charged=round(stats.ru_charged, 2),
-        throttled_requests=stats.throttled_requests,
-        files=writer.files,
-        records=sorted(records, key=lambda r: (r.partition_key, r.id)),
+    manifest = copied_manifest(
+        time_slice, settings, files=writer.files, records=records, record_bytes=record_bytes, notes=notes,
+        source=source, ru_charged=stats.ru_charged, throttled_requests=stats.throttled_requests,
         timings_s={
             "total": round(total_s, 3),
             "read": round(read_s, 3),
@@ -189,9 +174,6 @@ def _copy(
             "encode": round(writer.encode_s, 3),
             "upload": round(writer.upload_s, 3),
         },
-        copied_at=dt.datetime.now(dt.UTC).isoformat(),
-        tool_version=__version__,
-        notes=notes,
     )
     store.write_manifest(manifest)
     log.info("copied slice %s: %s", slice_id, manifest.summary())

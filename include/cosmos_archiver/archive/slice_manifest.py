@@ -1,0 +1,66 @@
+"""Assemble a copied slice's manifest, the same way for every copy engine (the local executor, an ADF run).
+
+A copy engine writes the slice's Parquet files, removes the parts an earlier copy left (:func:`remove_stale_parts`),
+then builds the manifest from what it wrote (:func:`copied_manifest`) and commits it last: its presence marks a
+complete copy with status ``copied``, which validation moves on to ``verified`` or ``failed``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterable
+
+from include.cosmos_archiver import __version__
+from include.cosmos_archiver.archive.canonical import slice_digest
+from include.cosmos_archiver.archive.manifest import FileEntry, Manifest, RecordEntry
+from include.cosmos_archiver.archive.store import ArchiveStore
+from include.cosmos_archiver.settings import ArchiveSettings
+from include.cosmos_archiver.slices import TimeSlice
+
+
+def remove_stale_parts(store: ArchiveStore, slice_id: str, *, keep: Callable[[str], bool], left_by: str) -> list[str]:
+    """Delete the slice folder's Parquet files that ``keep`` rejects (hold the slice's lease); a note for each."""
+    notes = []
+    for stale in store.list_parts(slice_id):
+        if not keep(stale):
+            store.delete(stale)
+            notes.append(f"removed stale part {stale} from {left_by}")
+    return notes
+
+
+def copied_manifest(
+    time_slice: TimeSlice,
+    settings: ArchiveSettings,
+    *,
+    files: list[FileEntry],
+    records: Iterable[RecordEntry],
+    record_bytes: int,
+    timings_s: dict[str, float],
+    notes: list[str],
+    executor: str = "local",
+    source: dict[str, str] | None = None,
+    ru_charged: float = 0.0,
+    throttled_requests: int = 0,
+) -> Manifest:
+    """The ``copied`` manifest of a slice whose ``files`` hold ``records`` (sorted by key; the digest over them)."""
+    ordered = sorted(records, key=lambda r: (r.partition_key, r.id))
+    return Manifest(
+        slice_id=time_slice.slice_id,
+        slice_start=time_slice.start.isoformat(),
+        slice_end=time_slice.end.isoformat(),
+        timestamp_field=settings.timestamp_field,
+        source=source or {"database": settings.database, "container": settings.container},
+        status="copied",
+        record_count=len(ordered),
+        record_bytes=record_bytes,
+        slice_digest=slice_digest([(r.partition_key, r.id, r.sha256) for r in ordered]),
+        ru_charged=round(ru_charged, 2),
+        throttled_requests=throttled_requests,
+        files=files,
+        records=ordered,
+        timings_s=timings_s,
+        copied_at=dt.datetime.now(dt.UTC).isoformat(),
+        tool_version=__version__,
+        executor=executor,
+        notes=notes,
+    )
