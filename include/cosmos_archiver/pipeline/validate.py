@@ -22,13 +22,13 @@ from include.cosmos_archiver.archive.manifest import Manifest
 from include.cosmos_archiver.archive.parquet_layout import decode_any
 from include.cosmos_archiver.archive.slice_lease import SliceLease, under_slice_lease
 from include.cosmos_archiver.archive.store import ArchiveStore
+from include.cosmos_archiver.id_lists import name_ids
 from include.cosmos_archiver.ru.budget import RuBudget
 from include.cosmos_archiver.settings import ArchiveSettings
 from include.cosmos_archiver.slices import TimeSlice
 from include.cosmos_archiver.source.reader import ReadStats, read_slice
 
 log = logging.getLogger(__name__)
-MAX_NAMED = 50  # ids listed per category in a message; the result object keeps them all
 
 
 @dataclass
@@ -62,11 +62,10 @@ class ValidationResult:
         for label, ids in (("missing from archive", self.missing), ("extra in archive", self.extra),
                            ("differing", self.differing)):
             if ids:
-                shown = ", ".join(ids[:MAX_NAMED]) + (f" … (+{len(ids) - MAX_NAMED})" if len(ids) > MAX_NAMED else "")
-                parts.append(f"{len(ids)} {label}: {shown}")
+                parts.append(f"{len(ids)} {label}: {name_ids(ids)}")
         for bad in self.bad_files:
-            shown = ", ".join(bad.records[:MAX_NAMED])
-            parts.append(f"damaged file {bad.path}: {bad.reason}; its {len(bad.records)} records: {shown}")
+            records = name_ids(bad.records)
+            parts.append(f"damaged file {bad.path}: {bad.reason}; its {len(bad.records)} records: {records}")
         return "; ".join(parts)
 
     def to_dict(self) -> dict[str, Any]:

@@ -12,7 +12,6 @@ import datetime as dt
 import html
 import io
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,10 +19,10 @@ from urllib.parse import quote
 
 from include.cosmos_archiver.archive.manifest import Manifest
 from include.cosmos_archiver.archive.store import ArchiveStore
+from include.cosmos_archiver.id_lists import name_ids
 
 REPORT_HTML = "report.html"
 REPORT_PNG = "ru.png"
-MAX_IDS_SHOWN = 20  # record ids listed per failed slice; the validation result keeps them all
 
 
 class RunReportError(ValueError):
@@ -186,15 +185,10 @@ def _failure_detail(validation: dict[str, Any]) -> str:
     for key, label in (("missing", "missing from archive"), ("extra", "extra in archive"), ("differing", "differing")):
         ids = list(validation.get(key) or [])
         if ids:
-            parts.append(f"{len(ids)} {label}: {_shorten(ids)}")
+            parts.append(f"{len(ids)} {label}: {name_ids(ids)}")
     for bad in validation.get("bad_files") or []:
         parts.append(f"damaged file {bad.get('path')}: {bad.get('reason')} ({len(bad.get('records') or [])} records)")
     return "; ".join(parts)
-
-
-def _shorten(ids: Sequence[str]) -> str:
-    shown = ", ".join(ids[:MAX_IDS_SHOWN])
-    return shown + (f" … (+{len(ids) - MAX_IDS_SHOWN} more)" if len(ids) > MAX_IDS_SHOWN else "")
 
 
 def _totals(rows: list[SliceRow], remaining: int | None, rate_ru_per_s: float | None) -> RunTotals:
