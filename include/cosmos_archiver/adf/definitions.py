@@ -1,4 +1,4 @@
-"""Load, check and order the ADF resource definitions kept as JSON in ``include/adf/`` (ADF git layout).
+"""Load, check and order the ADF resource definitions kept as JSON in this package's ``resources/`` (ADF git layout).
 
 The files hold ``{{name}}`` placeholders for deployment-specific values (account endpoints, container names), so the
 repository carries no environment and no secret; :func:`render` fills them in before deployment.
@@ -11,12 +11,13 @@ import json
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
 from azure.mgmt.datafactory import models
 
-DEFINITIONS_DIR = Path(__file__).resolve().parents[2] / "adf"
+DEFINITIONS_DIR = Path(str(resources.files(__package__) / "resources"))  # package data, not a repository path
 Kind = Literal["linkedService", "dataset", "pipeline"]
 KINDS: tuple[Kind, ...] = ("linkedService", "dataset", "pipeline")  # also the deployment order of kinds
 RESOURCE_MODELS: dict[Kind, type] = {
