@@ -182,6 +182,7 @@ def test_local_client_refuses_a_non_loopback_url() -> None:
         local_management_client("https://management.azure.com", SUB)
 
 
+@pytest.mark.integration  # starts its own server
 def test_deploy_puts_every_resource_in_order(
     tls: TlsFiles, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -228,6 +229,7 @@ def test_deploy_puts_every_resource_in_order(
         assert [m for m, _ in list(standin.requests)[before:]] == ["GET"]
 
 
+@pytest.mark.integration  # starts its own server
 def test_standin_runs_as_a_process(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen(
