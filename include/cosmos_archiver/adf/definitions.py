@@ -103,7 +103,7 @@ def deploy_order(resources: list[Resource]) -> list[Resource]:
             if ref not in by_key:
                 raise DefinitionError(
                     f"{key[0]} {key[1]!r} references {ref[0]} {ref[1]!r}, which is not defined; "
-                    f"add include/adf/{ref[0]}/{ref[1]}.json or fix the reference"
+                    f"add include/cosmos_archiver/adf/resources/{ref[0]}/{ref[1]}.json or fix the reference"
                 )
             visit(ref, (*chain, key[1]))
         state[key] = "done"
