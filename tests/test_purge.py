@@ -289,3 +289,30 @@ def test_deep_validation_rereads_the_source(seeded, archive_store):
     assert manifest.ru_steps["validate"] >= 0.9 * manifest.ru_steps["copy"]  # a second full read
     assert {record_key(d, "/customerId") for d in in_cosmos(seeded).values() if d["id"] not in OUTSIDE} == set(
         manifest.latest_records())
+
+
+def test_plan_survey_reports_recorded_step_charges_and_records_beyond_the_lookback(
+    seeded, archive_store, stack, monkeypatch, capsys
+):
+    from devstack.stack import EMULATOR_COSMOS_KEY
+    from include.cosmos_archiver.cli.main import main
+
+    copy_slice(seeded, archive_store, DAY, SETTINGS)
+    assert validate_slice(seeded, archive_store, DAY, SETTINGS).ok
+    purge_slice(seeded, archive_store, DAY, SETTINGS)
+    monkeypatch.setenv("COSMOS_ARCHIVE_COSMOS_ENDPOINT", stack.cosmos_endpoint)
+    monkeypatch.setenv("COSMOS_ARCHIVE_COSMOS_KEY", EMULATOR_COSMOS_KEY)
+    monkeypatch.setenv("COSMOS_ARCHIVE_BLOB_CONNECTION_STRING", stack.blob_connection_string)
+    settings = json.dumps({"database": "tests", "container": seeded.id, "timestamp_field": "issuedAt",
+                           "timestamp_kind": "iso8601", "blob_container": archive_store.container.container_name,
+                           "lookback_days": 200})
+
+    assert main(["plan", "--records", "24", "--avg-size-kb", "1", "--ru-per-record", "1", "--provisioned-ru-s", "400",
+                 "--survey", "--settings-json", settings]) == 0
+
+    out = capsys.readouterr().out
+    manifest = archive_store.read_manifest(DAY.slice_id)
+    assert f"purge      {manifest.ru_steps['purge']:>14,.1f} RU over 24 records" in out
+    assert "validate" in out and "copy" in out
+    # "before" and "after" stay in Cosmos, outside the slice: both lie before the lookback of a run today.
+    assert "records older than lookback_days=200 (no run archives them): 2 --" in out

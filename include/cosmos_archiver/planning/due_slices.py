@@ -87,11 +87,7 @@ def plan_due_slices(
             pending, purged = _purge_states(cold, metadata)
             remainders = _with_remainder(container, purged, settings, budget, stats)
             due = sorted({*due, *pending, *remainders})
-        lookback_start = plan_slices(now - dt.timedelta(days=settings.lookback_days), now,
-                                     slice_hours=settings.slice_hours)[0].start
-        epoch = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-        older = count_slice(container, TimeSlice(epoch, lookback_start), timestamp_field=settings.timestamp_field,
-                            timestamp_kind=settings.timestamp_kind, budget=budget, stats=stats)
+        older = records_older_than_lookback(container, settings, now=now, budget=budget, stats=stats)
     deferred = 0
     if max_slices is not None:
         if max_slices < 1:
@@ -141,3 +137,15 @@ def _with_remainder(
             continue
         found.extend(s for s in run if len(run) == 1 or count(s.start, s.end) > 0)
     return found
+
+
+def records_older_than_lookback(
+    container: ContainerProxy, settings: ArchiveSettings, *, now: dt.datetime, budget: RuBudget | None = None,
+    stats: ReadStats | None = None,
+) -> int:
+    """How many documents (stubs left out) lie before the first slice a scheduled run plans: no run archives them."""
+    lookback_start = plan_slices(now - dt.timedelta(days=settings.lookback_days), now,
+                                 slice_hours=settings.slice_hours)[0].start
+    epoch = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+    return count_slice(container, TimeSlice(epoch, lookback_start), timestamp_field=settings.timestamp_field,
+                       timestamp_kind=settings.timestamp_kind, budget=budget, stats=stats)
