@@ -252,6 +252,9 @@ def test_purge_killed_midway_resumes_and_loses_nothing(seeded, archive_store, st
     # No record lost at the kill: each original is in Cosmos or in the verified archive.
     archived = {r.id for r in archive_store.read_manifest(DAY.slice_id).records}
     assert originals <= set(in_cosmos(seeded)) | archived and archive_verified(archive_store)
+    manifest = archive_store.read_manifest(DAY.slice_id)
+    assert manifest.purge["state"] == "running"  # recorded before the first delete: no re-copy rebuilds the slice
+    assert validate_slice(seeded, archive_store, DAY, SETTINGS, force=True).ok  # purged records are not "extra"
 
     resumed = purge_slice(seeded, archive_store, DAY, SETTINGS)
 

@@ -182,6 +182,12 @@ def _purge(
 
     purge_log = read_purge_log(store, manifest.slice_id) or PurgeLog(manifest.slice_id)
     purge_log.mode, purge_log.generation, purge_log.state = mode, manifest.generation, "running"
+    if (manifest.purge or {}).get("generation") != manifest.generation:
+        # Recorded before the first delete: from now on no re-copy may rebuild the slice from the source alone.
+        manifest.purge = {"generation": manifest.generation, "state": "running", "mode": mode,
+                          "counts": purge_log.counts(), "ru_charged": purge_log.ru_charged}
+        lease.ensure_held()
+        store.write_manifest(manifest)
     done = purge_log.done()
     result = PurgeResult(manifest.slice_id, mode, manifest.generation)
     budget = budget or UnlimitedBudget()

@@ -238,6 +238,8 @@ def _validate(
     archive = verify_archive(store, manifest, settings)
     latest = manifest.latest_records()
     this_generation = {k for k, r in latest.items() if r.generation == manifest.generation}
+    if (manifest.purge or {}).get("generation") == manifest.generation:
+        this_generation = set()  # a purge of it has started: records missing from Cosmos were purged, not lost
 
     stats = ReadStats()
     mode, source = _source_versions(container, time_slice, settings, manifest, budget, stats)
