@@ -104,6 +104,13 @@ class Manifest:
         return latest_entries(self.records)
 
     @property
+    def purge_started(self) -> bool:
+        """True once a purge has started on any generation: records may have left Cosmos, so the archive's parts
+        are the only copy of them; a re-copy must append a generation (local executor), never rebuild the slice
+        or rewrite its files (an Azure Data Factory re-run would overwrite its own files)."""
+        return self.purge is not None
+
+    @property
     def purged_generation(self) -> int:
         """The newest generation whose purge completed (-1: none)."""
         purge = self.purge or {}

@@ -139,7 +139,7 @@ def _kept_generations(existing: Manifest | None, force: bool) -> Manifest | None
     """The manifest whose verified generations a new copy appends to; None: the copy builds the slice afresh."""
     if existing is None or existing.verified_generation < 0:
         return None
-    if force and existing.purge is None:
+    if force and not existing.purge_started:
         return None  # nothing has left Cosmos yet: a forced copy may rebuild the slice from the source
     return existing
 
@@ -259,7 +259,6 @@ def _copy(
         verified_generation=base.verified_generation if base is not None else -1,
         ru_steps=dict(base.ru_steps) if base is not None else {},
         purge=base.purge if base is not None else None,
-        validation=base.validation if base is not None else None,
     )
     manifest.add_ru("copy", stats.ru_charged)
     if sweep_ru:

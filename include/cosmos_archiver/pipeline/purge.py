@@ -309,7 +309,7 @@ def _save(store: ArchiveStore, purge_log: PurgeLog, lease: SliceLease) -> None:
 
 def _mark_failed(store: ArchiveStore, manifest: Manifest, lease: SliceLease, reason: str) -> None:
     manifest.status = "failed"
-    if manifest.purge is None:
+    if not manifest.purge_started:
         manifest.verified_generation = -1  # nothing has left Cosmos: a re-copy may rebuild the whole slice
     manifest.validation = {**(manifest.validation or {}), "ok": False, "message": f"slice {manifest.slice_id}: "
                            f"{reason}", "validated_at": dt.datetime.now(dt.UTC).isoformat()}

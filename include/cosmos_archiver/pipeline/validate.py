@@ -263,7 +263,7 @@ def _validate(
     manifest.status = "verified" if result.ok else "failed"
     if result.ok:
         manifest.verified_generation = manifest.generation
-    elif manifest.purge is None:
+    elif not manifest.purge_started:
         manifest.verified_generation = -1  # nothing has left Cosmos: a re-copy may rebuild the whole slice
     manifest.add_ru("validate", stats.ru_charged)
     manifest.validation = {
