@@ -42,10 +42,11 @@ from include.cosmos_archiver.archive.purge_log import PurgeLog, read_purge_log, 
 from include.cosmos_archiver.archive.slice_lease import SliceLease, under_slice_lease
 from include.cosmos_archiver.archive.store import ArchiveStore
 from include.cosmos_archiver.pipeline.validate import MAX_NAMED, record_name, verify_archive
-from include.cosmos_archiver.ru.budget import RuBudget, UnlimitedBudget, served_at
+from include.cosmos_archiver.ru.budget import RuBudget
+from include.cosmos_archiver.ru.paid_requests import PaidRequests, ResponseHook
 from include.cosmos_archiver.settings import ArchiveSettings, PurgeMode
 from include.cosmos_archiver.slices import TimeSlice
-from include.cosmos_archiver.source.reader import CHARGE_HEADER, STUB_MARKER, THROTTLE_RETRY_HEADER
+from include.cosmos_archiver.source.reader import STUB_MARKER
 
 log = logging.getLogger(__name__)
 LOG_EVERY_RECORDS = 50  # _purge.json is rewritten at least this often ...
@@ -190,8 +191,7 @@ def _purge(
         store.write_manifest(manifest)
     done = purge_log.done()
     result = PurgeResult(manifest.slice_id, mode, manifest.generation)
-    budget = budget or UnlimitedBudget()
-    last_charge = 1.0
+    paid = PaidRequests(budget) if budget is not None else PaidRequests()
     last_write = time.monotonic()
     unlogged = 0
     request = {"priority": priority} if priority else {}
@@ -199,32 +199,24 @@ def _purge(
         if done.get(key, "\0") == etags[key]:
             result.skipped += 1
             continue
-        headers: dict[str, Any] = {}
-        budget.before_request(last_charge)
+        spent_before = paid.ru_charged
         try:
-            _write_one(container, store, manifest, settings, entry, etags[key], rows[key], mode, headers, request)
+            paid.call(lambda hook, e=entry, k=key: _write_one(
+                container, store, manifest, settings, e, etags[k], rows[k], mode, hook, request))
             outcome = "stubbed" if mode == "stub" else "purged"
             result.purged += 1
-        except CosmosAccessConditionFailedError as exc:
-            headers.update(exc.headers or {})
+        except CosmosAccessConditionFailedError:
             outcome = "changed"
             result.changed += 1
             result.changed_ids.append(record_name(*key))
-        except CosmosResourceNotFoundError as exc:
-            headers.update(exc.headers or {})
+        except CosmosResourceNotFoundError:
             outcome = "gone"
             result.gone += 1
             result.gone_ids.append(record_name(*key))
         except CosmosHttpResponseError:
             _save(store, purge_log, lease)  # what was done so far stays done
             raise
-        charge = float(headers.get(CHARGE_HEADER, 0) or 0)
-        throttled = int(headers.get(THROTTLE_RETRY_HEADER, 0) or 0)
-        budget.after_request(charge, throttled > 0, served_at(headers))
-        last_charge = charge or last_charge
-        result.ru_charged += charge
-        result.throttled_requests += throttled
-        purge_log.ru_charged = round(purge_log.ru_charged + charge, 2)
+        purge_log.ru_charged = round(purge_log.ru_charged + paid.ru_charged - spent_before, 2)
         purge_log.add(outcome, key[0], key[1], etags[key])  # type: ignore[arg-type]
         unlogged += 1
         if unlogged >= LOG_EVERY_RECORDS or time.monotonic() - last_write >= LOG_EVERY_S:
@@ -233,7 +225,8 @@ def _purge(
 
     purge_log.state = "complete"
     _save(store, purge_log, lease)
-    result.ru_charged = round(result.ru_charged, 2)
+    result.ru_charged = round(paid.ru_charged, 2)
+    result.throttled_requests = paid.throttled_requests
     result.seconds = round(time.perf_counter() - started, 3)
     manifest.purge = {
         "generation": manifest.generation, "state": "complete", "mode": mode, "counts": purge_log.counts(),
@@ -266,12 +259,9 @@ def _write_one(
     etag: str,
     essentials: dict[str, Any],
     mode: str,
-    headers: dict[str, Any],
+    hook: ResponseHook,
     request: dict[str, Any],
 ) -> None:
-    def hook(response_headers: Any, _result: Any) -> None:
-        headers.update(response_headers or {})
-
     condition = {"etag": etag, "match_condition": MatchConditions.IfNotModified}
     if mode == "delete":
         container.delete_item(entry.id, partition_key=essentials["pk"], response_hook=hook, **condition, **request)

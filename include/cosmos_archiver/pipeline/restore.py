@@ -29,9 +29,10 @@ from include.cosmos_archiver.archive.manifest import Manifest, RecordEntry
 from include.cosmos_archiver.archive.parquet_layout import decode_any
 from include.cosmos_archiver.archive.store import ArchiveStore
 from include.cosmos_archiver.pipeline.validate import MAX_NAMED, record_name, verify_archive
-from include.cosmos_archiver.ru.budget import RuBudget, UnlimitedBudget, served_at
+from include.cosmos_archiver.ru.budget import RuBudget
+from include.cosmos_archiver.ru.paid_requests import PaidRequests
 from include.cosmos_archiver.settings import ArchiveSettings
-from include.cosmos_archiver.source.reader import CHARGE_HEADER, STUB_MARKER, THROTTLE_RETRY_HEADER
+from include.cosmos_archiver.source.reader import STUB_MARKER
 
 log = logging.getLogger(__name__)
 SYSTEM_PROPERTIES = ("_rid", "_self", "_etag", "_ts", "_attachments")
@@ -125,7 +126,7 @@ def _restore(
     if not check.ok:
         raise RestoreIntegrityError(f"slice {manifest.slice_id}: the archive does not match its manifest, nothing "
                                     f"of it was restored: {check.message()}")
-    budget = budget or UnlimitedBudget()
+    paid = PaidRequests(budget) if budget is not None else PaidRequests()
     latest = manifest.latest_records()
     by_file: dict[int, dict[tuple[str, str], RecordEntry]] = {}
     for key in keys:
@@ -140,47 +141,27 @@ def _restore(
                                             f"in {manifest.files[index].path} no longer matches its sha256; stopped")
             doc = {k: v for k, v in json.loads(row.doc).items() if k not in SYSTEM_PROPERTIES}
             name = record_name(row.partition_key, row.id)
-            (result.restored if _write_back(container, doc, settings, budget, result) else result.exists).append(name)
+            (result.restored if _write_back(container, doc, settings, paid) else result.exists).append(name)
     result.seconds = round(result.seconds + time.perf_counter() - started, 3)
-    result.ru_charged = round(result.ru_charged, 2)
+    result.ru_charged = round(result.ru_charged + paid.ru_charged, 2)
     log.info("slice %s: %s", manifest.slice_id, result.message())
 
 
-def _write_back(
-    container: ContainerProxy, doc: dict[str, Any], settings: ArchiveSettings, budget: RuBudget,
-    result: RestoreResult,
-) -> bool:
+def _write_back(container: ContainerProxy, doc: dict[str, Any], settings: ArchiveSettings, paid: PaidRequests) -> bool:
     """Create ``doc``; over a purge stub, replace the stub. False: a real document exists, left as it is."""
     try:
-        _paid(budget, result, lambda hook: container.create_item(doc, response_hook=hook))
+        paid.call(lambda hook: container.create_item(doc, response_hook=hook))
         return True
     except CosmosResourceExistsError:
         pass
     pk = partition_key_value(doc, settings.partition_key_path)
-    current = _paid(budget, result, lambda hook: container.read_item(doc["id"], partition_key=pk, response_hook=hook))
+    current = paid.call(lambda hook: container.read_item(doc["id"], partition_key=pk, response_hook=hook))
     if STUB_MARKER not in current:
         return False
     try:
-        _paid(budget, result, lambda hook: container.replace_item(
+        paid.call(lambda hook: container.replace_item(
             doc["id"], doc, etag=current["_etag"], match_condition=MatchConditions.IfNotModified, response_hook=hook))
     except CosmosAccessConditionFailedError:
         return False  # the stub was just overwritten by someone else: theirs stays
     return True
 
-
-def _paid(budget: RuBudget, result: RestoreResult, call: Any) -> Any:
-    headers: dict[str, Any] = {}
-
-    def hook(response_headers: Any, _result: Any) -> None:
-        headers.update(response_headers or {})
-
-    budget.before_request(1.0)
-    try:
-        return call(hook)
-    except Exception as exc:
-        headers.update(getattr(exc, "headers", None) or {})
-        raise
-    finally:
-        charge = float(headers.get(CHARGE_HEADER, 0) or 0)
-        budget.after_request(charge, int(headers.get(THROTTLE_RETRY_HEADER, 0) or 0) > 0, served_at(headers))
-        result.ru_charged += charge

@@ -15,11 +15,10 @@ from azure.cosmos import ContainerProxy
 
 from include.cosmos_archiver.archive.canonical import partition_key_text
 from include.cosmos_archiver.ru.budget import RuBudget, UnlimitedBudget, served_at
+from include.cosmos_archiver.ru.paid_requests import CHARGE_HEADER, THROTTLE_RETRY_HEADER
 from include.cosmos_archiver.slices import TimeSlice, TimestampKind, bound_value, field_expression
 
 STUB_MARKER = "_archived"  # the field a purge stub carries (pipeline/purge.py); never a business field
-CHARGE_HEADER = "x-ms-request-charge"
-THROTTLE_RETRY_HEADER = "x-ms-throttle-retry-count"
 
 
 @dataclass
