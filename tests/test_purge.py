@@ -319,3 +319,51 @@ def test_plan_survey_reports_recorded_step_charges_and_records_beyond_the_lookba
     assert "validate" in out and "copy" in out
     # "before" and "after" stay in Cosmos, outside the slice: both lie before the lookback of a run today.
     assert "records older than lookback_days=200 (no run archives them): 2 --" in out
+
+
+def test_adf_copied_slice_is_validated_deep_and_purged_on_the_etags_adf_wrote(seeded, archive_store):
+    from devstack.adf_standin.copy_runner import write_adf_layout
+    from include.cosmos_archiver.adf.indexing import index_adf_slice
+
+    write_adf_layout(seeded, archive_store, DAY, SETTINGS)
+    manifest = index_adf_slice(archive_store, DAY, SETTINGS)
+    assert manifest.executor == "adf" and not any(r.etag for r in manifest.records)  # ADF writes no hashes
+
+    result = validate_slice(seeded, archive_store, DAY, SETTINGS)  # settings say fast: ADF slices are read deep
+    assert result.ok and result.mode == "deep", result.message()
+    changed = seeded.read_item("inv-002", partition_key="c-2")
+    seeded.upsert_item({**changed, "amount": "changed after validation"})
+
+    purged = purge_slice(seeded, archive_store, DAY, SETTINGS)
+
+    assert (purged.purged, purged.changed) == (23, 1)  # If-Match on the _etag column ADF copied
+    assert set(in_cosmos(seeded)) == {*OUTSIDE, "inv-002"}
+
+
+def test_plan_follows_the_purge_over_several_slices(cosmos_container, archive_store):
+    days = [TimeSlice(DAY.start + dt.timedelta(days=i), DAY.end + dt.timedelta(days=i)) for i in range(3)]
+    for i, the_slice in enumerate(days):
+        for n in range(3):
+            cosmos_container.upsert_item({"id": f"d{i}-{n}", "customerId": "c-1",
+                                          "issuedAt": f"{the_slice.start:%Y-%m-%d}T0{n}:00:00.000Z"})
+    cosmos_container.upsert_item({"id": "ancient", "customerId": "c-1", "issuedAt": "2020-01-01T00:00:00.000Z"})
+    window = (days[0].start, days[-1].end)
+    for the_slice in days:
+        copy_slice(cosmos_container, archive_store, the_slice, SETTINGS)
+        assert validate_slice(cosmos_container, archive_store, the_slice, SETTINGS).ok
+
+    pending = plan_due_slices(archive_store, SETTINGS, now=NOW, window=window, container=cosmos_container)
+    assert pending.due == days and pending.purge_pending == 3  # verified, awaiting their purge
+    assert plan_due_slices(archive_store, SETTINGS, now=NOW, window=window).due == []  # no container: as before
+    for the_slice in days:
+        purge_slice(cosmos_container, archive_store, the_slice, SETTINGS)
+    clean = plan_due_slices(archive_store, SETTINGS, now=NOW, window=window, container=cosmos_container)
+    assert clean.due == [] and clean.older_than_lookback == 1 and "older than lookback_days" in clean.describe()
+
+    cosmos_container.upsert_item({"id": "late", "customerId": "c-1",
+                                  "issuedAt": f"{days[1].start:%Y-%m-%d}T12:00:00.000Z"})
+    late = plan_due_slices(archive_store, SETTINGS, now=NOW, window=window, container=cosmos_container)
+
+    assert late.due == [days[1]] and late.remainders == 1 and late.sweep_ru > 0
+    off = ArchiveSettings(**{**SETTINGS.__dict__, "purge": "off"})
+    assert plan_due_slices(archive_store, off, now=NOW, window=window, container=cosmos_container).due == []
