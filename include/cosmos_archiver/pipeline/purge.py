@@ -29,16 +29,12 @@ from typing import Any
 
 from azure.core import MatchConditions
 from azure.cosmos import ContainerProxy
-from azure.cosmos.exceptions import (
-    CosmosAccessConditionFailedError,
-    CosmosHttpResponseError,
-    CosmosResourceNotFoundError,
-)
+from azure.cosmos.exceptions import CosmosAccessConditionFailedError, CosmosResourceNotFoundError
 
 from include.cosmos_archiver.archive.canonical import partition_key_value
 from include.cosmos_archiver.archive.manifest import Manifest, RecordEntry
 from include.cosmos_archiver.archive.parquet_layout import ArchivedRow
-from include.cosmos_archiver.archive.purge_log import PurgeLog, read_purge_log, write_purge_log
+from include.cosmos_archiver.archive.purge_log import PurgeLog, purge_log_path, read_purge_log, write_purge_log
 from include.cosmos_archiver.archive.slice_lease import SliceLease, under_slice_lease
 from include.cosmos_archiver.archive.store import ArchiveStore
 from include.cosmos_archiver.pipeline.validate import MAX_NAMED, record_name, verify_archive
@@ -213,8 +209,8 @@ def _purge(
             outcome = "gone"
             result.gone += 1
             result.gone_ids.append(record_name(*key))
-        except CosmosHttpResponseError:
-            _save(store, purge_log, lease)  # what was done so far stays done
+        except Exception:  # throttled beyond the SDK's retries, a timeout, another status: transient or not,
+            _save(store, purge_log, lease)  # what was done so far stays done (the retry resumes from here)
             raise
         purge_log.ru_charged = round(purge_log.ru_charged + paid.ru_charged - spent_before, 2)
         purge_log.add(outcome, key[0], key[1], etags[key])  # type: ignore[arg-type]
@@ -231,7 +227,7 @@ def _purge(
     manifest.purge = {
         "generation": manifest.generation, "state": "complete", "mode": mode, "counts": purge_log.counts(),
         "ru_charged": purge_log.ru_charged, "finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "log": f"{store.slice_dir(manifest.slice_id)}/_purge.json",
+        "log": purge_log_path(store, manifest.slice_id),
     }
     manifest.add_ru("purge", result.ru_charged)
     lease.ensure_held()
