@@ -17,7 +17,7 @@ from devstack import drills
 from include.cosmos_archiver.archive.canonical import canonical_json, record_key, sha256_hex
 from include.cosmos_archiver.archive.parquet_layout import decode_rows
 from include.cosmos_archiver.archive.purge_log import read_purge_log
-from include.cosmos_archiver.pipeline.copy import copy_slice
+from include.cosmos_archiver.pipeline.copy import copy_slice, needs_local_copy
 from include.cosmos_archiver.pipeline.purge import PurgeIntegrityError, SliceNotVerifiedError, purge_slice
 from include.cosmos_archiver.pipeline.validate import validate_slice, verify_archive
 from include.cosmos_archiver.planning.due_slices import plan_due_slices
@@ -326,6 +326,7 @@ def test_adf_copied_slice_is_validated_deep_and_purged_on_the_etags_adf_wrote(se
     from include.cosmos_archiver.adf.indexing import index_adf_slice
 
     write_adf_layout(seeded, archive_store, DAY, SETTINGS)
+    assert not needs_local_copy(archive_store, DAY.slice_id)
     manifest = index_adf_slice(archive_store, DAY, SETTINGS)
     assert manifest.executor == "adf" and not any(r.etag for r in manifest.records)  # ADF writes no hashes
 
@@ -337,6 +338,7 @@ def test_adf_copied_slice_is_validated_deep_and_purged_on_the_etags_adf_wrote(se
     purged = purge_slice(seeded, archive_store, DAY, SETTINGS)
 
     assert (purged.purged, purged.changed) == (23, 1)  # If-Match on the _etag column ADF copied
+    assert needs_local_copy(archive_store, DAY.slice_id)  # its remainder: never an ADF re-run over its files
     assert set(in_cosmos(seeded)) == {*OUTSIDE, "inv-002"}
 
 

@@ -270,3 +270,10 @@ def _copy(
 
 def _int_or_none(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def needs_local_copy(store: ArchiveStore, slice_id: str) -> bool:
+    """True once the slice's purge has started: its next copy must append a generation, which only the local
+    executor does (an Azure Data Factory re-run would overwrite the files that hold the purged records)."""
+    manifest = store.read_manifest(slice_id)
+    return manifest is not None and manifest.purge_started
