@@ -96,3 +96,19 @@ def test_cli_restore(purged, archive_store, stack, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert f"restored {len(originals) - 1} record(s)" in out and "c-1/inv-001" in out  # already back: reported
     assert {k: _user_fields(v) for k, v in in_cosmos(container).items() if k not in OUTSIDE} == originals
+
+
+def test_restore_gives_back_the_newest_version_of_a_record_archived_twice(purged, archive_store):
+    container, originals = purged
+    container.upsert_item({**originals["inv-005"], "amount": "second version"})
+    assert purge_slice(container, archive_store, DAY, SETTINGS).changed == 1
+    assert copy_slice(container, archive_store, DAY, SETTINGS).generation == 1
+    assert validate_slice(container, archive_store, DAY, SETTINGS).ok
+    purge_slice(container, archive_store, DAY, SETTINGS)
+    manifest = archive_store.read_manifest(DAY.slice_id)
+    assert sum(r.id == "inv-005" for r in manifest.records) == 2 and manifest.record_count == len(originals)
+
+    result = restore_slice(container, archive_store, DAY.slice_id, SETTINGS)
+
+    assert len(result.restored) == len(originals)
+    assert container.read_item("inv-005", partition_key="c-1")["amount"] == "second version"
