@@ -4,7 +4,10 @@ Two runs on the same seeded records (deterministic: devstack.seed), each in its 
 delta of the gateway's ``/_gateway/stats`` totals around the run (seeding and inspection excluded):
 
 - today: copy + deep validation (the second full read), no purge;
-- new:   copy + fast validation (ids and etags listed) + purge (conditional delete of every archived record).
+- new:   copy + fast validation (ids and etags listed) + purge (conditional delete of every archived record);
+- stub:  the same with ``purge: stub`` (each document replaced by a pointer), for the storage it leaves.
+
+Each run also prints the JSON bytes its container holds before and after (the Cosmos storage cut, measured).
 
 Printed per archived record next to the reference "one read + one delete" under the gateway's charge model
 (devstack/ru_gateway/charge_model.py: reads 1 RU/KB, writes/deletes 5 RU/KB of the document, min 5), taken from
@@ -20,7 +23,10 @@ the model (5 RU/KB of the archived document), the honest figure for the goal.
 Measured (2 shared cores, defaults: 120 records of ~297 KB over 6 daily slices, ~1 min with the stack start):
     reference one read 297.4 + one delete 1,487.1 = 1,784.6 RU per record;
     today: 595.4 RU/record booked (copy 297.7, validate 297.7) = 2.002 x one read; 120 documents left in Cosmos;
-    new:   302.9 RU/record booked (copy 297.7, validate 0.2, purge 5.0 as booked); 0 documents left in Cosmos;
+    new:   302.9 RU/record booked (copy 297.7, validate 0.2, purge 5.0 as booked); 0 documents left in Cosmos,
+           36.6 MB -> 0 MB (storage cut 100.0 %);
+    stub:  302.9 RU/record booked (the gateway charges a replace by its ~0.6 KB body); 120 stubs left,
+           36.6 MB -> 0.070 MB (storage cut 99.8 %);
     new with deletes charged by the model = 1,785.0 RU/record = 1.000 x (one read + one delete): goal <= 1.1 met;
     the reads alone (copy + validation) are 0.500 x today's.
 """
@@ -78,6 +84,12 @@ def seed(container, records: int, target_kb: int, days: int) -> list[dict]:
     return docs
 
 
+def stored_bytes(container) -> int:
+    """JSON bytes of the documents the container holds (what Cosmos storage bills, roughly)."""
+    docs = container.query_items("SELECT * FROM c", enable_cross_partition_query=True)
+    return sum(len(json.dumps(d, separators=(",", ":"), ensure_ascii=False).encode()) for d in docs)
+
+
 def run(label: str, container, store, settings, slices, stats_url: str, *, purge: bool) -> dict:
     before = booked_ru(stats_url)
     started = time.perf_counter()
@@ -87,7 +99,7 @@ def run(label: str, container, store, settings, slices, stats_url: str, *, purge
         if not result.ok:
             raise SystemExit(f"{label}: validation failed: {result.message()}")
         if purge:
-            purge_slice(container, store, the_slice, settings)
+            purge_slice(container, store, the_slice, settings, mode=settings.purge)
     seconds = time.perf_counter() - started
     booked = booked_ru(stats_url) - before
     steps: dict[str, float] = {}
@@ -116,15 +128,21 @@ def main() -> None:
         base = dict(timestamp_field="issuedAt", timestamp_kind="iso8601", page_size=25)
         slices = plan_slices(END - dt.timedelta(days=args.days), END)
         results = []
-        for label, validation, purge in (("today: copy + deep re-read", "deep", False),
-                                         ("new:   copy + fast validation + purge", "fast", True)):
-            container = database.create_container(f"c-{validation}", PartitionKey("/customerId"))
+        for name, label, validation, purge in (
+            ("today", "today: copy + deep re-read", "deep", "off"),
+            ("new", "new:   copy + fast validation + purge", "fast", "delete"),
+            ("stub", "stub:  copy + fast validation + stubs", "fast", "stub"),
+        ):
+            container = database.create_container(f"c-{name}", PartitionKey("/customerId"))
             docs = seed(container, args.records, args.target_kb, args.days)
-            store = ArchiveStore(blob_container(config.blob_connection_string, f"bench-{validation}"), "records")
-            settings = ArchiveSettings(**base, validation=validation)
-            results.append(run(label, container, store, settings, slices, config.gateway_stats_url, purge=purge))
+            before_bytes = stored_bytes(container)
+            store = ArchiveStore(blob_container(config.blob_connection_string, f"bench-{name}"), "records")
+            settings = ArchiveSettings(**base, validation=validation, purge=purge)
+            results.append(run(label, container, store, settings, slices, config.gateway_stats_url,
+                               purge=purge != "off"))
             left = len(list(container.query_items("SELECT c.id FROM c", enable_cross_partition_query=True)))
             results[-1]["left_in_cosmos"] = left
+            results[-1]["storage"] = (before_bytes, stored_bytes(container))
 
         sizes = [len(json.dumps(d, separators=(",", ":"), ensure_ascii=False).encode()) for d in docs]
         n = len(sizes)
@@ -136,9 +154,11 @@ def main() -> None:
         for r in results:
             per = r["booked"] / r["records"]
             steps = ", ".join(f"{k} {v / r['records']:,.1f}" for k, v in r["steps"].items())
+            before_b, after_b = r["storage"]
             print(f"{r['label']:<40} booked {per:9,.1f} RU/record ({steps}); {r['seconds']:.1f} s; "
-                  f"{r['left_in_cosmos']} documents left in Cosmos")
-        today, new = results
+                  f"{r['left_in_cosmos']} documents left in Cosmos, {before_b / 1e6:,.1f} MB -> "
+                  f"{after_b / 1e6:,.3f} MB (storage cut {1 - after_b / before_b:.1%})")
+        today, new, _stub = results
         purge_booked = new["steps"].get("purge", 0.0) / new["records"]
         corrected = (new["booked"] / new["records"]) - purge_booked + delete_ref
         print(f"today booked / (one read)             = {today['booked'] / today['records'] / read_ref:.3f}")
