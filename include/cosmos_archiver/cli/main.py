@@ -12,6 +12,7 @@ SUBCOMMAND_MODULES = (
     "include.cosmos_archiver.cli.summary",
     "include.cosmos_archiver.cli.plan",
     "include.cosmos_archiver.cli.adf",
+    "include.cosmos_archiver.cli.restore",
 )
 
 
