@@ -15,11 +15,13 @@ from azure.core.credentials import AccessToken, AccessTokenInfo
 from azure.mgmt.datafactory import DataFactoryManagementClient
 from azure.mgmt.datafactory.aio import DataFactoryManagementClient as AsyncDataFactoryManagementClient
 
+from include.cosmos_archiver.errors import TerminalError
+
 LOCAL_TOKEN = "cosmos-archive-local-dummy-token"  # not a secret: the stand-in accepts any bearer token
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
-class LocalEndpointError(ValueError):
+class LocalEndpointError(TerminalError, ValueError):
     pass
 
 

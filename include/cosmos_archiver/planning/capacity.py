@@ -11,12 +11,14 @@ import json
 import math
 from dataclasses import dataclass, field
 
+from include.cosmos_archiver.errors import TerminalError
+
 HOURS_PER_MONTH = 730.0
 KB_PER_GB = 1_000_000.0
 SECONDS_PER_DAY = 86_400.0
 
 
-class PlanInputError(ValueError):
+class PlanInputError(TerminalError, ValueError):
     """An input to the plan is out of range; the message names it and says what to do."""
 
 

@@ -6,11 +6,12 @@ import datetime as dt
 from dataclasses import dataclass
 
 from include.cosmos_archiver.archive.store import ArchiveStore
+from include.cosmos_archiver.errors import TerminalError
 from include.cosmos_archiver.settings import ArchiveSettings
 from include.cosmos_archiver.slices import TimeSlice, cutoff, plan_slices
 
 
-class PlanError(ValueError):
+class PlanError(TerminalError, ValueError):
     pass
 
 

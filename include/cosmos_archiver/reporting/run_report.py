@@ -20,13 +20,14 @@ from urllib.parse import quote
 
 from include.cosmos_archiver.archive.manifest import Manifest
 from include.cosmos_archiver.archive.store import ArchiveStore
+from include.cosmos_archiver.errors import TerminalError
 
 REPORT_HTML = "report.html"
 REPORT_PNG = "ru.png"
 MAX_IDS_SHOWN = 20  # record ids listed per failed slice; the validation result keeps them all
 
 
-class RunReportError(ValueError):
+class RunReportError(TerminalError, ValueError):
     """Bad input for a report; the message names the value."""
 
 

@@ -64,10 +64,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
+from include.cosmos_archiver.errors import TerminalError
 from include.cosmos_archiver.ru.usage import RuUsageSource, UsageSample
 
 
-class RateControlError(ValueError):
+class RateControlError(TerminalError, ValueError):
     """A rate-control setting is out of range; the message names the value and the allowed range."""
 
 
