@@ -213,7 +213,8 @@ def copy_with_adf(time_slice: TimeSlice, settings: ArchiveSettings, store: Archi
     hook = CosmosArchiveAdfHook(azure_data_factory_conn_id=ADF_CONN_ID)
     run_id = hook.run_pipeline(PIPELINE_NAME, None, None, parameters=adf_parameters(time_slice, settings)).run_id
     log.info("ADF pipeline run %s copies slice %s again", run_id, time_slice.slice_id)
-    succeeded = AzureDataFactoryPipelineRunStatus.SUCCEEDED
+    succeeded = {AzureDataFactoryPipelineRunStatus.SUCCEEDED}
+    # None: resource group and factory from the connection's extras, as the provider's operator does
     if not hook.wait_for_pipeline_run_status(run_id, succeeded, None, None,  # type: ignore[arg-type]
                                              check_interval=ADF_CHECK_INTERVAL_S, timeout=ADF_TIMEOUT_S):
         run = hook.get_pipeline_run(run_id, None, None)  # type: ignore[arg-type]
