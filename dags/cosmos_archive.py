@@ -23,8 +23,8 @@ A **Halted** archive starts no new slices until an operator clears the status: A
 
 **Retries**: a task failing on something that cannot heal by itself (a bad setting, a missing connection, a slice
 that failed validation) fails once, without retries, and its log says what to fix. Anything else (a slice lease
-held by another run, throttling, a service unreachable) is retried: twice, with exponential back-off, in the tasks
-that do work (preflight, plan, copy, validate); the branch, halt and report tasks are not retried.
+held by another run, throttling, a service unreachable) is retried twice with exponential back-off, except in
+ru_gate, route, halt, report and run_outcome, which are never retried.
 """
 
 from __future__ import annotations
