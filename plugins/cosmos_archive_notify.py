@@ -20,9 +20,9 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from airflow.exceptions import AirflowNotFoundException
 from airflow.providers.smtp.notifications.smtp import SmtpNotifier
 from airflow.sdk import BaseHook, BaseNotifier, Variable
+from cosmos_archive_runtime import connection_exists
 
 from include.cosmos_archiver.reporting.notifications import (
     Notice,
@@ -47,7 +47,7 @@ def load_notify_config() -> NotifyConfig:
     try:
         raw = Variable.get(NOTIFY_VARIABLE, default=None)
         if raw is None:
-            return NotifyConfig(channels=("webhook",) if _connection_exists(NotifyConfig.webhook_conn_id) else ())
+            return NotifyConfig(channels=("webhook",) if connection_exists(NotifyConfig.webhook_conn_id) else ())
         values = json.loads(raw) if isinstance(raw, str) else raw
         if not isinstance(values, dict):
             raise NotifyConfigError(f"the value must be a JSON object, got {type(values).__name__}")
@@ -59,14 +59,6 @@ def load_notify_config() -> NotifyConfig:
             exc,
         )
         return NotifyConfig()
-
-
-def _connection_exists(conn_id: str) -> bool:
-    try:
-        BaseHook.get_connection(conn_id)
-    except AirflowNotFoundException:
-        return False
-    return True
 
 
 def webhook_target(conn_id: str) -> tuple[str, dict[str, str]]:

@@ -72,10 +72,6 @@ def test_the_library_imports_neither_the_dev_kit_nor_airflow() -> None:
     assert forbidden_imports(REPO, RULES[:1]) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 9 item 5 (drills out of the production DAG) is another branch's; remove this mark when it lands",
-)
 def test_the_dags_do_not_import_the_dev_kit() -> None:
     assert forbidden_imports(REPO, RULES[1:]) == []
 

@@ -13,6 +13,8 @@ from urllib.parse import urlparse
 
 from azure.core.credentials import AccessToken, AccessTokenInfo
 
+from include.cosmos_archiver.errors import TerminalError
+
 LOCAL_TOKEN = "cosmos-archive-local-dummy-token"  # not a secret: the stand-ins accept any bearer token
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 # The subscription in the stand-ins' ARM-shaped paths and ids (they accept any); Azure's ids are never all zero.
@@ -20,7 +22,7 @@ LOCAL_SUBSCRIPTION_ID = "00000000-0000-0000-0000-000000000000"
 TOKEN_LIFETIME_S = 3600
 
 
-class LocalEndpointError(ValueError):
+class LocalEndpointError(TerminalError, ValueError):
     """A URL given for a loopback stand-in is not a loopback https URL."""
 
 

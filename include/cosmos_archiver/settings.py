@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any, Literal, get_args
 
+from include.cosmos_archiver.errors import TerminalError
 from include.cosmos_archiver.slices import TimestampKind, validate_field, validate_slice_hours
 
 MiB = 1024 * 1024
@@ -16,7 +17,7 @@ ValidationMode = Literal["fast", "deep"]
 MIN_LEASE_S, MAX_LEASE_S = 15, 60  # the finite lease durations Blob Storage accepts (slice_lease)
 
 
-class SettingsError(ValueError):
+class SettingsError(TerminalError, ValueError):
     pass
 
 

@@ -11,11 +11,13 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
+from include.cosmos_archiver.errors import TerminalError
+
 TimestampKind = Literal["epoch_seconds", "iso8601"]
 _FIELD_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 
 
-class SliceError(ValueError):
+class SliceError(TerminalError, ValueError):
     pass
 
 

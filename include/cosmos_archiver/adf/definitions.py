@@ -17,6 +17,8 @@ from typing import Any, Literal
 
 from azure.mgmt.datafactory import models
 
+from include.cosmos_archiver.errors import TerminalError
+
 DEFINITIONS_DIR = Path(str(resources.files(__package__) / "resources"))  # package data, not a repository path
 Kind = Literal["linkedService", "dataset", "pipeline"]
 KINDS: tuple[Kind, ...] = ("linkedService", "dataset", "pipeline")  # also the deployment order of kinds
@@ -33,7 +35,7 @@ REFERENCE_KINDS: dict[str, Kind] = {
 PLACEHOLDER_RE = re.compile(r"\{\{([A-Za-z][A-Za-z0-9]*)\}\}")
 
 
-class DefinitionError(ValueError):
+class DefinitionError(TerminalError, ValueError):
     pass
 
 

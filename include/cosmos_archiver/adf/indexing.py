@@ -20,6 +20,7 @@ from include.cosmos_archiver.archive.parquet_layout import decode_any
 from include.cosmos_archiver.archive.slice_lease import SliceLease, under_slice_lease
 from include.cosmos_archiver.archive.slice_manifest import copied_manifest, remove_stale_parts
 from include.cosmos_archiver.archive.store import ArchiveStore
+from include.cosmos_archiver.errors import TerminalError
 from include.cosmos_archiver.settings import ArchiveSettings
 from include.cosmos_archiver.slices import TimeSlice
 
@@ -28,7 +29,7 @@ OWN_PART_PREFIX = "part-"  # ArchiveStore.part_path: the local executor's files,
 EXECUTOR = "adf"
 
 
-class AdfIndexError(RuntimeError):
+class AdfIndexError(TerminalError, RuntimeError):
     pass
 
 

@@ -7,6 +7,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from include.cosmos_archiver.errors import TerminalError
+
 # Each module listed here defines `register(subparsers)` adding its subcommand(s) with `set_defaults(func=...)`.
 SUBCOMMAND_MODULES = (
     "include.cosmos_archiver.cli.summary",
@@ -16,7 +18,7 @@ SUBCOMMAND_MODULES = (
 )
 
 
-class UsageError(Exception):
+class UsageError(TerminalError):
     """Bad input: the message names the value and what to do instead."""
 
 

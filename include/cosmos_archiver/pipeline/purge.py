@@ -37,7 +37,9 @@ from include.cosmos_archiver.archive.parquet_layout import ArchivedRow
 from include.cosmos_archiver.archive.purge_log import PurgeLog, purge_log_path, read_purge_log, write_purge_log
 from include.cosmos_archiver.archive.slice_lease import SliceLease, under_slice_lease
 from include.cosmos_archiver.archive.store import ArchiveStore
-from include.cosmos_archiver.pipeline.validate import MAX_NAMED, record_name, verify_archive
+from include.cosmos_archiver.errors import TerminalError
+from include.cosmos_archiver.id_lists import name_ids
+from include.cosmos_archiver.pipeline.validate import record_name, verify_archive
 from include.cosmos_archiver.ru.budget import RuBudget
 from include.cosmos_archiver.ru.paid_requests import PaidRequests, ResponseHook
 from include.cosmos_archiver.settings import ArchiveSettings, PurgeMode
@@ -49,7 +51,7 @@ LOG_EVERY_RECORDS = 50  # _purge.json is rewritten at least this often ...
 LOG_EVERY_S = 5.0  # ... and at least this often (seconds)
 
 
-class PurgeError(RuntimeError):
+class PurgeError(TerminalError, RuntimeError):
     """A slice may not be purged; terminal: retrying does not help until an operator acts."""
 
 
@@ -85,7 +87,7 @@ class PurgeResult:
                 f"{self.changed} changed after their copy (kept in Cosmos, archived again by the next run), "
                 f"{self.gone} already gone, {self.skipped} done before; {self.ru_charged:.1f} RU")
         if self.changed_ids:
-            text += "; changed: " + ", ".join(self.changed_ids[:MAX_NAMED])
+            text += "; changed: " + name_ids(self.changed_ids)
         return text
 
     def to_dict(self) -> dict[str, Any]:
@@ -162,7 +164,7 @@ def _purge(
     if not check.ok or missing_rows:
         reason = check.message() if not check.ok else (
             f"{len(missing_rows)} record(s) not found in their file: "
-            + ", ".join(record_name(*k) for k in missing_rows[:MAX_NAMED]))
+            + name_ids([record_name(*k) for k in missing_rows]))
         _mark_failed(store, manifest, lease, f"pre-purge re-verification failed: {reason}")
         raise PurgeIntegrityError(
             f"slice {manifest.slice_id}: the archive no longer matches its manifest, so nothing was purged: "
@@ -173,7 +175,7 @@ def _purge(
     if no_etag := sorted(key for key, etag in etags.items() if not etag):
         raise PurgeError(
             f"slice {manifest.slice_id}: {len(no_etag)} archived record(s) carry no _etag ("
-            + ", ".join(record_name(*k) for k in no_etag[:MAX_NAMED])
+            + name_ids([record_name(*k) for k in no_etag])
             + "), so they cannot be deleted on the condition that they are unchanged; nothing was purged. "
             "Re-copy the slice with the local executor (it records every etag), validate, then purge")
 

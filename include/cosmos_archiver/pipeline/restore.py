@@ -28,7 +28,9 @@ from include.cosmos_archiver.archive.canonical import partition_key_value, sha25
 from include.cosmos_archiver.archive.manifest import Manifest, RecordEntry
 from include.cosmos_archiver.archive.parquet_layout import decode_any
 from include.cosmos_archiver.archive.store import ArchiveStore
-from include.cosmos_archiver.pipeline.validate import MAX_NAMED, record_name, verify_archive
+from include.cosmos_archiver.errors import TerminalError
+from include.cosmos_archiver.id_lists import name_ids
+from include.cosmos_archiver.pipeline.validate import record_name, verify_archive
 from include.cosmos_archiver.ru.budget import RuBudget
 from include.cosmos_archiver.ru.paid_requests import PaidRequests
 from include.cosmos_archiver.settings import ArchiveSettings
@@ -38,11 +40,11 @@ log = logging.getLogger(__name__)
 SYSTEM_PROPERTIES = ("_rid", "_self", "_etag", "_ts", "_attachments")
 
 
-class RestoreError(ValueError):
+class RestoreError(TerminalError, ValueError):
     """Unknown slice or record: the message names it and says where to look; nothing was written."""
 
 
-class RestoreIntegrityError(RuntimeError):
+class RestoreIntegrityError(TerminalError, RuntimeError):
     """The archive does not match its manifest: nothing of that slice was written back."""
 
 
@@ -57,7 +59,7 @@ class RestoreResult:
         text = f"restored {len(self.restored)} record(s); {self.ru_charged:.1f} RU"
         if self.exists:
             text += (f"; {len(self.exists)} exist in Cosmos again and were NOT overwritten (compare them with the "
-                     f"archive by hand): {', '.join(self.exists[:MAX_NAMED])}")
+                     f"archive by hand): {name_ids(self.exists)}")
         return text
 
     def to_dict(self) -> dict[str, Any]:
@@ -109,7 +111,7 @@ def restore_records(
     if wanted:
         raise RestoreError(
             f"{len(wanted)} record(s) not in the archive{f' slice {slice_id}' if slice_id else ''}: "
-            + ", ".join(record_name(*k) for k in sorted(wanted)[:MAX_NAMED])
+            + name_ids([record_name(*k) for k in sorted(wanted)])
             + "; check the partition key and id (PK/ID), nothing was restored")
     result = RestoreResult()
     for manifest, here in found.values():

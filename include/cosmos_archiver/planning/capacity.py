@@ -12,12 +12,14 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from include.cosmos_archiver.errors import TerminalError
+
 HOURS_PER_MONTH = 730.0
 KB_PER_GB = 1_000_000.0
 SECONDS_PER_DAY = 86_400.0
 
 
-class CapacityInputError(ValueError):
+class CapacityInputError(TerminalError, ValueError):
     """An input to the plan is out of range; the message names it and says what to do."""
 
 

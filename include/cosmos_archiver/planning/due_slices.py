@@ -16,13 +16,14 @@ from dataclasses import dataclass
 from azure.cosmos import ContainerProxy
 
 from include.cosmos_archiver.archive.store import ArchiveStore
+from include.cosmos_archiver.errors import TerminalError
 from include.cosmos_archiver.ru.budget import RuBudget
 from include.cosmos_archiver.settings import ArchiveSettings
 from include.cosmos_archiver.slices import TimeSlice, cutoff, slice_grid
 from include.cosmos_archiver.source.reader import ReadStats, count_slice
 
 
-class DueSlicesError(ValueError):
+class DueSlicesError(TerminalError, ValueError):
     pass
 
 

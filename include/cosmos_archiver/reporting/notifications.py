@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 import requests
 
+from include.cosmos_archiver.errors import TerminalError, TransientError
 from include.cosmos_archiver.id_lists import IDS_NAMED, name_ids
 from include.cosmos_archiver.pipeline.run_status import CLEAR_HINT
 
@@ -31,11 +32,11 @@ DEFAULT_WEBHOOK_CONN_ID = "cosmos_archive_webhook"
 DEFAULT_SMTP_CONN_ID = "smtp_default"
 
 
-class NotifyConfigError(ValueError):
+class NotifyConfigError(TerminalError, ValueError):
     """A notification setting is invalid; the message names it."""
 
 
-class DeliveryError(RuntimeError):
+class DeliveryError(TransientError, RuntimeError):
     """A channel could not deliver; the message is safe to log (no secret URL parts)."""
 
 

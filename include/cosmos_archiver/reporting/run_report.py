@@ -19,13 +19,14 @@ from urllib.parse import quote
 
 from include.cosmos_archiver.archive.manifest import Manifest
 from include.cosmos_archiver.archive.store import ArchiveStore
+from include.cosmos_archiver.errors import TerminalError
 from include.cosmos_archiver.id_lists import name_ids
 
 REPORT_HTML = "report.html"
 REPORT_PNG = "ru.png"
 
 
-class RunReportError(ValueError):
+class RunReportError(TerminalError, ValueError):
     """Bad input for a report; the message names the value."""
 
 

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from include.cosmos_archiver.errors import TerminalError
 
-class RateControlError(ValueError):
+
+class RateControlError(TerminalError, ValueError):
     """A rate-control setting is out of range; the message names the value and the allowed range."""
 
 

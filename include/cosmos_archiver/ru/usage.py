@@ -20,12 +20,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+from include.cosmos_archiver.errors import TerminalError
+
 COSMOS_METRIC_NAMESPACE = "Microsoft.DocumentDB/databaseAccounts"
 TOTAL_RU = "TotalRequestUnits"
 NORMALIZED_RU = "NormalizedRUConsumption"
 
 
-class UsageConfigError(ValueError):
+class UsageConfigError(TerminalError, ValueError):
     """A usage-source or gate setting is invalid; the message names it."""
 
 
