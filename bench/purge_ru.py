@@ -50,6 +50,7 @@ if str(REPO_ROOT) not in sys.path:
 
 from azure.cosmos import PartitionKey  # noqa: E402
 
+from devstack.cli_storage import stored_bytes  # noqa: E402
 from devstack.ru_gateway.charge_model import ChargeModel  # noqa: E402
 from devstack.seed import SeedSpec, make_record  # noqa: E402
 from devstack.stack import EMULATOR_COSMOS_KEY, StackConfig, free_port, running_stack  # noqa: E402
@@ -82,12 +83,6 @@ def seed(container, records: int, target_kb: int, days: int) -> list[dict]:
         container.upsert_item(doc)
         docs.append(doc)
     return docs
-
-
-def stored_bytes(container) -> int:
-    """JSON bytes of the documents the container holds (what Cosmos storage bills, roughly)."""
-    docs = container.query_items("SELECT * FROM c", enable_cross_partition_query=True)
-    return sum(len(json.dumps(d, separators=(",", ":"), ensure_ascii=False).encode()) for d in docs)
 
 
 def run(label: str, container, store, settings, slices, stats_url: str, *, purge: bool) -> dict:
@@ -135,14 +130,14 @@ def main() -> None:
         ):
             container = database.create_container(f"c-{name}", PartitionKey("/customerId"))
             docs = seed(container, args.records, args.target_kb, args.days)
-            before_bytes = stored_bytes(container)
+            before_bytes = stored_bytes(container)[2]
             store = ArchiveStore(blob_container(config.blob_connection_string, f"bench-{name}"), "records")
             settings = ArchiveSettings(**base, validation=validation, purge=purge)
             results.append(run(label, container, store, settings, slices, config.gateway_stats_url,
                                purge=purge != "off"))
             left = len(list(container.query_items("SELECT c.id FROM c", enable_cross_partition_query=True)))
             results[-1]["left_in_cosmos"] = left
-            results[-1]["storage"] = (before_bytes, stored_bytes(container))
+            results[-1]["storage"] = (before_bytes, stored_bytes(container)[2])
 
         sizes = [len(json.dumps(d, separators=(",", ":"), ensure_ascii=False).encode()) for d in docs]
         n = len(sizes)

@@ -6,15 +6,24 @@ Runbook, in the order the tasks run:
 1. **ru_gate** waits until Cosmos RU usage has stayed under the safe ceiling (default 80 % of provisioned RU/s,
    business traffic included) for a while. It holds no worker slot while it waits.
 2. **plan** lists the slices that are due: older than the cutoff (90 days), inside the lookback, not yet
-   verified, oldest first, at most `max_slices` per run. A backfill or a run with `from_date`/`to_date` archives
-   exactly the slices of its range. Verified slices are never touched again.
+   verified, or verified but awaiting their purge, or purged with documents back in their range (changed or
+   late); oldest first, at most `max_slices` per run. Its log warns of records older than `lookback_days`. A
+   backfill or a run with `from_date`/`to_date` archives exactly the slices of its range. Verified files are
+   never rewritten.
 3. For each slice (dynamic task mapping; concurrency = slots of the `cosmos_archive` pool):
-   **copy** (Azure Data Factory when the `cosmos_archive_adf` connection exists, else the local executor)
-   -> **validate** (re-reads source and archive, compares every record's sha256; on a mismatch it copies the
-   slice again the same way, ADF or local, and tries again with back-off, `validation_attempts` times; still
-   failing: status Failed) -> **decide**: continue, or **halt**: notify once, status Halted; every newer slice
-   is then skipped with the reason in its log. (Rules: `include/cosmos_archiver/pipeline/slice_workflow.py`.)
-4. **report** writes a run report (per slice count, bytes, RU, duration, hash result, RU plot) next to the data.
+   **copy** (Azure Data Factory when the `cosmos_archive_adf` connection exists, else the local executor; a slice
+   whose purge has started always locally) -> **validate** (the archive re-read against the sha256 taken at copy
+   time and the source's ids and etags listed; `validation: deep` or an ADF copy re-reads the source too; on a
+   mismatch it copies the slice again the same way and tries again with back-off, `validation_attempts` times;
+   still failing: status Failed) -> **decide** -> **purge**, or **halt**: notify once, status Halted; every newer
+   slice is then skipped with the reason in its log.
+   **purge** (verified slices only; setting `purge` = off | delete | stub): the archive is re-verified from Blob,
+   then each record is deleted (or replaced by a stub) on the `_etag` it was archived with; a record changed
+   since its copy stays in Cosmos and the next run archives it as a new generation of the slice; a damaged archive
+   deletes nothing and halts like a failed validation. A killed purge resumes from `_purge.json` beside the
+   manifest. (Rules: `include/cosmos_archiver/pipeline/slice_workflow.py`.)
+4. **report** writes a run report (per slice count, bytes, RU, duration, hash result, purge counts, RU plot)
+   next to the data.
 5. **run_outcome** fails the run (red) when any task above failed — a halt, a plan or copy error — since the
    report runs whatever happened and would otherwise be the only final task (Airflow's "watcher" pattern).
 
@@ -34,7 +43,6 @@ import logging
 
 import cosmos_archive_notify as notify
 import cosmos_archive_runtime as runtime
-from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import Param, dag, get_current_context, task, task_group
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from cosmos_archive_adf import CosmosArchiveAdfRunPipelineOperator
@@ -42,6 +50,7 @@ from cosmos_archive_gate import ArchiveRuGate
 
 from include.cosmos_archiver.adf.indexing import index_adf_slice
 from include.cosmos_archiver.pipeline.copy import copy_slice
+from include.cosmos_archiver.pipeline.purge import purge_slice
 from include.cosmos_archiver.pipeline.slice_workflow import SliceOutcome, SliceWorkflow, run_window
 from include.cosmos_archiver.pipeline.validate import validate_slice
 from include.cosmos_archiver.planning.due_slices import select_due_slices
@@ -51,7 +60,7 @@ from include.cosmos_archiver.slices import TimeSlice
 log = logging.getLogger("cosmos_archive")
 POOL = "cosmos_archive"
 COPY_TASK = {"adf": "adf_parameters", "local": "copy"}  # the first task of each copy route
-NEXT_TASK = {"continue": "continue_archiving", "halt": "halt"}  # what decide picks after validate
+NEXT_TASK = {"continue": "purge", "halt": "halt"}  # what decide picks after validate
 
 
 @dag(
@@ -96,8 +105,9 @@ def cosmos_archive():
         ctx = get_current_context()
         settings = runtime.load_settings()
         now, window = run_window(runtime.run_dates(ctx))
+        container, budget = runtime.paced_source(settings)  # counts: purges pending, remainders, beyond lookback
         result = select_due_slices(runtime.archive_store(settings), settings, now=now, window=window,
-                                   max_slices=ctx["params"]["max_slices"])
+                                   max_slices=ctx["params"]["max_slices"], container=container, budget=budget)
         log.info("plan: %s", result.describe())
         return [s.to_dict() for s in result.due]
 
@@ -108,18 +118,20 @@ def cosmos_archive():
         def route(time_slice: dict) -> str:
             """Skip a halted slice; copy through ADF when its connection exists, else with the local executor."""
             ctx = get_current_context()
-            runtime.slice_workflow(ctx["params"]).ensure_may_start(TimeSlice.from_dict(time_slice), ctx["run_id"])
-            return f"archive_slice.{COPY_TASK[runtime.copy_route()]}"
+            the_slice = TimeSlice.from_dict(time_slice)
+            runtime.slice_workflow(ctx["params"]).ensure_may_start(the_slice, ctx["run_id"])
+            store = runtime.archive_store(runtime.load_settings())
+            return f"archive_slice.{COPY_TASK[runtime.copy_route(store, the_slice)]}"
 
         @task
         @runtime.archive_errors()
         def copy(time_slice: dict) -> dict:
-            _only_on_route("local")
             settings = runtime.load_settings()
+            store, the_slice = runtime.archive_store(settings), TimeSlice.from_dict(time_slice)
+            _only_on_route("local", store, the_slice)
             container, budget = runtime.paced_source(settings)
             # another run's complete copy (a backfill's days share slices) is left to validation to judge
-            manifest = copy_slice(container, runtime.archive_store(settings), TimeSlice.from_dict(time_slice),
-                                  settings, budget=budget, reuse_copied=True)
+            manifest = copy_slice(container, store, the_slice, settings, budget=budget, reuse_copied=True)
             log.info("copy %s: %s", manifest.slice_id, manifest.summary())
             return manifest.summary()
 
@@ -127,8 +139,9 @@ def cosmos_archive():
         @runtime.archive_errors()
         def adf_parameters(time_slice: dict) -> dict:
             """Pipeline parameters; pageSize/parallelCopies from the RU/s the controller grants right now."""
-            _only_on_route("adf")
-            return runtime.adf_parameters(TimeSlice.from_dict(time_slice), runtime.load_settings())
+            settings, the_slice = runtime.load_settings(), TimeSlice.from_dict(time_slice)
+            _only_on_route("adf", runtime.archive_store(settings), the_slice)
+            return runtime.adf_parameters(the_slice, settings)
 
         @task
         @runtime.archive_errors()
@@ -147,8 +160,9 @@ def cosmos_archive():
             settings = runtime.load_settings()
             store = runtime.archive_store(settings)
             container, budget = runtime.paced_source(settings)  # re-reading the source is paced and reported too
+            the_slice = TimeSlice.from_dict(time_slice)
             return runtime.slice_workflow(ctx["params"]).validate(
-                TimeSlice.from_dict(time_slice), ctx["run_id"], route=runtime.copy_route(),
+                the_slice, ctx["run_id"], route=runtime.copy_route(store, the_slice),
                 check=lambda s: validate_slice(container, store, s, settings, budget=budget),
                 copiers=runtime.copy_again(settings, store, container, budget),
             ).to_dict()
@@ -157,19 +171,29 @@ def cosmos_archive():
         def decide(validated: dict) -> str:
             return f"archive_slice.{NEXT_TASK[SliceWorkflow.next_step(SliceOutcome.from_dict(validated))]}"
 
+        @task
+        @runtime.archive_errors()
+        def purge(validated: dict) -> dict:
+            """Delete (or stub) the verified slice's records on their archived etag, after re-verifying the archive
+            from Blob; a damaged archive halts like a failed validation. Setting ``purge``: off | delete | stub."""
+            ctx = get_current_context()
+            settings = runtime.load_settings()
+            store = runtime.archive_store(settings)
+            container, budget = runtime.paced_source(settings)  # Low priority / throughput bucket, paced
+            return runtime.slice_workflow(ctx["params"]).purge(
+                SliceOutcome.from_dict(validated), ctx["run_id"],
+                purge=lambda s: purge_slice(container, store, s, settings, budget=budget),
+                notify=_notify_halt(ctx, store, validated["slice_id"]),
+            ).to_dict()
+
         @task(pool=None, retries=0)
         @runtime.archive_errors()
         def halt(validated: dict) -> None:
             """Failed -> notify once -> Halted; fails the task (red) in any case."""
             ctx = get_current_context()
-            manifest_path = runtime.archive_store(runtime.load_settings()).manifest_path(validated["slice_id"])
-
-            def notify_halt(o: SliceOutcome) -> None:
-                notify.notify_halt(ctx, slice_id=o.slice_id, reason=o.message, validation=o.validation,
-                                   slice_start=o.start, slice_end=o.end, attempts=o.attempts,
-                                   manifest_path=manifest_path)
-
-            runtime.slice_workflow(ctx["params"]).halt(SliceOutcome.from_dict(validated), notify=notify_halt)
+            store = runtime.archive_store(runtime.load_settings())
+            runtime.slice_workflow(ctx["params"]).halt(SliceOutcome.from_dict(validated),
+                                                      notify=_notify_halt(ctx, store, validated["slice_id"]))
 
         routed = route(time_slice)
         copied_locally = copy(time_slice)
@@ -183,7 +207,7 @@ def cosmos_archive():
         adf_run >> copied_by_adf
         validated = validate(time_slice)
         [copied_locally, copied_by_adf] >> validated
-        decide(validated) >> [EmptyOperator(task_id="continue_archiving", pool=None), halt(validated)]
+        decide(validated) >> [purge(validated), halt(validated)]
 
     @task(pool=None, retries=0, trigger_rule="all_done")
     @runtime.archive_errors()
@@ -217,11 +241,23 @@ def cosmos_archive():
     [checked, ru_gate, slices, archived, reported] >> run_outcome()
 
 
-def _only_on_route(route: str) -> None:
+def _only_on_route(route: str, store, the_slice: TimeSlice) -> None:
     # The branch already skips the other route; this keeps it so where a branch's skip of mapped task instances
-    # does not take effect (seen with `airflow dags test` on Airflow 3.3).
-    if runtime.copy_route() != route:
-        raise AirflowSkipException(f"the copy runs through {COPY_TASK[runtime.copy_route()]} for this configuration")
+    # does not take effect (apache/airflow issue 67265, seen with `airflow dags test` on Airflow 3.3).
+    chosen = runtime.copy_route(store, the_slice)
+    if chosen != route:
+        raise AirflowSkipException(f"slice {the_slice.slice_id} is copied through {COPY_TASK[chosen]}")
+
+
+def _notify_halt(ctx, store, slice_id: str):
+    """The halt notification of one slice (sent once per archive by the slice workflow)."""
+    manifest_path = store.manifest_path(slice_id)
+
+    def send(o: SliceOutcome) -> None:
+        notify.notify_halt(ctx, slice_id=o.slice_id, reason=o.message, validation=o.validation, slice_start=o.start,
+                           slice_end=o.end, attempts=o.attempts, manifest_path=manifest_path)
+
+    return send
 
 
 cosmos_archive()

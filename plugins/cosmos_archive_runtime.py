@@ -32,7 +32,7 @@ from include.cosmos_archiver.archive.manifest import Manifest
 from include.cosmos_archiver.archive.store import ArchiveStore
 from include.cosmos_archiver.clients import cosmos_client
 from include.cosmos_archiver.errors import TerminalError
-from include.cosmos_archiver.pipeline.copy import copy_slice
+from include.cosmos_archiver.pipeline.copy import copy_slice, needs_local_copy
 from include.cosmos_archiver.pipeline.run_status import ArchiveStatus
 from include.cosmos_archiver.pipeline.slice_workflow import (
     CopyAgain,
@@ -126,8 +126,12 @@ def connection_exists(conn_id: str) -> bool:
     return True
 
 
-def copy_route() -> Route:
-    """How slices are copied: by Azure Data Factory when its connection exists, else by the local executor."""
+def copy_route(store: ArchiveStore | None = None, time_slice: TimeSlice | None = None) -> Route:
+    """How a slice is copied: by Azure Data Factory when its connection exists, else by the local executor; a
+    slice whose purge has started always by the local executor (it appends a generation; an ADF re-run would
+    overwrite the files that hold the purged records)."""
+    if store is not None and time_slice is not None and needs_local_copy(store, time_slice.slice_id):
+        return "local"
     return "adf" if connection_exists(ADF_CONN_ID) else "local"
 
 

@@ -36,12 +36,12 @@ def test_every_library_error_is_terminal_or_transient():
 
 def test_the_kinds_follow_the_rule():
     from include.cosmos_archiver.archive.slice_lease import SliceBusyError, SliceLeaseLostError
-    from include.cosmos_archiver.planning.due_slices import PlanError
+    from include.cosmos_archiver.planning.due_slices import DueSlicesError
     from include.cosmos_archiver.reporting.notifications import DeliveryError
     from include.cosmos_archiver.settings import SettingsError
     from include.cosmos_archiver.slices import SliceError
 
-    for terminal in (SettingsError, SliceError, PlanError):
+    for terminal in (SettingsError, SliceError, DueSlicesError):
         assert issubclass(terminal, TerminalError) and issubclass(terminal, ValueError)  # old excepts still catch
     for transient in (SliceBusyError, SliceLeaseLostError, DeliveryError):
         assert issubclass(transient, TransientError) and issubclass(transient, RuntimeError)

@@ -8,6 +8,7 @@ import datetime as dt
 import pytest
 
 from include.cosmos_archiver.errors import TerminalError
+from include.cosmos_archiver.pipeline.purge import PurgeIntegrityError, PurgeResult
 from include.cosmos_archiver.pipeline.run_status import ArchiveStatus
 from include.cosmos_archiver.pipeline.slice_workflow import (
     ArchiveHaltedError,
@@ -19,7 +20,7 @@ from include.cosmos_archiver.pipeline.slice_workflow import (
     run_window,
 )
 from include.cosmos_archiver.pipeline.validate import ValidationResult
-from include.cosmos_archiver.planning.due_slices import PlanError
+from include.cosmos_archiver.planning.due_slices import DueSlicesError
 from include.cosmos_archiver.settings import SettingsError
 from include.cosmos_archiver.slices import TimeSlice
 
@@ -209,8 +210,57 @@ def test_from_to_dates_pick_exactly_that_range_and_need_each_other():
     now, window = run_window(RunDates(NOW, NOW, NOW, from_date="2026-01-05", to_date="2026-01-19"))
     assert now == NOW
     assert window == (dt.datetime(2026, 1, 5, tzinfo=dt.UTC), dt.datetime(2026, 1, 19, tzinfo=dt.UTC))
-    with pytest.raises(PlanError, match="give both"):
+    with pytest.raises(DueSlicesError, match="give both"):
         run_window(RunDates(NOW, from_date="2026-01-05"))
-    with pytest.raises(PlanError, match="to_date='19/01/2026'") as bad:
+    with pytest.raises(DueSlicesError, match="to_date='19/01/2026'") as bad:
         run_window(RunDates(NOW, from_date="2026-01-05", to_date="19/01/2026"))
     assert isinstance(bad.value, TerminalError)
+
+
+# --- purge: only a verified slice, never in a halted archive; a damaged archive halts like a failed validation ---
+
+def _verified(time_slice: TimeSlice) -> SliceOutcome:
+    return SliceOutcome(time_slice.slice_id, time_slice.start.isoformat(), time_slice.end.isoformat(), True,
+                        "verified", 1, {})
+
+
+def test_a_verified_slice_is_purged_once(workflow, status) -> None:
+    purged: list[str] = []
+
+    def purge(time_slice: TimeSlice) -> PurgeResult:
+        purged.append(time_slice.slice_id)
+        return PurgeResult(time_slice.slice_id, "delete", purged=3)
+
+    result = workflow.purge(_verified(SLICES[0]), RUN, purge=purge, notify=lambda o: pytest.fail("notified"))
+    assert (result.purged, purged, status.writes) == (3, [SLICES[0].slice_id], [])
+
+
+def test_a_damaged_archive_found_by_the_purge_fails_then_halts_with_one_notification(workflow, status) -> None:
+    notified: list[SliceOutcome] = []
+
+    def purge(time_slice: TimeSlice) -> PurgeResult:
+        raise PurgeIntegrityError(f"slice {time_slice.slice_id}: the archive no longer matches its manifest")
+
+    with pytest.raises(SliceIntegrityError, match="status Halted"):
+        workflow.purge(_verified(SLICES[1]), RUN, purge=purge, notify=notified.append)
+    assert [s.status for s in status.writes] == ["Failed", "Halted"]
+    assert status.value.failed_slice == SLICES[1].slice_id
+    assert len(notified) == 1 and "no longer matches" in notified[0].message
+    with pytest.raises(SliceSkipped):  # a newer slice of the run: skipped, nothing purged
+        workflow.purge(_verified(SLICES[2]), RUN, purge=lambda s: pytest.fail("purged in a halted archive"),
+                       notify=notified.append)
+
+
+def test_a_halted_archive_purges_nothing(status) -> None:
+    status.value = ArchiveStatus().failed("another-run", SLICES[0].slice_id, SLICES[0].start.isoformat(), "bad",
+                                          at=NOW).halted()
+    workflow = SliceWorkflow(status, clock=lambda: NOW, sleep=lambda s: None)
+    with pytest.raises(SliceSkipped):
+        workflow.purge(_verified(SLICES[3]), RUN, purge=lambda s: pytest.fail("purged"), notify=lambda o: None)
+
+
+def test_an_unverified_slice_is_never_purged(workflow) -> None:
+    outcome = SliceOutcome(SLICES[0].slice_id, SLICES[0].start.isoformat(), SLICES[0].end.isoformat(), False,
+                           "1 record(s) differ", 3, {})
+    with pytest.raises(SliceSkipped, match="not verified"):
+        workflow.purge(outcome, RUN, purge=lambda s: pytest.fail("purged"), notify=lambda o: None)

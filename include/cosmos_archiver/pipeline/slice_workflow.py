@@ -4,6 +4,8 @@
              -> mismatch: wait (back-off, doubled each time), copy the slice again the way it was copied
                 (ADF or the local executor), validate again ... up to ``attempts`` validations
              -> still failing: status Failed (newer slices that have not started are skipped from now on)
+    purge    -> (verified only) the archive re-verified from Blob, then records deleted or stubbed on their etag
+             -> the archive no longer matches its manifest: nothing deleted, status Failed, then as halt
     halt     -> notify once, status Halted, the slice's task fails (terminal: no retry)
 
 The orchestrator supplies what lives outside the library through small seams: a :class:`StatusStore` (where
@@ -21,9 +23,10 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal, NoReturn, Protocol
 
 from include.cosmos_archiver.errors import TerminalError
+from include.cosmos_archiver.pipeline.purge import PurgeIntegrityError, PurgeResult
 from include.cosmos_archiver.pipeline.run_status import CLEAR_HINT, ArchiveStatus, halt_reason
 from include.cosmos_archiver.pipeline.validate import ValidationResult
-from include.cosmos_archiver.planning.due_slices import PlanError
+from include.cosmos_archiver.planning.due_slices import DueSlicesError
 from include.cosmos_archiver.settings import SettingsError
 from include.cosmos_archiver.slices import TimeSlice, as_utc
 
@@ -34,6 +37,7 @@ ROUTES: tuple[Route, ...] = ("adf", "local")
 Step = Literal["continue", "halt"]
 Check = Callable[[TimeSlice], ValidationResult]
 CopyAgain = Callable[[TimeSlice], object]
+Purge = Callable[[TimeSlice], PurgeResult]
 Clock = Callable[[], dt.datetime]
 
 
@@ -110,14 +114,14 @@ def run_window(
         now = clock()
     if run.from_date or run.to_date:
         if not (run.from_date and run.to_date):
-            raise PlanError(
+            raise DueSlicesError(
                 f"from_date={run.from_date!r}, to_date={run.to_date!r}: give both (YYYY-MM-DD), or neither"
             )
         return as_utc(now), (_utc_day(run.from_date, "from_date"), _utc_day(run.to_date, "to_date"))
     if run.backfill:
         start = run.data_interval_start or run.logical_date
         if start is None:
-            raise PlanError("a backfill run without a logical date: cannot tell which day it archives")
+            raise DueSlicesError("a backfill run without a logical date: cannot tell which day it archives")
         end = run.data_interval_end or start
         return as_utc(now), (as_utc(start), as_utc(max(end, start + dt.timedelta(days=1))))
     return as_utc(now), None
@@ -127,7 +131,7 @@ def _utc_day(value: str, name: str) -> dt.datetime:
     try:
         day = dt.date.fromisoformat(value)
     except ValueError:
-        raise PlanError(f"{name}={value!r} is not a date: use YYYY-MM-DD") from None
+        raise DueSlicesError(f"{name}={value!r} is not a date: use YYYY-MM-DD") from None
     return dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC)
 
 
@@ -206,6 +210,25 @@ class SliceWorkflow:
         if status.status == "Running":
             self.status.write(status.failed(run_id, outcome.slice_id, outcome.start, outcome.message, at=self.clock()))
         log.error("status Failed: slice %s failed validation %d times", outcome.slice_id, outcome.attempts)
+
+    def purge(
+        self, outcome: SliceOutcome, run_id: str, *, purge: Purge, notify: Callable[[SliceOutcome], None]
+    ) -> PurgeResult:
+        """Purge a slice validation verified (in this run or an earlier one). A halted archive purges nothing; an
+        archive that no longer matches its manifest is treated as a failed validation: Failed, notify, Halted."""
+        time_slice = TimeSlice.from_dict({"start": outcome.start, "end": outcome.end})
+        self.ensure_may_start(time_slice, run_id)
+        if not outcome.ok:
+            raise SliceSkipped(f"slice {outcome.slice_id} is not verified: nothing is purged")
+        try:
+            result = purge(time_slice)
+        except PurgeIntegrityError as exc:
+            failed = SliceOutcome(outcome.slice_id, outcome.start, outcome.end, False, str(exc), outcome.attempts,
+                                  outcome.validation)
+            self._mark_failed(failed, run_id)
+            self.halt(failed, notify)
+        log.info("purge: %s", result.message())
+        return result
 
     @staticmethod
     def next_step(outcome: SliceOutcome) -> Step:

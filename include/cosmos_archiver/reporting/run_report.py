@@ -47,6 +47,8 @@ class SliceRow:
     digest: str
     hash_result: str  # "verified", "FAILED", "not validated"
     detail: str  # what failed, or the validation message
+    purge: str = "-"  # the last purge: its counts (purged / changed since copy / already gone), or its state
+    purge_ru: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -178,7 +180,17 @@ def _row(manifest: Manifest, validation: dict[str, Any] | None) -> SliceRow:
         digest=manifest.slice_digest,
         hash_result=result,
         detail=detail,
+        purge=_purge_text(manifest.purge),
+        purge_ru=float((manifest.purge or {}).get("ru_charged") or 0.0),
     )
+
+
+def _purge_text(purge: dict[str, Any] | None) -> str:
+    if not purge:
+        return "-"
+    counts = purge.get("counts") or {}
+    text = ", ".join(f"{counts[k]} {k}" for k in ("purged", "stubbed", "changed", "gone") if counts.get(k))
+    return f"{purge.get('state', '?')}: {text}" if text else str(purge.get("state", "?"))
 
 
 def _failure_detail(validation: dict[str, Any]) -> str:
@@ -375,10 +387,13 @@ def _html(
         "Validation s",
         "Throttled",
         "Hash result",
+        "Purge (purged or stubbed, changed, gone)",
+        "Purge RU",
         "Slice digest (sha256)",
     ]
     out += [
-        f'<th class="l">{e(h)}</th>' if i in (0, 1, 2, 12, 13) else f"<th>{e(h)}</th>" for i, h in enumerate(headers)
+        f'<th class="l">{e(h)}</th>' if i in (0, 1, 2, 12, 13, 15) else f"<th>{e(h)}</th>"
+        for i, h in enumerate(headers)
     ]
     out.append("</tr>")
     for r in rows:
@@ -397,6 +412,8 @@ def _html(
             f"<td>{r.validation_s:.3f}</td>",
             f"<td>{r.throttled}</td>",
             f'<td class="l">{e(r.hash_result)}</td>',
+            f'<td class="l">{e(r.purge)}</td>',
+            f"<td>{r.purge_ru:,.1f}</td>",
             f'<td class="l mono">{e(r.digest)}</td>',
         ]
         out.append(f"<tr{cls}>{''.join(cells)}</tr>")
