@@ -98,7 +98,7 @@ from include.cosmos_archiver.readthrough.index import (  # noqa: E402
 )
 from include.cosmos_archiver.readthrough.repository import ReadThroughRepository  # noqa: E402
 from include.cosmos_archiver.settings import ArchiveSettings, MiB  # noqa: E402
-from include.cosmos_archiver.slices import TimeSlice, plan_slices  # noqa: E402
+from include.cosmos_archiver.slices import TimeSlice, slice_grid  # noqa: E402
 from tests.readthrough_helpers import NOW, archive_slice, due_slices, purge_like_the_pipeline  # noqa: E402
 
 SETTINGS = ArchiveSettings(timestamp_field="issuedAt", timestamp_kind="iso8601", slice_hours=720,
@@ -173,7 +173,7 @@ def generate_archive(store: ArchiveStore, records: int, target_kb: int, customer
     """Write ``records`` archived records straight to Blob Storage with the copy executor's part writer, one
     verified manifest per 30-day slice, then index and compact; return every (partition key, id)."""
     spec = SeedSpec(records=records, seed=23, target_kb=target_kb, months_back=12, customers=customers, end=NOW)
-    slices = plan_slices(NOW - dt.timedelta(days=400), NOW, slice_hours=SETTINGS.slice_hours)
+    slices = slice_grid(NOW - dt.timedelta(days=400), NOW, slice_hours=SETTINGS.slice_hours)
     by_slice: dict[TimeSlice, list[dict[str, Any]]] = {}
     for i in range(records):
         doc = make_record(spec, i, NOW)

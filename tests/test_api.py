@@ -12,16 +12,21 @@ from fastapi.testclient import TestClient
 
 from include.cosmos_archiver.api.app import SOURCE_HEADER, create_app
 from include.cosmos_archiver.readthrough.index import compact_index
-from include.cosmos_archiver.readthrough.repository import ReadThroughRepository
-from tests.readthrough_helpers import SETTINGS, archive_slice, due_slices, purge_like_the_pipeline, seed, seed_spec
+from tests.readthrough_helpers import (
+    archive_slice,
+    due_slices,
+    purge_like_the_pipeline,
+    repository,
+    seed,
+    seed_spec,
+)
 
 RANGES = [(None, None), ("2025-06-01", "2026-01-01"), ("2025-09-15T12:00:00Z", "2026-05-01T00:00:00+00:00")]
 
 
 @pytest.fixture
 def api(cosmos_container, archive_store):
-    repository = ReadThroughRepository(cosmos_container, archive_store, SETTINGS)
-    return TestClient(create_app(repository))
+    return TestClient(create_app(repository(cosmos_container, archive_store)))
 
 
 def _snapshot(client: TestClient, docs: list[dict]) -> dict[str, tuple[int, bytes, str]]:

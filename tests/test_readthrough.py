@@ -16,7 +16,15 @@ from include.cosmos_archiver.readthrough.index import ArchiveIndex, compact_inde
 from include.cosmos_archiver.readthrough.markers import TOMBSTONE_MARKER
 from include.cosmos_archiver.readthrough.paging import build_query, encode_token
 from include.cosmos_archiver.readthrough.repository import ReadThroughRepository
-from tests.readthrough_helpers import SETTINGS, archive_slice, due_slices, purge_like_the_pipeline, seed, seed_spec
+from tests.readthrough_helpers import (
+    SETTINGS,
+    archive_slice,
+    due_slices,
+    purge_like_the_pipeline,
+    repository,
+    seed,
+    seed_spec,
+)
 
 
 @pytest.fixture
@@ -29,7 +37,7 @@ def archived(cosmos_container, archive_store):
     keys = {}
     for time_slice, mode in zip(slices, ("delete", "stub"), strict=True):
         assert archive_slice(cosmos_container, archive_store, time_slice)
-        assert purge_like_the_pipeline(cosmos_container, archive_store, time_slice.slice_id, mode=mode).removed > 0
+        assert purge_like_the_pipeline(cosmos_container, archive_store, time_slice.slice_id, mode=mode).purged > 0
         keys[mode] = [(r.partition_key, r.id) for r in archive_store.read_manifest(time_slice.slice_id).records]
     repo = ReadThroughRepository(cosmos_container, archive_store, SETTINGS)
     return repo, docs, originals, keys, slices
@@ -188,7 +196,7 @@ def test_delete_between_validation_and_purge_never_comes_back(cosmos_container, 
     repo.delete(rid, pk)  # verified + indexed, not purged yet
     assert archive_slice(cosmos_container, archive_store, time_slice, index=False)  # a re-run: already verified
     purge = purge_like_the_pipeline(cosmos_container, archive_store, time_slice.slice_id)
-    assert purge.changed_since_archive == 1  # the tombstone is not the archived version: the purge keeps it
+    assert purge.changed == 1  # the tombstone is not the archived version: the purge keeps it
     with pytest.raises(NotFound):
         repo.get(rid, pk)
     assert rid not in {json.loads(r.body)["id"] for r in repo.list(pk, page_size=1000).records}
@@ -229,3 +237,24 @@ def test_a_slice_copied_by_adf_is_indexed_and_served_canonical(cosmos_container,
     for d in served:
         record = repo.get(d["id"], d["customerId"])
         assert record.source == "archive" and record.body == before[d["id"]], d["id"]
+
+
+@pytest.mark.parametrize("mode", ["delete", "stub"])
+def test_a_record_archived_again_reads_its_newest_version(cosmos_container, archive_store, mode):
+    """Updated after its copy, a record is kept by the purge (412), archived again as the slice's next generation
+    and purged then: an API process that cached the index before must serve the new version."""
+    docs = {d["id"]: d for d in seed(cosmos_container, seed_spec(40))}
+    repo = repository(cosmos_container, archive_store)
+    time_slice = next(s for s in due_slices() if archive_slice(cosmos_container, archive_store, s)
+                      and archive_store.read_manifest(s.slice_id).record_count > 2)
+    first, other = archive_store.read_manifest(time_slice.slice_id).records[:2]
+    repo.update(first.id, {**docs[first.id], "rev": 1})
+    purged = purge_like_the_pipeline(cosmos_container, archive_store, time_slice.slice_id, mode=mode)
+    assert purged.changed == 1
+    assert repo.get(other.id, other.partition_key).source == "archive"
+    assert repo.index.lookup(first.partition_key, first.id).etag == first.etag  # caches generation 0's entry
+    assert archive_slice(cosmos_container, archive_store, time_slice)  # generation 1: the updated record
+    assert archive_store.read_manifest(time_slice.slice_id).generation == 1
+    purge_like_the_pipeline(cosmos_container, archive_store, time_slice.slice_id, mode=mode)
+    record = repo.get(first.id, first.partition_key)
+    assert record.source == "archive" and json.loads(record.body)["rev"] == 1

@@ -7,25 +7,17 @@ given, so for a local endpoint we pass the local CA bundle explicitly: verificat
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from urllib.parse import urlparse
 
-from azure.cosmos import ContainerProxy, CosmosClient, documents
+from azure.cosmos import CosmosClient, documents
 from azure.storage.blob import BlobServiceClient, ContainerClient
+
+from include.cosmos_archiver.loopback import is_loopback
 
 ARCHIVER_USER_AGENT = "cosmos-archive"
 
 
-@dataclass(frozen=True)
-class CosmosTarget:
-    endpoint: str
-    key: str
-    database: str
-    container: str
-    partition_key_path: str = "/customerId"
-
-
-def _ca_bundle() -> str | None:
+def ca_bundle() -> str | None:
+    """The CA file that verifies loopback endpoints (the local CA): REQUESTS_CA_BUNDLE, else SSL_CERT_FILE."""
     return os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("SSL_CERT_FILE")
 
 
@@ -39,9 +31,8 @@ def cosmos_client(
 ) -> CosmosClient:
     """A CosmosClient that verifies TLS (also on loopback) and identifies the archiver's traffic."""
     kwargs: dict[str, object] = {"user_agent_suffix": user_agent}
-    host = urlparse(endpoint).hostname
-    bundle = _ca_bundle()
-    if host in ("localhost", "127.0.0.1") and bundle:
+    bundle = ca_bundle()
+    if is_loopback(endpoint) and bundle:
         kwargs["connection_verify"] = bundle
         kwargs["ssl_config"] = documents.SSLConfiguration()
     if priority is not None:
@@ -49,11 +40,6 @@ def cosmos_client(
     if throughput_bucket is not None:
         kwargs["throughput_bucket"] = throughput_bucket
     return CosmosClient(endpoint, credential=key, **kwargs)
-
-
-def cosmos_container(target: CosmosTarget, **client_kwargs: object) -> ContainerProxy:
-    client = cosmos_client(target.endpoint, target.key, **client_kwargs)  # type: ignore[arg-type]
-    return client.get_database_client(target.database).get_container_client(target.container)
 
 
 def blob_container(connection_string: str, container: str, *, create: bool = True) -> ContainerClient:

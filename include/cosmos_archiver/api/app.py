@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, StringConstraints
 
-from include.cosmos_archiver.readthrough.errors import ReadThroughError
+from include.cosmos_archiver.readthrough.errors import HTTP_ERRORS, ReadThroughError
 from include.cosmos_archiver.readthrough.markers import STUB_MARKER, TOMBSTONE_MARKER
 from include.cosmos_archiver.readthrough.paging import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from include.cosmos_archiver.readthrough.repository import ID_RE, Page, ReadThroughRepository, Record
@@ -78,9 +78,12 @@ def create_app(repository: ReadThroughRepository) -> FastAPI:
     app = FastAPI(title="billing records (reference API)", version="1")
     app.state.repository = repository
 
-    @app.exception_handler(ReadThroughError)
-    def _repository_error(_request: Request, exc: ReadThroughError) -> JSONResponse:
+    def _repository_error(_request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, ReadThroughError)
         return JSONResponse(jsonable_encoder(exc.to_dict()), status_code=exc.status)
+
+    for error in HTTP_ERRORS:
+        app.add_exception_handler(error, _repository_error)
 
     @app.exception_handler(RequestValidationError)
     def _bad_input(_request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -25,6 +25,7 @@ from azure.storage.blob import BlobClient, BlobLeaseClient
 
 from include.cosmos_archiver.archive.manifest import Manifest
 from include.cosmos_archiver.archive.store import ArchiveStore
+from include.cosmos_archiver.errors import TransientError
 from include.cosmos_archiver.settings import MAX_LEASE_S, MIN_LEASE_S, ArchiveSettings
 
 log = logging.getLogger(__name__)
@@ -34,11 +35,11 @@ DEFAULT_LEASE_S = ArchiveSettings.slice_lease_s
 DEFAULT_POLL_S = 2.0
 
 
-class SliceBusyError(RuntimeError):
+class SliceBusyError(TransientError, RuntimeError):
     """Another run held the slice's lease for longer than this run would wait."""
 
 
-class SliceLeaseLostError(RuntimeError):
+class SliceLeaseLostError(TransientError, RuntimeError):
     """The lease could not be renewed (expired and taken by another run, or storage unreachable)."""
 
 

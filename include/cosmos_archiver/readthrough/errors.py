@@ -1,11 +1,19 @@
-"""The repository's errors, one per HTTP status the billing API answers with; each names the bad value."""
+"""The repository's errors, one per HTTP status the billing API answers with; each names the bad value.
+
+Each is of the library's kinds (:mod:`include.cosmos_archiver.errors`): bad input, a missing record, a conflict
+and a stale ETag are terminal (the same request fails again); an unreadable archive is transient (retry).
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+from include.cosmos_archiver.errors import TerminalError, TransientError
 
-class ReadThroughError(Exception):
+
+class ReadThroughError:
+    """Mixin of the repository's errors: the HTTP status, a code and the JSON body naming the bad value."""
+
     status = 500
     code = "Error"
 
@@ -23,30 +31,33 @@ class ReadThroughError(Exception):
         return body
 
 
-class BadRequest(ReadThroughError):
-    """Terminal: the caller's input is wrong; nothing was written."""
+class BadRequest(ReadThroughError, TerminalError, ValueError):
+    """The caller's input is wrong; nothing was written."""
 
     status = 400
     code = "BadRequest"
 
 
-class NotFound(ReadThroughError):
+class NotFound(ReadThroughError, TerminalError, LookupError):
     status = 404
     code = "NotFound"
 
 
-class Conflict(ReadThroughError):
+class Conflict(ReadThroughError, TerminalError):
     status = 409
     code = "Conflict"
 
 
-class PreconditionFailed(ReadThroughError):
+class PreconditionFailed(ReadThroughError, TerminalError):
     status = 412
     code = "PreconditionFailed"
 
 
-class ArchiveUnavailable(ReadThroughError):
-    """Transient: the archive could not be read (retry); never answered as a 404."""
+class ArchiveUnavailable(ReadThroughError, TransientError):
+    """The archive (or Cosmos DB) could not be read, or writes kept racing: retry; never answered as a 404."""
 
     status = 503
     code = "ArchiveUnavailable"
+
+
+HTTP_ERRORS = (BadRequest, NotFound, Conflict, PreconditionFailed, ArchiveUnavailable)

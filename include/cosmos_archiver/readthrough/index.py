@@ -12,7 +12,9 @@ them), and compaction folds deltas into the shards and then deletes them. A read
 reads the shard, then the deltas: a compaction in between never hides an entry (a vanished delta is re-listed).
 
 A point lookup reads one shard (1/``shards`` of the archive, cached) — not the archive — and is refreshed when it
-misses, so a slice indexed after the shard was cached is found. Memory: ``max_cached_shards`` shards at a time.
+misses, so a slice indexed after the shard was cached is found, and when it is older than ``max_age_s``, so a
+newer generation of a record is found: the purge of a slice must start at least ``max_age_s`` after the slice
+was indexed (``DEFAULT_MAX_AGE_S``). Memory: ``max_cached_shards`` shards at a time.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import hashlib
 import io
 import json
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -37,7 +40,10 @@ from include.cosmos_archiver.readthrough.paging import timestamp_of
 from include.cosmos_archiver.settings import ArchiveSettings
 
 DEFAULT_PK_PATH = ArchiveSettings.partition_key_path
-DEFAULT_SHARDS = 1024  # 2 M records: ~2,000 entries (~2 MB in memory) per shard
+DEFAULT_SHARDS = 1024
+# How stale a cached shard may be: a slice archived again (a newer generation) must be indexed this long before its
+# purge, so that no API process still points a purged record at its older version.
+DEFAULT_MAX_AGE_S = 5.0  # 2 M records: ~2,000 entries (~2 MB in memory) per shard
 INDEX_DIR = "_index"
 
 SCHEMA = pa.schema([
@@ -189,6 +195,7 @@ class _ShardView:
     by_key: dict[tuple[str, str], IndexEntry]
     by_pk: dict[str, list[IndexEntry]] = field(default_factory=dict)
     base_etag: str | None = None  # of the compaction generation the view's shard file belongs to
+    loaded_at: float = 0.0  # time.monotonic() of the delta listing the view reflects
 
     @classmethod
     def build(cls, base: Iterable[IndexEntry], deltas: dict[str, list[IndexEntry]]) -> _ShardView:
@@ -208,19 +215,24 @@ class _ShardView:
 class ArchiveIndex:
     """Reader side, thread-safe; one per API process."""
 
-    def __init__(self, store: ArchiveStore, *, shards: int = DEFAULT_SHARDS, max_cached_shards: int = 32) -> None:
+    def __init__(self, store: ArchiveStore, *, shards: int = DEFAULT_SHARDS, max_cached_shards: int = 32,
+                 max_age_s: float = DEFAULT_MAX_AGE_S) -> None:
         self.store = store
         self.shards = shards
         self.max_cached_shards = max_cached_shards
+        self.max_age_s = max_age_s
         self._lock = threading.Lock()
         self._views: OrderedDict[int, _ShardView] = OrderedDict()
         self._deltas: dict[str, tuple[str, dict[int, list[IndexEntry]]]] = {}  # path -> (etag, shard -> entries)
         self.stats = {"shard_loads": 0, "delta_loads": 0, "refreshes": 0}
 
-    def lookup(self, partition_key: str, record_id: str) -> IndexEntry | None:
+    def lookup(self, partition_key: str, record_id: str, *, fresh: bool = False) -> IndexEntry | None:
+        """The record's newest archived position. A view older than ``max_age_s`` is re-listed first (a newer
+        generation of the slice may have been indexed since), and a miss is re-listed at once; ``fresh`` re-lists
+        in any case."""
         shard = shard_of(partition_key, self.shards)
-        entry = self._view(shard).by_key.get((partition_key, record_id))
-        if entry is None:  # perhaps indexed since this shard was cached
+        entry = self._view(shard, refresh=fresh).by_key.get((partition_key, record_id))
+        if entry is None and not fresh:  # perhaps indexed since this shard was cached
             entry = self._view(shard, refresh=True).by_key.get((partition_key, record_id))
         return entry
 
@@ -236,6 +248,8 @@ class ArchiveIndex:
     def _view(self, shard: int, *, refresh: bool = False) -> _ShardView:
         with self._lock:
             view = self._views.get(shard)
+            if view is not None and time.monotonic() - view.loaded_at > self.max_age_s:
+                refresh = True
             if view is not None and not refresh:
                 self._views.move_to_end(shard)
                 return view
@@ -255,6 +269,7 @@ class ArchiveIndex:
         return view
 
     def _load(self, shard: int, reuse_base: _ShardView | None) -> _ShardView:
+        listed_at = time.monotonic()
         listing = _list(self.store, "delta")  # one small request: the deltas and the compaction generation
         base_etag = listing.pop(generation_path(self.store), None)
         listed = {p: e for p, e in listing.items() if p.endswith(".parquet")}
@@ -290,5 +305,5 @@ class ArchiveIndex:
             assert reuse_base is not None
             base = list(reuse_base.by_key.values())
         view = _ShardView.build(base, deltas)
-        view.base_etag = base_etag
+        view.base_etag, view.loaded_at = base_etag, listed_at
         return view

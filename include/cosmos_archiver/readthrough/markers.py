@@ -3,11 +3,11 @@
 - A **stub** (the purge's ``stub`` mode) replaces an archived document: id, partition key and ``STUB_MARKER``.
   Reads hydrate it from the archive transparently.
 - A **tombstone** replaces a record deleted through the API while the archive holds (or may soon hold) it: id,
-  partition key and ``TOMBSTONE_MARKER``; it carries no timestamp field, so no slice query ever copies it. It
-  stays (a few hundred bytes) so that no API process can serve the archived copy again, even from a cache.
+  partition key and ``TOMBSTONE_MARKER``; it carries no timestamp field and every slice query leaves it out,
+  so it is never archived. It stays (a few hundred bytes) so that no API process can serve the archived copy
+  again, even from a cache.
 
-The purge branch was not written yet when this was; if it names its stub marker differently, change
-``STUB_MARKER`` here only.
+Both names are defined once, in ``source/reader.py``, whose slice queries leave both kinds out.
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-STUB_MARKER = "_archived"
-TOMBSTONE_MARKER = "_archiveDeleted"
+from include.cosmos_archiver.source.reader import STUB_MARKER, TOMBSTONE_MARKER
+
+__all__ = ["STUB_MARKER", "SYSTEM_PROPERTIES", "TOMBSTONE_MARKER", "is_stub", "is_tombstone", "tombstone"]
 SYSTEM_PROPERTIES = ("_rid", "_self", "_etag", "_ts", "_attachments")
 
 

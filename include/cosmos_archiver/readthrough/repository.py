@@ -51,7 +51,7 @@ from include.cosmos_archiver.readthrough.markers import (
 from include.cosmos_archiver.readthrough.paging import ListQuery, build_query, encode_token, timestamp_of
 from include.cosmos_archiver.readthrough.rows import RowReader
 from include.cosmos_archiver.settings import ArchiveSettings
-from include.cosmos_archiver.slices import cutoff, field_expression, plan_slices
+from include.cosmos_archiver.slices import cutoff, field_expression, slice_grid
 
 Source = Literal["cosmos", "archive"]
 ID_RE = re.compile(r"^[A-Za-z0-9._:@+=-]{1,255}$")  # fullmatch: "$" alone would accept a final newline
@@ -102,7 +102,9 @@ class ReadThroughRepository:
             raise NotFound(f"record {record_id!r} of {partition_key!r} was deleted", parameter="id", value=record_id)
         if doc is not None and not is_stub(doc):
             return Record(canonical_json(doc), doc.get("_etag"), "cosmos")
-        record = self._archived(partition_key, record_id)
+        pointer = doc.get(STUB_MARKER) if doc is not None else None  # a stub names the version it stands for
+        archived_etag = pointer.get("etag") if isinstance(pointer, dict) else None
+        record = self._archived(partition_key, record_id, expect_etag=archived_etag)
         if record is None:
             if doc is not None:
                 raise ArchiveUnavailable(f"{partition_key}/{record_id} is a stub but its slice is not in the archive "
@@ -242,7 +244,7 @@ class ReadThroughRepository:
         if moment is None:
             return None
         step = dt.timedelta(microseconds=1)
-        return plan_slices(moment, moment + step, slice_hours=self.settings.slice_hours)[0].slice_id
+        return slice_grid(moment, moment + step, slice_hours=self.settings.slice_hours)[0].slice_id
 
     def _moment(self, order: Any) -> dt.datetime | None:
         try:
@@ -289,9 +291,13 @@ class ReadThroughRepository:
     def _entry(self, partition_key: str, record_id: str) -> IndexEntry | None:
         return self._archive_call(lambda: self.index.lookup(partition_key, record_id))
 
-    def _archived(self, partition_key: str, record_id: str) -> Record | None:
+    def _archived(self, partition_key: str, record_id: str, *, expect_etag: str | None = None) -> Record | None:
+        """The archived record; ``expect_etag`` (a stub's pointer) re-lists the index when it names a newer
+        version than the cached entry."""
         for attempt in (1, 2):
             entry = self._entry(partition_key, record_id)
+            if entry is not None and expect_etag is not None and entry.etag != expect_etag:
+                entry = self._archive_call(lambda: self.index.lookup(partition_key, record_id, fresh=True))
             if entry is None:
                 return None
             try:
