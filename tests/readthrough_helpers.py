@@ -5,7 +5,6 @@ archived record leaves Cosmos DB only if its _etag is still the archived one, de
 from __future__ import annotations
 
 import datetime as dt
-import time
 
 from azure.cosmos import ContainerProxy
 
@@ -14,7 +13,7 @@ from include.cosmos_archiver.archive.store import ArchiveStore
 from include.cosmos_archiver.pipeline.copy import copy_slice
 from include.cosmos_archiver.pipeline.purge import PurgeResult, purge_slice
 from include.cosmos_archiver.pipeline.validate import validate_slice
-from include.cosmos_archiver.readthrough.index import ArchiveIndex, index_slice
+from include.cosmos_archiver.readthrough.index import ArchiveIndex, index_for_purge, index_slice
 from include.cosmos_archiver.readthrough.repository import ReadThroughRepository
 from include.cosmos_archiver.settings import ArchiveSettings, PurgeMode
 from include.cosmos_archiver.slices import TimeSlice, cutoff, slice_grid
@@ -45,7 +44,6 @@ def due_slices(settings: ArchiveSettings = SETTINGS, now: dt.datetime = NOW) -> 
 
 
 INDEX_MAX_AGE_S = 0.2  # the tests' API processes re-list the index this often, so purges wait only this long
-_indexed_at: dict[str, float] = {}
 
 
 def repository(container: ContainerProxy, store: ArchiveStore) -> ReadThroughRepository:
@@ -59,7 +57,6 @@ def archive_slice(container: ContainerProxy, store: ArchiveStore, time_slice: Ti
     result = validate_slice(container, store, time_slice, settings)
     if result.ok and index:
         index_slice(store, time_slice.slice_id, partition_key_path=settings.partition_key_path)
-        _indexed_at[time_slice.slice_id] = time.monotonic()
     return result.ok
 
 
@@ -71,6 +68,6 @@ def purge_like_the_pipeline(container: ContainerProxy, store: ArchiveStore, slic
     assert manifest is not None, f"slice {slice_id} was never copied"
     time_slice = TimeSlice(dt.datetime.fromisoformat(manifest.slice_start),
                            dt.datetime.fromisoformat(manifest.slice_end))
-    # as the DAG must: purge no sooner than the API processes' index max age after the slice was indexed
-    time.sleep(max(0.0, _indexed_at.get(slice_id, 0.0) + INDEX_MAX_AGE_S - time.monotonic()))
+    # as the DAG must: index the slice, then purge no sooner than the API processes' index max age after that
+    index_for_purge(store, slice_id, partition_key_path=settings.partition_key_path, wait_s=INDEX_MAX_AGE_S)
     return purge_slice(container, store, time_slice, settings, mode=mode)

@@ -25,7 +25,7 @@ import json
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -155,6 +155,17 @@ def index_slice(store: ArchiveStore, slice_id: str, *, shards: int = DEFAULT_SHA
     entries = slice_entries(store, manifest, partition_key_path)
     store.upload(delta_path(store, slice_id), _encode(entries, shards))
     return len(entries)
+
+
+def index_for_purge(store: ArchiveStore, slice_id: str, *, partition_key_path: str = DEFAULT_PK_PATH,
+                    shards: int = DEFAULT_SHARDS, wait_s: float = DEFAULT_MAX_AGE_S,
+                    sleep: Callable[[float], None] = time.sleep) -> int:
+    """The DAG's step between validation and purge: index the verified slice, then wait ``wait_s`` (the API
+    processes' index max age) so that none still points a record about to be purged at an older version.
+    Call it right before ``purge_slice``; returns the number of records indexed."""
+    indexed = index_slice(store, slice_id, shards=shards, partition_key_path=partition_key_path)
+    sleep(wait_s)
+    return indexed
 
 
 def _list(store: ArchiveStore, folder: str) -> dict[str, str]:
