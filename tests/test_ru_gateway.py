@@ -253,6 +253,34 @@ def test_throughput_bucket_over_its_share_gets_3212(backend: Backend) -> None:
         assert statuses.count(429) >= 1 and statuses.count(200) == 3, statuses
 
 
+def test_serverless_account_honours_neither_priority_nor_buckets(backend: Backend) -> None:
+    """On a serverless account (the seed's) Azure offers no priority-based execution and no throughput buckets:
+    the headers reach the gateway but change nothing; only the account's RU/s limit throttles."""
+    settings = GatewaySettings(
+        provisioned_ru=1000, low_priority_fraction=0.5, throughput_buckets={1: 20}, account_mode="serverless"
+    )
+    with start_gateway(backend.url, backend.state_dir, settings=settings) as gw:
+        assert gw.stats()["config"]["account_mode"] == "serverless"
+        assert _raw_read(gw, backend).status_code == 200
+        low, bucket = {"x-ms-cosmos-priority-level": "Low"}, {"x-ms-cosmos-throughput-bucket": "1"}
+        # ~300 RU each: in provisioned mode the Low read (over 50 %) and the second bucket read (over 20 %) are 429s
+        answers = _scenario_in_one_second(gw, backend, [{}, low, bucket])
+        assert [r.status_code for r in answers] == [200, 200, 200]
+        answers = _scenario_in_one_second(gw, backend, [bucket, bucket, low, low])
+        assert [r.status_code for r in answers] == [200, 200, 200, 429]  # the account's 1000 RU/s still holds
+        assert answers[3].headers["x-ms-substatus"] == "3200"
+        ca = str(backend.state_dir / "tls" / "ca.pem")
+        # switched at run time: the same Low read is refused again once the account is provisioned
+        url = f"{gw.endpoint}_gateway/config"
+        assert requests.post(url, json={"account_mode": "provisioned"}, verify=ca, timeout=5).json()[
+            "account_mode"
+        ] == "provisioned"
+        answers = _scenario_in_one_second(gw, backend, [{}, low])
+        assert [r.status_code for r in answers] == [200, 429]
+        bad = requests.post(url, json={"account_mode": "dedicated"}, verify=ca, timeout=5)
+        assert bad.status_code == 400 and "dedicated" in bad.json()["error"]
+
+
 def test_endpoint_discovery_stays_on_the_gateway(backend: Backend) -> None:
     with start_gateway(backend.url, backend.state_dir) as gw:
         ca = str(backend.state_dir / "tls" / "ca.pem")
@@ -348,6 +376,7 @@ def test_bad_settings_are_refused_with_the_value(backend: Backend) -> None:
         (["--low-priority-fraction", "1.5"], "1.5"),
         (["--port", "70000"], "70000"),
         (["--backend", "http://127.0.0.1:1"], "http://127.0.0.1:1"),
+        (["--account", "dedicated"], "dedicated"),
     ):
         argv = {"--port": str(free_port()), "--backend": backend.url, "--state-dir": str(backend.state_dir)}
         argv.update(dict(zip(args[::2], args[1::2], strict=True)))
@@ -361,6 +390,7 @@ def test_runs_as_a_process(backend: Backend) -> None:
     cmd = [
         sys.executable, "-m", "devstack.ru_gateway", "--port", str(port), "--backend", backend.url,
         "--state-dir", str(backend.state_dir), "--provisioned-ru", "4000", "--throughput-bucket", "2=50",
+        "--account", "serverless",
     ]  # fmt: skip
     proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
@@ -371,6 +401,7 @@ def test_runs_as_a_process(backend: Backend) -> None:
         assert _charge(container) > 250
         config = requests.get(f"https://127.0.0.1:{port}/_gateway/stats", verify=ca, timeout=5).json()["config"]
         assert config["provisioned_ru"] == 4000 and config["throughput_buckets"] == {"2": 50.0}
+        assert config["account_mode"] == "serverless"
     finally:
         proc.terminate()
         proc.wait(timeout=10)

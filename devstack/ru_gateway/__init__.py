@@ -1,4 +1,5 @@
-"""Local RU gateway: charges, throttles (provisioned RU/s, priority, throughput buckets) and reports Cosmos DB RU.
+"""Local RU gateway: charges, throttles (provisioned RU/s, priority, throughput buckets; or a serverless account,
+which honours neither) and reports Cosmos DB RU.
 
 Public API (see each module's docstring): ``start_gateway``/``Gateway`` (proxy.py), ``GatewaySettings`` (config.py),
 ``ChargeModel`` (charge_model.py), ``classify_traffic``; process entry point: ``python -m
@@ -6,12 +7,13 @@ devstack.ru_gateway --help``.
 """
 
 from devstack.ru_gateway.charge_model import ChargeModel, RequestKind, classify
-from devstack.ru_gateway.config import DEFAULT_PROVISIONED_RU, GatewaySettings, GatewaySettingsError
+from devstack.ru_gateway.config import ACCOUNT_MODES, DEFAULT_PROVISIONED_RU, GatewaySettings, GatewaySettingsError
 from devstack.ru_gateway.metrics import NAMESPACE as METRICS_NAMESPACE
 from devstack.ru_gateway.proxy import SUBSCRIPTION_ID, TRAFFIC_HEADER, Gateway, classify_traffic, start_gateway
 from devstack.ru_gateway.throttle import SUBSTATUS_RU_BUDGET_EXCEEDED, SUBSTATUS_THROUGHPUT_BUCKET_EXCEEDED
 
 __all__ = [
+    "ACCOUNT_MODES",
     "DEFAULT_PROVISIONED_RU",
     "METRICS_NAMESPACE",
     "SUBSCRIPTION_ID",

@@ -13,7 +13,8 @@ HTTP surface besides the proxied Cosmos REST API:
 - ``POST /subscriptions/{id}/metrics:getBatch`` — Azure Monitor's batch metrics API (any bearer token).
 - ``GET /_gateway/stats[?seconds=N]`` — per-class RU/requests/429s per second and totals, plus the settings.
 - ``POST /_gateway/config`` — JSON object of settings to change (``provisioned_ru``, ``low_priority_fraction``,
-  ``throughput_buckets``, ``reporting_delay_s``); answers the new settings or 400 naming the bad value.
+  ``throughput_buckets``, ``reporting_delay_s``, ``account_mode``); answers the new settings or 400 naming the bad
+  value.
 - ``GET /_gateway/health`` — 200 once the backend answers.
 
 Transparency: the account document and any header naming the backend (``content-location``) are rewritten to the
