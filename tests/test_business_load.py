@@ -152,3 +152,47 @@ def test_bad_load_arguments_name_the_value() -> None:
     ):
         with pytest.raises(ValueError, match=needle):
             run_business_load("https://127.0.0.1:1/", "k", DB, COLL, **kwargs)  # type: ignore[arg-type]
+
+
+def test_a_recorded_trace_file_plays_per_grain(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Azure Monitor's per-minute TotalRequestUnits (Sum) export: each minute's RU / 60 / provisioned, held for the
+    minute; the shipped example traces all read."""
+    path = tmp_path / "day.csv"
+    path.write_text(
+        "# provisioned_ru=5000\n"
+        '"Timestamp","Total Request Units (Sum)"\n'
+        '"2026-11-30 18:00:00",150000\n"2026-11-30 18:01:00",300000\n"2026-11-30 18:02:00",321000\n'
+    )
+    from devstack.business_load import read_trace_csv
+
+    trace_file = read_trace_csv(path)
+    assert (trace_file.grain_s, trace_file.rows, trace_file.unit) == (60.0, 3, "ru")
+    trace = trace_file.trace
+    assert trace.at(30) == pytest.approx(0.5) and trace.at(90) == pytest.approx(1.0)
+    assert trace.at(150) == pytest.approx(1.07)  # above provisioned: a spike the business alone cannot be served
+    assert read_trace_csv(path, provisioned_ru=4000).trace.at(30) == pytest.approx(0.625)  # the option wins
+    for example in ("spike", "plateau", "square"):
+        assert read_trace_csv(stack.REPO_ROOT / "bench" / "traces" / f"{example}.csv").rows > 60
+
+
+def test_a_bad_trace_file_names_the_line(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from devstack.business_load import TraceFileError, read_trace_csv
+
+    cases = {
+        "time,fraction\n0,0.5\n1,half\n": r":3: value 'half' is not a number",
+        "time,fraction\n0,0.5\nyesterday,0.4\n": r":3: 'yesterday' is not a timestamp",
+        "time,fraction\n0,0.5\n2,0.4\n1,0.4\n": r":4: timestamp '1' is not after",
+        "time,fraction\n0,0.5\n1,\n": r":3: no value after the timestamp",
+        "time,fraction\n0,0.5\n1,2.5\n": r":3: value 2.5 is 250% of provisioned",
+        "time,RU\n0,100\n60,200\n": r"need the provisioned RU/s",
+        "time,value\n0,100\n60,200\n": r"cannot tell the unit",
+        "time,percent\n0,50\n": r"at least two",
+        "time,percent\n0,50\n60,50\n120,50\n90000,50\n": r"covers 25.0 h",
+    }
+    for text, needle in cases.items():
+        path = tmp_path / "bad.csv"
+        path.write_text(text)
+        with pytest.raises(TraceFileError, match=needle):
+            read_trace_csv(path)
+    with pytest.raises(TraceFileError, match="cannot read trace file"):
+        read_trace_csv(tmp_path / "missing.csv")
