@@ -414,3 +414,64 @@ def test_a_stopped_gateway_answers_nothing_even_on_kept_alive_connections(backen
         assert session.get(f"{gw.endpoint}_gateway/config", verify=ca, timeout=5).status_code == 200
     with pytest.raises(requests.ConnectionError):
         session.get(f"{gw.endpoint}_gateway/config", verify=ca, timeout=5)
+
+
+def test_faults_are_injected_on_request_and_end_by_themselves(backend: Backend) -> None:
+    ca = str(backend.state_dir / "tls" / "ca.pem")
+    with start_gateway(backend.url, backend.state_dir) as gw:
+        url = f"{gw.endpoint}_gateway/faults"
+        assert _raw_read(gw, backend).status_code == 200
+        # a 429 storm of two answers: Cosmos's shape, whatever the RU budget says; then normal service
+        started = requests.post(url, json={"kind": "throttle", "count": 2, "retry_after_ms": 50}, verify=ca, timeout=5)
+        assert started.status_code == 200 and started.json()["active"][0]["kind"] == "throttle"
+        answers = [_raw_read(gw, backend) for _ in range(3)]
+        assert [r.status_code for r in answers] == [429, 429, 200]
+        assert answers[0].headers["x-ms-retry-after-ms"] == "50" and answers[0].headers["x-ms-substatus"] == "3200"
+        # a 5xx, then a slow answer, in one POST (a list)
+        both = [{"kind": "error", "status": 500, "count": 1}, {"kind": "slow", "delay_s": 0.6, "count": 1}]
+        assert requests.post(url, json=both, verify=ca, timeout=5).status_code == 200
+        assert _raw_read(gw, backend).status_code == 500
+        t0 = time.monotonic()
+        assert _raw_read(gw, backend).status_code == 200
+        assert time.monotonic() - t0 >= 0.6
+        # only the traffic class named: business-only faults leave the archiver alone
+        gw.inject(kind="error", count=1, traffic="business")
+        assert _raw_read(gw, backend, **{"x-cosmos-archive-traffic": "archiver"}).status_code == 200
+        assert _raw_read(gw, backend, **{"x-cosmos-archive-traffic": "business"}).status_code == 503
+        # a connection reset: no answer at all, the next connection is served
+        gw.inject(kind="reset", count=1)
+        with pytest.raises(requests.ConnectionError):
+            _raw_read(gw, backend)
+        assert _raw_read(gw, backend).status_code == 200
+        # down for a while: every connection refused, then back by itself
+        gw.inject(kind="down", duration_s=1.0)
+        with pytest.raises(requests.ConnectionError):
+            _raw_read(gw, backend)
+        time.sleep(1.1)
+        assert _raw_read(gw, backend).status_code == 200
+        state = requests.get(url, verify=ca, timeout=5).json()
+        assert state["active"] == []
+        assert state["injected"]["throttle"] == 2 and state["injected"]["error"] == 2
+        assert state["injected"]["reset"] == 1 and state["injected"]["slow"] == 1 and state["injected"]["down"] >= 1
+        # the SDK rides out a short 429 storm on its own retries
+        gw.inject(kind="throttle", count=3, retry_after_ms=20)
+        statuses: list[int] = []
+        _container(gw.endpoint).read_item(
+            backend.doc_ids[0],
+            partition_key="cust-0",
+            raw_response_hook=lambda r: statuses.append(r.http_response.status_code),
+        )
+        assert statuses.count(429) == 3 and statuses[-1] == 200, statuses
+        # cleared on request; bad specifications name the value
+        gw.inject(kind="error", duration_s=60)
+        assert requests.delete(url, verify=ca, timeout=5).json()["active"] == []
+        assert _raw_read(gw, backend).status_code == 200
+        for bad, needle in (
+            ({"kind": "meteor", "count": 1}, "meteor"),
+            ({"kind": "error", "count": 1, "status": 404}, "404"),
+            ({"kind": "slow"}, "duration_s or count"),
+            ({"kind": "reset", "count": 1, "rate": 2}, "rate=2"),
+            ({"kind": "reset", "count": 1, "when": "now"}, "when"),
+        ):
+            answer = requests.post(url, json=bad, verify=ca, timeout=5)
+            assert answer.status_code == 400 and needle in answer.json()["error"], (bad, answer.text)
