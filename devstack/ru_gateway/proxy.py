@@ -19,7 +19,8 @@ HTTP surface besides the proxied Cosmos REST API:
 - ``POST /_gateway/faults`` — inject a service fault (a JSON object or list of them: ``{"kind": "throttle" | "error"
   | "reset" | "slow" | "down", "duration_s": 5, "count": null, "rate": 1.0, "traffic": "all"|"archiver"|"business",
   "status": 503, "delay_s": 1.0, "retry_after_ms": 100}``, see faults.py); ``GET`` lists the active ones and the
-  injections so far; ``DELETE`` clears them. Loopback clients only (403 otherwise).
+  injections so far; ``DELETE`` clears them. Loopback clients only (403 otherwise). A ``down`` fault refuses this
+  endpoint's connections too: wait for its ``duration_s``, or call ``Gateway.clear_faults()`` in-process.
 
 Transparency: the account document and any header naming the backend (``content-location``) are rewritten to the
 gateway's own address, so the SDK's endpoint discovery keeps talking to the gateway. Responses are buffered (the
