@@ -121,6 +121,22 @@ class RunResult:
     extra: str = ""
 
 
+class ServerlessGuardBudget(AdaptiveBudget):
+    """PROPOSAL, not in the product (``--serverless-guard``): on a serverless account nothing makes Cosmos throttle
+    the archiver first, and the metrics show a business step 1-2 grains late. Capping the archiver at
+    (1 - ceiling) x provisioned means that while the business stays under the ceiling, no step of it, however
+    fast, can push the total over provisioned before the controller sees it; above the ceiling the target is 0 as
+    before. The price: the archiver never uses more than 1 - ceiling of the account (seed: 20 % of the 30 %
+    headroom at a 50 % business)."""
+
+    def step(self) -> None:
+        super().step()
+        cap = (1.0 - self.settings.ceiling) * self.settings.provisioned_ru_s
+        if self.state.rate_ru_s > cap:
+            self.state.rate_ru_s = cap
+            self._bucket.set_rate(cap)
+
+
 def archiver_reader(lab: RuLab, budget: Any, stop: threading.Event, counters: dict[str, int], index: int) -> None:
     client_kwargs = budget.settings.client_kwargs()
     container = lab.container_proxy(**client_kwargs)  # user agent suffix "cosmos-archive" = archiver traffic
@@ -369,7 +385,7 @@ def goal_check(r: RunResult) -> str:
         f"goals {r.name:8s} [{r.account}]: archiver-caused client 429s = 0: {r.client_429_caused} "
         f"{_met(r.client_429_caused == 0)} (business alone over provisioned: {r.client_429_alone})"
     )
-    if r.name == "adaptive":
+    if r.name.startswith("adaptive"):
         gap = r.noise_bound_steady - r.utilisation_steady
         line += (
             f" | within 3 points of the noise bound outside ramps: {r.utilisation_steady:.1%} vs "
@@ -408,6 +424,7 @@ def add_controller_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--burst-s", type=float, default=0.1, help="token bucket capacity in seconds (both controllers)"
     )
+    parser.add_argument("--backoff-factor", type=float, default=0.5, help="adaptive: rate x this on a 429")
 
 
 def adaptive_settings(args: argparse.Namespace) -> RateControlSettings:
@@ -428,6 +445,7 @@ def adaptive_settings(args: argparse.Namespace) -> RateControlSettings:
         error_quantile=args.error_quantile if args.error_quantile > 0 else None,
         error_window=args.error_window,
         burst_s=args.burst_s,
+        backoff_factor=args.backoff_factor,
     )
 
 
@@ -469,6 +487,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--business-workers", type=int, default=8)
     parser.add_argument("--dump", help="write per-second CSVs with this path prefix")
     parser.add_argument("--only", choices=["static", "adaptive"], help="run one controller only")
+    parser.add_argument(
+        "--serverless-guard",
+        action="store_true",
+        help="adaptive: the proposed cap at (1 - ceiling) x provisioned (ServerlessGuardBudget; not in the product)",
+    )
     args = parser.parse_args(argv)
     # SIGTERM (e.g. `timeout`) unwinds like Ctrl-C, so the lab's servers and the business load are stopped
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
@@ -547,7 +570,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.only in (None, "adaptive"):
             source = lab.usage_source(lagging_grains=0)
             time.sleep(3)  # let the previous run's traffic age out of the gateway's recent seconds
-            results.append(run_one("adaptive", lab, AdaptiveBudget(adaptive_settings(args), source), args))
+            controller = ServerlessGuardBudget if args.serverless_guard else AdaptiveBudget
+            name = "adaptive+guard" if args.serverless_guard else "adaptive"
+            results.append(run_one(name, lab, controller(adaptive_settings(args), source), args))
             print(report(results[-1]), flush=True)
     for r in results:
         print(goal_check(r))
