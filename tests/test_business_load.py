@@ -58,6 +58,7 @@ def test_stack_puts_the_gateway_in_front(local_stack: stack.StackConfig) -> None
     assert all("healthy" in s and "UNHEALTHY" not in s for s in states.values()), states
     stats = _stats(local_stack)
     assert stats["config"]["provisioned_ru"] == PROVISIONED
+    assert stats["config"]["account_mode"] == "provisioned"  # the stack passes its account mode to the gateway
     assert stats["config"]["backend"] == local_stack.cosmos_backend_endpoint.rstrip("/")
     container = cosmos_client(local_stack.cosmos_endpoint, stack.EMULATOR_COSMOS_KEY).get_database_client(DB)
     container.get_container_client(COLL).read_item("r0", partition_key="c0")
@@ -67,6 +68,12 @@ def test_stack_puts_the_gateway_in_front(local_stack: stack.StackConfig) -> None
 def test_stack_rejects_bad_provisioned_ru(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COSMOS_ARCHIVE_PROVISIONED_RU", "-3")
     with pytest.raises(stack.StackError, match="-3"):
+        stack.StackConfig.from_env()
+    monkeypatch.delenv("COSMOS_ARCHIVE_PROVISIONED_RU")
+    monkeypatch.setenv("COSMOS_ARCHIVE_ACCOUNT_MODE", "Serverless")
+    assert stack.StackConfig.from_env().account_mode == "serverless"
+    monkeypatch.setenv("COSMOS_ARCHIVE_ACCOUNT_MODE", "dedicated")
+    with pytest.raises(stack.StackError, match="dedicated"):
         stack.StackConfig.from_env()
 
 
