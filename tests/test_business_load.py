@@ -134,6 +134,11 @@ def test_cli_load_subcommand(local_stack: stack.StackConfig, capsys: pytest.Capt
     assert "25" in capsys.readouterr().err
     assert cli.main(["load", "--database", DB, "--container", COLL, "--mix", "0.9:0.1"]) == 2
     assert "'0.9:0.1' must be read:query:write" in capsys.readouterr().err
+    assert cli.main(["load", "--database", DB, "--container", COLL, "--trace-file", "no-such-trace.csv"]) == 2
+    assert "cannot read trace file no-such-trace.csv" in capsys.readouterr().err
+    both = ["--trace", "0:0.3,24:0.3", "--trace-file", "no-such-trace.csv"]
+    assert cli.main(["load", "--database", DB, "--container", COLL, *both]) == 2
+    assert "either --trace or --trace-file" in capsys.readouterr().err
 
 
 def test_default_trace_is_diurnal_around_half_with_spikes() -> None:

@@ -201,3 +201,34 @@ def test_seeded_invoices_are_deterministic_and_compress_like_real_ones(seed: int
     assert 2.0 <= ratio <= 10.0, ratio
     filler = canonical_json(make_record(dataclasses.replace(spec, padding="filler"), index, end))
     assert json.loads(filler)["archiveTs"] == json.loads(doc)["archiveTs"]  # dates as the first seed made them
+
+
+@BOUNDED
+@given(
+    st.lists(st.floats(min_value=0.0, max_value=1.5), min_size=2, max_size=50),
+    st.sampled_from([1, 60]),
+    st.sampled_from(["ru", "fraction", "percent"]),
+)
+def test_a_recorded_trace_reads_back_grain_by_grain(values: list[float], grain_s: int, unit: str) -> None:
+    """Any per-second or per-minute trace, in any of its units, plays each grain's share of provisioned for the
+    whole grain."""
+    import tempfile
+    from pathlib import Path
+
+    from devstack.business_load import read_trace_csv
+
+    provisioned = 5000.0
+    start = datetime(2026, 11, 30, 18, 0, tzinfo=UTC)
+    shown = {"ru": lambda f: f"{f * provisioned * grain_s:.6f}", "fraction": lambda f: f"{f:.9f}"}
+    lines = [f"# provisioned_ru={provisioned:g}", f"timestamp,{'RU' if unit == 'ru' else unit}"]
+    for i, fraction in enumerate(values):
+        value = shown[unit](fraction) if unit in shown else f"{fraction * 100:.7f}"
+        lines.append(f"{(start + timedelta(seconds=i * grain_s)).isoformat()},{value}")
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "trace.csv"
+        path.write_text("\n".join(lines) + "\n")
+        recorded = read_trace_csv(path)
+    assert (recorded.rows, recorded.grain_s, recorded.unit) == (len(values), grain_s, unit)
+    for i, fraction in enumerate(values):
+        for offset in (0.01, 0.5, 0.99):
+            assert math.isclose(recorded.trace.at((i + offset) * grain_s), fraction, abs_tol=1e-6)

@@ -22,6 +22,8 @@ from azure.cosmos import PartitionKey
 from devstack.ru_gateway import (
     METRICS_NAMESPACE,
     SUBSTATUS_THROUGHPUT_BUCKET_EXCEEDED,
+    FaultSpec,
+    FaultSpecError,
     Gateway,
     GatewaySettings,
     GatewaySettingsError,
@@ -475,3 +477,28 @@ def test_faults_are_injected_on_request_and_end_by_themselves(backend: Backend) 
         ):
             answer = requests.post(url, json=bad, verify=ca, timeout=5)
             assert answer.status_code == 400 and needle in answer.json()["error"], (bad, answer.text)
+
+
+def test_a_fault_plan_ends_by_count_and_duration_and_hits_its_share() -> None:
+    """The plan's own logic, on a fake clock (no servers)."""
+    from devstack.ru_gateway.faults import FaultPlan
+
+    now = [0.0]
+    plan = FaultPlan(clock=lambda: now[0])
+    plan.add(FaultSpec(kind="error", count=2, traffic="archiver"))
+    assert plan.draw("business") is None
+    assert [plan.draw("archiver") is not None for _ in range(3)] == [True, True, False]
+    plan.add(FaultSpec(kind="slow", duration_s=1.0))
+    assert plan.draw("business", metadata=True) is None  # only 'down' meets metadata requests
+    assert plan.draw("business") is not None
+    now[0] = 1.0
+    assert plan.draw("business") is None and plan.to_json()["active"] == []
+    plan.add(FaultSpec(kind="reset", duration_s=100, rate=0.25, seed=7))
+    hits = sum(plan.draw("archiver") is not None for _ in range(2000))
+    assert 400 <= hits <= 600, hits  # a quarter of the requests, seeded
+    plan.clear()
+    plan.add(FaultSpec(kind="down", duration_s=1.0))
+    assert plan.down() and plan.draw("business", metadata=True) is not None
+    assert plan.to_json()["injected"] == {"error": 2, "slow": 1, "reset": hits, "down": 2}
+    with pytest.raises(FaultSpecError, match="count=0"):
+        FaultSpec(kind="error", count=0)
