@@ -166,8 +166,9 @@ class RunResult:
     jitter_p99: float  # business RU in a second above the mean of its 4 neighbours, 99th percentile
     noise_bound: float  # best utilisation with a margin of jitter_p99 on a perfectly known trend
     account: str = "provisioned"
-    utilisation_steady: float = 0.0  # utilisation over the seconds outside ramps
-    noise_bound_steady: float = 0.0  # the noise bound over the same seconds
+    utilisation_steady: float = 0.0  # utilisation over the seconds 2 s or more away from a ramp
+    noise_bound_steady: float = 0.0  # the noise bound over the same seconds (their own jitter)
+    jitter_p99_steady: float = 0.0
     client_429_alone: int = 0  # client 429s in seconds where the business alone asked for more than provisioned
     client_429_caused: int = 0  # client 429s in other seconds while the archiver ran: the archiver's doing
     client_429_before: int = 0  # client 429s before the archiver started
@@ -303,9 +304,6 @@ def run_one(name: str, lab: RuLab, budget: Any, args: argparse.Namespace) -> Run
         headroom = max(0.0, ceiling_ru - bus)
         headroom_sum += headroom
         used += min(arch, headroom)
-        if not ramping:
-            steady_headroom += headroom
-            steady_used += min(arch, headroom)
         arch_sum += arch
         bus_sum += bus
         if bus + arch > ceiling_ru:
@@ -316,7 +314,14 @@ def run_one(name: str, lab: RuLab, budget: Any, args: argparse.Namespace) -> Run
         if bus + arch > ceiling_ru + tolerance and bus <= ceiling_ru:
             over_tol += 1
     jitter_p99, noise_bound = noise_floor(business_at, first, last, ceiling_ru)
-    _, noise_bound_steady = noise_floor(business_at, first, last, ceiling_ru, skip=ramps)
+    # "outside ramps": seconds at least 2 s away from a ramp second (the jitter's trend spans +-2 s)
+    near_ramps = {second + k for second in ramps for k in range(-2, 3)}
+    for row in rows:
+        if first <= row["second"] < last and row["second"] not in near_ramps:
+            headroom = max(0.0, ceiling_ru - row["business"]["ru"])
+            steady_headroom += headroom
+            steady_used += min(row["archiver"]["ru"], headroom)
+    jitter_p99_steady, noise_bound_steady = noise_floor(business_at, first, last, ceiling_ru, skip=near_ramps)
     alone, caused_429, before = split_client_429s(rows, business, args, started, ended)
     extra = ""
     if isinstance(budget, AdaptiveBudget):
@@ -340,6 +345,7 @@ def run_one(name: str, lab: RuLab, budget: Any, args: argparse.Namespace) -> Run
         account=args.account,
         utilisation_steady=steady_used / steady_headroom if steady_headroom else 0.0,
         noise_bound_steady=noise_bound_steady,
+        jitter_p99_steady=jitter_p99_steady,
         client_429_alone=alone,
         client_429_caused=caused_429,
         client_429_before=before,
@@ -390,16 +396,19 @@ def noise_floor(
     Jitter = business RU in a second minus the mean of its two neighbours on each side (the trend). A controller
     that knew the trend perfectly must still keep the 99th percentile of the jitter free to stay under the ceiling
     in 99 % of seconds; the bound is then sum(max(0, trend headroom - p99)) / sum(headroom). ``skip``: seconds left
-    out of the bound's sums (e.g. ramps); the jitter's p99 is taken over all seconds."""
-    seconds = [s for s in range(first + 2, last - 2) if all(s + k in business_at for k in (-2, -1, 1, 2))]
+    out (e.g. near ramps, where the "jitter" is the ramp itself), from the jitter's p99 and from the sums."""
+    seconds = [
+        s
+        for s in range(first + 2, last - 2)
+        if all(s + k in business_at for k in (-2, -1, 1, 2)) and not (skip and s in skip)
+    ]
     if len(seconds) < 5:
         return 0.0, 0.0
     trend = {s: sum(business_at[s + k] for k in (-2, -1, 1, 2)) / 4 for s in seconds}
     jitter = sorted(business_at[s] - trend[s] for s in seconds)
     p99 = max(0.0, jitter[min(len(jitter) - 1, math.ceil(0.99 * len(jitter)) - 1)])
-    kept = [s for s in seconds if not skip or s not in skip]
-    headroom = sum(max(0.0, ceiling_ru - business_at[s]) for s in kept)
-    usable = sum(max(0.0, ceiling_ru - trend[s] - p99) for s in kept)
+    headroom = sum(max(0.0, ceiling_ru - business_at[s]) for s in seconds)
+    usable = sum(max(0.0, ceiling_ru - trend[s] - p99) for s in seconds)
     return p99, (usable / headroom if headroom else 0.0)
 
 
@@ -409,7 +418,8 @@ def report(result: RunResult) -> str:
     n = max(1, result.seconds)
     return (
         f"{result.name:9s} [{result.account}] utilisation {result.utilisation:6.1%} (raw {result.raw_ratio:6.1%}; "
-        f"outside ramps {result.utilisation_steady:6.1%}, noise bound there {result.noise_bound_steady:6.1%}) | "
+        f"outside ramps {result.utilisation_steady:6.1%}, noise bound there {result.noise_bound_steady:6.1%} with "
+        f"jitter p99 {result.jitter_p99_steady:3.0f} RU) | "
         f"over ceiling {result.over_s / n:5.1%} ({result.over_s}/{n} s; archiver-caused "
         f"{result.caused_over_s / n:5.1%} = {result.caused_over_s} s, {result.caused_over_ramp_s} of them in a ramp; "
         f"by >2% {result.caused_over_tol_s / n:5.1%})"
