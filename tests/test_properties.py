@@ -16,9 +16,11 @@ from hypothesis import strategies as st
 
 from include.cosmos_archiver.archive.canonical import canonical_json, sha256_hex, slice_digest
 from include.cosmos_archiver.archive.parquet_layout import ArchivedRow, decode_any, decode_rows, encode_rows
-from include.cosmos_archiver.ru.rate_control import AdaptiveBudget, RateControlSettings, TokenBucket
+from include.cosmos_archiver.ru.adaptive_budget import AdaptiveBudget
+from include.cosmos_archiver.ru.settings import RateControlSettings
+from include.cosmos_archiver.ru.token_bucket import TokenBucket
 from include.cosmos_archiver.ru.usage import UsageSample
-from include.cosmos_archiver.slices import TimeSlice, bound_value, plan_slices
+from include.cosmos_archiver.slices import TimeSlice, bound_value, slice_grid
 
 BOUNDED = settings(max_examples=60, deadline=2000, suppress_health_check=[HealthCheck.too_slow], database=None)
 
@@ -73,12 +75,12 @@ def test_each_instant_is_in_exactly_one_slice_of_the_grid(
 ) -> None:
     start = instant - timedelta(hours=hours_before)
     end = instant + timedelta(hours=hours_after)
-    grid = plan_slices(start, end, slice_hours=slice_hours)
+    grid = slice_grid(start, end, slice_hours=slice_hours)
     holding = [s for s in grid if s.start <= instant < s.end]
     assert len(holding) == 1
     assert all(a.end == b.start for a, b in itertools.pairwise(grid))  # no gap, no overlap
     # the grid never moves: planning another window around the same instant puts it in the same slice
-    other = plan_slices(instant, instant + timedelta(microseconds=1), slice_hours=slice_hours)
+    other = slice_grid(instant, instant + timedelta(microseconds=1), slice_hours=slice_hours)
     assert other == holding
     (held,) = holding
     # the query bounds select it exactly once too, in either stored representation of the timestamp
