@@ -3,11 +3,12 @@ converges to the same verified archive — no record lost, no duplicate row, no 
 corruption was detected. Used by tests/test_faults.py (one test per case) and bench/faults.py (the summary).
 
 Shape (so later stages plug in):
-- ``PIPELINE``: the steps a run performs, in order (today copy, validate). A stage added later (purge, restore,
-  erasure, index update) appends a ``Step``; the worker and every rerun run the whole list.
+- ``PIPELINE``: the steps a run performs, in order (copy, validate, purge). A stage added later (erasure, index
+  update) appends a ``Step``; the worker and every rerun run the whole list. ``OPERATIONS`` are the runs a crash can
+  hit: ``pipeline`` and ``restore`` (an operator's restore of a purged slice, after a complete pipeline).
 - ``CRASH_POINTS``: where a crash is injected — a function or method of the product wrapped so that its n-th call
   (or n-th yielded item) kills the process (SIGKILL, in a worker subprocess) or raises ``InjectedCrash``
-  (in-process). A new stage adds its crash points (e.g. ``mid-purge`` on the purge's delete call).
+  (in-process). A new stage adds its crash points (e.g. ``mid-erasure`` on the erasure's delete call).
 - ``CASES``: ``FaultCase(fault_class, name, run, slow)``; ``run(lab) -> CaseResult``. ``crash_cases()``,
   ``storage_cases()`` and ``service_cases()`` build them; a new fault class adds a builder.
 - ``FaultLab``: a fresh Cosmos container (seeded with realistic invoices inside one slice), a fresh blob
@@ -55,9 +56,12 @@ from include.cosmos_archiver.archive.parquet_layout import decode_any
 from include.cosmos_archiver.archive.store import ArchiveStore
 from include.cosmos_archiver.clients import blob_container, cosmos_client
 from include.cosmos_archiver.pipeline.copy import copy_slice
+from include.cosmos_archiver.pipeline.purge import PurgeError, PurgeResult, purge_slice
+from include.cosmos_archiver.pipeline.restore import SYSTEM_PROPERTIES, RestoreResult, restore_slice
 from include.cosmos_archiver.pipeline.validate import ValidationResult, validate_slice
 from include.cosmos_archiver.settings import ArchiveSettings
 from include.cosmos_archiver.slices import TimeSlice
+from include.cosmos_archiver.source.reader import STUB_MARKER
 
 log = logging.getLogger(__name__)
 DATABASE = "faults"
@@ -89,6 +93,7 @@ class FaultLab:
     blob_container: str
     container: str
     expected: dict[str, str] = field(default_factory=dict)  # "pk/id" -> sha256 of the seeded documents
+    expected_content: dict[str, str] = field(default_factory=dict)  # "pk/id" -> sha256 without system properties
     settings: ArchiveSettings = SETTINGS
     time_slice: TimeSlice = SLICE
     stack_state_dir: str = ""
@@ -125,7 +130,7 @@ def new_lab(stack: StackConfig, *, docs: int = DOCS, doc_kb: int = DOC_KB, seed:
     database = cosmos_client(backend, EMULATOR_COSMOS_KEY).create_database_if_not_exists(DATABASE)
     container = database.create_container(name, PartitionKey(SETTINGS.partition_key_path))
     spec = SeedSpec(records=docs, seed=seed, target_kb=doc_kb, end=SLICE.end)
-    expected = {}
+    expected, content = {}, {}
     for i in range(docs):
         doc = make_record(spec, i, SLICE.end)
         issued = SLICE.start + dt.timedelta(minutes=31 * i + 7)  # inside the slice
@@ -134,12 +139,18 @@ def new_lab(stack: StackConfig, *, docs: int = DOCS, doc_kb: int = DOC_KB, seed:
         stored = container.create_item(doc)
         pk, rid = record_key(stored, SETTINGS.partition_key_path)
         expected[f"{pk}/{rid}"] = sha256_hex(canonical_json(stored))
+        content[f"{pk}/{rid}"] = content_hash(stored)
     blob_name = f"f-{uuid.uuid4().hex[:12]}"
     blob_container(stack.blob_connection_string, blob_name)
     return FaultLab(
-        stack.cosmos_endpoint, backend, stack.blob_connection_string, blob_name, name, expected,
+        stack.cosmos_endpoint, backend, stack.blob_connection_string, blob_name, name, expected, content,
         stack_state_dir=str(stack.state_dir),
     )  # fmt: skip
+
+
+def content_hash(doc: dict[str, Any]) -> str:
+    """sha256 of a document without the properties Cosmos sets (what a restore gives back)."""
+    return sha256_hex(canonical_json({k: v for k, v in doc.items() if k not in SYSTEM_PROPERTIES}))
 
 
 def drop_lab(lab: FaultLab) -> None:
@@ -166,12 +177,23 @@ def _validate(lab: FaultLab) -> ValidationResult:
     return validate_slice(lab.source(), lab.store(), lab.time_slice, lab.settings)
 
 
-PIPELINE: list[Step] = [Step("copy", _copy), Step("validate", _validate)]  # purge, restore, ... append here
+def _purge(lab: FaultLab) -> PurgeResult:
+    return purge_slice(lab.source(), lab.store(), lab.time_slice, lab.settings)
+
+
+PIPELINE: list[Step] = [Step("copy", _copy), Step("validate", _validate), Step("purge", _purge)]  # erasure, ...
 
 
 def run_pipeline(lab: FaultLab) -> dict[str, Any]:
     """Run every step; return each step's result by name."""
     return {step.name: step.run(lab) for step in PIPELINE}
+
+
+def run_restore(lab: FaultLab) -> RestoreResult:
+    return restore_slice(lab.source(), lab.store(), lab.time_slice.slice_id, lab.settings)
+
+
+OPERATIONS: dict[str, Callable[[FaultLab], Any]] = {"pipeline": run_pipeline, "restore": run_restore}
 
 
 @dataclass(frozen=True)
@@ -184,6 +206,8 @@ class CrashPoint:
     after: int = 0
     iterate: bool = False
     when: Callable[[tuple[Any, ...], dict[str, Any]], bool] | None = None
+    operation: str = "pipeline"  # the run it hits (OPERATIONS); "restore" runs after a complete pipeline
+    before_verified: bool = True  # the crash comes before validation ends: the slice must not be left verified
 
 
 def _is_part(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
@@ -205,9 +229,15 @@ CRASH_POINTS: dict[str, CrashPoint] = {
             "include.cosmos_archiver.archive.store:ArchiveStore.write_manifest",
             when=_copied_manifest,
         ),
-        # (not in decode_any: validation takes any exception there for a damaged file, and marks the slice failed)
-        CrashPoint("mid-validation", "include.cosmos_archiver.pipeline.validate:read_slice", after=2, iterate=True),
-        # later: CrashPoint("mid-purge", "<purge module>:<delete call>", after=3), mid-restore, mid-erasure, ...
+        # while listing the source side, after the files were re-read (fast validation, the local default; not in
+        # decode_any: validation takes any exception there for a damaged file and marks the slice failed)
+        CrashPoint("mid-validation", "include.cosmos_archiver.pipeline.validate:slice_versions"),
+        CrashPoint("mid-purge", "include.cosmos_archiver.pipeline.purge:_write_one", after=15, before_verified=False),
+        CrashPoint(
+            "mid-restore", "include.cosmos_archiver.pipeline.restore:_write_back", after=15, operation="restore",
+            before_verified=False,
+        ),
+        # later: mid-erasure, mid-index update: a CrashPoint on the call that does the stage's work
     )
 }
 
@@ -268,9 +298,11 @@ class ArchiveCheck:
     stale_parts: int = 0
     digest_ok: bool = False
     source_intact: bool = False
+    in_cosmos: int = 0  # seeded records still in Cosmos as documents (not stubs), any version
+    restored: int = 0  # seeded records in Cosmos with their archived content (system properties aside)
 
     @property
-    def converged(self) -> bool:
+    def archived_ok(self) -> bool:
         return (
             self.status == "verified" and self.missing_from_archive == 0 and self.duplicates == 0
             and self.stale_parts == 0 and self.digest_ok and self.lost == 0
@@ -280,7 +312,8 @@ class ArchiveCheck:
         return (
             f"status {self.status}, {self.archived} rows, missing {self.missing_from_archive}, duplicates "
             f"{self.duplicates}, stale parts {self.stale_parts}, digest {'ok' if self.digest_ok else 'WRONG'}, "
-            f"source {'intact' if self.source_intact else 'CHANGED'}, lost {self.lost}"
+            f"source {'intact' if self.source_intact else 'changed'}, {self.in_cosmos} still in Cosmos, "
+            f"{self.restored} restored, lost {self.lost}"
         )
 
 
@@ -289,9 +322,13 @@ def inspect(lab: FaultLab) -> ArchiveCheck:
     store = lab.store()
     manifest = store.read_manifest(lab.time_slice.slice_id)
     source: dict[str, str] = {}
+    content: dict[str, str] = {}
     for doc in lab.source(lab.backend_endpoint).query_items("SELECT * FROM c", enable_cross_partition_query=True):
+        if STUB_MARKER in doc:
+            continue  # a purge stub: the record lives in the archive
         pk, rid = record_key(doc, lab.settings.partition_key_path)
         source[f"{pk}/{rid}"] = sha256_hex(canonical_json(doc))
+        content[f"{pk}/{rid}"] = content_hash(doc)
     check = ArchiveCheck(manifest.status if manifest else None)
     archived: dict[str, str] = {}
     rows: list[tuple[str, str, str]] = []
@@ -318,6 +355,8 @@ def inspect(lab: FaultLab) -> ArchiveCheck:
         1 for k, d in lab.expected.items() if source.get(k) != d and not (verified and archived.get(k) == d)
     )
     check.source_intact = source == lab.expected
+    check.in_cosmos = sum(1 for k in lab.expected if k in source)
+    check.restored = sum(1 for k, d in lab.expected_content.items() if content.get(k) == d)
     return check
 
 
@@ -349,11 +388,17 @@ class FaultCase:
         return f"{self.fault_class}: {self.name}"
 
 
-def _converge(lab: FaultLab, result: CaseResult, started: float, before: str) -> CaseResult:
-    """Rerun the whole pipeline, fault gone, and record whether the archive converged."""
-    run_pipeline(lab)
+def _converge(
+    lab: FaultLab, result: CaseResult, started: float, before: str, operation: str = "pipeline"
+) -> CaseResult:
+    """Rerun ``operation``, fault gone, and record whether it converged: the pipeline to a verified archive with
+    every seeded record purged from Cosmos; a restore to every seeded record back with its archived content."""
+    OPERATIONS[operation](lab)
     check = inspect(lab)
-    result.converged = check.converged and check.source_intact
+    if operation == "restore":
+        result.converged = check.archived_ok and check.restored == len(lab.expected_content)
+    else:
+        result.converged = check.archived_ok and check.in_cosmos == 0
     result.records_lost = check.lost
     result.duplicates = check.duplicates
     result.stale_parts = check.stale_parts
@@ -365,6 +410,8 @@ def _converge(lab: FaultLab, result: CaseResult, started: float, before: str) ->
 def _crash_case(point: CrashPoint, action: str) -> Callable[[FaultLab], CaseResult]:
     def run(lab: FaultLab) -> CaseResult:
         result = CaseResult(f"crash ({'SIGKILL' if action == 'kill' else 'exception'})", point.name)
+        if point.operation != "pipeline":
+            run_pipeline(lab)  # e.g. a restore needs an archived and purged slice first
         started = time.monotonic()
         if action == "kill":
             done = subprocess.run(
@@ -377,48 +424,65 @@ def _crash_case(point: CrashPoint, action: str) -> Callable[[FaultLab], CaseResu
         else:
             try:
                 with armed(point, "raise"):
-                    run_pipeline(lab)
+                    OPERATIONS[point.operation](lab)
                 how = "no crash happened"
             except InjectedCrash as exc:
                 result.injected = 1
                 how = str(exc)
         after = inspect(lab)
-        before = f"{how}; left: {after.status or 'no manifest'}"
-        if after.status == "verified":  # a crash before the end of validation must never leave 'verified'
+        before = f"{how}; left: {after.status or 'no manifest'}, {after.in_cosmos} in Cosmos"
+        if point.before_verified and after.status == "verified":  # never 'verified' before validation ended
             before += " (WRONG: verified before validation finished)"
             result.injected = 0
-        return _converge(lab, result, started, before)
+        return _converge(lab, result, started, before, point.operation)
 
     return run
+
+
+SLOW = {"mid-restore"}  # the restore cases run the whole pipeline first
 
 
 def crash_cases() -> list[FaultCase]:
     cases = []
     for point in CRASH_POINTS.values():
-        cases.append(FaultCase("crash (exception)", point.name, _crash_case(point, "raise")))
+        cases.append(FaultCase("crash (exception)", point.name, _crash_case(point, "raise"), slow=point.name in SLOW))
         # a killed worker's lease blocks the rerun for up to slice_lease_s (15 s): slow
         cases.append(FaultCase("crash (SIGKILL)", point.name, _crash_case(point, "kill"), slow=True))
     return cases
 
 
-def _storage_case(name: str, damage: Callable[[FaultLab, ArchiveStore, Manifest], None]) -> FaultCase:
+def _storage_case(
+    name: str, damage: Callable[[FaultLab, ArchiveStore, Manifest], None], *, after_verified: bool = False
+) -> FaultCase:
+    """Damage the archive after the copy (or after its validation: ``after_verified``), then: validation (or the
+    purge's own re-verification) must detect it and mark the slice failed, and the purge must refuse — nothing
+    leaves Cosmos. A rerun (re-copy while Cosmos still holds the records) converges."""
+
     def run(lab: FaultLab) -> CaseResult:
         result = CaseResult("storage", name, corruptions_injected=1)
         started = time.monotonic()
         store = lab.store()
         manifest = _copy(lab)
+        if after_verified:
+            _validate(lab)
+            manifest = store.read_manifest(lab.time_slice.slice_id) or manifest
         damage(lab, store, manifest)
         result.injected = 1
-        outcome = _validate(lab)
+        outcome = _validate(lab)  # answers "already verified" without reading when after_verified
+        try:
+            purged = _purge(lab)
+            refusal = f"WRONG: purge ran ({purged.message()[:100]})"
+        except PurgeError as exc:
+            refusal = f"purge refused: {type(exc).__name__}"
         left = store.read_manifest(lab.time_slice.slice_id)
         status = left.status if left else "no manifest"
-        detected = not outcome.ok and status != "verified"
-        result.corruptions_detected = int(detected)
-        untouched = inspect(lab).source_intact  # nothing purged (a purge step, once there, must refuse)
-        before = f"validation {'FAILED' if not outcome.ok else 'passed'} ({status}): {outcome.message()[:160]}"
-        result = _converge(lab, result, started, before + ("" if untouched else "; SOURCE CHANGED"))
-        result.converged = result.converged and untouched
-        return result
+        untouched = inspect(lab).source_intact  # nothing purged
+        result.corruptions_detected = int(status != "verified" and untouched and not refusal.startswith("WRONG"))
+        before = (
+            f"validation {'FAILED' if not outcome.ok else 'passed'}, {refusal}, left {status}, source "
+            f"{'intact' if untouched else 'CHANGED'}: {outcome.message()[:120]}"
+        )
+        return _converge(lab, result, started, before)
 
     return FaultCase("storage", name, run)
 
@@ -443,6 +507,11 @@ def storage_cases() -> list[FaultCase]:
         _storage_case(
             "stray part from another copy",
             lambda lab, s, m: s.upload(s.part_path(m.slice_id, 99), s.download(_part(m, 0))),
+        ),
+        _storage_case(
+            "flipped byte after verification, before the purge",
+            lambda lab, s, m: s.upload(_part(m), flip_byte(s.download(_part(m)))),
+            after_verified=True,
         ),
     ]
 
@@ -566,8 +635,9 @@ def _worker(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     lab = FaultLab.from_json(args.lab)
-    with armed(CRASH_POINTS[args.point], "kill"):
-        run_pipeline(lab)
+    point = CRASH_POINTS[args.point]
+    with armed(point, "kill"):
+        OPERATIONS[point.operation](lab)
     print("the crash point was never reached", file=sys.stderr)
     return 3
 

@@ -1,8 +1,10 @@
-"""The fault suite, one test per case (devstack/fault_suite.py): each fault class injected into the pipeline on the
-local stack, then a rerun must converge to the same verified archive with no record lost, no duplicate row, no
-stale part, and every injected corruption detected. Cases marked ``slow`` (SIGKILL: the dead worker's 15 s lease;
-Blob unreachable: the SDK's own back-off) are left out of the default run: ``pytest -m slow tests/test_faults.py``
-runs them, ``pytest -m "slow or not slow"`` everything; ``bench/faults.py`` prints the whole suite's summary."""
+"""The fault suite, one test per case (devstack/fault_suite.py): each fault class injected into the pipeline (copy,
+validate, purge) or a restore on the local stack, then a rerun must converge — a verified archive with no record
+lost, no duplicate row, no stale part and every archived record purged, or every record restored — and every
+injected corruption detected with nothing purged. Cases marked ``slow`` (SIGKILL: the dead worker's 15 s lease;
+restores: a whole pipeline first; Blob unreachable: the SDK's own back-off) are left out of the default run:
+``pytest -m slow tests/test_faults.py`` runs them, ``pytest -m "slow or not slow"`` everything;
+``bench/faults.py`` prints the whole suite's summary."""
 
 from __future__ import annotations
 
