@@ -10,26 +10,31 @@ part, source untouched), records lost (must be 0), corruptions detected / inject
 (fault, detection and rerun). Then one line per fault class and a verdict. ``--quick`` leaves out the slow cases
 (SIGKILLed workers wait out their 15 s slice lease; Blob unreachable waits out the Blob SDK's own back-off).
 
-Measured (2026-12-02 00:00 UTC, the shared 2-core machine under other helpers' load; ``bench/faults.py
---verbose``, all 22 cases, 275 s):
+Measured (2026-12-02 00:28 UTC, on main with purge and restore, the shared 2-core machine under other helpers'
+load; ``bench/faults.py --verbose``, all 27 cases, 290 s):
 
   fault class        cases injected converged lost  corruptions detected/injected  time s
-  crash (exception)      4        4         4    0                              -     7.7
-  crash (SIGKILL)        4        4         4    0                              -    75.7
-  storage                6        6         6    0                     6/6 (100%)    16.0
-  service (Cosmos)       6        6         6    0                              -    25.9
-  service (Blob)         2        2         2    0                              -    88.5
-  ALL 22 CASES SURVIVED: every fault injected, 0 records lost, every corruption detected
+  crash (exception)      6        6         6    0                              -    13.4
+  crash (SIGKILL)        6        6         6    0                              -    98.0
+  storage                7        7         7    0                     7/7 (100%)    15.0
+  service (Cosmos)       6        6         6    0                              -    27.8
+  service (Blob)         2        2         2    0                              -    89.7
+  ALL 27 CASES SURVIVED: every fault injected, 0 records lost, every corruption detected
 
-What the service faults showed (the run under the fault, before the rerun): a 3 s 429 storm (14 answers), 8
-connection resets at 30 %, 4 answers slowed by 1.5 s and 2 answers of 500: the run completed on the SDK's own
-retries. 503 for 3 s: the run failed after 1.8 s (CosmosHttpResponseError ServiceUnavailable). Cosmos down for 4 s:
-the run failed after 0.1 s (ServiceResponseError: connection reset) — the SDK does not retry a query whose
-connection is cut, and the copy has no retry of its own: it relies on the task's retries. Blob Storage paused for
-3 s: the upload waited it out. Blob Storage unreachable: the Blob SDK's default back-off gave up after 82 s
-(ServiceRequestError: connection refused). Each failed run was followed by a rerun that converged. Crashes left
-"no manifest" (mid-copy, mid-upload, before the manifest) or "copied" (mid-validation), never "verified"; each
-SIGKILL rerun waited out the dead worker's 15 s slice lease.
+Crashes (mid-copy, mid-upload, after the files before the manifest, mid-validation, mid-purge, mid-restore): the
+first four left "no manifest" or "copied", never "verified"; a killed purge resumed from its _purge.json and a
+killed restore's rerun restored every record; each SIGKILL rerun of the pipeline waited out the dead worker's 15 s
+slice lease. Storage faults after the copy were caught by validation (slice failed) and the purge refused
+(SliceNotVerifiedError); a flipped byte after verification was caught by the purge's own re-verification
+(PurgeIntegrityError, slice failed); nothing left Cosmos in any of them. Service faults (the run under the fault,
+before the rerun): a 3 s 429 storm (14 answers), 4 answers slowed by 1.5 s and 2 answers of 500 — the run
+completed on the SDK's retries; 503 for 3 s — failed after 1.7 s (CosmosHttpResponseError ServiceUnavailable);
+connection resets (30 %) — completed in one run, failed after 0.9 s (ServiceResponseError) in another, depending on
+which request was cut; Cosmos down for 4 s — failed after 0.1 s (connection reset): the SDK does not retry a cut
+query and the pipeline has no retry of its own, so the outage is ridden out by the task's retries (the DAG's
+default_args: 2 retries, 2 min exponential back-off); Blob paused for 3 s — the upload waited it out; Blob
+unreachable — the Blob SDK's default back-off gave up after 83 s (ServiceRequestError: connection refused). Every
+failed run was followed by a rerun that converged.
 """
 
 from __future__ import annotations
