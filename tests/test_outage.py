@@ -1,0 +1,92 @@
+"""Outages are visible and bounded: with the Cosmos endpoint down the copy logs what it waits for every 30 s and
+converges once it is back; down for good, it fails within the configured bound naming the endpoint.
+
+The endpoint is an in-process RU gateway on a fixed loopback port in front of the session stack's cosmosdb-server:
+stopping it is an outage of exactly that endpoint (the stack keeps running for other tests). The issue's drill is
+a 3-minute outage; here it is bounded to ~40 s (one progress line at 30 s) to keep the suite quick.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import time
+import uuid
+
+import pytest
+from azure.cosmos import PartitionKey
+
+from devstack.ru_gateway.proxy import Gateway
+from devstack.stack import EMULATOR_COSMOS_KEY, free_port
+from devstack.tls import ensure_local_tls
+from include.cosmos_archiver.clients import EndpointPatience, cosmos_client
+from include.cosmos_archiver.pipeline.copy import copy_slice
+from include.cosmos_archiver.pipeline.validate import validate_slice
+from include.cosmos_archiver.settings import ArchiveSettings
+from include.cosmos_archiver.slices import TimeSlice
+from include.cosmos_archiver.source.reader import SourceUnreachableError
+
+SETTINGS = ArchiveSettings(timestamp_field="issuedAt", timestamp_kind="iso8601", page_size=5)
+DAY = TimeSlice(dt.datetime(2025, 3, 1, tzinfo=dt.UTC), dt.datetime(2025, 3, 2, tzinfo=dt.UTC))
+OUTAGE_S = 40
+
+
+@pytest.fixture
+def endpoint(stack):
+    """A gateway on a fixed port; yields a (start, stop) pair and the endpoint's container name."""
+    tls = ensure_local_tls(stack.state_dir)
+    port = free_port()
+    current: list[Gateway | None] = [Gateway(stack.cosmos_backend_endpoint.rstrip("/"), tls, port=port).start()]
+
+    def start() -> None:
+        current[0] = Gateway(stack.cosmos_backend_endpoint.rstrip("/"), tls, port=port).start()
+
+    def stop() -> None:
+        gateway, current[0] = current[0], None
+        if gateway is not None:
+            gateway.stop()
+
+    direct = cosmos_client(stack.cosmos_backend_endpoint, EMULATOR_COSMOS_KEY).create_database_if_not_exists("tests")
+    name = f"o-{uuid.uuid4().hex[:10]}"
+    seeded = direct.create_container(name, PartitionKey("/customerId"))
+    for i in range(12):
+        seeded.upsert_item({"id": f"r{i}", "customerId": f"c{i % 3}", "issuedAt": f"2025-03-01T{i:02d}:00:00.000Z"})
+    yield f"https://127.0.0.1:{port}/", name, start, stop
+    stop()
+    direct.delete_container(name)
+
+
+def _container(url: str, name: str, patience: EndpointPatience):
+    return cosmos_client(url, EMULATOR_COSMOS_KEY, patience=patience).get_database_client("tests").get_container_client(
+        name)
+
+
+def test_copy_logs_progress_while_cosmos_is_down_and_converges_after_restart(endpoint, archive_store, caplog):
+    url, name, start, stop = endpoint
+    container = _container(url, name, EndpointPatience(total_s=120, connect_timeout_s=5, backoff_max_s=10, retries=30))
+    stop()
+    restarter = threading.Timer(OUTAGE_S, start)
+    restarter.start()
+    try:
+        with caplog.at_level(logging.WARNING, logger="include.cosmos_archiver.clients"):
+            began = time.monotonic()
+            manifest = copy_slice(container, archive_store, DAY, SETTINGS)
+            waited = time.monotonic() - began
+    finally:
+        restarter.cancel()
+    waiting = [r.getMessage() for r in caplog.records if "still waiting for" in r.getMessage()]
+    assert waited >= OUTAGE_S - 1 and manifest.record_count == 12
+    assert waiting and url in waiting[0] and name in waiting[0], waiting
+    assert validate_slice(container, archive_store, DAY, SETTINGS).ok
+
+
+def test_copy_fails_within_the_bound_naming_the_endpoint_when_cosmos_stays_down(endpoint, archive_store):
+    url, name, _start, stop = endpoint
+    container = _container(url, name, EndpointPatience(total_s=20, connect_timeout_s=5, backoff_max_s=5, retries=30))
+    stop()
+    began = time.monotonic()
+    with pytest.raises(SourceUnreachableError) as failure:
+        copy_slice(container, archive_store, DAY, SETTINGS)
+    assert time.monotonic() - began < 20 + 15
+    assert url in str(failure.value) and name in str(failure.value)
