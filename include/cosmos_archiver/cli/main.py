@@ -12,6 +12,9 @@ SUBCOMMAND_MODULES = (
     "include.cosmos_archiver.cli.summary",
     "include.cosmos_archiver.cli.plan",
     "include.cosmos_archiver.cli.adf",
+    "include.cosmos_archiver.cli.census",
+    "include.cosmos_archiver.cli.reopen",
+    "include.cosmos_archiver.cli.scrub",
 )
 
 

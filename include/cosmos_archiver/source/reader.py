@@ -24,6 +24,7 @@ from include.cosmos_archiver.clients import EndpointPatience, endpoint_of, patie
 from include.cosmos_archiver.ru.budget import RuBudget, UnlimitedBudget, served_at
 from include.cosmos_archiver.slices import (
     MAX_UTC_OFFSET,
+    MISSING,
     TimeSlice,
     TimestampError,
     TimestampKind,
@@ -107,21 +108,40 @@ def read_slice(
     budget = budget or UnlimitedBudget()
     stats = stats if stats is not None else ReadStats()
     iso = timestamp_kind == "iso8601"
+
+    def keep(doc: dict[str, Any]) -> bool:
+        return in_slice(doc, time_slice, timestamp_field, timestamp_kind) and has_partition_key(container, doc)
+
     for page in query_pages(container, slice_query(time_slice, timestamp_field, timestamp_kind), page_size=page_size,
                             budget=budget, stats=stats):
         # Other spellings the range matched by their text are left to the spelling query, which places them all.
-        kept = [d for d in page if (not iso or is_canonical_iso(field_value(d, timestamp_field)))
-                and in_slice(d, time_slice, timestamp_field, timestamp_kind)]
+        kept = [d for d in page if (not iso or is_canonical_iso(field_value(d, timestamp_field))) and keep(d)]
         if kept:
             yield kept
     if not iso:
         return
     for page in query_pages(container, spelling_query(time_slice, timestamp_field), page_size=page_size,
                             budget=budget, stats=stats):
-        kept = [d for d in page if in_slice(d, time_slice, timestamp_field, timestamp_kind)]
+        kept = [d for d in page if keep(d)]
         stats.other_spellings += len(kept)
         if kept:
             yield kept
+
+
+def has_partition_key(container: ContainerProxy, document: dict[str, Any]) -> bool:
+    """A document without its partition key property is left in Cosmos DB (and named by the census): the billing
+    API cannot address it by key, and a purge could not delete it the usual way."""
+    path = container_partition_key_path(container)
+    return path is None or field_value(document, path.strip("/").replace("/", ".")) is not MISSING
+
+
+def container_partition_key_path(container: ContainerProxy) -> str | None:
+    """The container's (first) partition key path, from the properties the SDK caches for its queries."""
+    try:
+        paths = container._get_properties()["partitionKey"]["paths"]  # cached by the SDK after the first query
+    except (KeyError, AttributeError, TypeError):
+        return None
+    return paths[0] if paths else None
 
 
 def query_pages(
