@@ -16,11 +16,14 @@ import uuid
 
 import pytest
 from azure.cosmos import PartitionKey
+from azure.storage.blob import BlobLeaseClient
 
 from devstack.ru_gateway.proxy import Gateway
-from devstack.stack import EMULATOR_COSMOS_KEY, free_port
+from devstack.stack import AZURITE_ACCOUNT, AZURITE_KEY, EMULATOR_COSMOS_KEY, free_port
 from devstack.tls import ensure_local_tls
-from include.cosmos_archiver.clients import EndpointPatience, cosmos_client
+from include.cosmos_archiver.archive.slice_lease import BlobUnreachableError, SliceLease, slice_lease
+from include.cosmos_archiver.archive.store import ArchiveStore
+from include.cosmos_archiver.clients import EndpointPatience, blob_container, cosmos_client, endpoint_of
 from include.cosmos_archiver.pipeline.copy import copy_slice
 from include.cosmos_archiver.pipeline.validate import validate_slice
 from include.cosmos_archiver.settings import ArchiveSettings
@@ -90,3 +93,40 @@ def test_copy_fails_within_the_bound_naming_the_endpoint_when_cosmos_stays_down(
         copy_slice(container, archive_store, DAY, SETTINGS)
     assert time.monotonic() - began < 20 + 15
     assert url in str(failure.value) and name in str(failure.value)
+
+
+def _dead_store(patience: EndpointPatience):
+    port = free_port()  # nothing listens there
+    conn = (f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
+            f"BlobEndpoint=http://127.0.0.1:{port}/{AZURITE_ACCOUNT};")
+    return ArchiveStore(blob_container(conn, "archive", create=False, patience=patience), "records"), port
+
+
+def test_a_blob_outage_is_named_as_such_not_as_another_run_and_fails_in_bounded_time(caplog):
+    patience = EndpointPatience(total_s=12, connect_timeout_s=2)
+    store, port = _dead_store(patience)
+    began = time.monotonic()
+    with (caplog.at_level(logging.WARNING), pytest.raises(BlobUnreachableError) as failure,
+          slice_lease(store, DAY.slice_id, wait_s=5, lease_s=15)):
+        pass
+    assert time.monotonic() - began < 12 + 5
+    message = str(failure.value)
+    assert f"127.0.0.1:{port}" in message and "did not answer" in message and "another run" not in message
+    retries = [r.getMessage() for r in caplog.records if "Blob Storage at" in r.getMessage()]
+    assert retries and f"127.0.0.1:{port}" in retries[0] and "retry 1 of" in retries[0], retries
+
+
+def test_a_lease_renewal_during_a_blob_outage_is_named_as_an_outage():
+    store, port = _dead_store(EndpointPatience(total_s=12, connect_timeout_s=2))
+    blob = store.container.get_blob_client(f"{store.slice_dir(DAY.slice_id)}/_lease")
+    lease = SliceLease(BlobLeaseClient(blob, lease_id=str(uuid.uuid4())), DAY.slice_id, 15, endpoint_of(blob))
+    with pytest.raises(BlobUnreachableError, match=f"Blob Storage at http://127.0.0.1:{port}/.*did not answer"):
+        lease.ensure_held()
+
+
+def test_patience_bounds_every_attempt_within_the_total():
+    for total, connect in ((20, 2), (60, 10), (180, 10), (600, 10)):
+        patience = EndpointPatience(total_s=total, connect_timeout_s=connect)
+        waits = patience.backoffs()
+        assert waits and sum(waits) + (len(waits) + 1) * patience.connect_timeout_s <= total
+        assert max(waits) <= patience.backoff_max_s <= 30  # a retry log line at least every 30 s

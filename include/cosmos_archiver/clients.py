@@ -65,13 +65,48 @@ class EndpointPatience:
             "retry_throttle_backoff_max": self.throttle_wait_max_s,
         }
 
+    def backoffs(self) -> list[float]:
+        """The waits between attempts: 1, 2, 4 ... s capped at ``backoff_max_s``, as many as fit ``total_s`` with
+        every attempt taking its whole ``connect_timeout_s`` (an endpoint that drops packets)."""
+        waits: list[float] = []
+        while len(waits) < self.retries:
+            wait = min(2.0 ** len(waits), self.backoff_max_s)
+            if sum(waits) + wait + (len(waits) + 2) * self.connect_timeout_s > self.total_s:
+                break
+            waits.append(wait)
+        return waits
+
     def blob_kwargs(self) -> dict[str, Any]:
-        return {
-            "retry_policy": ExponentialRetry(initial_backoff=1, increment_base=2, retry_total=self.retries,
-                                             random_jitter_range=1),
-            "connection_timeout": self.connect_timeout_s,
-            "retry_backoff_max": self.backoff_max_s,
-        }
+        return {"retry_policy": BoundedBlobRetry(self), "connection_timeout": self.connect_timeout_s}
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> EndpointPatience:
+        """From the archive settings' ``endpoint_timeout_s`` (the other values keep their defaults)."""
+        return cls(total_s=float(settings.endpoint_timeout_s))
+
+
+class BoundedBlobRetry(ExponentialRetry):
+    """azure-storage-blob's exponential retry with its waits capped (:meth:`EndpointPatience.backoffs`, so a dead
+    endpoint fails within about ``total_s``) and a log line naming the endpoint before every retry."""
+
+    def __init__(self, patience: EndpointPatience) -> None:
+        self._waits = patience.backoffs()
+        super().__init__(initial_backoff=1, increment_base=2, retry_total=len(self._waits), random_jitter_range=0)
+
+    def get_backoff_time(self, settings: dict[str, Any]) -> float:
+        return self._waits[min(settings["count"], len(self._waits)) - 1] if self._waits else 0.0
+
+    def increment(self, settings: dict[str, Any], request: Any, response: Any = None, error: Any = None) -> bool:
+        retrying = super().increment(settings, request, response, error)
+        cause = error.__class__.__name__ if error else f"HTTP {getattr(response.http_response, 'status_code', '?')}"
+        url = urlparse(getattr(request, "http_request", request).url)  # the storage policy passes the HttpRequest
+        where = f"{url.scheme}://{url.netloc}{url.path}"
+        if retrying:
+            log.warning("Blob Storage at %s: %s; retry %d of %d in %.0f s", where, cause, settings["count"],
+                        len(self._waits), self.get_backoff_time(settings))
+        elif error is not None:
+            log.error("Blob Storage at %s: %s; giving up after %d retries", where, cause, len(self._waits))
+        return retrying
 
 
 DEFAULT_PATIENCE = EndpointPatience()

@@ -12,6 +12,7 @@ from include.cosmos_archiver.slices import TimestampKind, validate_field, valida
 
 MiB = 1024 * 1024
 MIN_LEASE_S, MAX_LEASE_S = 15, 60  # the finite lease durations Blob Storage accepts (slice_lease)
+MIN_ENDPOINT_S, MAX_ENDPOINT_S = 10, 3600  # bounds of endpoint_timeout_s
 
 
 class SettingsError(ValueError):
@@ -36,6 +37,7 @@ class ArchiveSettings:
     compression_level: int = 1  # zstd 1: twice level 3's speed on billing JSON, within 2 % of its size
     slice_lease_wait_s: int = 900  # how long a copy/validate waits for another run's lease on the same slice
     slice_lease_s: int = 30  # the slice lease's duration: how soon a dead worker's lease expires
+    endpoint_timeout_s: int = 180  # how long a Cosmos DB or Blob call keeps retrying an endpoint that does not answer
 
     def __post_init__(self) -> None:
         for name in ("cutoff_days", "slice_hours", "lookback_days", "page_size", "max_file_bytes", "row_group_bytes"):
@@ -61,6 +63,12 @@ class ArchiveSettings:
         if not isinstance(lease, int) or isinstance(lease, bool) or not MIN_LEASE_S <= lease <= MAX_LEASE_S:
             raise SettingsError(
                 f"slice_lease_s={lease!r} must be {MIN_LEASE_S}-{MAX_LEASE_S} seconds (a finite Blob lease's duration)"
+            )
+        timeout = self.endpoint_timeout_s
+        if not isinstance(timeout, int) or isinstance(timeout, bool) or not MIN_ENDPOINT_S <= timeout <= MAX_ENDPOINT_S:
+            raise SettingsError(
+                f"endpoint_timeout_s={timeout!r} must be {MIN_ENDPOINT_S}-{MAX_ENDPOINT_S} seconds: how long a task "
+                "waits for an unreachable Cosmos DB or Blob Storage endpoint before it fails"
             )
         if not self.partition_key_path.startswith("/"):
             raise SettingsError(
