@@ -116,3 +116,32 @@ def test_a_clean_archive_has_nothing_left_out(cosmos_container, archive_store):
     assert census.counts["archived"] == len(ARCHIVED) and census.counts["hot"] == len(HOT)
     assert not census.has_left_out and census.balanced and not census.slices_to_reopen
     assert census.ru_charged > 0 and census.queries > 0
+
+
+def test_census_with_epoch_seconds_reports_strings_as_the_wrong_kind(cosmos_container, archive_store):
+    settings = ArchiveSettings(timestamp_field="paidAt", timestamp_kind="epoch_seconds", cutoff_days=90,
+                               lookback_days=100)
+    feb_25 = int(dt.datetime(2026, 2, 25, 6, tzinfo=dt.UTC).timestamp())
+    cosmos_container.upsert_item({"id": "n1", "customerId": "c", "paidAt": feb_25})
+    cosmos_container.upsert_item({"id": "n2", "customerId": "c", "paidAt": feb_25 + 0.5})
+    cosmos_container.upsert_item({"id": "s1", "customerId": "c", "paidAt": str(feb_25)})
+    cosmos_container.upsert_item({"id": "hot", "customerId": "c", "paidAt": int(NOW.timestamp())})
+
+    census = take_census(cosmos_container, archive_store, settings, now=NOW)
+
+    assert (census.counts["waiting"], census.counts["hot"], census.counts["timestamp_wrong_kind"]) == (2, 1, 1)
+    assert census.left_out_ids == {"timestamp_wrong_kind": ["c/s1"]} and census.balanced
+
+
+def test_the_copy_leaves_out_documents_without_their_partition_key(cosmos_container, archive_store):
+    # cosmosdb-server keys documents by id alone, so each has its own id here (tests/test_timestamps.py checks the
+    # key texts of one id under the three partition keys).
+    for doc in ({"id": "k1", "customerId": "null", "issuedAt": "2026-02-25T01:00:00.000Z"},
+                {"id": "k2", "customerId": None, "issuedAt": "2026-02-25T02:00:00.000Z"},
+                {"id": "k3", "issuedAt": "2026-02-25T03:00:00.000Z"}):
+        cosmos_container.upsert_item(doc)
+    manifest = copy_slice(cosmos_container, archive_store, day("2026-02-25"), SETTINGS)
+    assert sorted((r.partition_key, r.id) for r in manifest.records) == [('"null"', "k1"), ("null", "k2")]
+    assert validate_slice(cosmos_container, archive_store, day("2026-02-25"), SETTINGS).ok
+    census = take_census(cosmos_container, archive_store, SETTINGS, now=NOW)
+    assert census.left_out_ids == {"partition_key_missing": ["~undefined/k3"]}

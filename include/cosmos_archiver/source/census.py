@@ -68,6 +68,7 @@ class Census:
     counts: dict[str, int]
     left_out_ids: dict[str, list[str]]  # reason -> "partition key/id" (up to max_listed each)
     slices_to_reopen: list[str]  # verified slices holding changed or missing documents
+    other_spellings: int = 0  # ISO 8601 values not in the canonical UTC spelling (placed by their parsed instant)
     ru_charged: float = 0.0
     queries: int = 0
     notes: list[str] = field(default_factory=list)
@@ -92,6 +93,8 @@ class Census:
         reasons = [f"{self.counts[r]} {r.replace('_', ' ')}" for r in LEFT_OUT if self.counts[r]]
         text = (f"census of {self.source} ({self.timestamp}, cutoff {self.cutoff[:10]}): {self.total} documents: "
                 f"{', '.join(parts)}, {self.left_out} left out" + (f" ({', '.join(reasons)})" if reasons else ""))
+        if self.other_spellings:
+            text += f"; {self.other_spellings} timestamp(s) in other spellings than canonical UTC"
         if self.slices_to_reopen:
             shown = ", ".join(self.slices_to_reopen[:5]) + (" …" if len(self.slices_to_reopen) > 5 else "")
             text += f"; re-open {len(self.slices_to_reopen)} verified slice(s): {shown}"
@@ -278,9 +281,9 @@ def take_census(
                 listed["older_than_lookback"].append(name(row))
 
     # ISO 8601 values in other spellings: placed by their parsed instant, as the copy places them.
+    seen = 0
     if kind == "iso8601":
         others = f"IS_STRING({t}) AND NOT {canonical_iso_sql(t)}"
-        seen = 0
         for row in q.rows(f"SELECT c.id, {pk} AS pk, {t} AS t, c._ts AS ts FROM c WHERE {others}"):
             seen += 1
             if seen > max_other_spellings:
@@ -319,7 +322,7 @@ def take_census(
         cutoff=limit.isoformat(), lookback_start=lookback.isoformat(),
         timestamp=f"{settings.timestamp_field} ({kind})", total=total, counts=counts,
         left_out_ids={r: ids for r, ids in listed.items() if ids}, slices_to_reopen=sorted(reopen),
-        ru_charged=round(q.ru, 2), queries=q.count, notes=notes,
+        other_spellings=seen, ru_charged=round(q.ru, 2), queries=q.count, notes=notes,
     )
     (log.warning if census.has_left_out or not census.balanced else log.info)(census.line())
     return census

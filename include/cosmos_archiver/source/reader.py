@@ -109,8 +109,14 @@ def read_slice(
     stats = stats if stats is not None else ReadStats()
     iso = timestamp_kind == "iso8601"
 
+    pk_field: list[str | None] = []  # the container's partition key as a dotted field, once a page has arrived
+
     def keep(doc: dict[str, Any]) -> bool:
-        return in_slice(doc, time_slice, timestamp_field, timestamp_kind) and has_partition_key(container, doc)
+        if not pk_field:
+            path = container_partition_key_path(container)
+            pk_field.append(path.strip("/").replace("/", ".") if path else None)
+        return in_slice(doc, time_slice, timestamp_field, timestamp_kind) and (
+            pk_field[0] is None or field_value(doc, pk_field[0]) is not MISSING)
 
     for page in query_pages(container, slice_query(time_slice, timestamp_field, timestamp_kind), page_size=page_size,
                             budget=budget, stats=stats):
@@ -128,15 +134,11 @@ def read_slice(
             yield kept
 
 
-def has_partition_key(container: ContainerProxy, document: dict[str, Any]) -> bool:
-    """A document without its partition key property is left in Cosmos DB (and named by the census): the billing
-    API cannot address it by key, and a purge could not delete it the usual way."""
-    path = container_partition_key_path(container)
-    return path is None or field_value(document, path.strip("/").replace("/", ".")) is not MISSING
-
-
 def container_partition_key_path(container: ContainerProxy) -> str | None:
-    """The container's (first) partition key path, from the properties the SDK caches for its queries."""
+    """The container's (first) partition key path, from the properties the SDK caches for its queries.
+
+    A document without its partition key property is left in Cosmos DB (and named by the census): the billing API
+    cannot address it by key, and a purge could not delete it the usual way."""
     try:
         paths = container._get_properties()["partitionKey"]["paths"]  # cached by the SDK after the first query
     except (KeyError, AttributeError, TypeError):
