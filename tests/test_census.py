@@ -4,10 +4,14 @@ document is named, and a slice sealed under a wrong timestamp_field is caught.""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import time
 
 import pytest
 
+from devstack.stack import EMULATOR_COSMOS_KEY
+from include.cosmos_archiver.cli.main import main
+from include.cosmos_archiver.cli.targets import BLOB_CONNECTION_STRING_ENV, COSMOS_ENDPOINT_ENV, COSMOS_KEY_ENV
 from include.cosmos_archiver.pipeline.copy import copy_slice
 from include.cosmos_archiver.pipeline.validate import validate_slice
 from include.cosmos_archiver.settings import ArchiveSettings
@@ -145,3 +149,25 @@ def test_the_copy_leaves_out_documents_without_their_partition_key(cosmos_contai
     assert validate_slice(cosmos_container, archive_store, day("2026-02-25"), SETTINGS).ok
     census = take_census(cosmos_container, archive_store, SETTINGS, now=NOW)
     assert census.left_out_ids == {"partition_key_missing": ["~undefined/k3"]}
+
+
+def test_cosmos_archive_census_prints_the_line_and_ids_and_exits_1_when_anything_is_left_out(
+        cosmos_container, archive_store, stack, monkeypatch, capsys):
+    cosmos_container.upsert_item({"id": "ok", "customerId": "c", "issuedAt": "2026-02-25T01:00:00.000Z"})
+    cosmos_container.upsert_item({"id": "bad", "customerId": "c", "issuedAt": 1772000000})
+    monkeypatch.setenv(COSMOS_ENDPOINT_ENV, stack.cosmos_endpoint)
+    monkeypatch.setenv(COSMOS_KEY_ENV, EMULATOR_COSMOS_KEY)
+    monkeypatch.setenv(BLOB_CONNECTION_STRING_ENV, stack.blob_connection_string)
+    settings = {"database": "tests", "container": cosmos_container.id, "timestamp_field": "issuedAt",
+                "timestamp_kind": "iso8601", "cutoff_days": 90, "lookback_days": 100,
+                "blob_container": archive_store.container.container_name}
+    args = ["census", "--settings-json", json.dumps(settings), "--now", NOW.isoformat()]
+
+    assert main(args) == 1
+    out = capsys.readouterr().out
+    assert "2 documents: 0 archived, 0 changed since archived, 1 waiting, 0 hot, 1 left out" in out
+    assert "timestamp_wrong_kind: c/bad" in out
+    assert main([*args, "--json"]) == 1
+    assert json.loads(capsys.readouterr().out)["counts"]["timestamp_wrong_kind"] == 1
+    cosmos_container.delete_item("bad", partition_key="c")
+    assert main(args) == 0
