@@ -115,11 +115,21 @@ def test_a_clean_archive_has_nothing_left_out(cosmos_container, archive_store):
         copy_slice(cosmos_container, archive_store, day(d), SETTINGS)
         assert validate_slice(cosmos_container, archive_store, day(d), SETTINGS).ok
 
-    census = take_census(cosmos_container, archive_store, SETTINGS, now=NOW, exact=True)
+    charges: list[float] = []
+
+    class RecordingBudget:  # the RuBudget seam: the census pays for each page through it
+        def before_request(self, expected_ru: float) -> None:
+            pass
+
+        def after_request(self, charged_ru: float, throttled: bool, served_at: float | None = None) -> None:
+            charges.append(charged_ru)
+
+    census = take_census(cosmos_container, archive_store, SETTINGS, now=NOW, exact=True, budget=RecordingBudget())
 
     assert census.counts["archived"] == len(ARCHIVED) and census.counts["hot"] == len(HOT)
     assert not census.has_left_out and census.balanced and not census.slices_to_reopen
     assert census.ru_charged > 0 and census.queries > 0
+    assert round(sum(charges), 2) == census.ru_charged and len(charges) >= census.queries
 
 
 def test_census_with_epoch_seconds_reports_strings_as_the_wrong_kind(cosmos_container, archive_store):

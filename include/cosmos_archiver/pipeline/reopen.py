@@ -25,7 +25,7 @@ from include.cosmos_archiver.pipeline.copy import copy_slice
 from include.cosmos_archiver.pipeline.validate import validate_slice
 from include.cosmos_archiver.ru.budget import RuBudget
 from include.cosmos_archiver.settings import ArchiveSettings
-from include.cosmos_archiver.slices import TimeSlice, plan_slices, slice_of
+from include.cosmos_archiver.slices import TimeSlice, slice_of
 
 log = logging.getLogger(__name__)
 KEPT_FOLDER = "_reopened"
@@ -68,7 +68,10 @@ def parse_slice_range(text: str, slice_hours: int) -> list[TimeSlice]:
     start, end = moment(first), moment(last)
     if end < start:
         raise ReopenError(f"slice range {text!r} ends before it starts; give FROM..TO with FROM <= TO")
-    return plan_slices(start, slice_of(end, slice_hours).end, slice_hours=slice_hours)
+    slices = [slice_of(start, slice_hours)]
+    while slices[-1].end <= end:
+        slices.append(TimeSlice(slices[-1].end, slices[-1].end + (slices[-1].end - slices[-1].start)))
+    return slices
 
 
 def reopen_slices(

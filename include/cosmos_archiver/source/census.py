@@ -35,6 +35,7 @@ from include.cosmos_archiver.archive.canonical import partition_key_text
 from include.cosmos_archiver.archive.manifest import Manifest
 from include.cosmos_archiver.archive.store import ArchiveStore
 from include.cosmos_archiver.clients import endpoint_of, waiting_for
+from include.cosmos_archiver.ru.budget import RuBudget, UnlimitedBudget
 from include.cosmos_archiver.settings import ArchiveSettings
 from include.cosmos_archiver.slices import (
     MISSING,
@@ -47,6 +48,7 @@ from include.cosmos_archiver.slices import (
     slice_of,
     timestamp_instant,
 )
+from include.cosmos_archiver.source.reader import CHARGE_HEADER, THROTTLE_RETRY_HEADER
 
 log = logging.getLogger(__name__)
 LEFT_OUT = ("timestamp_missing", "timestamp_wrong_kind", "timestamp_unparseable", "partition_key_missing",
@@ -120,29 +122,38 @@ class Census:
 
 
 class _Queries:
-    """Runs census queries, adding up their RU."""
+    """Runs census queries page by page through the RU budget, adding up their RU."""
 
-    def __init__(self, container: ContainerProxy) -> None:
+    def __init__(self, container: ContainerProxy, budget: RuBudget) -> None:
         self.container = container
+        self.budget = budget
         self.ru = 0.0
         self.count = 0
         self.what = f"a census query to Cosmos DB container {container.id!r} at {endpoint_of(container)}"
 
-    def _hook(self, headers: Any, _result: Any) -> None:
-        self.ru += float(headers.get("x-ms-request-charge", 0) or 0)
-
     def rows(self, query: str, params: dict[str, Any] | None = None) -> Iterator[Any]:
         self.count += 1
-        items = self.container.query_items(
+        charge = [0.0, 0]
+
+        def hook(headers: Any, _result: Any) -> None:
+            charge[0] += float(headers.get(CHARGE_HEADER, 0) or 0)
+            charge[1] += int(headers.get(THROTTLE_RETRY_HEADER, 0) or 0)
+
+        pages = self.container.query_items(
             query, parameters=[{"name": k, "value": v} for k, v in (params or {}).items()],
-            enable_cross_partition_query=True, response_hook=self._hook)
-        pages = items.by_page()
+            enable_cross_partition_query=True, response_hook=hook).by_page()
+        last = 1.0
         while True:
+            self.budget.before_request(last)
+            charge[0], charge[1] = 0.0, 0
             with waiting_for(self.what):
                 page = next(pages, None)
-                if page is None:
-                    return
-                page = list(page)
+                page = None if page is None else list(page)
+            self.ru += charge[0]
+            last = charge[0] or 1.0
+            self.budget.after_request(charge[0], charge[1] > 0)
+            if page is None:
+                return
             yield from page
 
     def count_where(self, where: str, params: dict[str, Any] | None = None) -> int:
@@ -166,9 +177,11 @@ def take_census(
     max_listed: int = MAX_LISTED,
     exact: bool = False,
     max_other_spellings: int = MAX_OTHER_SPELLINGS,
+    budget: RuBudget | None = None,
 ) -> Census:
-    """Count the source container's documents by what became of them (see the module docstring)."""
-    q = _Queries(container)
+    """Count the source container's documents by what became of them (see the module docstring); ``budget``
+    paces the census' queries like the copy's (on a serverless account every RU is billed)."""
+    q = _Queries(container, budget or UnlimitedBudget())
     kind = settings.timestamp_kind
     t = field_expression(settings.timestamp_field)
     pk_path = settings.partition_key_path
