@@ -18,9 +18,11 @@ import pytest
 from azure.cosmos import PartitionKey
 from azure.storage.blob import BlobLeaseClient
 
+from devstack.ru_gateway import GatewaySettings, start_gateway
 from devstack.ru_gateway.proxy import Gateway
 from devstack.stack import AZURITE_ACCOUNT, AZURITE_KEY, EMULATOR_COSMOS_KEY, free_port
 from devstack.tls import ensure_local_tls
+from include.cosmos_archiver import clients
 from include.cosmos_archiver.archive.slice_lease import BlobUnreachableError, SliceLease, slice_lease
 from include.cosmos_archiver.archive.store import ArchiveStore
 from include.cosmos_archiver.clients import EndpointPatience, blob_container, cosmos_client, endpoint_of
@@ -130,3 +132,27 @@ def test_patience_bounds_every_attempt_within_the_total():
         waits = patience.backoffs()
         assert waits and sum(waits) + (len(waits) + 1) * patience.connect_timeout_s <= total
         assert max(waits) <= patience.backoff_max_s <= 30  # a retry log line at least every 30 s
+
+
+def test_a_throttled_copy_logs_what_it_waits_for(stack, archive_store, monkeypatch, caplog):
+    """Throttling (HTTP 429, retried by the SDK after the server's retry-after) is as visible as an outage; the
+    30-s progress interval is shortened to 0.2 s here so a few throttled pages show it."""
+    monkeypatch.setattr(clients, "PROGRESS_EVERY_S", 0.2)
+    direct = cosmos_client(stack.cosmos_backend_endpoint, EMULATOR_COSMOS_KEY).create_database_if_not_exists("tests")
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    seeded = direct.create_container(name, PartitionKey("/customerId"))
+    try:
+        for i in range(12):
+            seeded.upsert_item({"id": f"r{i}", "customerId": "c", "issuedAt": f"2025-03-01T{i:02d}:00:00.000Z",
+                                "pad": "x" * 20_000})
+        with start_gateway(stack.cosmos_backend_endpoint.rstrip("/"), stack.state_dir,
+                           settings=GatewaySettings(provisioned_ru=60)) as gateway:  # 429s for 20-KB documents
+            container = _container(gateway.endpoint, name, EndpointPatience(total_s=60))
+            with caplog.at_level(logging.WARNING, logger="include.cosmos_archiver.clients"):
+                manifest = copy_slice(container, archive_store, DAY, SETTINGS)
+            throttled = gateway.stats()["totals"]["archiver"]["throttled"]
+        assert manifest.record_count == 12 and throttled > 0
+        waiting = [r.getMessage() for r in caplog.records if "still waiting for" in r.getMessage()]
+        assert waiting and gateway.endpoint in waiting[0] and "slice query" in waiting[0], waiting
+    finally:
+        direct.delete_container(name)

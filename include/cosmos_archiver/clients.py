@@ -178,9 +178,10 @@ def endpoint_of(client: Any) -> str:
 
 
 @contextlib.contextmanager
-def waiting_for(what: str, every_s: float = PROGRESS_EVERY_S) -> Iterator[None]:
+def waiting_for(what: str, every_s: float | None = None) -> Iterator[None]:
     """Log ``still waiting for <what> (N s)`` every ``every_s`` while the block runs (an SDK call that may retry an
     unreachable or throttling endpoint for minutes), and how long it took once it answers after such a wait."""
+    every_s = every_s or PROGRESS_EVERY_S
     done = threading.Event()
     started = time.monotonic()
     warned = [False]
