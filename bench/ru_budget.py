@@ -84,13 +84,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from devstack.business_load import LoadTrace
 from devstack.ru_gateway import GatewaySettings
 from devstack.ru_lab import RuLab, ru_lab
-from include.cosmos_archiver.planning.capacity import PlanInput, make_plan
+from include.cosmos_archiver.planning.capacity import CapacityInput, estimate_capacity
+from include.cosmos_archiver.ru.adaptive_budget import AdaptiveBudget
 from include.cosmos_archiver.ru.budget import served_at
-from include.cosmos_archiver.ru.rate_control import AdaptiveBudget, RateControlSettings, StaticBudget
+from include.cosmos_archiver.ru.settings import RateControlSettings
+from include.cosmos_archiver.ru.static_budget import StaticBudget
 
 ROOT = Path(__file__).resolve().parents[1]
 RAMP_RU_S_PER_S = 0.02  # business moving > 2 % of provisioned per second (over 3 s) = a ramp, not steady load
-SEED = PlanInput(records=2_000_000, avg_size_kb=300, ru_per_record=300, provisioned_ru_s=5000)
+SEED = CapacityInput(records=2_000_000, avg_size_kb=300, ru_per_record=300, provisioned_ru_s=5000)
 
 
 @dataclass
@@ -270,7 +272,7 @@ def noise_floor(business_at: dict[int, float], first: int, last: int, ceiling_ru
 
 
 def report(result: RunResult) -> str:
-    seed = make_plan(SEED)
+    seed = estimate_capacity(SEED)
     eta = seed.eta_days / result.utilisation if result.utilisation else float("inf")
     n = max(1, result.seconds)
     return (

@@ -26,7 +26,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.ru_budget import adaptive_settings, add_controller_options
-from include.cosmos_archiver.ru.rate_control import AdaptiveBudget, RateControlSettings
+from include.cosmos_archiver.ru.adaptive_budget import AdaptiveBudget
+from include.cosmos_archiver.ru.settings import RateControlSettings
 from include.cosmos_archiver.ru.usage import UsageSample
 
 

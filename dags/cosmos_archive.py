@@ -6,47 +6,61 @@ Runbook, in the order the tasks run:
 1. **ru_gate** waits until Cosmos RU usage has stayed under the safe ceiling (default 80 % of provisioned RU/s,
    business traffic included) for a while. It holds no worker slot while it waits.
 2. **plan** lists the slices that are due: older than the cutoff (90 days), inside the lookback, not yet
-   verified, oldest first, at most `max_slices` per run. A backfill or a run with `from_date`/`to_date` archives
-   exactly the slices of its range. Verified slices are never touched again.
+   verified, or verified but awaiting their purge, or purged with documents back in their range (changed or
+   late); oldest first, at most `max_slices` per run. Its log warns of records older than `lookback_days`. A
+   backfill or a run with `from_date`/`to_date` archives exactly the slices of its range. Verified files are
+   never rewritten.
 3. For each slice (dynamic task mapping; concurrency = slots of the `cosmos_archive` pool):
-   **copy** (Azure Data Factory when the `cosmos_archive_adf` connection exists, else the local executor)
-   -> **validate** (re-reads source and archive, compares every record's sha256; on a mismatch it re-copies and
-   tries again with back-off) -> **decide**: continue, or on persistent failure **halt**: status Failed, notify,
-   status Halted; every newer slice is then skipped with the reason in its log.
-4. **report** writes a run report (per slice count, bytes, RU, duration, hash result, RU plot) next to the data.
+   **copy** (Azure Data Factory when the `cosmos_archive_adf` connection exists, else the local executor; a slice
+   whose purge has started always locally) -> **validate** (the archive re-read against the sha256 taken at copy
+   time and the source's ids and etags listed; `validation: deep` or an ADF copy re-reads the source too; on a
+   mismatch it copies the slice again the same way and tries again with back-off, `validation_attempts` times;
+   still failing: status Failed) -> **decide** -> **purge**, or **halt**: notify once, status Halted; every newer
+   slice is then skipped with the reason in its log.
+   **purge** (verified slices only; setting `purge` = off | delete | stub): the archive is re-verified from Blob,
+   then each record is deleted (or replaced by a stub) on the `_etag` it was archived with; a record changed
+   since its copy stays in Cosmos and the next run archives it as a new generation of the slice; a damaged archive
+   deletes nothing and halts like a failed validation. A killed purge resumes from `_purge.json` beside the
+   manifest. (Rules: `include/cosmos_archiver/pipeline/slice_workflow.py`.)
+4. **report** writes a run report (per slice count, bytes, RU, duration, hash result, purge counts, RU plot)
+   next to the data.
 5. **run_outcome** fails the run (red) when any task above failed — a halt, a plan or copy error — since the
    report runs whatever happened and would otherwise be the only final task (Airflow's "watcher" pattern).
 
 A **Halted** archive starts no new slices until an operator clears the status: Admin > Variables >
 `cosmos_archive_status` = `{"status": "Running"}` (or `airflow variables delete cosmos_archive_status`).
+
+**Retries**: a task failing on something that cannot heal by itself (a bad setting, a missing connection, a slice
+that failed validation) fails once, without retries, and its log says what to fix. Anything else (a slice lease
+held by another run, throttling, a service unreachable) is retried twice with exponential back-off, except in
+ru_gate, route, halt, report and run_outcome, which are never retried.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-import time
 
 import cosmos_archive_notify as notify
 import cosmos_archive_runtime as runtime
-from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import Param, dag, get_current_context, task, task_group
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from cosmos_archive_adf import CosmosArchiveAdfRunPipelineOperator
 from cosmos_archive_gate import ArchiveRuGate
 
-from devstack import drills
 from include.cosmos_archiver.adf.indexing import index_adf_slice
-from include.cosmos_archiver.adf.parameters import pipeline_parameters
 from include.cosmos_archiver.pipeline.copy import copy_slice
-from include.cosmos_archiver.pipeline.run_status import CLEAR_HINT, halt_reason
+from include.cosmos_archiver.pipeline.purge import purge_slice
+from include.cosmos_archiver.pipeline.slice_workflow import SliceOutcome, SliceWorkflow, run_window
 from include.cosmos_archiver.pipeline.validate import validate_slice
-from include.cosmos_archiver.planning.due_slices import plan_due_slices
-from include.cosmos_archiver.reporting.run_report import build_run_report
+from include.cosmos_archiver.planning.due_slices import select_due_slices
+from include.cosmos_archiver.reporting.report_run import report_run
 from include.cosmos_archiver.slices import TimeSlice
 
 log = logging.getLogger("cosmos_archive")
 POOL = "cosmos_archive"
+COPY_TASK = {"adf": "adf_parameters", "local": "copy"}  # the first task of each copy route
+NEXT_TASK = {"continue": "purge", "halt": "halt"}  # what decide picks after validate
 
 
 @dag(
@@ -71,188 +85,145 @@ POOL = "cosmos_archive"
         "to_date": Param(None, type=["null", "string"], format="date", description="End of that range (exclusive)"),
         "validation_attempts": Param(3, type="integer", minimum=1, description="Copy+validate attempts per slice"),
         "validation_backoff_s": Param(30.0, type="number", minimum=0, description="First back-off, doubled each try"),
-        "drill_corrupt_slices": Param([], type="array",
-                                      description="Failure drill: slice ids whose archive is damaged after each copy"),
     },
 )
 def cosmos_archive():
-    @task(pool=None, retries=0)
+    @task(pool=None)
+    @runtime.archive_errors()
     def preflight() -> dict:
-        """Fail fast, before any work, on a missing connection or a bad setting."""
-        settings = runtime.load_settings()
-        governance = runtime.load_ru_governance()
+        """Fail fast, before any work, on a missing connection, a bad setting or a halted archive."""
+        settings, governance = runtime.load_settings(), runtime.load_ru_governance()
         runtime.require_connection(runtime.COSMOS_CONN_ID, "Azure Cosmos DB source")
         runtime.require_connection(runtime.BLOB_CONN_ID, "Azure Blob Storage sink")
-        status = runtime.read_status()
+        status = runtime.slice_workflow(get_current_context()["params"]).ensure_running()
         log.info("settings: %s; RU governance: %s; archive status: %s", settings, governance, status.status)
-        if status.status != "Running":
-            raise AirflowFailException(
-                f"the archive is {status.status} since {status.since}: slice {status.failed_slice} failed validation "
-                f"in run {status.run_id} ({status.reason}); no slice starts until an operator clears it: {CLEAR_HINT}"
-            )
         return {"status": status.status}
 
-    @task(pool=None, retries=0)
+    @task(pool=None)
+    @runtime.archive_errors()
     def plan() -> list[dict]:
         ctx = get_current_context()
-        params, run = ctx["params"], ctx["dag_run"]
         settings = runtime.load_settings()
-        window = None
-        now = ctx["data_interval_end"] or ctx["logical_date"]
-        if run.run_type == "backfill":
-            now = dt.datetime.now(dt.UTC)  # a backfill's logical date is in the past: due means cold today
-        if params.get("from_date") or params.get("to_date"):
-            if not (params.get("from_date") and params.get("to_date")):
-                raise ValueError("give both from_date and to_date (YYYY-MM-DD), or neither")
-            window = (_utc_date(params["from_date"]), _utc_date(params["to_date"]))
-        elif run.run_type == "backfill":
-            # "@daily" is a CronTriggerTimetable in Airflow 3: the data interval is empty (start == end == the
-            # logical date), so a backfill run archives the slices of its logical date's day.
-            start = ctx["data_interval_start"]
-            window = (start, max(ctx["data_interval_end"], start + dt.timedelta(days=1)))
-        result = plan_due_slices(runtime.archive_store(settings), settings, now=now, window=window,
-                                 max_slices=params["max_slices"])
+        now, window = run_window(runtime.run_dates(ctx))
+        container, budget = runtime.paced_source(settings)  # counts: purges pending, remainders, beyond lookback
+        result = select_due_slices(runtime.archive_store(settings), settings, now=now, window=window,
+                                   max_slices=ctx["params"]["max_slices"], container=container, budget=budget)
         log.info("plan: %s", result.describe())
         return [s.to_dict() for s in result.due]
 
     @task_group(group_id="archive_slice")
     def archive_slice(time_slice: dict):
         @task.branch(pool=None, retries=0)
+        @runtime.archive_errors()
         def route(time_slice: dict) -> str:
             """Skip a halted slice; copy through ADF when its connection exists, else with the local executor."""
-            _skip_if_halted(TimeSlice.from_dict(time_slice), get_current_context()["run_id"])
-            return f"archive_slice.{_copy_path()}"
+            ctx = get_current_context()
+            the_slice = TimeSlice.from_dict(time_slice)
+            runtime.slice_workflow(ctx["params"]).ensure_may_start(the_slice, ctx["run_id"])
+            store = runtime.archive_store(runtime.load_settings())
+            return f"archive_slice.{COPY_TASK[runtime.copy_route(store, the_slice)]}"
 
         @task
+        @runtime.archive_errors()
         def copy(time_slice: dict) -> dict:
-            _only_on_path("copy")
-            ctx = get_current_context()
             settings = runtime.load_settings()
-            the_slice = TimeSlice.from_dict(time_slice)
-            store = runtime.archive_store(settings)
+            store, the_slice = runtime.archive_store(settings), TimeSlice.from_dict(time_slice)
+            _only_on_route("local", store, the_slice)
             container, budget = runtime.paced_source(settings)
             # another run's complete copy (a backfill's days share slices) is left to validation to judge
             manifest = copy_slice(container, store, the_slice, settings, budget=budget, reuse_copied=True)
-            _maybe_drill(store, the_slice, ctx["params"])
-            log.info("copy %s: %s", the_slice.slice_id, manifest.summary())
+            log.info("copy %s: %s", manifest.slice_id, manifest.summary())
             return manifest.summary()
 
         @task(pool=None)
+        @runtime.archive_errors()
         def adf_parameters(time_slice: dict) -> dict:
             """Pipeline parameters; pageSize/parallelCopies from the RU/s the controller grants right now."""
-            _only_on_path("adf_parameters")
-            settings = runtime.load_settings()
-            suggestion = runtime.load_ru_governance().adf_copy_settings()
-            log.info("ADF copy sized for %.0f RU/s: pageSize %d, parallelCopies %d",
-                     suggestion.budget_ru_s, suggestion.page_size, suggestion.parallel_copies)
-            return pipeline_parameters(TimeSlice.from_dict(time_slice), settings, page_size=suggestion.page_size,
-                                       parallel_copies=suggestion.parallel_copies)
+            settings, the_slice = runtime.load_settings(), TimeSlice.from_dict(time_slice)
+            _only_on_route("adf", runtime.archive_store(settings), the_slice)
+            return runtime.adf_parameters(the_slice, settings)
 
         @task
+        @runtime.archive_errors()
         def index_adf_output(time_slice: dict) -> dict:
             """ADF writes no hashes: build the slice's manifest from the files it wrote (validation re-reads both)."""
-            ctx = get_current_context()
             settings = runtime.load_settings()
-            the_slice = TimeSlice.from_dict(time_slice)
-            store = runtime.archive_store(settings)
-            manifest = index_adf_slice(store, the_slice, settings)
-            _maybe_drill(store, the_slice, ctx["params"])
-            log.info("ADF copy of %s: %s", the_slice.slice_id, manifest.summary())
+            manifest = index_adf_slice(runtime.archive_store(settings), TimeSlice.from_dict(time_slice), settings)
+            log.info("ADF copy of %s: %s", manifest.slice_id, manifest.summary())
             return manifest.summary()
 
         @task(trigger_rule="none_failed_min_one_success")
+        @runtime.archive_errors()
         def validate(time_slice: dict) -> dict:
+            """Validate; on a mismatch copy again the slice's own way (ADF or local) and validate again."""
             ctx = get_current_context()
-            params = ctx["params"]
             settings = runtime.load_settings()
-            the_slice = TimeSlice.from_dict(time_slice)
-            _skip_if_halted(the_slice, ctx["run_id"])
             store = runtime.archive_store(settings)
             container, budget = runtime.paced_source(settings)  # re-reading the source is paced and reported too
-            attempts, backoff = params["validation_attempts"], float(params["validation_backoff_s"])
-            for attempt in range(1, attempts + 1):
-                result = validate_slice(container, store, the_slice, settings, budget=budget)
-                log.info("validate %s attempt %d/%d: %s", the_slice.slice_id, attempt, attempts, result.message())
-                if result.ok or attempt == attempts:
-                    break
-                log.warning("re-copying %s in %.0fs: a record may have changed while it was copied",
-                            the_slice.slice_id, backoff)
-                time.sleep(backoff)
-                backoff *= 2
-                copy_slice(container, store, the_slice, settings, budget=budget)  # "failed": re-copied
-                _maybe_drill(store, the_slice, params)
-            outcome = {**time_slice, "ok": result.ok, "message": result.message(), "attempts": attempt,
-                       "validation": result.to_dict()}
-            if not result.ok:
-                # The failure is known now: from here on, newer slices that have not started are skipped.
-                status = runtime.read_status()
-                if status.status == "Running":
-                    runtime.write_status(status.failed(ctx["run_id"], the_slice.slice_id, time_slice["start"],
-                                                       result.message()))
-                log.error("status Failed: slice %s failed validation %d times", the_slice.slice_id, attempt)
-            return outcome
+            the_slice = TimeSlice.from_dict(time_slice)
+            return runtime.slice_workflow(ctx["params"]).validate(
+                the_slice, ctx["run_id"], route=runtime.copy_route(store, the_slice),
+                check=lambda s: validate_slice(container, store, s, settings, budget=budget),
+                copiers=runtime.copy_again(settings, store, container, budget),
+            ).to_dict()
 
         @task.branch
         def decide(validated: dict) -> str:
-            return "archive_slice.continue_archiving" if validated["ok"] else "archive_slice.halt"
+            return f"archive_slice.{NEXT_TASK[SliceWorkflow.next_step(SliceOutcome.from_dict(validated))]}"
+
+        @task
+        @runtime.archive_errors()
+        def purge(validated: dict) -> dict:
+            """Delete (or stub) the verified slice's records on their archived etag, after re-verifying the archive
+            from Blob; a damaged archive halts like a failed validation. Setting ``purge``: off | delete | stub."""
+            ctx = get_current_context()
+            settings = runtime.load_settings()
+            store = runtime.archive_store(settings)
+            container, budget = runtime.paced_source(settings)  # Low priority / throughput bucket, paced
+            return runtime.slice_workflow(ctx["params"]).purge(
+                SliceOutcome.from_dict(validated), ctx["run_id"],
+                purge=lambda s: purge_slice(container, store, s, settings, budget=budget),
+                notify=_notify_halt(ctx, store, validated["slice_id"]),
+            ).to_dict()
 
         @task(pool=None, retries=0)
+        @runtime.archive_errors()
         def halt(validated: dict) -> None:
-            if validated["ok"]:  # belt and braces: only a failed slice may halt the archive
-                raise AirflowSkipException(f"slice {validated['slice_id']} is verified; nothing to halt")
+            """Failed -> notify once -> Halted; fails the task (red) in any case."""
             ctx = get_current_context()
-            status = runtime.read_status()
-            if status.status == "Halted" or status.failed_slice != validated["slice_id"]:
-                log.error("slice %s failed too; the archive was already stopped by slice %s",
-                          validated["slice_id"], status.failed_slice)
-                raise AirflowFailException(f"slice {validated['slice_id']} failed validation: {validated['message']}")
-            notify.notify_halt(
-                ctx, slice_id=validated["slice_id"], reason=validated["message"], validation=validated["validation"],
-                slice_start=validated["start"], slice_end=validated["end"], attempts=validated["attempts"],
-                manifest_path=runtime.archive_store(runtime.load_settings()).manifest_path(validated["slice_id"]),
-            )
-            runtime.write_status(status.halted())
-            raise AirflowFailException(
-                f"status Halted: slice {validated['slice_id']} failed validation {validated['attempts']} times; "
-                "newer slices of this run are skipped and later runs wait for an operator to clear the status"
-            )
+            store = runtime.archive_store(runtime.load_settings())
+            runtime.slice_workflow(ctx["params"]).halt(SliceOutcome.from_dict(validated),
+                                                      notify=_notify_halt(ctx, store, validated["slice_id"]))
 
         routed = route(time_slice)
         copied_locally = copy(time_slice)
         adf_params = adf_parameters(time_slice)
         adf_run = CosmosArchiveAdfRunPipelineOperator(
             task_id="copy_adf", azure_data_factory_conn_id=runtime.ADF_CONN_ID, parameters=adf_params,
-            check_interval=30, timeout=12 * 3600, deferrable=True,
+            check_interval=runtime.ADF_CHECK_INTERVAL_S, timeout=runtime.ADF_TIMEOUT_S, deferrable=True,
         )
         copied_by_adf = index_adf_output(time_slice)
         routed >> [copied_locally, adf_params]
         adf_run >> copied_by_adf
         validated = validate(time_slice)
         [copied_locally, copied_by_adf] >> validated
-        decide(validated) >> [EmptyOperator(task_id="continue_archiving", pool=None), halt(validated)]
+        decide(validated) >> [purge(validated), halt(validated)]
 
     @task(pool=None, retries=0, trigger_rule="all_done")
+    @runtime.archive_errors()
     def report(planned: list[dict]) -> str | None:
         """Per slice count, bytes, RU, duration and hash result, with an RU plot, next to the manifests."""
         if not planned:
             log.info("nothing was planned: no report")
             return None
         ctx = get_current_context()
-        settings = runtime.load_settings()
-        store = runtime.archive_store(settings)
-        manifests = [m for m in (store.read_manifest(s["slice_id"]) for s in planned) if m is not None]
-        governance = runtime.load_ru_governance()
-        started = min((dt.datetime.fromisoformat(m.copied_at) - dt.timedelta(seconds=m.timings_s.get("total", 0))
-                       for m in manifests), default=None)
-        usage = _usage_during_run(governance, started)
-        result = build_run_report(ctx["run_id"], manifests, [], usage, governance.ceiling * governance.provisioned_ru_s,
-                                  governance.provisioned_ru_s)
-        urls = result.write(store, ctx["run_id"])
-        log.info("run report: %s (%s)", urls[0], result.totals.as_dict())
-        if all(m.status == "verified" for m in manifests) and len(manifests) == len(planned):
-            notify.notify_success(ctx, slices_verified=len(manifests),
-                                  records=sum(m.record_count for m in manifests), report_url=urls[0])
-        return urls[0]
+        written = report_run(runtime.archive_store(runtime.load_settings()), runtime.load_ru_governance(),
+                             ctx["run_id"], [s["slice_id"] for s in planned])
+        log.info("run report: %s (%s)", written.url, written.report.totals.as_dict())
+        if written.all_verified:
+            notify.notify_success(ctx, slices_verified=len(written.manifests), records=written.records,
+                                  report_url=written.url)
+        return written.url
 
     @task(pool=None, retries=0, trigger_rule="one_failed")
     def run_outcome() -> None:
@@ -270,48 +241,23 @@ def cosmos_archive():
     [checked, ru_gate, slices, archived, reported] >> run_outcome()
 
 
-def _utc_date(value: str) -> dt.datetime:
-    day = dt.date.fromisoformat(value)
-    return dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC)
+def _only_on_route(route: str, store, the_slice: TimeSlice) -> None:
+    # The branch already skips the other route; this keeps it so where a branch's skip of mapped task instances
+    # does not take effect (apache/airflow issue 67265, seen with `airflow dags test` on Airflow 3.3).
+    chosen = runtime.copy_route(store, the_slice)
+    if chosen != route:
+        raise AirflowSkipException(f"slice {the_slice.slice_id} is copied through {COPY_TASK[chosen]}")
 
 
-def _usage_during_run(governance, started: dt.datetime | None) -> list[tuple[dt.datetime, float]] | None:
-    """Total RU/s (business + archiver) since the first copy started (+1 min), for the report's plot."""
-    source = governance.usage_source()
-    if source is None or started is None:
-        return None
-    try:
-        window = min(dt.datetime.now(dt.UTC) - started + dt.timedelta(minutes=1), dt.timedelta(hours=6))
-        return [(s.timestamp, s.total_ru_per_s) for s in source.recent(window) if s.total_ru_per_s is not None]
-    except Exception as exc:  # the report is for people; a metrics hiccup must not fail the run
-        log.warning("RU usage for the report is unavailable: %s", exc)
-        return None
-    finally:
-        source.close()
+def _notify_halt(ctx, store, slice_id: str):
+    """The halt notification of one slice (sent once per archive by the slice workflow)."""
+    manifest_path = store.manifest_path(slice_id)
 
+    def send(o: SliceOutcome) -> None:
+        notify.notify_halt(ctx, slice_id=o.slice_id, reason=o.message, validation=o.validation, slice_start=o.start,
+                           slice_end=o.end, attempts=o.attempts, manifest_path=manifest_path)
 
-def _copy_path() -> str:
-    return "adf_parameters" if runtime.connection_exists(runtime.ADF_CONN_ID) else "copy"
-
-
-def _only_on_path(task: str) -> None:
-    # The branch already skips the other path; this keeps it so where a branch's skip of mapped task instances
-    # does not take effect (seen with `airflow dags test` on Airflow 3.3).
-    if _copy_path() != task:
-        raise AirflowSkipException(f"the copy runs through {_copy_path()} for this configuration")
-
-
-def _skip_if_halted(the_slice: TimeSlice, run_id: str) -> None:
-    reason = halt_reason(runtime.read_status(), run_id, the_slice.start)
-    if reason:
-        log.warning("slice %s skipped: %s", the_slice.slice_id, reason)
-        raise AirflowSkipException(reason)
-
-
-def _maybe_drill(store, the_slice: TimeSlice, params: dict) -> None:
-    if the_slice.slice_id in (params.get("drill_corrupt_slices") or []):
-        path = drills.corrupt_slice(store, the_slice.slice_id)
-        log.warning("FAILURE DRILL: flipped one byte of %s", path)
+    return send
 
 
 cosmos_archive()

@@ -20,7 +20,8 @@ from devstack import stack
 from devstack.ru_gateway import Gateway, GatewaySettings, start_gateway
 from devstack.tls import ensure_local_tls
 from include.cosmos_archiver.clients import cosmos_client
-from include.cosmos_archiver.ru.usage import AzureMonitorUsageSource, StaticTokenCredential
+from include.cosmos_archiver.loopback import StaticTokenCredential
+from include.cosmos_archiver.ru.usage import AzureMonitorUsageSource
 
 DATABASE, CONTAINER = "rulab", "records"
 

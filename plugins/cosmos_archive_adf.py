@@ -1,10 +1,23 @@
-"""Thin Airflow adapters for the ADF copy path: the provider's ADF hook, async hook, trigger and operator, plus a
-loopback mode for the local stand-in.
+"""Thin Airflow adapters for the ADF copy path: the provider's ADF operator, plus a loopback mode for the local
+stand-in (devstack/adf_standin).
 
-With a connection extra ``local_base_url`` (``https://127.0.0.1:<port>``) the hooks build their management
-clients for that URL with a static dummy token and the local CA (``local_ca_bundle`` extra, else
-REQUESTS_CA_BUNDLE/SSL_CERT_FILE). Without it every class defers to the stock provider code, so on Azure the
-behaviour is the provider's. The operator also adds the run's own failure message (from ADF) to the task error.
+On Azure (the ``cosmos_archive_adf`` connection has no ``local_base_url`` extra) the operator runs the provider's
+own code: the stock :class:`AzureDataFactoryHook` and the stock :class:`AzureDataFactoryTrigger`, built and
+deferred exactly as the provider does. The one addition, on both paths, is ADF's own message for a failed run,
+appended to the task's error (read with the hook's public ``get_pipeline_run``).
+
+With ``local_base_url`` (``https://127.0.0.1:<port>``) the hooks build their management clients for that URL with
+a static dummy token and the local CA (``local_ca_bundle`` extra, else REQUESTS_CA_BUNDLE/SSL_CERT_FILE). What that
+needs from the provider's internals, each kept to the minimum and checked by tests/test_adf_plugin.py:
+
+* the trigger swap: the stock ``execute()`` builds an ``AzureDataFactoryTrigger`` itself, so ``defer`` replaces a
+  trigger of exactly that type with :class:`CosmosArchiveAdfTrigger` (local connections only);
+* ``AzureDataFactoryTrigger._build_trigger_event``: the stock ``run()`` builds the stock async hook itself (it
+  cannot reach the stand-in), so the local trigger polls with its own loop and reuses the provider's method to
+  turn a pipeline status into the same events the stock trigger yields.
+
+The hooks override only public methods (``get_conn``, ``get_async_conn``, ``close``) and keep their own client
+cache, so no private attribute of the provider's hooks is relied on.
 """
 
 from __future__ import annotations
@@ -13,6 +26,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
@@ -30,71 +44,90 @@ from airflow.triggers.base import TriggerEvent
 
 from include.cosmos_archiver.adf import PIPELINE_NAME
 from include.cosmos_archiver.adf.management_client import local_async_management_client, local_management_client
+from include.cosmos_archiver.loopback import LOCAL_SUBSCRIPTION_ID
 
-LOCAL_SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"
+
+@dataclass(frozen=True)
+class LocalStandin:
+    """Where a connection's loopback stand-in is: its base URL, the subscription in its paths, the CA to trust."""
+
+    base_url: str
+    subscription_id: str
+    ca_file: str | None
+
+    @classmethod
+    def from_extras(cls, extras: dict[str, Any], conn_id: str) -> LocalStandin:
+        local = local_standin(extras)
+        if local is None:
+            raise AirflowException(
+                f"connection {conn_id!r} has no local_base_url extra: this hook only reaches the loopback ADF "
+                "stand-in; on Azure use the provider's AzureDataFactoryHook"
+            )
+        return local
 
 
-def _local_settings(extras: dict[str, Any]) -> tuple[str, str, str | None] | None:
-    """(base_url, subscription, ca_file) when the connection points at the loopback stand-in, else None."""
+def local_standin(extras: dict[str, Any]) -> LocalStandin | None:
+    """The stand-in a connection points at (its ``local_base_url`` extra), or None for Azure."""
     base_url = get_field(extras, "local_base_url")
     if not base_url:
         return None
-    return base_url, get_field(extras, "subscriptionId") or LOCAL_SUBSCRIPTION, get_field(extras, "local_ca_bundle")
+    subscription = get_field(extras, "subscriptionId") or LOCAL_SUBSCRIPTION_ID
+    return LocalStandin(base_url, subscription, get_field(extras, "local_ca_bundle"))
 
 
 class CosmosArchiveAdfHook(AzureDataFactoryHook):
-    """AzureDataFactoryHook that can also talk to the loopback stand-in."""
+    """AzureDataFactoryHook for the loopback stand-in: every provider method reaches it through ``get_conn``."""
+
+    def __init__(self, azure_data_factory_conn_id: str = AzureDataFactoryHook.default_conn_name) -> None:
+        super().__init__(azure_data_factory_conn_id=azure_data_factory_conn_id)
+        self._standin_client: Any = None
 
     def get_conn(self) -> Any:
-        if self._conn is not None:
-            return self._conn
-        local = _local_settings(self.get_connection(self.conn_id).extra_dejson)
-        if local is None:
-            return super().get_conn()
-        base_url, subscription, ca_file = local
-        self._conn = local_management_client(base_url, subscription, ca_file=ca_file)
-        return self._conn
+        if self._standin_client is None:
+            local = LocalStandin.from_extras(self.get_connection(self.conn_id).extra_dejson, self.conn_id)
+            self._standin_client = local_management_client(local.base_url, local.subscription_id, ca_file=local.ca_file)
+        return self._standin_client
 
 
 class CosmosArchiveAdfAsyncHook(AzureDataFactoryAsyncHook):
-    """AzureDataFactoryAsyncHook that can also talk to the loopback stand-in."""
+    """AzureDataFactoryAsyncHook for the loopback stand-in: every provider method reaches it through
+    ``get_async_conn``; ``close`` (also called by ``refresh_conn`` and ``async with``) closes its client."""
 
-    async def _local(self) -> tuple[str, str, str | None] | None:
-        conn = await get_async_connection(self.conn_id)
-        return _local_settings(json.loads(conn.extra) if conn.extra else {})
-
-    async def is_local(self) -> bool:
-        return await self._local() is not None
+    def __init__(self, azure_data_factory_conn_id: str = AzureDataFactoryAsyncHook.default_conn_name) -> None:
+        super().__init__(azure_data_factory_conn_id=azure_data_factory_conn_id)
+        self._standin_client: Any = None
 
     async def get_async_conn(self) -> Any:
-        if self._async_conn is not None:
-            return self._async_conn
-        local = await self._local()
-        if local is None:
-            return await super().get_async_conn()
-        base_url, subscription, ca_file = local
-        self._async_conn = local_async_management_client(base_url, subscription, ca_file=ca_file)
-        return self._async_conn
+        if self._standin_client is None:
+            conn = await get_async_connection(self.conn_id)
+            # json.loads, as the provider's async hook does: extra_dejson can call mask_secret -> a sync send on
+            # the triggerer's event loop.
+            local = LocalStandin.from_extras(json.loads(conn.extra) if conn.extra else {}, self.conn_id)
+            self._standin_client = local_async_management_client(
+                local.base_url, local.subscription_id, ca_file=local.ca_file
+            )
+        return self._standin_client
+
+    async def close(self) -> None:
+        if self._standin_client is not None:
+            await self._standin_client.close()
+            self._standin_client = None
+        await super().close()
 
 
 class CosmosArchiveAdfTrigger(AzureDataFactoryTrigger):
-    """AzureDataFactoryTrigger whose polling also works against the stand-in.
+    """AzureDataFactoryTrigger that polls the loopback stand-in (deferred only for a local connection).
 
-    The stock ``run()`` builds the stock async hook itself, so for a local connection this class polls with
-    :class:`CosmosArchiveAdfAsyncHook` (same events as the stock trigger); otherwise it runs the stock ``run()``.
+    The stock ``run()`` builds the stock async hook itself, which cannot reach the stand-in, so this one polls with
+    :class:`CosmosArchiveAdfAsyncHook` and yields the stock trigger's events (its ``_build_trigger_event``).
     """
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
-        _, kwargs = super().serialize()
+        _, kwargs = super().serialize()  # the stock arguments; only the class path is ours
         return f"{type(self).__module__}.{type(self).__qualname__}", kwargs
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        hook = CosmosArchiveAdfAsyncHook(azure_data_factory_conn_id=self.azure_data_factory_conn_id)
-        if not await hook.is_local():
-            async for event in super().run():
-                yield event
-            return
-        async with hook:
+        async with CosmosArchiveAdfAsyncHook(azure_data_factory_conn_id=self.azure_data_factory_conn_id) as hook:
             yield await self._poll(hook)
 
     async def _poll(self, hook: CosmosArchiveAdfAsyncHook) -> TriggerEvent:
@@ -103,25 +136,17 @@ class CosmosArchiveAdfTrigger(AzureDataFactoryTrigger):
                 status = await hook.get_adf_pipeline_run_status(
                     self.run_id, self.resource_group_name, self.factory_name
                 )
+                # provider-private: the stock trigger's own status -> event mapping (tests/test_adf_plugin.py
+                # fails if it changes), so a local run ends with exactly the events an Azure run ends with
                 event = self._build_trigger_event(status)
                 if event is not None:
                     return event
                 if not self.wait_for_termination:
-                    return TriggerEvent(
-                        {
-                            "status": "success",
-                            "run_id": self.run_id,
-                            "message": f"The pipeline run {self.run_id} has {status} status.",
-                        }
-                    )
+                    message = f"The pipeline run {self.run_id} has {status} status."
+                    return TriggerEvent({"status": "success", "run_id": self.run_id, "message": message})
                 if time.time() >= self.end_time:
-                    return TriggerEvent(
-                        {
-                            "status": "error",
-                            "run_id": self.run_id,
-                            "message": f"Timeout: The pipeline run {self.run_id} has {status}.",
-                        }
-                    )
+                    message = f"Timeout: The pipeline run {self.run_id} has {status}."
+                    return TriggerEvent({"status": "error", "run_id": self.run_id, "message": message})
                 self.log.info("Sleeping for %s. The pipeline state is %s.", self.check_interval, status)
                 await asyncio.sleep(self.check_interval)
         except Exception as exc:
@@ -156,7 +181,14 @@ class CosmosArchiveAdfRunPipelineOperator(AzureDataFactoryRunPipelineOperator):
         )
 
     @cached_property
+    def local(self) -> LocalStandin | None:
+        """The loopback stand-in the connection points at, or None (Azure: the stock provider path)."""
+        return local_standin(AzureDataFactoryHook.get_connection(self.azure_data_factory_conn_id).extra_dejson)
+
+    @cached_property
     def hook(self) -> AzureDataFactoryHook:
+        if self.local is None:
+            return AzureDataFactoryHook(azure_data_factory_conn_id=self.azure_data_factory_conn_id)  # as the stock
         return CosmosArchiveAdfHook(azure_data_factory_conn_id=self.azure_data_factory_conn_id)
 
     def execute(self, context: Any) -> None:
@@ -170,7 +202,10 @@ class CosmosArchiveAdfRunPipelineOperator(AzureDataFactoryRunPipelineOperator):
     def defer(
         self, *, trigger: Any, method_name: str, kwargs: dict[str, Any] | None = None, timeout: Any = None
     ) -> Any:
-        if type(trigger) is AzureDataFactoryTrigger:  # built by the stock execute(): swap in the local-aware one
+        # The stock execute() builds the stock trigger itself; for the stand-in, swap in the local one (same
+        # arguments). A trigger of any other type (the provider changed) is deferred as given: then the local
+        # tests fail on the trigger's class path, never the Azure path.
+        if self.local is not None and type(trigger) is AzureDataFactoryTrigger:
             trigger = CosmosArchiveAdfTrigger(**trigger.serialize()[1])
         super().defer(trigger=trigger, method_name=method_name, kwargs=kwargs, timeout=timeout)
 

@@ -19,7 +19,8 @@ class ArchiveRuGate(CosmosRuQuietSensor):
         super().__init__(metrics_endpoint="", resource_id="", provisioned_ru_s=1.0, **kwargs)
 
     def execute(self, context: Any) -> Any:
-        gov = runtime.load_ru_governance()
+        with runtime.archive_errors():  # a bad cosmos_archive_ru Variable fails the gate without retries
+            gov = runtime.load_ru_governance()
         if gov.metrics_endpoint is None or gov.resource_id is None:
             self.log.warning("RU gate open: no metrics_endpoint/resource_id in Variable %s, so usage is not "
                              "checked; the archiver still sends low priority and backs off on 429s",

@@ -8,8 +8,8 @@ run succeeds), by webhook and/or e-mail, configured in the ``cosmos_archive_noti
 
 Delivery never raises: a failing channel is logged at ERROR together with the full message, and the run goes on.
 
-Use in the DAG's halt task: ``notify_halt(ctx, slice_id=..., reason=..., ...)``; on the DAG for success:
-``on_success_callback=ArchiveSucceededNotifier()``.
+The DAG calls ``notify_halt(ctx, slice_id=..., reason=..., ...)`` from the task that sets Halted, and
+``notify_success(ctx, slices_verified=..., records=...)`` from the run's last task (only sent if ``on_success``).
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from airflow.exceptions import AirflowNotFoundException
 from airflow.providers.smtp.notifications.smtp import SmtpNotifier
 from airflow.sdk import BaseHook, BaseNotifier, Variable
+from cosmos_archive_runtime import connection_exists
 
 from include.cosmos_archiver.reporting.notifications import (
     Notice,
@@ -47,7 +47,7 @@ def load_notify_config() -> NotifyConfig:
     try:
         raw = Variable.get(NOTIFY_VARIABLE, default=None)
         if raw is None:
-            return NotifyConfig(channels=("webhook",) if _connection_exists(NotifyConfig.webhook_conn_id) else ())
+            return NotifyConfig(channels=("webhook",) if connection_exists(NotifyConfig.webhook_conn_id) else ())
         values = json.loads(raw) if isinstance(raw, str) else raw
         if not isinstance(values, dict):
             raise NotifyConfigError(f"the value must be a JSON object, got {type(values).__name__}")
@@ -59,14 +59,6 @@ def load_notify_config() -> NotifyConfig:
             exc,
         )
         return NotifyConfig()
-
-
-def _connection_exists(conn_id: str) -> bool:
-    try:
-        BaseHook.get_connection(conn_id)
-    except AirflowNotFoundException:
-        return False
-    return True
 
 
 def webhook_target(conn_id: str) -> tuple[str, dict[str, str]]:
@@ -162,21 +154,13 @@ def send(notice: Notice, context: Any, config: NotifyConfig | None = None) -> di
 
 
 def notify_halt(
-    context: Any,
-    *,
-    slice_id: str,
-    reason: str,
-    validation: Mapping[str, Any] | None = None,
-    slice_start: str | None = None,
-    slice_end: str | None = None,
-    attempts: int | None = None,
-    manifest_path: str | None = None,
-    report_url: str | None = None,
-    config: NotifyConfig | None = None,
+    context: Any, *, slice_id: str, reason: str, config: NotifyConfig | None = None, **details: Any
 ) -> dict[str, bool]:
     """Tell the operator the archive halted at ``slice_id``. Call it once, from the task that sets Halted.
 
-    Never raises: if even the message cannot be built from what it was given, a plain one is sent instead."""
+    ``details``: halt_notice's optional fields (validation, slice_start, slice_end, attempts, manifest_path,
+    report_url). Never raises: if even the message cannot be built from what it was given, a plain one is sent
+    instead."""
     try:
         dag_run = context.get("dag_run")
         ti = context.get("ti") or context.get("task_instance")
@@ -185,13 +169,8 @@ def notify_halt(
             run_id=str(context.get("run_id") or getattr(dag_run, "run_id", "?")),
             slice_id=slice_id,
             reason=reason,
-            validation=validation,
-            slice_start=slice_start,
-            slice_end=slice_end,
-            attempts=attempts,
-            manifest_path=manifest_path,
-            report_url=report_url,
             log_url=getattr(ti, "log_url", None),
+            **details,
         )
     except Exception as exc:
         log.error("could not build the full halt message (%s: %s); sending the plain reason", type(exc).__name__, exc)
@@ -222,26 +201,3 @@ def notify_success(
     )
     return send(notice, context, config)
 
-
-class ArchiveSucceededNotifier(BaseNotifier):
-    """``on_success_callback`` for the DAG: a short success message, only if ``on_success`` is set."""
-
-    def __init__(self, config: NotifyConfig | None = None) -> None:
-        super().__init__()
-        self.config = config
-        self.result: dict[str, bool] | None = None
-
-    def notify(self, context: Any) -> None:
-        try:
-            config = self.config or load_notify_config()
-        except Exception as exc:
-            log.error("cannot read the notification settings (%s: %s)", exc.__class__.__name__, exc)
-            return
-        if not config.on_success:
-            return
-        dag_run = context.get("dag_run")
-        notice = success_notice(
-            dag_id=str(getattr(dag_run, "dag_id", "cosmos_archive")),
-            run_id=str(context.get("run_id") or getattr(dag_run, "run_id", "?")),
-        )
-        self.result = send(notice, context, config)

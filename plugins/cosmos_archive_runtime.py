@@ -1,26 +1,51 @@
-"""Airflow adapters for cosmos-archive: settings from Variables, clients from Connections, the run status.
+"""Airflow adapters for cosmos-archive: settings from Variables, clients from Connections, the run status, and
+the library's errors mapped onto Airflow's retry decisions.
 
-Thin by design: everything here turns Airflow configuration into the library's plain objects.
+Thin by design: everything here turns Airflow configuration into the library's plain objects, or the library's
+outcomes into Airflow's (failed without retry, skipped).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
 
 from airflow.exceptions import AirflowNotFoundException
 from airflow.providers.microsoft.azure.hooks.cosmos import AzureCosmosDBHook
+from airflow.providers.microsoft.azure.hooks.data_factory import (
+    AzureDataFactoryPipelineRunException,
+    AzureDataFactoryPipelineRunStatus,
+)
 from airflow.providers.microsoft.azure.hooks.wasb import WasbHook
 from airflow.sdk import BaseHook, Variable
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from azure.cosmos import ContainerProxy
+from cosmos_archive_adf import CosmosArchiveAdfHook
 
+from include.cosmos_archiver.adf import PIPELINE_NAME
+from include.cosmos_archiver.adf.indexing import index_adf_slice
+from include.cosmos_archiver.adf.parameters import pipeline_parameters
+from include.cosmos_archiver.archive.manifest import Manifest
 from include.cosmos_archiver.archive.store import ArchiveStore
 from include.cosmos_archiver.clients import cosmos_client
+from include.cosmos_archiver.errors import TerminalError
+from include.cosmos_archiver.pipeline.copy import copy_slice, needs_local_copy
 from include.cosmos_archiver.pipeline.run_status import ArchiveStatus
+from include.cosmos_archiver.pipeline.slice_workflow import (
+    CopyAgain,
+    Route,
+    RunDates,
+    SliceSkipped,
+    SliceWorkflow,
+)
 from include.cosmos_archiver.ru.budget import RuBudget
 from include.cosmos_archiver.ru.governance import RuGovernance
-from include.cosmos_archiver.ru.rate_control import RateControlError
+from include.cosmos_archiver.ru.settings import RateControlError
 from include.cosmos_archiver.settings import ArchiveSettings, SettingsError
+from include.cosmos_archiver.slices import TimeSlice
 
 SETTINGS_VARIABLE = "cosmos_archive_settings"
 STATUS_VARIABLE = "cosmos_archive_status"
@@ -28,14 +53,33 @@ RU_VARIABLE = "cosmos_archive_ru"
 COSMOS_CONN_ID = "cosmos_archive_cosmos"
 BLOB_CONN_ID = "cosmos_archive_blob"
 ADF_CONN_ID = "cosmos_archive_adf"
+ADF_CHECK_INTERVAL_S = 30  # how often a waiting task asks ADF about its pipeline run
+ADF_TIMEOUT_S = 12 * 3600
+log = logging.getLogger(__name__)
 
 # The SDKs log every HTTP request at INFO; keep task logs for people.
 logging.getLogger("azure.core.pipeline.policies.http_logging_policy").setLevel(logging.WARNING)
 logging.getLogger("azure.cosmos").setLevel(logging.WARNING)
 
 
-class ConfigurationError(ValueError):
+class ConfigurationError(TerminalError, ValueError):
     """Raised before any work starts; the message names the missing connection or the bad value."""
+
+
+@contextmanager
+def archive_errors() -> Iterator[None]:
+    """Map the library's outcomes onto Airflow's, as a decorator (under ``@task``) or a ``with`` block.
+
+    TerminalError (bad settings, a missing connection, a slice that failed validation for good) fails the task
+    at once, without its retries; SliceSkipped marks it skipped. Anything else (TransientError, the SDKs' errors)
+    propagates unchanged, so the task's retries with back-off take it again.
+    """
+    try:
+        yield
+    except TerminalError as exc:
+        raise AirflowFailException(f"{exc} [{type(exc).__name__}: not retried]") from exc
+    except SliceSkipped as exc:
+        raise AirflowSkipException(str(exc)) from exc
 
 
 def load_settings() -> ArchiveSettings:
@@ -82,6 +126,15 @@ def connection_exists(conn_id: str) -> bool:
     return True
 
 
+def copy_route(store: ArchiveStore | None = None, time_slice: TimeSlice | None = None) -> Route:
+    """How a slice is copied: by Azure Data Factory when its connection exists, else by the local executor; a
+    slice whose purge has started always by the local executor (it appends a generation; an ADF re-run would
+    overwrite the files that hold the purged records)."""
+    if store is not None and time_slice is not None and needs_local_copy(store, time_slice.slice_id):
+        return "local"
+    return "adf" if connection_exists(ADF_CONN_ID) else "local"
+
+
 def cosmos_container(settings: ArchiveSettings, **client_kwargs: object) -> ContainerProxy:
     """The archive's source container, with credentials from the provider's Cosmos connection.
 
@@ -121,3 +174,64 @@ def read_status() -> ArchiveStatus:
 
 def write_status(status: ArchiveStatus) -> None:
     Variable.set(STATUS_VARIABLE, status.to_json())
+
+
+class VariableStatus:
+    """The archive status kept in the ``cosmos_archive_status`` Variable (the library's StatusStore)."""
+
+    def read(self) -> ArchiveStatus:
+        return read_status()
+
+    def write(self, status: ArchiveStatus) -> None:
+        write_status(status)
+
+
+def slice_workflow(params: Mapping[str, Any]) -> SliceWorkflow:
+    """The slice rules over the status Variable, with the attempts/back-off of the run's params."""
+    return SliceWorkflow(VariableStatus(), attempts=int(params["validation_attempts"]),
+                         backoff_s=float(params["validation_backoff_s"]))
+
+
+def run_dates(context: Mapping[str, Any]) -> RunDates:
+    params = context["params"]
+    return RunDates(logical_date=context.get("logical_date"), data_interval_start=context.get("data_interval_start"),
+                    data_interval_end=context.get("data_interval_end"),
+                    backfill=context["dag_run"].run_type == "backfill",
+                    from_date=params.get("from_date"), to_date=params.get("to_date"))
+
+
+def adf_parameters(time_slice: TimeSlice, settings: ArchiveSettings) -> dict[str, Any]:
+    """The copy pipeline's parameters; pageSize/parallelCopies from the RU/s the controller grants right now."""
+    suggestion = load_ru_governance().adf_copy_settings()
+    log.info("ADF copy sized for %.0f RU/s: pageSize %d, parallelCopies %d",
+             suggestion.budget_ru_s, suggestion.page_size, suggestion.parallel_copies)
+    return pipeline_parameters(time_slice, settings, page_size=suggestion.page_size,
+                               parallel_copies=suggestion.parallel_copies)
+
+
+def copy_with_adf(time_slice: TimeSlice, settings: ArchiveSettings, store: ArchiveStore) -> Manifest:
+    """Run the copy pipeline for one slice, wait for it (in this worker), and index what it wrote.
+
+    The validate task's way to copy an ADF slice again; the first copy is the deferrable operator's.
+    """
+    hook = CosmosArchiveAdfHook(azure_data_factory_conn_id=ADF_CONN_ID)
+    run_id = hook.run_pipeline(PIPELINE_NAME, None, None, parameters=adf_parameters(time_slice, settings)).run_id
+    log.info("ADF pipeline run %s copies slice %s again", run_id, time_slice.slice_id)
+    succeeded = {AzureDataFactoryPipelineRunStatus.SUCCEEDED}
+    # None: resource group and factory from the connection's extras, as the provider's operator does
+    if not hook.wait_for_pipeline_run_status(run_id, succeeded, None, None,  # type: ignore[arg-type]
+                                             check_interval=ADF_CHECK_INTERVAL_S, timeout=ADF_TIMEOUT_S):
+        run = hook.get_pipeline_run(run_id, None, None)  # type: ignore[arg-type]
+        raise AzureDataFactoryPipelineRunException(
+            f"ADF pipeline run {run_id} copying slice {time_slice.slice_id} again ended {run.status}: {run.message}"
+        )
+    return index_adf_slice(store, time_slice, settings, run_id=run_id)
+
+
+def copy_again(settings: ArchiveSettings, store: ArchiveStore, container: ContainerProxy,
+               budget: RuBudget) -> dict[Route, CopyAgain]:
+    """How validation copies a slice again, by the route that copied it."""
+    return {
+        "local": lambda time_slice: copy_slice(container, store, time_slice, settings, budget=budget),
+        "adf": lambda time_slice: copy_with_adf(time_slice, settings, store),
+    }

@@ -1,7 +1,7 @@
 """Airflow 3 sensor that holds the archive run until Cosmos DB RU usage has been quiet for a while.
 
 Thin: the judgement (``assess_quiet``: known samples only, lagging minutes never count as idle) lives in
-``include.cosmos_archiver.ru.usage``. Structured like the Microsoft Azure provider's sensors (e.g.
+``include.cosmos_archiver.ru.quiet_gate``. Structured like the Microsoft Azure provider's sensors (e.g.
 ``AzureCosmosDocumentSensor``): templated fields, a client built per poke, ``poke`` returns a bool.
 Defaults to ``mode="reschedule"`` so a waiting sensor holds no worker slot; ``deferrable=True`` hands the wait to
 the triggerer instead (:class:`CosmosRuQuietTrigger`, importable as ``ru_sensor.CosmosRuQuietTrigger`` because
@@ -18,12 +18,9 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.common.compat.sdk import AirflowException, AirflowSensorTimeout, BaseSensorOperator
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from include.cosmos_archiver.ru.usage import (
-    AzureMonitorUsageSource,
-    StaticTokenCredential,
-    busy_timeout_message,
-    check_quiet,
-)
+from include.cosmos_archiver.loopback import StaticTokenCredential
+from include.cosmos_archiver.ru.quiet_gate import busy_timeout_message, check_quiet
+from include.cosmos_archiver.ru.usage import AzureMonitorUsageSource
 
 if TYPE_CHECKING:
     from airflow.sdk import Context

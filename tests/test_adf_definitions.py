@@ -1,5 +1,5 @@
-"""The ADF definitions in include/adf/ against the azure-mgmt-datafactory models, the run-parameter builder and
-the deploy command's plan (no servers needed)."""
+"""The ADF definitions in include/cosmos_archiver/adf/resources/ against the azure-mgmt-datafactory models, the
+run-parameter builder and the deploy command's plan (no servers needed)."""
 
 from __future__ import annotations
 

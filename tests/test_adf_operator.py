@@ -260,42 +260,6 @@ def test_deferred_failure_carries_the_standins_message(env: dict[str, Any], stan
         op.execute_complete({"ti": FakeTI()}, event.payload)
 
 
-def test_without_local_base_url_the_stock_provider_is_used(
-    env: dict[str, Any], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """On Azure (no local_base_url) the subclasses build exactly what the provider builds."""
-    from azure.identity import DefaultAzureCredential
-    from azure.mgmt.datafactory import DataFactoryManagementClient
-
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_ADF_AZURE",
-        json.dumps(
-            {
-                "conn_type": "azure_data_factory",
-                "extra": {
-                    "subscriptionId": "00000000-0000-0000-0000-0000000000bb",
-                    "resource_group_name": "rg",
-                    "factory_name": "f",
-                },
-            }
-        ),
-    )
-    client = env["plugin"].CosmosArchiveAdfHook("adf_azure").get_conn()
-    assert isinstance(client, DataFactoryManagementClient)
-    assert client._config.base_url.rstrip("/") == "https://management.azure.com"
-    assert isinstance(client._config.credential, DefaultAzureCredential)
-
-    async def async_client() -> Any:
-        hook = env["plugin"].CosmosArchiveAdfAsyncHook("adf_azure")
-        assert not await hook.is_local()
-        conn = await hook.get_async_conn()
-        await hook.close()
-        return conn
-
-    conn = asyncio.run(async_client())
-    assert conn._config.base_url.rstrip("/") == "https://management.azure.com"
-
-
 @pytest.mark.parametrize(("field", "kind"), [("archiveTs", "epoch_seconds"), ("issuedAt", "iso8601")])
 def test_the_pipelines_query_selects_the_archived_records_on_a_real_engine(
     env: dict[str, Any], field: str, kind: str

@@ -28,7 +28,7 @@ from include.cosmos_archiver.adf.management_client import LocalEndpointError, lo
 from include.cosmos_archiver.adf.parameters import pipeline_parameters
 from include.cosmos_archiver.cli.main import main as cli_main
 from include.cosmos_archiver.settings import ArchiveSettings
-from include.cosmos_archiver.slices import plan_slices
+from include.cosmos_archiver.slices import slice_grid
 
 REPO = Path(__file__).resolve().parents[1]
 SUB = "00000000-0000-0000-0000-00000000a0a0"
@@ -73,7 +73,7 @@ def client(standin: AdfStandin, tls: TlsFiles) -> DataFactoryManagementClient:
 
 def _params() -> dict[str, Any]:
     settings = ArchiveSettings()
-    (day,) = plan_slices(*_day_bounds())
+    (day,) = slice_grid(*_day_bounds())
     return pipeline_parameters(day, settings, page_size=25, parallel_copies=2)
 
 
@@ -182,6 +182,7 @@ def test_local_client_refuses_a_non_loopback_url() -> None:
         local_management_client("https://management.azure.com", SUB)
 
 
+@pytest.mark.integration  # starts its own server
 def test_deploy_puts_every_resource_in_order(
     tls: TlsFiles, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -228,6 +229,7 @@ def test_deploy_puts_every_resource_in_order(
         assert [m for m, _ in list(standin.requests)[before:]] == ["GET"]
 
 
+@pytest.mark.integration  # starts its own server
 def test_standin_runs_as_a_process(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen(

@@ -22,7 +22,7 @@ import test_dag
 from test_dag import AIRFLOW, RUN_DATE, _seed, _settings, _store
 
 from devstack.stack import free_port
-from include.cosmos_archiver.slices import plan_slices
+from include.cosmos_archiver.slices import slice_grid
 
 # test_dag's module fixture: a migrated SQLite metadata DB with airflow_settings.yaml applied for the stack's ports.
 airflow_env = test_dag.airflow_env
@@ -175,7 +175,7 @@ def test_backfill_archives_exactly_its_slices_and_a_second_backfill_changes_noth
     _seed(cosmos_database, settings)
     store = _store(stack, settings)
     window_start = dt.datetime(FROM.year, FROM.month, FROM.day, tzinfo=dt.UTC)
-    expected = plan_slices(window_start, window_start + dt.timedelta(days=len(DAYS)), slice_hours=settings.slice_hours)
+    expected = slice_grid(window_start, window_start + dt.timedelta(days=len(DAYS)), slice_hours=settings.slice_hours)
     assert len(expected) == 2  # the two days fall into two slices; the seeded data has many more, before and after
     seeded = [RUN_DATE - dt.timedelta(days=day, hours=5) for day in range(0, 140, 2)]
     assert any(at < expected[0].start for at in seeded) and any(at >= expected[-1].end for at in seeded)

@@ -12,15 +12,17 @@ import sys
 import threading
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
+from devstack import drills
 from devstack.stack import free_port
 from include.cosmos_archiver.archive.store import ArchiveStore
 from include.cosmos_archiver.clients import blob_container
-from include.cosmos_archiver.planning.due_slices import plan_due_slices
+from include.cosmos_archiver.planning.due_slices import select_due_slices
 from include.cosmos_archiver.settings import ArchiveSettings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -142,6 +144,18 @@ def _task_instances(env: dict[str, str]) -> dict[tuple[str, int], tuple[str, str
         return {(task, index): (state, start, end) for task, index, state, start, end in rows}
 
 
+def _tries(env: dict[str, str], task_id: str) -> dict[int, tuple[str, int]]:
+    """map_index -> (state, try_number) of one task in the latest run."""
+    with sqlite3.connect(Path(env["AIRFLOW_HOME"]) / "airflow.db") as db:
+        run_id = db.execute(
+            "SELECT run_id FROM dag_run WHERE dag_id='cosmos_archive' ORDER BY id DESC LIMIT 1"
+        ).fetchone()[0]
+        rows = db.execute(
+            "SELECT map_index, state, try_number FROM task_instance WHERE run_id=? AND task_id=?", (run_id, task_id)
+        )
+        return {index: (state, tries) for index, state, tries in rows}
+
+
 def _run_state(env: dict[str, str]) -> str:
     """The state of the latest cosmos_archive run: what the Airflow UI shows green or red."""
     with sqlite3.connect(Path(env["AIRFLOW_HOME"]) / "airflow.db") as db:
@@ -155,6 +169,24 @@ def _task_states(env: dict[str, str]) -> dict[tuple[str, int], str]:
 
 def _store(stack, settings: ArchiveSettings) -> ArchiveStore:
     return ArchiveStore(blob_container(stack.blob_connection_string, settings.blob_container), settings.blob_prefix)
+
+
+@contextmanager
+def _adf_standin(stack, settings: ArchiveSettings, wrap=None) -> Iterator[dict[str, str]]:
+    """The loopback ADF stand-in copying with ``settings`` (its copy runner wrapped by ``wrap``, e.g. a drill);
+    yields the environment that gives the DAG its ``cosmos_archive_adf`` connection."""
+    from devstack.adf_standin.copy_runner import copy_runner
+    from devstack.adf_standin.server import AdfStandin
+    from devstack.stack import EMULATOR_COSMOS_KEY
+    from devstack.tls import ensure_local_tls
+
+    tls = ensure_local_tls(stack.state_dir)
+    run_copy = copy_runner(stack.cosmos_endpoint, EMULATOR_COSMOS_KEY, stack.blob_connection_string, settings)
+    with AdfStandin(wrap(run_copy) if wrap else run_copy, tls_cert=tls.server_cert, tls_key=tls.server_key) as standin:
+        yield {"AIRFLOW_CONN_COSMOS_ARCHIVE_ADF": json.dumps({"conn_type": "azure_data_factory", "extra": {
+            "subscriptionId": "00000000-0000-0000-0000-0000000000aa", "resource_group_name": "cosmos-archive-local",
+            "factory_name": "cosmos-archive-local", "local_base_url": standin.base_url,
+            "local_ca_bundle": str(tls.ca_bundle)}})}
 
 
 def test_dagbag_imports_without_errors(airflow_env):
@@ -182,7 +214,7 @@ def test_dags_test_archives_due_slices_and_a_rerun_changes_nothing(stack, cosmos
     settings = _settings(cosmos_database)
     _seed(cosmos_database, settings)
     store = _store(stack, settings)
-    due = plan_due_slices(store, settings, now=RUN_DATE).due
+    due = select_due_slices(store, settings, now=RUN_DATE).due
     assert len(due) >= 4
 
     # The success notification goes to a webhook nobody listens on: logged, and the run still succeeds.
@@ -214,22 +246,11 @@ def test_dags_test_archives_due_slices_and_a_rerun_changes_nothing(stack, cosmos
 def test_dags_test_archives_through_the_adf_standin(stack, cosmos_database, airflow_env):
     """The ADF branch end to end: the provider's operator (deferrable) -> loopback ADF REST stand-in writing ADF's
     layout -> index_adf_output -> validate, all inside `airflow dags test`."""
-    from devstack.adf_standin.copy_runner import copy_runner
-    from devstack.adf_standin.server import AdfStandin
-    from devstack.stack import EMULATOR_COSMOS_KEY
-    from devstack.tls import ensure_local_tls
-
     settings = _settings(cosmos_database)
     _seed(cosmos_database, settings)
     store = _store(stack, settings)
-    due = plan_due_slices(store, settings, now=RUN_DATE).due
-    tls = ensure_local_tls(stack.state_dir)
-    run_copy = copy_runner(stack.cosmos_endpoint, EMULATOR_COSMOS_KEY, stack.blob_connection_string, settings)
-    with AdfStandin(run_copy, tls_cert=tls.server_cert, tls_key=tls.server_key) as standin:
-        adf = {"AIRFLOW_CONN_COSMOS_ARCHIVE_ADF": json.dumps({"conn_type": "azure_data_factory", "extra": {
-            "subscriptionId": "00000000-0000-0000-0000-0000000000aa", "resource_group_name": "cosmos-archive-local",
-            "factory_name": "cosmos-archive-local", "local_base_url": standin.base_url,
-            "local_ca_bundle": str(tls.ca_bundle)}})}
+    due = select_due_slices(store, settings, now=RUN_DATE).due
+    with _adf_standin(stack, settings) as adf:
         run = _dags_test(airflow_env, settings, extra_env=adf)
 
     logs = run.stdout + run.stderr
@@ -243,24 +264,39 @@ def test_dags_test_archives_through_the_adf_standin(stack, cosmos_database, airf
     assert all(f.path.split("/")[-1].startswith("adf_") for m in manifests for f in m.files)
 
 
-def test_persistent_validation_failure_halts_newer_slices(stack, cosmos_database, airflow_env, webhook):
+def test_validation_copies_again_through_adf_and_a_persistent_failure_halts_newer_slices(
+    stack, cosmos_database, airflow_env, webhook
+):
+    """Drills from the dev kit, not the DAG: the ADF stand-in's copies of due[0] are damaged once, those of due[1]
+    every time. due[0] is copied again through ADF (not the local executor) and verified; due[1] fails twice,
+    the archive goes Failed -> Halted with one notification, and newer slices not yet started are skipped."""
     settings = _settings(cosmos_database)
     _seed(cosmos_database, settings)
     store = _store(stack, settings)
-    due = plan_due_slices(store, settings, now=RUN_DATE).due
-    bad = due[1]
+    due = select_due_slices(store, settings, now=RUN_DATE).due
+    healed, bad = due[0], due[1]
+    drilled: list[drills.DamagingCopies] = []
 
-    run = _dags_test(
-        airflow_env,
-        settings,
-        conf={"drill_corrupt_slices": [bad.slice_id], "validation_attempts": 2, "validation_backoff_s": 0},
-        extra_env=webhook.env,
-    )
+    def damaging(run_copy):
+        drilled.append(drills.DamagingCopies(run_copy, store, {healed.slice_id: 1, bad.slice_id: None}))
+        return drilled[0]
+
+    with _adf_standin(stack, settings, wrap=damaging) as adf:
+        run = _dags_test(
+            airflow_env,
+            settings,
+            conf={"validation_attempts": 2, "validation_backoff_s": 0},
+            extra_env={**webhook.env, **adf},
+        )
     logs = run.stdout + run.stderr
     tis = _task_instances(airflow_env)
     statuses = store.manifest_statuses()
 
-    assert statuses.get(due[0].slice_id) == "verified", (tis, logs[-4000:])
+    assert statuses.get(healed.slice_id) == "verified", (tis, logs[-4000:])
+    assert store.read_manifest(healed.slice_id).executor == "adf"
+    assert drilled[0].copies[healed.slice_id] == 2 and drilled[0].copies[bad.slice_id] == 2  # copied again by ADF
+    assert f"re-copying {healed.slice_id} through adf" in logs
+    assert {tis[("archive_slice.copy", i)][0] for i in range(len(due))} == {"skipped"}  # never the local executor
     assert statuses[bad.slice_id] == "failed"
     assert tis[("archive_slice.halt", 1)][0] == "failed", logs[-4000:]  # the reason is logged
     assert tis[("run_outcome", -1)][0] == "failed" and tis[("report", -1)][0] == "success"
@@ -289,7 +325,7 @@ def test_persistent_validation_failure_halts_newer_slices(stack, cosmos_database
     # A halted archive starts nothing new until an operator clears the status.
     blocked = _dags_test(airflow_env, settings)
     assert "the archive is Halted" in blocked.stdout + blocked.stderr
-    assert _task_states(airflow_env)[("preflight", -1)] == "failed"
+    assert _tries(airflow_env, "preflight") == {-1: ("failed", 1)}  # terminal: not retried
     assert _run_state(airflow_env) == "failed"
     subprocess.run(
         [AIRFLOW, "variables", "delete", "cosmos_archive_status"],
@@ -312,6 +348,21 @@ def test_missing_connection_fails_fast_naming_it(stack, cosmos_database, airflow
     logs = run.stdout + run.stderr
     states = _task_states(airflow_env)
     assert "Airflow connection 'cosmos_archive_blob'" in logs and "is not defined" in logs
-    assert states[("preflight", -1)] == "failed"
+    assert _tries(airflow_env, "preflight") == {-1: ("failed", 1)}  # terminal: not retried
     assert states.get(("plan", -1)) in (None, "upstream_failed")
     assert _run_state(airflow_env) == "failed"
+
+
+def test_a_bad_setting_fails_its_task_once_without_retries(stack, cosmos_database, airflow_env):
+    """preflight has the DAG's default retries (2, exponential back-off); a bad setting is a TerminalError, so
+    the task fails at its first try and says what to fix, instead of waiting minutes for retries that must fail."""
+    settings = _settings(cosmos_database)
+    started = dt.datetime.now(dt.UTC)
+    run = _dags_test(airflow_env, settings,
+                     extra_env={"AIRFLOW_VAR_COSMOS_ARCHIVE_SETTINGS": json.dumps({"cutoff_days": -1})})
+    logs = run.stdout + run.stderr
+    assert "Variable cosmos_archive_settings: cutoff_days=-1 must be a positive integer" in logs, logs[-3000:]
+    assert _tries(airflow_env, "preflight") == {-1: ("failed", 1)}
+    assert _task_states(airflow_env).get(("plan", -1)) in (None, "upstream_failed")
+    assert _run_state(airflow_env) == "failed"
+    assert dt.datetime.now(dt.UTC) - started < dt.timedelta(minutes=2)  # no retry_delay was waited

@@ -353,9 +353,16 @@ def test_notifier_as_an_airflow_callback_never_raises(plugin: Any, caplog: pytes
     with caplog.at_level(logging.ERROR, logger="include.cosmos_archiver.reporting.notifications"):
         notifier(_context())  # BaseNotifier.__call__: renders templates, then notify()
     assert notifier.delivered is False and "no_such_conn_either" in caplog.text
-    success = plugin.ArchiveSucceededNotifier(NotifyConfig(channels=("webhook",), on_success=False))
-    success(_context())
-    assert success.result is None  # on_success off: nothing sent
+
+
+def test_success_is_sent_only_when_on_success_is_set(plugin: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AIRFLOW_VAR_COSMOS_ARCHIVE_NOTIFY", json.dumps({"channels": ["webhook"]}))
+    assert plugin.notify_success(_context(), slices_verified=1, records=2) is None  # on_success off: nothing sent
+    monkeypatch.setenv(
+        "AIRFLOW_VAR_COSMOS_ARCHIVE_NOTIFY",
+        json.dumps({"channels": ["webhook"], "webhook_conn_id": "no_success_conn", "on_success": True}),
+    )
+    assert plugin.notify_success(_context(), slices_verified=1, records=2) == {"webhook": False}  # tried, failed
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX only")

@@ -8,17 +8,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from include.cosmos_archiver.ru.adaptive_budget import AdaptiveBudget
+from include.cosmos_archiver.ru.adf_sizing import suggest_copy
 from include.cosmos_archiver.ru.governance import RuGovernance
-from include.cosmos_archiver.ru.rate_control import (
-    AdaptiveBudget,
-    RateControlError,
-    RateControlSettings,
-    StaticBudget,
-    TokenBucket,
-    static_max_records,
-    suggest_copy,
-    upper_quantile,
-)
+from include.cosmos_archiver.ru.settings import RateControlError, RateControlSettings
+from include.cosmos_archiver.ru.static_budget import StaticBudget, static_max_records
+from include.cosmos_archiver.ru.statistics import upper_quantile
+from include.cosmos_archiver.ru.token_bucket import TokenBucket
 from include.cosmos_archiver.ru.usage import UsageSample
 
 

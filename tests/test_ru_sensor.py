@@ -118,6 +118,7 @@ def test_sensor_defaults_and_bad_settings(lab: RuLab) -> None:
         _sensor(lab, credential="token")
 
 
+@pytest.mark.dag
 def test_sensor_in_a_dag_test_run(lab: RuLab, tmp_path: Path) -> None:
     """A real Airflow task run (dag.test(), SQLite metadata DB in tmp) of a DAG whose first task is the sensor."""
     dag_file = tmp_path / "ru_gate_dag.py"

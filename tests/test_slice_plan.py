@@ -7,9 +7,9 @@ import datetime as dt
 import pytest
 
 from include.cosmos_archiver.archive.manifest import Manifest
-from include.cosmos_archiver.planning.due_slices import PlanError, plan_due_slices
+from include.cosmos_archiver.planning.due_slices import DueSlicesError, select_due_slices
 from include.cosmos_archiver.settings import ArchiveSettings, SettingsError
-from include.cosmos_archiver.slices import SliceError, TimeSlice, cutoff, plan_slices
+from include.cosmos_archiver.slices import SliceError, TimeSlice, cutoff, slice_grid
 
 NOW = dt.datetime(2026, 6, 1, 13, 30, tzinfo=dt.UTC)
 SETTINGS = ArchiveSettings(cutoff_days=90, lookback_days=100, slice_hours=24)
@@ -23,7 +23,7 @@ def _mark(store, time_slice: TimeSlice, status: str) -> None:
 
 
 def test_scheduled_run_plans_cold_unverified_slices_oldest_first(archive_store):
-    first = plan_due_slices(archive_store, SETTINGS, now=NOW)
+    first = select_due_slices(archive_store, SETTINGS, now=NOW)
     assert first.cutoff == dt.datetime(2026, 3, 3, tzinfo=dt.UTC)
     assert [s.slice_id for s in first.due][:2] == ["2026/02/21", "2026/02/22"]
     assert first.due[-1].end == first.cutoff and len(first.due) == 10
@@ -31,33 +31,33 @@ def test_scheduled_run_plans_cold_unverified_slices_oldest_first(archive_store):
 
     _mark(archive_store, first.due[0], "verified")
     _mark(archive_store, first.due[1], "failed")
-    again = plan_due_slices(archive_store, SETTINGS, now=NOW, max_slices=4)
+    again = select_due_slices(archive_store, SETTINGS, now=NOW, max_slices=4)
     assert [s.slice_id for s in again.due] == [s.slice_id for s in first.due[1:5]]
     assert (again.already_verified, again.deferred) == (1, 5)
 
 
 def test_backfill_window_archives_exactly_its_slices_and_never_newer_than_the_cutoff(archive_store):
     window = (dt.datetime(2025, 12, 30, tzinfo=dt.UTC), dt.datetime(2026, 1, 2, tzinfo=dt.UTC))
-    plan = plan_due_slices(archive_store, SETTINGS, now=NOW, window=window)
+    plan = select_due_slices(archive_store, SETTINGS, now=NOW, window=window)
     assert [s.slice_id for s in plan.due] == ["2025/12/30", "2025/12/31", "2026/01/01"]
 
     _mark(archive_store, plan.due[1], "verified")
-    assert [s.slice_id for s in plan_due_slices(archive_store, SETTINGS, now=NOW, window=window).due] == [
+    assert [s.slice_id for s in select_due_slices(archive_store, SETTINGS, now=NOW, window=window).due] == [
         "2025/12/30", "2026/01/01"]
 
-    hot = plan_due_slices(archive_store, SETTINGS, now=NOW, window=(dt.datetime(2026, 5, 1, tzinfo=dt.UTC), NOW))
+    hot = select_due_slices(archive_store, SETTINGS, now=NOW, window=(dt.datetime(2026, 5, 1, tzinfo=dt.UTC), NOW))
     assert hot.due == [] and hot.not_cold_yet > 0
-    with pytest.raises(PlanError, match="must be after its start"):
-        plan_due_slices(archive_store, SETTINGS, now=NOW, window=(window[1], window[0]))
+    with pytest.raises(DueSlicesError, match="must be after its start"):
+        select_due_slices(archive_store, SETTINGS, now=NOW, window=(window[1], window[0]))
 
 
 def test_grid_is_fixed_so_replanning_is_idempotent():
-    weekly = plan_slices(dt.datetime(2026, 1, 3, 17, tzinfo=dt.UTC), dt.datetime(2026, 2, 1, tzinfo=dt.UTC),
+    weekly = slice_grid(dt.datetime(2026, 1, 3, 17, tzinfo=dt.UTC), dt.datetime(2026, 2, 1, tzinfo=dt.UTC),
                          slice_hours=168)
-    shifted = plan_slices(dt.datetime(2026, 1, 1, tzinfo=dt.UTC), dt.datetime(2026, 2, 1, tzinfo=dt.UTC),
+    shifted = slice_grid(dt.datetime(2026, 1, 1, tzinfo=dt.UTC), dt.datetime(2026, 2, 1, tzinfo=dt.UTC),
                           slice_hours=168)
     assert weekly == shifted and all(s.end - s.start == dt.timedelta(days=7) for s in weekly)
-    hourly = plan_slices(dt.datetime(2026, 1, 1, 5, 30, tzinfo=dt.UTC), dt.datetime(2026, 1, 1, 12, tzinfo=dt.UTC),
+    hourly = slice_grid(dt.datetime(2026, 1, 1, 5, 30, tzinfo=dt.UTC), dt.datetime(2026, 1, 1, 12, tzinfo=dt.UTC),
                          slice_hours=6)
     assert [s.slice_id for s in hourly] == ["2026/01/01/00", "2026/01/01/06"]
     assert cutoff(NOW, 90) == dt.datetime(2026, 3, 3, tzinfo=dt.UTC)
@@ -82,4 +82,4 @@ def test_bad_settings_name_the_value(values, named):
 
 def test_naive_datetimes_are_refused():
     with pytest.raises(SliceError, match="timezone"):
-        plan_slices(dt.datetime(2026, 1, 1), NOW)
+        slice_grid(dt.datetime(2026, 1, 1), NOW)

@@ -15,16 +15,12 @@ from devstack.business_load import LoadMix, LoadTrace, run_business_load
 from devstack.ru_gateway import GatewaySettings
 from devstack.ru_lab import RuLab, ru_lab
 from include.cosmos_archiver.cli.main import main
+from include.cosmos_archiver.loopback import StaticTokenCredential
 from include.cosmos_archiver.planning.capacity import survey_container
-from include.cosmos_archiver.ru.rate_control import AdaptiveBudget, RateControlSettings
-from include.cosmos_archiver.ru.usage import (
-    AzureMonitorUsageSource,
-    StaticTokenCredential,
-    UsageConfigError,
-    UsageSample,
-    assess_quiet,
-    check_quiet,
-)
+from include.cosmos_archiver.ru.adaptive_budget import AdaptiveBudget
+from include.cosmos_archiver.ru.quiet_gate import assess_quiet, check_quiet
+from include.cosmos_archiver.ru.settings import RateControlSettings
+from include.cosmos_archiver.ru.usage import AzureMonitorUsageSource, UsageConfigError, UsageSample
 
 PROVISIONED = 1000.0
 

@@ -44,13 +44,14 @@ from devstack.ru_gateway.config import GatewaySettings, GatewaySettingsError, se
 from devstack.ru_gateway.metrics import BatchQuery, MetricsQueryError, MetricsStore
 from devstack.ru_gateway.throttle import Admission, Throttle
 from devstack.tls import TlsFiles, ensure_local_tls
+from include.cosmos_archiver.loopback import LOCAL_SUBSCRIPTION_ID
 
 log = logging.getLogger(__name__)
 
 LOOPBACK = "127.0.0.1"
 TRAFFIC_HEADER = "x-cosmos-archive-traffic"
 ARCHIVER_MARK = "cosmos-archive"
-SUBSCRIPTION_ID = "00000000-0000-0000-0000-000000000000"
+SUBSCRIPTION_ID = LOCAL_SUBSCRIPTION_ID  # the one all-zero id, shared with the product (loopback.py)
 _HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer", "upgrade", "content-length"}
 )

@@ -20,21 +20,14 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
 
-from azure.cosmos import ContainerProxy, CosmosClient, documents
+from azure.cosmos import CosmosClient, documents
 from azure.storage.blob import BlobServiceClient, ContainerClient, ExponentialRetry
+
+from include.cosmos_archiver.loopback import is_loopback
 
 log = logging.getLogger(__name__)
 ARCHIVER_USER_AGENT = "cosmos-archive"
 PROGRESS_EVERY_S = 30.0
-
-
-@dataclass(frozen=True)
-class CosmosTarget:
-    endpoint: str
-    key: str
-    database: str
-    container: str
-    partition_key_path: str = "/customerId"
 
 
 @dataclass(frozen=True)
@@ -113,7 +106,8 @@ DEFAULT_PATIENCE = EndpointPatience()
 _PATIENCE_ATTR = "_cosmos_archive_patience"
 
 
-def _ca_bundle() -> str | None:
+def ca_bundle() -> str | None:
+    """The CA file that verifies loopback endpoints (the local CA): REQUESTS_CA_BUNDLE, else SSL_CERT_FILE."""
     return os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("SSL_CERT_FILE")
 
 
@@ -129,9 +123,8 @@ def cosmos_client(
     """A CosmosClient that verifies TLS (also on loopback), identifies the archiver's traffic and gives up on an
     unreachable endpoint within ``patience`` (None: the SDK's defaults)."""
     kwargs: dict[str, object] = {"user_agent_suffix": user_agent}
-    host = urlparse(endpoint).hostname
-    bundle = _ca_bundle()
-    if host in ("localhost", "127.0.0.1") and bundle:
+    bundle = ca_bundle()
+    if is_loopback(endpoint) and bundle:
         kwargs["connection_verify"] = bundle
         kwargs["ssl_config"] = documents.SSLConfiguration()
     if priority is not None:
@@ -148,11 +141,6 @@ def cosmos_client(
 def patience_of(proxy: Any) -> EndpointPatience:
     """The patience a Cosmos client (or a database/container proxy of it) was built with."""
     return getattr(getattr(proxy, "client_connection", None), _PATIENCE_ATTR, DEFAULT_PATIENCE)
-
-
-def cosmos_container(target: CosmosTarget, **client_kwargs: object) -> ContainerProxy:
-    client = cosmos_client(target.endpoint, target.key, **client_kwargs)  # type: ignore[arg-type]
-    return client.get_database_client(target.database).get_container_client(target.container)
 
 
 def blob_container(

@@ -6,16 +6,19 @@ Every bad value raises SettingsError naming the key, the value, and what is acce
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Any, get_args
+from typing import Any, Literal, get_args
 
+from include.cosmos_archiver.errors import TerminalError
 from include.cosmos_archiver.slices import TimestampKind, validate_field, validate_slice_hours
 
 MiB = 1024 * 1024
+PurgeMode = Literal["off", "delete", "stub"]
+ValidationMode = Literal["fast", "deep"]
 MIN_LEASE_S, MAX_LEASE_S = 15, 60  # the finite lease durations Blob Storage accepts (slice_lease)
 MIN_ENDPOINT_S, MAX_ENDPOINT_S = 10, 3600  # bounds of endpoint_timeout_s
 
 
-class SettingsError(ValueError):
+class SettingsError(TerminalError, ValueError):
     pass
 
 
@@ -38,6 +41,8 @@ class ArchiveSettings:
     slice_lease_wait_s: int = 900  # how long a copy/validate waits for another run's lease on the same slice
     slice_lease_s: int = 30  # the slice lease's duration: how soon a dead worker's lease expires
     endpoint_timeout_s: int = 180  # how long a Cosmos DB or Blob call keeps retrying an endpoint that does not answer
+    purge: PurgeMode = "delete"  # what leaves Cosmos once verified: nothing, the documents, all but a stub
+    validation: ValidationMode = "fast"  # fast: archive re-read + ids/etags of the source; deep: full source re-read
 
     def __post_init__(self) -> None:
         for name in ("cutoff_days", "slice_hours", "lookback_days", "page_size", "max_file_bytes", "row_group_bytes"):
@@ -55,6 +60,11 @@ class ArchiveSettings:
             )
         if self.timestamp_kind not in get_args(TimestampKind):
             raise SettingsError(f"timestamp_kind={self.timestamp_kind!r} must be one of {get_args(TimestampKind)}")
+        if self.purge not in get_args(PurgeMode):
+            raise SettingsError(f"purge={self.purge!r} must be one of {get_args(PurgeMode)} (default 'delete')")
+        if self.validation not in get_args(ValidationMode):
+            raise SettingsError(
+                f"validation={self.validation!r} must be one of {get_args(ValidationMode)} (default 'fast')")
         if not 1 <= self.compression_level <= 22:
             raise SettingsError(f"compression_level={self.compression_level} must be a zstd level 1-22")
         wait, lease = self.slice_lease_wait_s, self.slice_lease_s

@@ -11,11 +11,13 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from include.cosmos_archiver.errors import TerminalError
+
 TimestampKind = Literal["epoch_seconds", "iso8601"]
 _FIELD_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 
 
-class SliceError(ValueError):
+class SliceError(TerminalError, ValueError):
     pass
 
 
@@ -75,7 +77,7 @@ def bound_value(moment: dt.datetime, kind: TimestampKind) -> int | str:
     raise SliceError(f"timestamp kind {kind!r} is not supported; use 'epoch_seconds' or 'iso8601'")
 
 
-def plan_slices(start: dt.datetime, end: dt.datetime, *, slice_hours: int = 24) -> list[TimeSlice]:
+def slice_grid(start: dt.datetime, end: dt.datetime, *, slice_hours: int = 24) -> list[TimeSlice]:
     """Slices covering [start, end) on a fixed grid from the Unix epoch, oldest first.
 
     ``slice_hours`` divides 24 (sub-day slices) or is a whole number of days (e.g. 168 for weeks); the grid never
@@ -131,7 +133,7 @@ _ISO_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}(?![0-9])")
 MISSING: Any = _Missing()  # a property the document does not have (distinct from JSON null)
 
 
-class TimestampError(ValueError):
+class TimestampError(SliceError):
     """A document's timestamp cannot place it in a slice; ``problem`` says why (a census category)."""
 
     def __init__(self, problem: TimestampProblem, message: str) -> None:

@@ -1,4 +1,5 @@
-"""The Azure Data Factory copy path: pipeline definitions, deployment, run parameters and a loopback stand-in.
+"""The Azure Data Factory copy path: pipeline definitions (resources/), deployment, run parameters, indexing an ADF
+copy, and management clients for the loopback stand-in (devstack/adf_standin).
 
 Imports neither Airflow nor the stand-in's server machinery at package import; the Airflow adapters live in
 ``plugins/cosmos_archive_adf.py``.

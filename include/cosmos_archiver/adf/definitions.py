@@ -1,4 +1,4 @@
-"""Load, check and order the ADF resource definitions kept as JSON in ``include/adf/`` (ADF git layout).
+"""Load, check and order the ADF resource definitions kept as JSON in this package's ``resources/`` (ADF git layout).
 
 The files hold ``{{name}}`` placeholders for deployment-specific values (account endpoints, container names), so the
 repository carries no environment and no secret; :func:`render` fills them in before deployment.
@@ -11,12 +11,15 @@ import json
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
 from azure.mgmt.datafactory import models
 
-DEFINITIONS_DIR = Path(__file__).resolve().parents[2] / "adf"
+from include.cosmos_archiver.errors import TerminalError
+
+DEFINITIONS_DIR = Path(str(resources.files(__package__) / "resources"))  # package data, not a repository path
 Kind = Literal["linkedService", "dataset", "pipeline"]
 KINDS: tuple[Kind, ...] = ("linkedService", "dataset", "pipeline")  # also the deployment order of kinds
 RESOURCE_MODELS: dict[Kind, type] = {
@@ -32,7 +35,7 @@ REFERENCE_KINDS: dict[str, Kind] = {
 PLACEHOLDER_RE = re.compile(r"\{\{([A-Za-z][A-Za-z0-9]*)\}\}")
 
 
-class DefinitionError(ValueError):
+class DefinitionError(TerminalError, ValueError):
     pass
 
 
@@ -102,7 +105,7 @@ def deploy_order(resources: list[Resource]) -> list[Resource]:
             if ref not in by_key:
                 raise DefinitionError(
                     f"{key[0]} {key[1]!r} references {ref[0]} {ref[1]!r}, which is not defined; "
-                    f"add include/adf/{ref[0]}/{ref[1]}.json or fix the reference"
+                    f"add include/cosmos_archiver/adf/resources/{ref[0]}/{ref[1]}.json or fix the reference"
                 )
             visit(ref, (*chain, key[1]))
         state[key] = "done"

@@ -9,9 +9,10 @@ from azure.core.exceptions import ResourceNotFoundError
 from azure.mgmt.datafactory import DataFactoryManagementClient
 
 from include.cosmos_archiver.adf.definitions import Resource, unknown_fields
+from include.cosmos_archiver.errors import TerminalError
 
 
-class DeployError(RuntimeError):
+class DeployError(TerminalError, RuntimeError):
     pass
 
 

@@ -10,17 +10,17 @@ exactly as it does for the local executor's output.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import posixpath
 import time
 
-from include.cosmos_archiver import __version__
-from include.cosmos_archiver.archive.canonical import sha256_hex, slice_digest
+from include.cosmos_archiver.archive.canonical import sha256_hex
 from include.cosmos_archiver.archive.manifest import FileEntry, Manifest, RecordEntry
 from include.cosmos_archiver.archive.parquet_layout import decode_any
 from include.cosmos_archiver.archive.slice_lease import SliceLease, under_slice_lease
+from include.cosmos_archiver.archive.slice_manifest import copied_manifest, remove_stale_parts
 from include.cosmos_archiver.archive.store import ArchiveStore
+from include.cosmos_archiver.errors import TerminalError
 from include.cosmos_archiver.settings import ArchiveSettings
 from include.cosmos_archiver.slices import TimeSlice
 
@@ -29,13 +29,17 @@ OWN_PART_PREFIX = "part-"  # ArchiveStore.part_path: the local executor's files,
 EXECUTOR = "adf"
 
 
-class AdfIndexError(RuntimeError):
+class AdfIndexError(TerminalError, RuntimeError):
     pass
+
+
+def _is_adf_file(path: str) -> bool:
+    return not posixpath.basename(path).startswith(OWN_PART_PREFIX)
 
 
 def adf_files(store: ArchiveStore, slice_id: str) -> list[str]:
     """The slice folder's Parquet files that are not the local executor's, sorted by name."""
-    return [p for p in store.list_parts(slice_id) if not posixpath.basename(p).startswith(OWN_PART_PREFIX)]
+    return [p for p in store.list_parts(slice_id) if _is_adf_file(p)]
 
 
 def index_adf_slice(
@@ -78,10 +82,7 @@ def _index(
     notes = [f"copied by Azure Data Factory pipeline run {run_id}"] if run_id else []
     notes.append("RU charged by the Data Factory copy is not known here; see the pipeline run's activity output")
     lease.ensure_held()
-    for stale in store.list_parts(slice_id):
-        if posixpath.basename(stale).startswith(OWN_PART_PREFIX):
-            store.delete(stale)
-            notes.append(f"removed stale part {stale} from an earlier local copy")
+    notes += remove_stale_parts(store, slice_id, keep=_is_adf_file, left_by="an earlier local copy")
 
     files: list[FileEntry] = []
     records: dict[tuple[str, str], RecordEntry] = {}
@@ -113,26 +114,9 @@ def _index(
         files.append(FileEntry(path=path, sha256=sha256_hex(data), bytes=len(data), records=count))
 
     total_s = time.perf_counter() - started
-    ordered = sorted(records.values(), key=lambda r: (r.partition_key, r.id))
-    manifest = Manifest(
-        slice_id=slice_id,
-        slice_start=time_slice.start.isoformat(),
-        slice_end=time_slice.end.isoformat(),
-        timestamp_field=settings.timestamp_field,
-        source={"database": settings.database, "container": settings.container},
-        status="copied",
-        record_count=len(ordered),
-        record_bytes=record_bytes,
-        slice_digest=slice_digest([(r.partition_key, r.id, r.sha256) for r in ordered]),
-        ru_charged=0.0,
-        throttled_requests=0,
-        files=files,
-        records=ordered,
-        timings_s={"total": round(total_s, 3), "index": round(total_s, 3)},
-        copied_at=dt.datetime.now(dt.UTC).isoformat(),
-        tool_version=__version__,
-        executor=EXECUTOR,
-        notes=notes,
+    manifest = copied_manifest(
+        time_slice, settings, files=files, records=records.values(), record_bytes=record_bytes, notes=notes,
+        executor=EXECUTOR, timings_s={"total": round(total_s, 3), "index": round(total_s, 3)},
     )
     lease.ensure_held()  # renewed: ours for another lease period, enough for the commit
     store.write_manifest(manifest)

@@ -14,6 +14,7 @@ import json
 from typing import Any
 
 from include.cosmos_archiver.archive.store import slice_folder
+from include.cosmos_archiver.errors import TerminalError
 from include.cosmos_archiver.settings import ArchiveSettings
 from include.cosmos_archiver.slices import TimeSlice, bound_value, validate_field
 
@@ -29,7 +30,7 @@ PARAMETER_NAMES = (
 MAX_PARALLEL_COPIES = 256  # the Copy activity's documented upper bound
 
 
-class ParameterError(ValueError):
+class ParameterError(TerminalError, ValueError):
     pass
 
 

@@ -24,13 +24,18 @@ def sha256_hex(data: bytes) -> str:
 
 
 def record_key(document: dict[str, Any], partition_key_path: str) -> tuple[str, str]:
-    """(partition key value as text, id): unique per container."""
-    return partition_key_text(partition_key_value(document, partition_key_path)), str(document["id"])
+    """(partition key value as text, id): unique per container; a missing key is not the same key as null."""
+    return partition_key_text(field_value(document, _dotted(partition_key_path))), str(document["id"])
 
 
 def partition_key_value(document: dict[str, Any], partition_key_path: str) -> Any:
-    """The partition key's value, or MISSING when the document does not have the property (not the same as null)."""
-    return field_value(document, partition_key_path.strip("/").replace("/", "."))
+    """The partition key's value for an SDK call (None when the document does not have it)."""
+    value = field_value(document, _dotted(partition_key_path))
+    return None if value is MISSING else value
+
+
+def _dotted(partition_key_path: str) -> str:
+    return partition_key_path.strip("/").replace("/", ".")
 
 
 MISSING_KEY_TEXT = "~undefined"  # the text of a missing partition key; no string key is ever written as this

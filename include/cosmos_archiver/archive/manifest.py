@@ -2,6 +2,12 @@
 
 The manifest is written last, after every data file is uploaded, so its presence marks a complete copy; its
 ``status`` moves from ``copied`` to ``verified`` (or ``failed``) when the slice is validated.
+
+Generations (convergence after a purge): what a purge leaves in a slice's range (records changed after their
+copy, late inserts) is archived by a later run as generation N+1 of the same slice, appended to the verified files
+and records of generations 0..N, which are kept as they are. ``verified_generation`` is the newest generation
+proven; ``status`` describes the newest generation. A record archived twice has an entry per generation: the
+newest generation wins (:meth:`Manifest.latest_records`) for reads, restore and summaries.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ class FileEntry:
     sha256: str
     bytes: int
     records: int
+    generation: int = 0
 
 
 @dataclass
@@ -29,6 +36,16 @@ class RecordEntry:
     id: str
     sha256: str
     file: int  # index into Manifest.files
+    etag: str | None = None  # the source's _etag when copied (local executor): the purge's If-Match
+    generation: int = 0
+
+
+def latest_entries(records: list[RecordEntry]) -> dict[tuple[str, str], RecordEntry]:
+    """(partition key, id) -> the entry of the newest generation among ``records``: the newest version wins."""
+    latest: dict[tuple[str, str], RecordEntry] = {}
+    for entry in sorted(records, key=lambda r: r.generation):
+        latest[(entry.partition_key, entry.id)] = entry
+    return latest
 
 
 @dataclass
@@ -53,6 +70,10 @@ class Manifest:
     validation: dict[str, Any] | None = None
     manifest_version: int = MANIFEST_VERSION
     notes: list[str] = field(default_factory=list)
+    generation: int = 0  # the newest generation (0 = the first copy)
+    verified_generation: int = -1  # the newest generation validation proved (-1: none)
+    ru_steps: dict[str, float] = field(default_factory=dict)  # RU per step: copy, validate, purge (cumulative)
+    purge: dict[str, Any] | None = None  # the last purge's summary (its generation, state, counts, RU)
 
     @property
     def file_bytes(self) -> int:
@@ -71,7 +92,34 @@ class Manifest:
             )
         raw["files"] = [FileEntry(**f) for f in raw["files"]]
         raw["records"] = [RecordEntry(**r) for r in raw["records"]]
+        if "verified_generation" not in raw:  # written before generations existed
+            raw["verified_generation"] = 0 if raw.get("status") == "verified" else -1
         return cls(**raw)
+
+    def add_ru(self, step: str, ru: float) -> None:
+        self.ru_steps[step] = round(self.ru_steps.get(step, 0.0) + ru, 2)
+
+    def latest_records(self) -> dict[tuple[str, str], RecordEntry]:
+        """(partition key, id) -> the record's entry in the newest generation that holds it."""
+        return latest_entries(self.records)
+
+    @property
+    def purge_started(self) -> bool:
+        """True once a purge has started on any generation: records may have left Cosmos, so the archive's parts
+        are the only copy of them; a re-copy must append a generation (local executor), never rebuild the slice
+        or rewrite its files (an Azure Data Factory re-run would overwrite its own files)."""
+        return self.purge is not None
+
+    @property
+    def purged_generation(self) -> int:
+        """The newest generation whose purge completed (-1: none)."""
+        purge = self.purge or {}
+        return int(purge.get("generation", -1)) if purge.get("state") == "complete" else -1
+
+    def blob_metadata(self) -> dict[str, str]:
+        """What planning reads from one listing: status, record count and the generations verified/purged."""
+        return {"status": self.status, "records": str(self.record_count), "generation": str(self.generation),
+                "purged_generation": str(self.purged_generation)}
 
     def summary(self) -> dict[str, Any]:
         """The line an operator reads in a task log or report."""
@@ -83,6 +131,9 @@ class Manifest:
             "file_bytes": self.file_bytes,
             "files": len(self.files),
             "ru": round(self.ru_charged, 1),
+            "ru_steps": dict(self.ru_steps),
+            "generation": self.generation,
+            "purge": {k: v for k, v in (self.purge or {}).items() if k in ("state", "counts", "ru_charged")},
             "digest": self.slice_digest,
             "seconds": round(self.timings_s.get("total", 0.0), 3),
         }

@@ -4,7 +4,7 @@
 (id, partition key, ``_ts``, ``_etag``) and for re-verification (sha256). Small row groups keep a point lookup by
 id/partition key to one row group's worth of reading, helped by the column statistics pyarrow writes.
 
-Files an Azure Data Factory copy wrote (``include/adf``: columns id, partition_key, ts, etag and ``doc`` as JSON text
+Files an Azure Data Factory copy wrote (``adf/resources``: columns id, partition_key, ts, etag and ``doc`` as JSON text
 in whatever form ADF serialised it, no sha256) are read with :func:`decode_any`, which canonicalises and hashes
 each ``doc`` so both layouts are proven the same way.
 """

@@ -32,6 +32,7 @@ from azure.storage.blob import BlobClient, BlobLeaseClient
 from include.cosmos_archiver.archive.manifest import Manifest
 from include.cosmos_archiver.archive.store import ArchiveStore
 from include.cosmos_archiver.clients import endpoint_of, waiting_for
+from include.cosmos_archiver.errors import TransientError
 from include.cosmos_archiver.settings import MAX_LEASE_S, MIN_LEASE_S, ArchiveSettings
 
 log = logging.getLogger(__name__)
@@ -41,16 +42,16 @@ DEFAULT_LEASE_S = ArchiveSettings.slice_lease_s
 DEFAULT_POLL_S = 2.0
 
 
-class SliceBusyError(RuntimeError):
+class SliceBusyError(TransientError, RuntimeError):
     """Another run held the slice's lease for longer than this run would wait."""
 
 
-class SliceLeaseLostError(RuntimeError):
+class SliceLeaseLostError(TransientError, RuntimeError):
     """The lease could not be renewed: it expired and another run may hold it now."""
 
 
-class BlobUnreachableError(ConnectionError):
-    """Blob Storage did not answer within the client's retry bound (an outage, not another run: transient)."""
+class BlobUnreachableError(TransientError, ConnectionError):
+    """Blob Storage did not answer within the client's retry bound (an outage, not another run)."""
 
 
 def lease_path(store: ArchiveStore, slice_id: str) -> str:

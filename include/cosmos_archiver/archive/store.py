@@ -66,17 +66,20 @@ class ArchiveStore:
     def write_manifest(self, manifest: Manifest) -> None:
         # The status is also blob metadata, so planning learns every slice's state from one listing.
         self.upload(self.manifest_path(manifest.slice_id), manifest.to_json(), content_type="application/json",
-                    metadata={"status": manifest.status, "records": str(manifest.record_count)})
+                    metadata=manifest.blob_metadata())
 
     def manifest_statuses(self) -> dict[str, str]:
         """slice_id -> manifest status for every slice under this prefix, from a single listing."""
+        return {slice_id: meta.get("status", "unknown") for slice_id, meta in self.manifest_metadata().items()}
+
+    def manifest_metadata(self) -> dict[str, dict[str, str]]:
+        """slice_id -> the manifest's blob metadata (Manifest.blob_metadata) for every slice, from one listing."""
         start = f"{self.prefix}/" if self.prefix else ""
-        statuses = {}
+        found = {}
         for blob in self.container.list_blobs(name_starts_with=start, include=["metadata"]):
             if blob.name.endswith("/" + MANIFEST_NAME):
-                slice_id = blob.name[len(start): -len(MANIFEST_NAME) - 1]
-                statuses[slice_id] = (blob.metadata or {}).get("status", "unknown")
-        return statuses
+                found[blob.name[len(start): -len(MANIFEST_NAME) - 1]] = dict(blob.metadata or {})
+        return found
 
     def list_parts(self, slice_id: str) -> list[str]:
         """Every Parquet file directly in the slice's folder: our ``part-NNNNN.parquet`` and files an Azure Data

@@ -1,4 +1,5 @@
-"""`cosmos-archive adf deploy`: publish the ADF pipeline definitions from include/adf/ to a data factory."""
+"""`cosmos-archive adf deploy`: publish the ADF pipeline definitions (include/cosmos_archiver/adf/resources/) to a
+data factory."""
 
 from __future__ import annotations
 

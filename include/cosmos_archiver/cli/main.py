@@ -7,18 +7,21 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from include.cosmos_archiver.errors import TerminalError
+
 # Each module listed here defines `register(subparsers)` adding its subcommand(s) with `set_defaults(func=...)`.
 SUBCOMMAND_MODULES = (
     "include.cosmos_archiver.cli.summary",
     "include.cosmos_archiver.cli.plan",
     "include.cosmos_archiver.cli.adf",
+    "include.cosmos_archiver.cli.restore",
     "include.cosmos_archiver.cli.census",
     "include.cosmos_archiver.cli.reopen",
     "include.cosmos_archiver.cli.scrub",
 )
 
 
-class UsageError(Exception):
+class UsageError(TerminalError):
     """Bad input: the message names the value and what to do instead."""
 
 

@@ -1,22 +1,30 @@
-"""`cosmos-archive plan`: total RU, headroom, ETA and the cost before/after archiving a dataset."""
+"""`cosmos-archive plan`: total RU, headroom, ETA and the cost before/after archiving a dataset, then RU, time and
+money per step (copy read, validation, purge, remainder sweep) for a provisioned and a serverless account."""
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+import json
 import os
 
 from include.cosmos_archiver.cli.main import UsageError
 from include.cosmos_archiver.planning.capacity import (
-    PlanInput,
-    PlanInputError,
+    CapacityInput,
+    CapacityInputError,
     Prices,
+    StepModel,
+    estimate_capacity,
+    estimate_steps,
     format_plan,
-    make_plan,
+    format_steps,
+    recorded_step_charges,
     survey_container,
 )
+from include.cosmos_archiver.settings import ArchiveSettings, SettingsError
 
 
-def _inputs(args: argparse.Namespace) -> PlanInput:
+def _inputs(args: argparse.Namespace) -> CapacityInput:
     prices = Prices(
         cosmos_storage_gb_month=args.price_cosmos_storage,
         cosmos_ru_per_100_ru_s_hour=args.price_ru,
@@ -42,7 +50,7 @@ def _inputs(args: argparse.Namespace) -> PlanInput:
     ]
     if missing:
         raise UsageError(f"missing {', '.join(missing)}: give them, or read a live container with --from-container")
-    return PlanInput(
+    return CapacityInput(
         records=records,
         avg_size_kb=size_kb,
         ru_per_record=ru,
@@ -85,13 +93,49 @@ def _from_container(
     )
 
 
+def _step_model(args: argparse.Namespace) -> StepModel:
+    defaults = StepModel()
+    return StepModel(
+        validation=args.validation, purge=args.purge, write_ru_per_kb=args.write_ru_per_kb,
+        delete_ru_per_record=args.delete_ru_per_record, stub_kb=args.stub_kb,
+        remainder_fraction=args.remainder_fraction, slices=args.slices if args.slices is not None else defaults.slices,
+        serverless_usd_per_million_ru=args.price_serverless_ru,
+    )
+
+
 def _run(args: argparse.Namespace) -> int:
     try:
-        plan = make_plan(_inputs(args))
-    except PlanInputError as exc:
+        inputs = _inputs(args)
+        plan = estimate_capacity(inputs)
+        steps = estimate_steps(inputs, _step_model(args))
+    except CapacityInputError as exc:
         raise UsageError(str(exc)) from None
     print(format_plan(plan))
+    print(format_steps(steps))
+    if args.survey:
+        _survey(args)
     return 0
+
+
+def _survey(args: argparse.Namespace) -> None:
+    """What the pipeline recorded per step in the archive's manifests, and what lies beyond the lookback."""
+    from include.cosmos_archiver.cli.targets import archive_store, source_container
+    from include.cosmos_archiver.planning.due_slices import records_older_than_lookback
+
+    try:
+        settings = ArchiveSettings.from_mapping(json.loads(args.settings_json)) if args.settings_json else (
+            ArchiveSettings())
+    except (SettingsError, json.JSONDecodeError) as exc:
+        raise UsageError(f"--settings-json: {exc}") from None
+    store = archive_store(settings)
+    manifests = [m for sid in sorted(store.manifest_metadata()) if (m := store.read_manifest(sid)) is not None]
+    print(f"survey of the archive ({len(manifests)} slice manifests): RU recorded per step")
+    for step, (ru, records) in sorted(recorded_step_charges(manifests).items()):
+        per = f"{ru / records:,.2f} RU per record" if records else "no records"
+        print(f"  {step:<10} {ru:>14,.1f} RU over {records:,} records = {per}")
+    older = records_older_than_lookback(source_container(settings), settings, now=dt.datetime.now(dt.UTC))
+    print(f"records older than lookback_days={settings.lookback_days} (no run archives them): {older:,}"
+          + (" -- raise lookback_days or backfill their dates" if older else ""))
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -123,4 +167,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     live.add_argument("--container")
     live.add_argument("--where", help="SQL predicate on c selecting the records to archive, e.g. 'c._ts < 1700000000'")
     live.add_argument("--sample", type=int, default=20, help="records to sample for size and RU (default 20)")
+    steps = p.add_argument_group("per-step charge model (defaults: the seed's, as the local RU gateway charges)")
+    model = StepModel()
+    steps.add_argument("--validation", choices=("fast", "deep"), default=model.validation, help="default fast")
+    steps.add_argument("--purge", choices=("off", "delete", "stub"), default=model.purge, help="default delete")
+    steps.add_argument("--write-ru-per-kb", type=float, default=model.write_ru_per_kb,
+                       help=f"RU per KB written or deleted (default {model.write_ru_per_kb:g})")
+    steps.add_argument("--delete-ru-per-record", type=float,
+                       help="RU to delete one record (default write-ru-per-kb x size; Microsoft publishes ~100-185 RU "
+                            "for 256-512 KB)")
+    steps.add_argument("--stub-kb", type=float, default=model.stub_kb, help=f"stub size (default {model.stub_kb:g})")
+    steps.add_argument("--remainder-fraction", type=float, default=model.remainder_fraction,
+                       help="share of records changed/arriving after their copy (default 0.01)")
+    steps.add_argument("--slices", type=int, help=f"slices the remainder sweep counts (default {model.slices})")
+    steps.add_argument("--price-serverless-ru", type=float, default=model.serverless_usd_per_million_ru,
+                       help="USD per million RU on a serverless account (default 0.25, the docs' demo price)")
+    p.add_argument("--survey", action="store_true",
+                   help="also report the RU per step recorded in the archive's manifests and the records older than "
+                        "lookback_days (needs COSMOS_ARCHIVE_* environment variables)")
+    p.add_argument("--settings-json", help="archive settings as JSON, for --survey")
     p.set_defaults(func=_run)

@@ -4,11 +4,14 @@ Used when no Azure Data Factory is configured (and by the local ADF stand-in). I
 left untouched; any other slice is rewritten at the same deterministic paths, stale parts are removed, and the
 manifest is written last as the commit point. The rewrite holds the slice's lease (:mod:`.slice_lease`), so runs
 that copy or validate the same slice at the same time (a backfill) take turns.
+
+Convergence: once a verified slice has been purged, whatever its range still holds (records changed after their
+copy, late inserts; stubs are never read) is archived as the next generation of the same slice, appended to the
+verified generations, which are never rewritten (they may hold the only copy of purged records).
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import time
 from dataclasses import dataclass, field
@@ -16,16 +19,16 @@ from typing import Any
 
 from azure.cosmos import ContainerProxy
 
-from include.cosmos_archiver import __version__
-from include.cosmos_archiver.archive.canonical import canonical_json, record_key, sha256_hex, slice_digest
+from include.cosmos_archiver.archive.canonical import canonical_json, record_key, sha256_hex
 from include.cosmos_archiver.archive.manifest import FileEntry, Manifest, RecordEntry
 from include.cosmos_archiver.archive.parquet_layout import ArchivedRow, encode_rows
 from include.cosmos_archiver.archive.slice_lease import SliceLease, under_slice_lease
+from include.cosmos_archiver.archive.slice_manifest import copied_manifest, remove_stale_parts
 from include.cosmos_archiver.archive.store import ArchiveStore
 from include.cosmos_archiver.ru.budget import RuBudget
 from include.cosmos_archiver.settings import ArchiveSettings
 from include.cosmos_archiver.slices import TimeSlice
-from include.cosmos_archiver.source.reader import ReadStats, read_slice
+from include.cosmos_archiver.source.reader import ReadStats, count_slice, read_slice
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +41,8 @@ class _PartWriter:
     slice_id: str
     settings: ArchiveSettings
     lease: SliceLease | None = None  # renewed before every upload when set (bench/ writes without one)
+    first_index: int = 0  # parts of earlier generations keep their numbers
+    generation: int = 0
     rows: list[ArchivedRow] = field(default_factory=list)
     buffered_bytes: int = 0
     files: list[FileEntry] = field(default_factory=list)
@@ -46,7 +51,7 @@ class _PartWriter:
 
     @property
     def current_index(self) -> int:
-        return len(self.files)
+        return self.first_index + len(self.files)
 
     def add(self, row: ArchivedRow) -> None:
         self.rows.append(row)
@@ -66,13 +71,14 @@ class _PartWriter:
         )
         digest = sha256_hex(data)
         encoded = time.perf_counter()
-        path = self.store.part_path(self.slice_id, len(self.files))
+        path = self.store.part_path(self.slice_id, self.current_index)
         if self.lease is not None:
             self.lease.ensure_held()
         self.store.upload(path, data)
         self.upload_s += time.perf_counter() - encoded
         self.encode_s += encoded - started
-        self.files.append(FileEntry(path=path, sha256=digest, bytes=len(data), records=len(self.rows)))
+        self.files.append(FileEntry(path=path, sha256=digest, bytes=len(data), records=len(self.rows),
+                                    generation=self.generation))
         self.rows, self.buffered_bytes = [], 0
 
 
@@ -96,17 +102,58 @@ def copy_slice(
     written only after all its files, so ``copied`` is a whole copy; if the source moved on since, validation
     names the difference and the slice is re-copied.)
     """
+    remainder = _Remainder(container, time_slice, settings, budget)
     return under_slice_lease(
         store, time_slice.slice_id, settings,
-        answer=lambda existing: _already_done(existing, force=force, reuse_copied=reuse_copied),
-        work=lambda lease, _: _copy(container, store, time_slice, settings, lease, budget=budget, source=source),
+        answer=lambda existing: _already_done(existing, force=force, reuse_copied=reuse_copied, remainder=remainder),
+        work=lambda lease, existing: _copy(container, store, time_slice, settings, lease, budget=budget,
+                                           source=source, base=_kept_generations(existing, force),
+                                           sweep_ru=remainder.ru),
     )  # fmt: skip
 
 
-def _already_done(existing: Manifest | None, *, force: bool, reuse_copied: bool) -> Manifest | None:
+@dataclass
+class _Remainder:
+    """How many documents a purged slice's range still holds: one COUNT query, asked at most once per copy."""
+
+    container: ContainerProxy
+    time_slice: TimeSlice
+    settings: ArchiveSettings
+    budget: RuBudget | None
+    left: int | None = None
+    ru: float = 0.0
+
+    def after_purge(self, manifest: Manifest) -> int:
+        if self.settings.purge == "off" or manifest.purged_generation < manifest.generation:
+            return 0  # not purged yet: the purge step comes first, then the sweep
+        if self.left is None:
+            stats = ReadStats()
+            self.left = count_slice(self.container, self.time_slice, timestamp_field=self.settings.timestamp_field,
+                                    timestamp_kind=self.settings.timestamp_kind, budget=self.budget, stats=stats)
+            self.ru = stats.ru_charged
+        return self.left
+
+
+def _kept_generations(existing: Manifest | None, force: bool) -> Manifest | None:
+    """The manifest whose verified generations a new copy appends to; None: the copy builds the slice afresh."""
+    if existing is None or existing.verified_generation < 0:
+        return None
+    if force and not existing.purge_started:
+        return None  # nothing has left Cosmos yet: a forced copy may rebuild the slice from the source
+    return existing
+
+
+def _already_done(existing: Manifest | None, *, force: bool, reuse_copied: bool,
+                  remainder: _Remainder | None = None) -> Manifest | None:
     if existing is None or force:
         return None
     if existing.status == "verified":
+        left = remainder.after_purge(existing) if remainder is not None else 0
+        if left:
+            log.info("slice %s: %d document(s) changed or arrived in its range after the purge of generation %d: "
+                     "archiving them as generation %d", existing.slice_id, left, existing.generation,
+                     existing.generation + 1)
+            return None
         log.info("slice %s already verified (%d records, digest %s): nothing to copy",
                  existing.slice_id, existing.record_count, existing.slice_digest)
         return existing
@@ -126,11 +173,17 @@ def _copy(
     *,
     budget: RuBudget | None,
     source: dict[str, str] | None,
+    base: Manifest | None = None,
+    sweep_ru: float = 0.0,
 ) -> Manifest:
     slice_id = time_slice.slice_id
     started = time.perf_counter()
     stats = ReadStats()
-    writer = _PartWriter(store, slice_id, settings, lease)
+    generation = base.verified_generation + 1 if base is not None else 0
+    kept_files = [f for f in base.files if f.generation < generation] if base is not None else []
+    kept_records = [r for r in base.records if r.generation < generation] if base is not None else []
+    archived = {(r.partition_key, r.id): r.etag for r in sorted(kept_records, key=lambda r: r.generation)}
+    writer = _PartWriter(store, slice_id, settings, lease, first_index=len(kept_files), generation=generation)
     records: list[RecordEntry] = []
     seen: set[tuple[str, str]] = set()
     record_bytes = 0
@@ -152,36 +205,26 @@ def _copy(
                 notes.append(f"duplicate record {key[0]}/{key[1]} returned by the query was skipped")
                 continue
             seen.add(key)
+            if doc.get("_etag") is not None and archived.get(key) == doc.get("_etag"):
+                continue  # this very version is in a verified generation already (its purge has not run yet)
             canon = canonical_json(doc)
             digest = sha256_hex(canon)
             record_bytes += len(canon)
-            records.append(RecordEntry(partition_key=key[0], id=key[1], sha256=digest, file=writer.current_index))
+            records.append(RecordEntry(partition_key=key[0], id=key[1], sha256=digest, file=writer.current_index,
+                                       etag=doc.get("_etag"), generation=generation))
             writer.add(ArchivedRow(id=key[1], partition_key=key[0], ts=_int_or_none(doc.get("_ts")),
                                    etag=doc.get("_etag"), sha256=digest, doc=canon))
     writer.flush()
 
-    written = {f.path for f in writer.files}
+    written = {f.path for f in kept_files + writer.files}
     lease.ensure_held()  # renewed: ours for another lease period, enough for the cleanup and the commit
-    for stale in store.list_parts(slice_id):
-        if stale not in written:
-            store.delete(stale)
-            notes.append(f"removed stale part {stale} from an earlier copy")
+    notes += remove_stale_parts(store, slice_id, keep=written.__contains__, left_by="an earlier copy")
 
     total_s = time.perf_counter() - started
-    manifest = Manifest(
-        slice_id=slice_id,
-        slice_start=time_slice.start.isoformat(),
-        slice_end=time_slice.end.isoformat(),
-        timestamp_field=settings.timestamp_field,
-        source=source or {"database": settings.database, "container": settings.container},
-        status="copied",
-        record_count=len(records),
-        record_bytes=record_bytes,
-        slice_digest=slice_digest([(r.partition_key, r.id, r.sha256) for r in records]),
-        ru_charged=round(stats.ru_charged, 2),
-        throttled_requests=stats.throttled_requests,
-        files=writer.files,
-        records=sorted(records, key=lambda r: (r.partition_key, r.id)),
+    manifest = copied_manifest(
+        time_slice, settings, files=writer.files, records=records, record_bytes=record_bytes, notes=notes,
+        source=source, ru_charged=stats.ru_charged, throttled_requests=stats.throttled_requests,
+        base=base, generation=generation,
         timings_s={
             "total": round(total_s, 3),
             "read": round(read_s, 3),
@@ -189,10 +232,10 @@ def _copy(
             "encode": round(writer.encode_s, 3),
             "upload": round(writer.upload_s, 3),
         },
-        copied_at=dt.datetime.now(dt.UTC).isoformat(),
-        tool_version=__version__,
-        notes=notes,
     )
+    manifest.add_ru("copy", stats.ru_charged)
+    if sweep_ru:
+        manifest.add_ru("sweep", sweep_ru)
     store.write_manifest(manifest)
     log.info("copied slice %s: %s", slice_id, manifest.summary())
     return manifest
@@ -200,3 +243,10 @@ def _copy(
 
 def _int_or_none(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def needs_local_copy(store: ArchiveStore, slice_id: str) -> bool:
+    """True once the slice's purge has started: its next copy must append a generation, which only the local
+    executor does (an Azure Data Factory re-run would overwrite the files that hold the purged records)."""
+    manifest = store.read_manifest(slice_id)
+    return manifest is not None and manifest.purge_started

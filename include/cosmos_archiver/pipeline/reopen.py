@@ -21,6 +21,7 @@ from azure.cosmos import ContainerProxy
 from include.cosmos_archiver.archive.manifest import MANIFEST_NAME
 from include.cosmos_archiver.archive.scrub import clear_scrub_mark
 from include.cosmos_archiver.archive.store import ArchiveStore
+from include.cosmos_archiver.errors import TerminalError
 from include.cosmos_archiver.pipeline.copy import copy_slice
 from include.cosmos_archiver.pipeline.validate import validate_slice
 from include.cosmos_archiver.ru.budget import RuBudget
@@ -32,7 +33,7 @@ KEPT_FOLDER = "_reopened"
 _SLICE_ID_RE = re.compile(r"^\d{4}/\d{2}/\d{2}(/\d{2})?$")
 
 
-class ReopenError(ValueError):
+class ReopenError(TerminalError, ValueError):
     """A slice range that cannot be read; the message names it and the accepted forms."""
 
 

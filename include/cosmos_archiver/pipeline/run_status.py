@@ -3,7 +3,8 @@
 Slices are archived oldest first. When slice k fails validation persistently, the status becomes Failed, then
 Halted once the operator has been notified; every slice newer than k that has not started is skipped, so the
 verified archive stays a contiguous prefix of time. A Halted status blocks later runs until an operator clears
-it (sets it to Running, or deletes the Variable).
+it (sets it to Running, or deletes the Variable). ``slice_workflow`` makes the transitions; this module holds the
+value and the skip rule.
 """
 
 from __future__ import annotations
@@ -47,9 +48,11 @@ class ArchiveStatus:
             )
         return cls(**{k: data.get(k) for k in asdict(cls())})
 
-    def failed(self, run_id: str, slice_id: str, slice_start: str, reason: str) -> ArchiveStatus:
-        return ArchiveStatus("Failed", run_id, slice_id, slice_start, reason,
-                             dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
+    def failed(
+        self, run_id: str, slice_id: str, slice_start: str, reason: str, *, at: dt.datetime | None = None
+    ) -> ArchiveStatus:
+        since = at or dt.datetime.now(dt.UTC)
+        return ArchiveStatus("Failed", run_id, slice_id, slice_start, reason, since.isoformat(timespec="seconds"))
 
     def halted(self) -> ArchiveStatus:
         return ArchiveStatus("Halted", self.run_id, self.failed_slice, self.failed_slice_start, self.reason,

@@ -1,9 +1,18 @@
 """Prove a copied slice identical to its source before anything may be removed from Cosmos DB.
 
-Re-reads both sides: the sink's files (their sha256 against the manifest, every row's sha256 recomputed from the
-stored JSON) and the source slice (canonical JSON hashed afresh). The result names exactly which records are
-missing from the archive, extra in it, or differ, and which files are damaged. A record written or updated after
-its copy shows up here as differing/extra/missing, so it can never be lost by a later purge.
+The archive side is always re-read from Blob Storage (:func:`verify_archive`: every file's sha256 against the
+manifest, every row's sha256 recomputed from the stored JSON, every manifest record found); the pre-purge
+re-verification and restore use the same check. The source side depends on ``settings.validation``:
+
+- ``fast`` (default, local executor): the sha256 was taken at copy time from Cosmos' own bytes, so the source is
+  only listed, ids and ``_etag`` (``SELECT c.id, c._etag, pk``, no bodies): a record missing from the archive, one
+  deleted since, or one whose etag moved since its copy is named. The purge deletes with If-Match on the archived
+  etag, so a record changed after this check is kept in Cosmos (412) and archived again later.
+- ``deep``: the whole slice is read again and every document hashed afresh (the former default; twice the read RU).
+  Slices Azure Data Factory copied (no hashes or etags from Cosmos in their manifest) are always checked deep.
+
+The result names exactly which records are missing from the archive, extra in it, or differ, and which files are
+damaged. A record written or updated after its copy shows up here, so it can never be lost by a later purge.
 """
 
 from __future__ import annotations
@@ -12,23 +21,24 @@ import datetime as dt
 import hashlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from azure.cosmos import ContainerProxy
 
 from include.cosmos_archiver.archive.canonical import canonical_json, record_key, sha256_hex
-from include.cosmos_archiver.archive.manifest import Manifest
-from include.cosmos_archiver.archive.parquet_layout import decode_any
+from include.cosmos_archiver.archive.manifest import Manifest, RecordEntry
+from include.cosmos_archiver.archive.parquet_layout import ArchivedRow, decode_any
 from include.cosmos_archiver.archive.slice_lease import SliceLease, under_slice_lease
 from include.cosmos_archiver.archive.store import ArchiveStore
+from include.cosmos_archiver.id_lists import name_ids
 from include.cosmos_archiver.ru.budget import RuBudget
 from include.cosmos_archiver.settings import ArchiveSettings
 from include.cosmos_archiver.slices import TimeSlice
-from include.cosmos_archiver.source.reader import ReadStats, read_slice
+from include.cosmos_archiver.source.reader import ReadStats, read_slice, slice_versions
 
 log = logging.getLogger(__name__)
-MAX_NAMED = 50  # ids listed per category in a message; the result object keeps them all
 
 
 @dataclass
@@ -52,6 +62,7 @@ class ValidationResult:
     seconds: float = 0.0
     validated_at: str = ""
     skipped_reason: str | None = None
+    mode: str = ""
 
     def message(self) -> str:
         if self.skipped_reason:
@@ -62,18 +73,17 @@ class ValidationResult:
         for label, ids in (("missing from archive", self.missing), ("extra in archive", self.extra),
                            ("differing", self.differing)):
             if ids:
-                shown = ", ".join(ids[:MAX_NAMED]) + (f" … (+{len(ids) - MAX_NAMED})" if len(ids) > MAX_NAMED else "")
-                parts.append(f"{len(ids)} {label}: {shown}")
+                parts.append(f"{len(ids)} {label}: {name_ids(ids)}")
         for bad in self.bad_files:
-            shown = ", ".join(bad.records[:MAX_NAMED])
-            parts.append(f"damaged file {bad.path}: {bad.reason}; its {len(bad.records)} records: {shown}")
+            records = name_ids(bad.records)
+            parts.append(f"damaged file {bad.path}: {bad.reason}; its {len(bad.records)} records: {records}")
         return "; ".join(parts)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def _name(pk: str, rid: str) -> str:
+def record_name(pk: str, rid: str) -> str:
     return f"{pk}/{rid}"
 
 
@@ -116,6 +126,101 @@ def _answer_without_validating(
     return None
 
 
+@dataclass
+class ArchiveCheck:
+    """What re-reading a slice's files from Blob Storage proved (no Cosmos request)."""
+
+    bad_files: list[BadFile] = field(default_factory=list)
+    differing: list[str] = field(default_factory=list)  # stored JSON or its hash differs from the manifest
+    missing: list[str] = field(default_factory=list)  # in the manifest, in no readable file
+    unverifiable: set[tuple[str, str]] = field(default_factory=set)  # records of unreadable/damaged files
+
+    @property
+    def ok(self) -> bool:
+        return not (self.bad_files or self.differing or self.missing)
+
+    def message(self) -> str:
+        parts = [f"damaged file {b.path}: {b.reason} ({len(b.records)} records: {name_ids(b.records)})"
+                 for b in self.bad_files]
+        for label, names in (("differ from the manifest", self.differing), ("missing from the files", self.missing)):
+            if names:
+                parts.append(f"{len(names)} record(s) {label}: {name_ids(names)}")
+        return "; ".join(parts) or "archive files match the manifest"
+
+
+def verify_archive(
+    store: ArchiveStore,
+    manifest: Manifest,
+    settings: ArchiveSettings,
+    *,
+    check_strays: bool = True,
+    on_row: Callable[[int, ArchivedRow], None] | None = None,
+) -> ArchiveCheck:
+    """Re-read every file of every generation: file sha256, each row's sha256 recomputed from its stored JSON and
+    compared with the manifest's entry for that generation, and every manifest record present. Blob reads only.
+    ``on_row(file index, row)`` sees every row of the files whose sha256 matched (one download serves both)."""
+    check = ArchiveCheck()
+    by_file: dict[int, dict[tuple[str, str], RecordEntry]] = {}
+    for entry in manifest.records:
+        by_file.setdefault(entry.file, {})[(entry.partition_key, entry.id)] = entry
+    if check_strays:
+        listed = {f.path for f in manifest.files}
+        for stray in sorted(set(store.list_parts(manifest.slice_id)) - listed):
+            check.bad_files.append(BadFile(stray, "part not listed in the manifest (left by another copy)", []))
+    for index, entry in enumerate(manifest.files):
+        expected = by_file.get(index, {})
+        names = [record_name(*k) for k in sorted(expected)]
+        try:
+            data = store.download(entry.path)
+        except Exception as exc:  # the SDK's not-found and transport errors alike: name the file, go on
+            check.bad_files.append(BadFile(entry.path, f"cannot be read: {exc.__class__.__name__}", names))
+            check.unverifiable.update(expected)
+            continue
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != entry.sha256:
+            check.bad_files.append(
+                BadFile(entry.path, f"sha256 {actual} does not match the manifest's {entry.sha256}", names))
+            check.unverifiable.update(expected)
+            continue
+        found: set[tuple[str, str]] = set()
+        try:
+            for row in decode_any(data, settings.partition_key_path):  # our layout or an ADF copy's
+                key = (row.partition_key, row.id)
+                found.add(key)
+                recomputed = sha256_hex(row.doc)
+                listed_entry = expected.get(key)
+                if recomputed != row.sha256 or listed_entry is None or listed_entry.sha256 != recomputed:
+                    check.differing.append(record_name(*key))
+                elif on_row is not None:
+                    on_row(index, row)
+        except Exception as exc:  # pyarrow raises several types for a damaged file
+            check.bad_files.append(BadFile(entry.path, f"not a readable Parquet file ({exc})", names))
+            check.unverifiable.update(expected)
+            continue
+        check.missing.extend(record_name(*k) for k in sorted(expected.keys() - found))
+    return check
+
+
+def _source_versions(
+    container: ContainerProxy, time_slice: TimeSlice, settings: ArchiveSettings, manifest: Manifest,
+    budget: RuBudget | None, stats: ReadStats,
+) -> tuple[str, dict[tuple[str, str], str | None]]:
+    """("fast", key -> _etag) from a listing, or ("deep", key -> sha256) from a full re-read of the slice."""
+    latest = manifest.latest_records()
+    fast = (settings.validation == "fast" and manifest.executor == "local"
+            and all(entry.etag for entry in latest.values()))
+    read = dict(timestamp_field=settings.timestamp_field, timestamp_kind=settings.timestamp_kind,
+                budget=budget, stats=stats)
+    if fast:
+        return "fast", slice_versions(container, time_slice, partition_key_path=settings.partition_key_path,
+                                      page_size=max(settings.page_size, 1000), **read)
+    source: dict[tuple[str, str], str | None] = {}
+    for page in read_slice(container, time_slice, page_size=settings.page_size, **read):
+        for doc in page:
+            source[record_key(doc, settings.partition_key_path)] = sha256_hex(canonical_json(doc))
+    return "deep", source
+
+
 def _validate(
     container: ContainerProxy,
     store: ArchiveStore,
@@ -129,62 +234,41 @@ def _validate(
     started = time.perf_counter()
     slice_id = time_slice.slice_id
     result = ValidationResult(slice_id, ok=False)
-    expected = {(r.partition_key, r.id): r for r in manifest.records}
-    sink: dict[tuple[str, str], str] = {}
-    unverifiable: set[tuple[str, str]] = set()
-
-    listed = {f.path for f in manifest.files}
-    for stray in sorted(set(store.list_parts(slice_id)) - listed):
-        result.bad_files.append(BadFile(stray, "part not listed in the manifest (left by another copy)", []))
-    for index, entry in enumerate(manifest.files):
-        in_file = [k for k, r in expected.items() if r.file == index]
-        names = [_name(*k) for k in sorted(in_file)]
-        try:
-            data = store.download(entry.path)
-        except Exception as exc:  # the SDK's not-found and transport errors alike: name the file, go on
-            result.bad_files.append(BadFile(entry.path, f"cannot be read: {exc.__class__.__name__}", names))
-            unverifiable.update(in_file)
-            continue
-        actual = hashlib.sha256(data).hexdigest()
-        if actual != entry.sha256:
-            result.bad_files.append(
-                BadFile(entry.path, f"sha256 {actual} does not match the manifest's {entry.sha256}", names))
-            unverifiable.update(in_file)
-            continue
-        try:
-            for row in decode_any(data, settings.partition_key_path):  # our layout or an ADF copy's
-                key = (row.partition_key, row.id)
-                recomputed = sha256_hex(row.doc)
-                sink[key] = recomputed if recomputed == row.sha256 else f"stored-hash-mismatch:{recomputed}"
-        except Exception as exc:  # pyarrow raises several types for a damaged file
-            result.bad_files.append(BadFile(entry.path, f"not a readable Parquet file ({exc})", names))
-            unverifiable.update(in_file)
+    archive = verify_archive(store, manifest, settings)
+    latest = manifest.latest_records()
+    this_generation = {k for k, r in latest.items() if r.generation == manifest.generation}
+    if (manifest.purge or {}).get("generation") == manifest.generation:
+        this_generation = set()  # a purge of it has started: records missing from Cosmos were purged, not lost
 
     stats = ReadStats()
-    source: dict[tuple[str, str], str] = {}
-    for page in read_slice(container, time_slice, timestamp_field=settings.timestamp_field,
-                           timestamp_kind=settings.timestamp_kind, page_size=settings.page_size,
-                           budget=budget, stats=stats):
-        for doc in page:
-            source[record_key(doc, settings.partition_key_path)] = sha256_hex(canonical_json(doc))
+    mode, source = _source_versions(container, time_slice, settings, manifest, budget, stats)
+    archived = {k: (r.etag if mode == "fast" else r.sha256) for k, r in latest.items()}
 
+    result.mode = mode
     result.source_count = len(source)
-    result.sink_count = len(sink)
-    result.missing = [_name(*k) for k in sorted(source.keys() - sink.keys() - unverifiable)]
-    result.extra = [_name(*k) for k in sorted(sink.keys() - source.keys())]
-    result.differing = [_name(*k) for k in sorted(source.keys() & sink.keys())
-                        if source[k] != sink[k] or expected.get(k) is None or expected[k].sha256 != sink[k]]
-    result.ok = not (result.missing or result.extra or result.differing or result.bad_files
-                     or len(expected) != len(sink))
+    result.sink_count = len(latest)
+    result.bad_files = archive.bad_files
+    result.missing = sorted({record_name(*k) for k in source.keys() - latest.keys() - archive.unverifiable}
+                            | set(archive.missing))
+    # Only the newest generation can be "extra": records of earlier generations are gone from Cosmos once purged.
+    result.extra = [record_name(*k) for k in sorted(this_generation - source.keys())]
+    result.differing = sorted({record_name(*k) for k in source.keys() & latest.keys() if source[k] != archived[k]}
+                              | set(archive.differing))
+    result.ok = not (result.missing or result.extra or result.differing or result.bad_files)
     result.ru_charged = round(stats.ru_charged, 2)
     result.seconds = round(time.perf_counter() - started, 3)
     result.validated_at = dt.datetime.now(dt.UTC).isoformat()
 
     manifest.status = "verified" if result.ok else "failed"
+    if result.ok:
+        manifest.verified_generation = manifest.generation
+    elif not manifest.purge_started:
+        manifest.verified_generation = -1  # nothing has left Cosmos: a re-copy may rebuild the whole slice
+    manifest.add_ru("validate", stats.ru_charged)
     manifest.validation = {
-        "ok": result.ok, "validated_at": result.validated_at, "ru_charged": result.ru_charged,
-        "seconds": result.seconds, "source_count": result.source_count, "sink_count": result.sink_count,
-        "message": result.message(),
+        "ok": result.ok, "mode": mode, "generation": manifest.generation, "validated_at": result.validated_at,
+        "ru_charged": result.ru_charged, "seconds": result.seconds, "source_count": result.source_count,
+        "sink_count": result.sink_count, "message": result.message(),
     }
     lease.ensure_held()  # renewed: ours for another lease period, enough for the commit
     store.write_manifest(manifest)

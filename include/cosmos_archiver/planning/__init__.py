@@ -1,2 +1,2 @@
-"""Planning: which slices are due in a run (due_slices), and how long and how much the whole archive takes
-(capacity)."""
+"""Planning: which slices a run archives (due_slices.select_due_slices), and how long and how much the whole archive
+takes (capacity.estimate_capacity)."""

@@ -10,13 +10,16 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
+from typing import Any
+
+from include.cosmos_archiver.errors import TerminalError
 
 HOURS_PER_MONTH = 730.0
 KB_PER_GB = 1_000_000.0
 SECONDS_PER_DAY = 86_400.0
 
 
-class PlanInputError(ValueError):
+class CapacityInputError(TerminalError, ValueError):
     """An input to the plan is out of range; the message names it and says what to do."""
 
 
@@ -34,13 +37,13 @@ class Prices:
         try:
             return self.blob_gb_month[tier]
         except KeyError:
-            raise PlanInputError(
+            raise CapacityInputError(
                 f"blob tier {tier!r} is unknown; use one of {', '.join(sorted(self.blob_gb_month))}"
             ) from None
 
 
 @dataclass(frozen=True)
-class PlanInput:
+class CapacityInput:
     records: int
     avg_size_kb: float
     ru_per_record: float
@@ -55,7 +58,7 @@ class PlanInput:
     def validate(self) -> None:
         def check(ok: bool, message: str) -> None:
             if not ok:
-                raise PlanInputError(message)
+                raise CapacityInputError(message)
 
         check(self.records >= 0, f"records={self.records} is negative; give the number of records to archive (>= 0)")
         check(self.avg_size_kb >= 0, f"avg size {self.avg_size_kb} KB is negative; give a size >= 0")
@@ -81,8 +84,8 @@ class PlanInput:
 
 
 @dataclass(frozen=True)
-class Plan:
-    inputs: PlanInput
+class CapacityEstimate:
+    inputs: CapacityInput
     total_ru: float
     headroom_ru_s: float
     eta_s: float
@@ -117,7 +120,7 @@ def headroom_ru_s(provisioned_ru_s: float, ceiling: float, client_load: float) -
     return max(0.0, (ceiling - client_load) * provisioned_ru_s)
 
 
-def make_plan(inputs: PlanInput) -> Plan:
+def estimate_capacity(inputs: CapacityInput) -> CapacityEstimate:
     inputs.validate()
     total_ru = inputs.records * inputs.ru_per_record
     headroom = headroom_ru_s(inputs.provisioned_ru_s, inputs.ceiling, inputs.client_load)
@@ -126,7 +129,7 @@ def make_plan(inputs: PlanInput) -> Plan:
     blob_gb = data_gb / inputs.compression_ratio
     prices = inputs.prices
     after_ru_s = inputs.provisioned_ru_s if inputs.provisioned_ru_s_after is None else inputs.provisioned_ru_s_after
-    return Plan(
+    return CapacityEstimate(
         inputs=inputs,
         total_ru=total_ru,
         headroom_ru_s=headroom,
@@ -149,7 +152,7 @@ def _fmt_ru(value: float) -> str:
     return f"{value:,.0f} RU"
 
 
-def format_plan(plan: Plan) -> str:
+def format_plan(plan: CapacityEstimate) -> str:
     i = plan.inputs
     eta = "never (no headroom)" if math.isinf(plan.eta_s) else f"{plan.eta_days:.2f} days ({plan.eta_s / 3600:,.1f} h)"
     lines = [
@@ -217,3 +220,173 @@ def survey_container(container: object, *, sample: int = 20, where: str | None =
         sampled=len(docs),
         provisioned_ru_s=provisioned,
     )
+
+
+# -- every step of the archive: copy read, validation, purge, remainder sweep ----------------------------------------
+
+SERVERLESS_USD_PER_MILLION_RU = 0.25  # Microsoft's serverless docs' demonstration price: override with yours
+STEPS = ("copy read", "validation", "purge", "remainder sweep")
+PUBLISHED_DELETE_RU = 150.0  # mid-range of Microsoft's published ~98-185 RU for deleting a 256-512 KB item
+
+
+@dataclass(frozen=True)
+class StepModel:
+    """How many RU each step charges per record, under a documented charge model; every figure is overridable.
+
+    Defaults are the seed's model, which the local RU gateway implements: reads 1 RU/KB (the seed's 300 RU per
+    300 KB record; queries add 2 RU per page), writes and deletes 5 RU/KB (1,500 RU to delete 300 KB). Microsoft
+    publishes ~20-41 RU per point read and ~100-185 RU per delete of a 256-512 KB item: give the real charges with
+    --delete-ru-per-record / --ru-per-record, or measure them (``--from-container``, ``--survey``).
+    """
+
+    validation: str = "fast"  # fast: ids + etags listed; deep: the whole slice read again
+    purge: str = "delete"  # off | delete | stub
+    write_ru_per_kb: float = 5.0
+    delete_ru_per_record: float | None = None  # None: write_ru_per_kb x record size
+    listing_kb_per_record: float = 0.1  # one {id, _etag, pk} row of the fast validation's listing
+    listing_page_records: int = 1000
+    query_page_overhead_ru: float = 2.0
+    stub_kb: float = 0.5  # size of a purge stub (id, pk, timestamp, _archived pointer)
+    remainder_fraction: float = 0.01  # share of records changed/arriving after their copy: archived twice
+    slices: int = 640  # slices the sweep counts (daily slices: lookback 730 - cutoff 90 days)
+    count_ru_per_slice: float = 3.0  # one SELECT VALUE COUNT(1) per slice per run
+    serverless_usd_per_million_ru: float = SERVERLESS_USD_PER_MILLION_RU
+
+    def validate(self) -> None:
+        if self.validation not in ("fast", "deep"):
+            raise CapacityInputError(f"validation {self.validation!r} must be 'fast' or 'deep'")
+        if self.purge not in ("off", "delete", "stub"):
+            raise CapacityInputError(f"purge {self.purge!r} must be 'off', 'delete' or 'stub'")
+        if not 0 <= self.remainder_fraction <= 1:
+            raise CapacityInputError(
+                f"remainder fraction {self.remainder_fraction} must be in [0, 1], a share of records")
+        for name in ("write_ru_per_kb", "listing_kb_per_record", "query_page_overhead_ru", "stub_kb",
+                     "count_ru_per_slice", "serverless_usd_per_million_ru"):
+            if getattr(self, name) < 0:
+                raise CapacityInputError(
+                    f"{name.replace('_', ' ')} {getattr(self, name)} is negative; give a value >= 0")
+        if self.delete_ru_per_record is not None and self.delete_ru_per_record < 0:
+            raise CapacityInputError(f"delete RU per record {self.delete_ru_per_record} is negative")
+        if self.listing_page_records < 1 or self.slices < 0:
+            raise CapacityInputError("listing page records must be >= 1 and slices >= 0")
+
+
+@dataclass(frozen=True)
+class StepEstimate:
+    step: str
+    ru: float
+    seconds: float  # at the archive's headroom
+    serverless_usd: float  # RU billed per million on a serverless account
+    provisioned_usd: float  # the share of already-provisioned throughput it uses (no extra bill)
+    basis: str  # how the RU figure was derived
+
+
+@dataclass(frozen=True)
+class StepPlan:
+    plan: CapacityEstimate
+    model: StepModel
+    steps: list[StepEstimate]
+    cosmos_gb_after: float  # what stays in Cosmos of the archived records (stubs; nothing when deleted)
+
+    @property
+    def total_ru(self) -> float:
+        return sum(s.ru for s in self.steps)
+
+    @property
+    def total_seconds(self) -> float:
+        return sum(s.seconds for s in self.steps)
+
+    @property
+    def storage_cut(self) -> float:
+        """Share of the archived records' Cosmos storage that the purge removes."""
+        return 1.0 - self.cosmos_gb_after / self.plan.data_gb if self.plan.data_gb else 0.0
+
+
+def estimate_steps(inputs: CapacityInput, model: StepModel | None = None) -> StepPlan:
+    """RU, time and money of each step of archiving ``inputs.records`` records, for both billing models."""
+    model = model or StepModel()
+    model.validate()
+    plan = estimate_capacity(inputs)
+    n, size = inputs.records, inputs.avg_size_kb
+    read_per_kb = inputs.ru_per_record / size if size else 0.0
+    delete = model.delete_ru_per_record if model.delete_ru_per_record is not None else model.write_ru_per_kb * size
+    if model.validation == "deep":
+        validate_per_record, validate_basis = inputs.ru_per_record, "the whole slice read again (deep)"
+    else:
+        validate_per_record = (model.listing_kb_per_record * read_per_kb
+                               + model.query_page_overhead_ru / model.listing_page_records)
+        validate_basis = f"ids + etags listed, ~{model.listing_kb_per_record:g} KB per record (fast)"
+    if model.purge == "delete":
+        purge_per_record, purge_basis = delete, f"one conditional delete, {delete:,.0f} RU"
+    elif model.purge == "stub":
+        stub_write = max(model.write_ru_per_kb * model.stub_kb, 0.0)
+        purge_per_record = delete + stub_write
+        purge_basis = f"replace by a stub = delete {delete:,.0f} + write {stub_write:,.0f} RU"
+    else:
+        purge_per_record, purge_basis = 0.0, "purge off: nothing leaves Cosmos"
+    redo = model.remainder_fraction * n * (inputs.ru_per_record + validate_per_record + purge_per_record)
+    counts = model.slices * model.count_ru_per_slice if model.purge != "off" else 0.0
+    figures = [
+        ("copy read", n * inputs.ru_per_record, f"{inputs.ru_per_record:g} RU per record read"),
+        ("validation", n * validate_per_record, validate_basis),
+        ("purge", n * purge_per_record, purge_basis),
+        ("remainder sweep", redo + counts,
+         f"{model.remainder_fraction:.0%} of records archived again + one COUNT per slice ({model.slices})"),
+    ]
+    steps = []
+    for step, ru, basis in figures:
+        seconds = ru / plan.headroom_ru_s if plan.headroom_ru_s > 0 else math.inf
+        share = plan.headroom_ru_s / 100.0 * inputs.prices.cosmos_ru_per_100_ru_s_hour * seconds / 3600.0
+        steps.append(StepEstimate(step, ru, seconds, ru / 1e6 * model.serverless_usd_per_million_ru,
+                                  share if not math.isinf(seconds) else math.inf, basis))
+    after_gb = {"off": plan.data_gb, "delete": 0.0, "stub": n * model.stub_kb / KB_PER_GB}[model.purge]
+    return StepPlan(plan, model, steps, after_gb)
+
+
+def _days(seconds: float) -> str:
+    return "never" if math.isinf(seconds) else f"{seconds / SECONDS_PER_DAY:.2f} days"
+
+
+def format_steps(step_plan: StepPlan) -> str:
+    p, m = step_plan.plan, step_plan.model
+    lines = [
+        f"per step (validation {m.validation}, purge {m.purge}; at {p.headroom_ru_s:,.0f} RU/s headroom):",
+        f"  {'step':<16} {'RU':>30} {'time':>12} {'serverless $':>13} {'provisioned $':>14}  basis",
+    ]
+    for s in step_plan.steps:
+        lines.append(f"  {s.step:<16} {_fmt_ru(s.ru):>30} {_days(s.seconds):>12} {s.serverless_usd:>13,.2f} "
+                     f"{s.provisioned_usd:>14,.2f}  {s.basis}")
+    total_usd = sum(s.serverless_usd for s in step_plan.steps)
+    lines += [
+        f"  {'total':<16} {_fmt_ru(step_plan.total_ru):>30} {_days(step_plan.total_seconds):>12} "
+        f"{total_usd:>13,.2f} {sum(s.provisioned_usd for s in step_plan.steps):>14,.2f}  end-to-end ETA",
+        f"serverless: RU billed at ${m.serverless_usd_per_million_ru:g} per million (the docs' demonstration price; "
+        "--price-serverless-ru); no priority or throughput buckets there: the archiver's pacing is the only guard",
+        "provisioned: the archive spends headroom already paid for (the $ column is that share, not an extra bill); "
+        "deletes go at Low priority where the account offers priority-based execution",
+    ]
+    if m.purge != "off" and m.delete_ru_per_record is None:
+        published = p.inputs.records * PUBLISHED_DELETE_RU
+        lines.append(f"note: the purge above uses the seed model's {m.write_ru_per_kb:g} RU/KB; at Microsoft's "
+                     f"published ~{PUBLISHED_DELETE_RU:g} RU per delete of a 256-512 KB item it would be "
+                     f"{_fmt_ru(published)}, {_days(published / p.headroom_ru_s if p.headroom_ru_s else math.inf)} "
+                     "(--delete-ru-per-record; measure it with a real account)")
+    lines += [
+        f"Cosmos storage of the archived records: {p.data_gb:,.1f} GB -> {step_plan.cosmos_gb_after:,.1f} GB "
+        f"(cut {step_plan.storage_cut:.1%}, goal >= 95 %), "
+        f"${p.data_gb * p.inputs.prices.cosmos_storage_gb_month:,.2f} -> "
+        f"${step_plan.cosmos_gb_after * p.inputs.prices.cosmos_storage_gb_month:,.2f} per month",
+    ]
+    return "\n".join(lines)
+
+
+def recorded_step_charges(manifests: list[Any]) -> dict[str, tuple[float, int]]:
+    """step -> (RU the pipeline recorded for it over ``manifests``, records of those manifests), from each
+    manifest's ``ru_steps`` (manifests written before steps were recorded count their copy RU only)."""
+    totals: dict[str, tuple[float, int]] = {}
+    for manifest in manifests:
+        steps = manifest.ru_steps or {"copy": manifest.ru_charged}
+        for step, ru in steps.items():
+            ru_sum, records = totals.get(step, (0.0, 0))
+            totals[step] = (ru_sum + ru, records + manifest.record_count)
+    return totals

@@ -18,12 +18,13 @@ from urllib.parse import urlsplit
 
 import requests
 
+from include.cosmos_archiver.errors import TerminalError, TransientError
+from include.cosmos_archiver.id_lists import IDS_NAMED, name_ids
 from include.cosmos_archiver.pipeline.run_status import CLEAR_HINT
 
 log = logging.getLogger(__name__)
 
 SOURCE = "cosmos-archive"
-IDS_IN_TEXT = 20  # record ids named per category in the text
 IDS_IN_PAYLOAD = 100  # and in the webhook's JSON
 MAX_TEXT_CHARS = 20_000
 CHANNELS = ("webhook", "smtp")
@@ -31,11 +32,11 @@ DEFAULT_WEBHOOK_CONN_ID = "cosmos_archive_webhook"
 DEFAULT_SMTP_CONN_ID = "smtp_default"
 
 
-class NotifyConfigError(ValueError):
+class NotifyConfigError(TerminalError, ValueError):
     """A notification setting is invalid; the message names it."""
 
 
-class DeliveryError(RuntimeError):
+class DeliveryError(TransientError, RuntimeError):
     """A channel could not deliver; the message is safe to log (no secret URL parts)."""
 
 
@@ -107,10 +108,8 @@ class NotifyConfig:
         return cls(**data)
 
 
-def _ids(label: str, ids: Sequence[str], limit: int = IDS_IN_TEXT) -> str:
-    shown = ", ".join(str(i) for i in ids[:limit])
-    more = f" … (+{len(ids) - limit} more)" if len(ids) > limit else ""
-    return f"{len(ids)} {label}: {shown}{more}"
+def _ids(label: str, ids: Sequence[str]) -> str:
+    return f"{len(ids)} {label}: {name_ids(ids)}"
 
 
 def _cap(text: str, limit: int = MAX_TEXT_CHARS) -> str:
@@ -136,7 +135,7 @@ def halt_notice(
     """The message for a persistent validation failure that halted the archive.
 
     ``validation`` is ValidationResult.to_dict() when available (it names every record); otherwise ``reason``
-    (ValidationResult.message(), which already names up to 50 records per category) is quoted.
+    (ValidationResult.message(), which already names up to IDS_NAMED records per category) is quoted.
     """
     subject = f"[{SOURCE}] HALTED: slice {slice_id} failed validation (DAG {dag_id}, run {run_id})"
     lines = [
@@ -185,13 +184,13 @@ def halt_notice(
                 lines.append("  " + _ids(label, ids))
         bad_files = list(validation.get("bad_files") or [])
         counts["bad_files"] = len(bad_files)
-        for bad in bad_files[:IDS_IN_TEXT]:
+        for bad in bad_files[:IDS_NAMED]:
             lines.append(
                 f"  damaged file {bad.get('path')}: {bad.get('reason')} "
                 f"({len(bad.get('records') or [])} records cannot be checked)"
             )
-        if len(bad_files) > IDS_IN_TEXT:
-            lines.append(f"  … (+{len(bad_files) - IDS_IN_TEXT} more damaged files)")
+        if len(bad_files) > IDS_NAMED:
+            lines.append(f"  … (+{len(bad_files) - IDS_NAMED} more damaged files)")
         if not any(counts.values()):
             lines.append(f"  {reason}")
         payload.update(

@@ -12,7 +12,6 @@ import datetime as dt
 import html
 import io
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,13 +19,14 @@ from urllib.parse import quote
 
 from include.cosmos_archiver.archive.manifest import Manifest
 from include.cosmos_archiver.archive.store import ArchiveStore
+from include.cosmos_archiver.errors import TerminalError
+from include.cosmos_archiver.id_lists import name_ids
 
 REPORT_HTML = "report.html"
 REPORT_PNG = "ru.png"
-MAX_IDS_SHOWN = 20  # record ids listed per failed slice; the validation result keeps them all
 
 
-class RunReportError(ValueError):
+class RunReportError(TerminalError, ValueError):
     """Bad input for a report; the message names the value."""
 
 
@@ -47,6 +47,8 @@ class SliceRow:
     digest: str
     hash_result: str  # "verified", "FAILED", "not validated"
     detail: str  # what failed, or the validation message
+    purge: str = "-"  # the last purge: its counts (purged / changed since copy / already gone), or its state
+    purge_ru: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -178,7 +180,17 @@ def _row(manifest: Manifest, validation: dict[str, Any] | None) -> SliceRow:
         digest=manifest.slice_digest,
         hash_result=result,
         detail=detail,
+        purge=_purge_text(manifest.purge),
+        purge_ru=float((manifest.purge or {}).get("ru_charged") or 0.0),
     )
+
+
+def _purge_text(purge: dict[str, Any] | None) -> str:
+    if not purge:
+        return "-"
+    counts = purge.get("counts") or {}
+    text = ", ".join(f"{counts[k]} {k}" for k in ("purged", "stubbed", "changed", "gone") if counts.get(k))
+    return f"{purge.get('state', '?')}: {text}" if text else str(purge.get("state", "?"))
 
 
 def _failure_detail(validation: dict[str, Any]) -> str:
@@ -186,15 +198,10 @@ def _failure_detail(validation: dict[str, Any]) -> str:
     for key, label in (("missing", "missing from archive"), ("extra", "extra in archive"), ("differing", "differing")):
         ids = list(validation.get(key) or [])
         if ids:
-            parts.append(f"{len(ids)} {label}: {_shorten(ids)}")
+            parts.append(f"{len(ids)} {label}: {name_ids(ids)}")
     for bad in validation.get("bad_files") or []:
         parts.append(f"damaged file {bad.get('path')}: {bad.get('reason')} ({len(bad.get('records') or [])} records)")
     return "; ".join(parts)
-
-
-def _shorten(ids: Sequence[str]) -> str:
-    shown = ", ".join(ids[:MAX_IDS_SHOWN])
-    return shown + (f" … (+{len(ids) - MAX_IDS_SHOWN} more)" if len(ids) > MAX_IDS_SHOWN else "")
 
 
 def _totals(rows: list[SliceRow], remaining: int | None, rate_ru_per_s: float | None) -> RunTotals:
@@ -380,10 +387,13 @@ def _html(
         "Validation s",
         "Throttled",
         "Hash result",
+        "Purge (purged or stubbed, changed, gone)",
+        "Purge RU",
         "Slice digest (sha256)",
     ]
     out += [
-        f'<th class="l">{e(h)}</th>' if i in (0, 1, 2, 12, 13) else f"<th>{e(h)}</th>" for i, h in enumerate(headers)
+        f'<th class="l">{e(h)}</th>' if i in (0, 1, 2, 12, 13, 15) else f"<th>{e(h)}</th>"
+        for i, h in enumerate(headers)
     ]
     out.append("</tr>")
     for r in rows:
@@ -402,6 +412,8 @@ def _html(
             f"<td>{r.validation_s:.3f}</td>",
             f"<td>{r.throttled}</td>",
             f'<td class="l">{e(r.hash_result)}</td>',
+            f'<td class="l">{e(r.purge)}</td>',
+            f"<td>{r.purge_ru:,.1f}</td>",
             f'<td class="l mono">{e(r.digest)}</td>',
         ]
         out.append(f"<tr{cls}>{''.join(cells)}</tr>")

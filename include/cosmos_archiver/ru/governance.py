@@ -10,16 +10,13 @@ from dataclasses import dataclass, fields
 from datetime import timedelta
 from typing import Any
 
+from include.cosmos_archiver.loopback import StaticTokenCredential
+from include.cosmos_archiver.ru.adaptive_budget import AdaptiveBudget
+from include.cosmos_archiver.ru.adf_sizing import CopySuggestion, suggest_copy
 from include.cosmos_archiver.ru.budget import RuBudget, UnlimitedBudget
-from include.cosmos_archiver.ru.rate_control import (
-    AdaptiveBudget,
-    CopySuggestion,
-    RateControlError,
-    RateControlSettings,
-    StaticBudget,
-    suggest_copy,
-)
-from include.cosmos_archiver.ru.usage import AzureMonitorUsageSource, StaticTokenCredential
+from include.cosmos_archiver.ru.settings import RateControlError, RateControlSettings
+from include.cosmos_archiver.ru.static_budget import StaticBudget
+from include.cosmos_archiver.ru.usage import AzureMonitorUsageSource
 
 CONTROLLERS = ("adaptive", "static", "off")
 

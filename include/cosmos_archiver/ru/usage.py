@@ -7,28 +7,27 @@ as "idle" — pacing or gating on a lagging zero is how an archiver overshoots.
 * :class:`AzureMonitorUsageSource` queries ``TotalRequestUnits`` (Total) and ``NormalizedRUConsumption``
   (Maximum: the busiest partition key range) through the real ``azure.monitor.querymetrics.MetricsClient``
   (``azure-monitor-query`` 2.0 removed ``MetricsQueryClient``). On Azure it uses ``DefaultAzureCredential``
-  against the regional endpoint; any ``TokenCredential`` can be injected (e.g. :class:`StaticTokenCredential`
-  for the local RU gateway, which serves the same API).
-* :func:`assess_quiet` answers the gating question (used by the Airflow RU sensor): has usage stayed under a
-  threshold for a whole window of *known* samples?
+  against the regional endpoint; any ``TokenCredential`` can be injected (e.g.
+  :class:`~include.cosmos_archiver.loopback.StaticTokenCredential` for the local RU gateway, which serves the same
+  API).
+
+The gating question (has usage stayed quiet for a window?) is :mod:`.quiet_gate`.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from azure.core.credentials import AccessToken
+from include.cosmos_archiver.errors import TerminalError
 
 COSMOS_METRIC_NAMESPACE = "Microsoft.DocumentDB/databaseAccounts"
 TOTAL_RU = "TotalRequestUnits"
 NORMALIZED_RU = "NormalizedRUConsumption"
 
 
-class UsageConfigError(ValueError):
+class UsageConfigError(TerminalError, ValueError):
     """A usage-source or gate setting is invalid; the message names it."""
 
 
@@ -64,21 +63,6 @@ class RuUsageSource(Protocol):
     def recent(self, window: timedelta) -> list[UsageSample]:
         """Samples covering roughly the last ``window``, oldest first; unknown values are None."""
         ...
-
-
-class StaticTokenCredential:
-    """A TokenCredential with a fixed bearer token, for the local RU gateway (it accepts any token).
-    Never use it with a real secret; on Azure use DefaultAzureCredential."""
-
-    def __init__(self, token: str = "local-gateway-token", lifetime_s: int = 3600) -> None:
-        self._token = token
-        self._lifetime_s = lifetime_s
-
-    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
-        return AccessToken(self._token, int(time.time()) + self._lifetime_s)
-
-    def close(self) -> None:
-        return None
 
 
 def cosmos_account_resource_id(subscription_id: str, resource_group: str, account: str) -> str:
@@ -210,59 +194,3 @@ def _grid(start: datetime, end: datetime, grain: timedelta) -> list[datetime]:
 def _floor(moment: datetime, grain_s: float) -> datetime:
     epoch = moment.timestamp()
     return datetime.fromtimestamp(epoch - epoch % grain_s, UTC)
-
-
-@dataclass(frozen=True)
-class QuietVerdict:
-    quiet: bool
-    reason: str
-    peak_fraction: float | None  # highest known usage share in the window
-    known_s: float  # seconds of the window covered by known samples
-
-
-def assess_quiet(
-    samples: Sequence[UsageSample], *, provisioned_ru_s: float, threshold: float, window: timedelta
-) -> QuietVerdict:
-    """Quiet = the newest ``window`` of KNOWN samples all stay under ``threshold`` (a share of provisioned RU/s)
-    and cover the whole window. Unknown samples never count as quiet, so lagging metrics delay the gate
-    instead of opening it."""
-    if not 0 < threshold <= 1:
-        raise UsageConfigError(f"threshold {threshold} must be in (0, 1], a share of provisioned RU/s")
-    if provisioned_ru_s <= 0:
-        raise UsageConfigError(f"provisioned RU/s {provisioned_ru_s} must be > 0")
-    if window <= timedelta(0):
-        raise UsageConfigError(f"window {window} must be positive")
-    known = [s for s in samples if s.known]
-    if not known:
-        return QuietVerdict(False, "no usage metrics known yet (metrics lag or missing)", None, 0.0)
-    newest_end = known[-1].end
-    in_window = [s for s in known if s.timestamp >= newest_end - window]
-    known_s = sum(s.grain_s for s in in_window)
-    fractions = [f for s in in_window if (f := s.usage_fraction(provisioned_ru_s)) is not None]
-    peak = max(fractions) if fractions else None
-    if peak is not None and peak >= threshold:
-        return QuietVerdict(
-            False,
-            f"usage peaked at {peak:.0%} of {provisioned_ru_s:,.0f} RU/s in the last {window}, "
-            f"above the {threshold:.0%} threshold",
-            peak,
-            known_s,
-        )
-    if known_s + 1e-9 < window.total_seconds():
-        return QuietVerdict(
-            False, f"only {known_s:.0f}s of the {window.total_seconds():.0f}s window has known usage", peak, known_s
-        )
-    return QuietVerdict(True, f"usage stayed under {threshold:.0%} (peak {peak:.0%}) for {window}", peak, known_s)
-
-
-def check_quiet(source: RuUsageSource, *, provisioned_ru_s: float, threshold: float, window: timedelta) -> QuietVerdict:
-    """Ask the source for the window (it adds its own lagging grains) and judge it."""
-    return assess_quiet(source.recent(window), provisioned_ru_s=provisioned_ru_s, threshold=threshold, window=window)
-
-
-def busy_timeout_message(*, threshold: float, provisioned_ru_s: float, waited: timedelta, window: timedelta) -> str:
-    return (
-        f"RU usage did not stay under {threshold:.0%} of {provisioned_ru_s:,.0f} RU/s for a {window} window "
-        f"during {waited.total_seconds() / 60:.0f} min of waiting: the business is busy, so nothing was archived; "
-        f"the next scheduled run will try again (raise the threshold or the sensor timeout to wait longer)"
-    )

@@ -36,6 +36,7 @@ from include.cosmos_archiver.archive.manifest import Manifest
 from include.cosmos_archiver.archive.store import ArchiveStore
 from include.cosmos_archiver.clients import endpoint_of, waiting_for
 from include.cosmos_archiver.ru.budget import RuBudget, UnlimitedBudget
+from include.cosmos_archiver.ru.paid_requests import CHARGE_HEADER, THROTTLE_RETRY_HEADER
 from include.cosmos_archiver.settings import ArchiveSettings
 from include.cosmos_archiver.slices import (
     MISSING,
@@ -48,7 +49,6 @@ from include.cosmos_archiver.slices import (
     slice_of,
     timestamp_instant,
 )
-from include.cosmos_archiver.source.reader import CHARGE_HEADER, THROTTLE_RETRY_HEADER
 
 log = logging.getLogger(__name__)
 LEFT_OUT = ("timestamp_missing", "timestamp_wrong_kind", "timestamp_unparseable", "partition_key_missing",

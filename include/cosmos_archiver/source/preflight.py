@@ -18,6 +18,7 @@ from azure.cosmos import ContainerProxy
 from azure.cosmos.exceptions import CosmosResourceNotFoundError
 
 from include.cosmos_archiver.clients import endpoint_of, waiting_for
+from include.cosmos_archiver.errors import TerminalError
 from include.cosmos_archiver.settings import ArchiveSettings
 from include.cosmos_archiver.slices import MISSING, TimestampError, field_value, timestamp_instant
 
@@ -25,7 +26,7 @@ SAMPLE_SIZE = 20
 MIN_GOOD_FRACTION = 0.5  # below this share of good samples the setting is wrong, not a few documents
 
 
-class PreflightError(ValueError):
+class PreflightError(TerminalError, ValueError):
     """The settings do not fit the source container (terminal: fix the setting or the container, then re-run)."""
 
 

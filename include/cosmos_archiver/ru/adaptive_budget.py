@@ -1,11 +1,8 @@
 """Pace the archiver's RU spend so that TOTAL usage (business + archiver) stays under a ceiling.
 
-Two RuBudget implementations with the same interface:
-
-* :class:`StaticBudget` — the seed's formula: a fixed RU/s = (ceiling - assumed client load) x provisioned.
-  Right on average, blind to the business: it overshoots in every spike and wastes every quiet hour.
-* :class:`AdaptiveBudget` — a token bucket whose rate a controller re-sets every control interval from
-  (a) live usage metrics and (b) throttling, with the per-request charge MEASURED from ``x-ms-request-charge``.
+:class:`AdaptiveBudget` is a RuBudget: a token bucket whose rate a controller re-sets every control interval from
+(a) live usage metrics and (b) throttling, with the per-request charge MEASURED from ``x-ms-request-charge``.
+(:mod:`.static_budget` is the seed's fixed formula, the baseline it is compared with.)
 
 Why this controller (and not the Spark connector's throughput control, which books RU after the fact and
 promises no cap — users see 100 % at a 0.5 threshold):
@@ -56,283 +53,18 @@ the partition is over budget, and optionally sends them in its own throughput bu
 from __future__ import annotations
 
 import math
-import statistics
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
+from include.cosmos_archiver.ru.adf_sizing import CopySuggestion, suggest_copy
+from include.cosmos_archiver.ru.settings import RateControlError, RateControlSettings
+from include.cosmos_archiver.ru.statistics import ChargeMeter, upper_quantile
+from include.cosmos_archiver.ru.token_bucket import TokenBucket
 from include.cosmos_archiver.ru.usage import RuUsageSource, UsageSample
-
-
-class RateControlError(ValueError):
-    """A rate-control setting is out of range; the message names the value and the allowed range."""
-
-
-@dataclass(frozen=True)
-class RateControlSettings:
-    provisioned_ru_s: float
-    ceiling: float = 0.8  # share of provisioned RU/s that business + archiver must stay under
-    assumed_client_load: float = 0.5  # static baseline only: the business share it assumes
-    control_interval_s: float = 1.0  # how often the rate is re-set (and the max reaction time to usage data)
-    usage_poll_s: float = 1.0  # how often the usage source is read (Azure Monitor PT1M: use ~30-60 s)
-    smoothing_grains: int = 4  # client load = a trend line through this many newest known grains, read at now
-    level_grains: int | None = None  # level from this many newest grains; set = no floor at the window's minimum
-    spike_rise: float = 0.05  # newest grain above the line by more than this (share of provisioned) = a spike
-    trend_gain: float = 1.0  # how much of the trend to extrapolate over the metrics lag
-    rise_gain: float | None = None  # the same for a RISING trend (None: trend_gain); > 1 meets a ramp's onset sooner
-    usage_window_s: float = 30.0  # how far back to ask the usage source
-    stale_after_s: float = 10.0  # no known sample newer than this -> usage unknown
-    margin: float = 0.0  # share of provisioned RU/s kept free for estimation error (a floor if error_quantile is set)
-    error_quantile: float | None = None  # margin >= this quantile of the measured estimate errors, e.g. 0.9
-    error_window: int = 10  # how many recent graded grains the error quantile is taken over
-    unknown_client_load: float | None = None  # assumed business share when usage is unknown (None: ceiling - 5 %)
-    backoff_factor: float = 0.5  # multiplicative decrease on a 429
-    recovery_ru_s: float | None = None  # additive increase per interval (None: 5 % of provisioned)
-    burst_s: float = 0.25  # bucket capacity in seconds of rate (small: no bursts above the rate)
-    priority: str | None = "Low"
-    throughput_bucket: int | None = None
-
-    def __post_init__(self) -> None:
-        def fraction(name: str, value: float, *, zero_ok: bool) -> None:
-            ok = (0 <= value <= 1) if zero_ok else (0 < value <= 1)
-            if not isinstance(value, int | float) or not ok:
-                rng = "[0, 1]" if zero_ok else "(0, 1]"
-                raise RateControlError(f"{name}={value!r} must be in {rng}, a share of provisioned RU/s")
-
-        if not isinstance(self.provisioned_ru_s, int | float) or not self.provisioned_ru_s > 0:
-            raise RateControlError(f"provisioned_ru_s={self.provisioned_ru_s!r} must be > 0 (RU/s of the container)")
-        fraction("ceiling", self.ceiling, zero_ok=False)
-        fraction("assumed_client_load", self.assumed_client_load, zero_ok=True)
-        fraction("margin", self.margin, zero_ok=True)
-        if self.unknown_client_load is not None:
-            fraction("unknown_client_load", self.unknown_client_load, zero_ok=True)
-        if not isinstance(self.smoothing_grains, int) or self.smoothing_grains < 1:
-            raise RateControlError(f"smoothing_grains={self.smoothing_grains!r} must be an integer >= 1")
-        if self.level_grains is not None and (
-            not isinstance(self.level_grains, int) or not 1 <= self.level_grains <= self.smoothing_grains
-        ):
-            raise RateControlError(
-                f"level_grains={self.level_grains!r} must be an integer in 1..smoothing_grains "
-                f"({self.smoothing_grains}) or None"
-            )
-        fraction("spike_rise", self.spike_rise, zero_ok=True)
-        if self.error_quantile is not None:
-            fraction("error_quantile", self.error_quantile, zero_ok=False)
-        if not isinstance(self.error_window, int) or self.error_window < 3:
-            raise RateControlError(f"error_window={self.error_window!r} must be an integer >= 3 (grains)")
-        if not isinstance(self.trend_gain, int | float) or not self.trend_gain >= 0:
-            raise RateControlError(f"trend_gain={self.trend_gain!r} must be >= 0 (0 = no extrapolation)")
-        if self.rise_gain is not None and not (isinstance(self.rise_gain, int | float) and self.rise_gain >= 0):
-            raise RateControlError(f"rise_gain={self.rise_gain!r} must be >= 0 or None (None = trend_gain)")
-        for name in ("control_interval_s", "usage_poll_s", "usage_window_s", "stale_after_s"):
-            value = getattr(self, name)
-            if not isinstance(value, int | float) or not value > 0:
-                raise RateControlError(f"{name}={value!r} must be a number of seconds > 0")
-        if not 0 < self.backoff_factor < 1:
-            raise RateControlError(f"backoff_factor={self.backoff_factor!r} must be in (0, 1), e.g. 0.5")
-        if self.recovery_ru_s is not None and not self.recovery_ru_s > 0:
-            raise RateControlError(f"recovery_ru_s={self.recovery_ru_s!r} must be > 0 RU/s per interval")
-        if not self.burst_s > 0:
-            raise RateControlError(f"burst_s={self.burst_s!r} must be > 0 seconds")
-        if self.priority is not None and self.priority not in ("Low", "High"):
-            raise RateControlError(f"priority={self.priority!r} must be 'Low', 'High' or None")
-        if self.throughput_bucket is not None and not 1 <= self.throughput_bucket <= 5:
-            raise RateControlError(f"throughput_bucket={self.throughput_bucket!r} must be an integer 1-5 or None")
-
-    @property
-    def ceiling_ru_s(self) -> float:
-        return self.ceiling * self.provisioned_ru_s
-
-    @property
-    def static_rate_ru_s(self) -> float:
-        """The seed formula's fixed archiver budget: (ceiling - assumed client load) x provisioned."""
-        return max(0.0, (self.ceiling - self.assumed_client_load) * self.provisioned_ru_s)
-
-    def client_kwargs(self) -> dict[str, object]:
-        """Keyword arguments for clients.cosmos_client(): low priority and the archiver's throughput bucket."""
-        kwargs: dict[str, object] = {}
-        if self.priority is not None:
-            kwargs["priority"] = self.priority
-        if self.throughput_bucket is not None:
-            kwargs["throughput_bucket"] = self.throughput_bucket
-        return kwargs
-
-
-def static_max_records(max_ru: float, ru_per_record: float) -> int:
-    """The seed's formula: how many records a fixed RU allowance pays for."""
-    if max_ru < 0 or ru_per_record <= 0:
-        raise RateControlError(f"max_ru={max_ru!r} must be >= 0 and ru_per_record={ru_per_record!r} > 0")
-    return int(max_ru // ru_per_record)
-
-
-@dataclass(frozen=True)
-class CopySuggestion:
-    """What to hand a copy engine (ADF Copy activity, local executor) for a given RU/s budget."""
-
-    budget_ru_s: float
-    records_per_s: float
-    page_size: int  # records per query page (ADF: pageSize); ~one page per second per copy
-    parallel_copies: int  # ADF parallelCopies
-
-
-def suggest_copy(
-    budget_ru_s: float, ru_per_record: float, *, single_copy_ru_s: float = 5000.0, max_page_size: int = 1000
-) -> CopySuggestion:
-    """Size pages and parallelism so the budget is spent in about one page per copy per second.
-
-    ``single_copy_ru_s`` is what one sequential reader sustains (measure it; the default is a cautious guess for
-    a reader in the same region). More copies than needed only produce 429s; fewer leave headroom unused.
-    """
-    if budget_ru_s < 0 or ru_per_record <= 0 or single_copy_ru_s <= 0 or max_page_size < 1:
-        raise RateControlError(
-            f"budget_ru_s={budget_ru_s!r} must be >= 0, ru_per_record={ru_per_record!r} > 0, "
-            f"single_copy_ru_s={single_copy_ru_s!r} > 0 and max_page_size={max_page_size!r} >= 1"
-        )
-    records_per_s = budget_ru_s / ru_per_record
-    copies = max(1, math.ceil(budget_ru_s / single_copy_ru_s))
-    page = int(min(max_page_size, max(1, records_per_s // copies)))
-    return CopySuggestion(budget_ru_s, records_per_s, page, copies)
-
-
-class TokenBucket:
-    """RU-per-second token bucket; thread-safe. ``take`` may drive the balance negative (a request larger than
-    the capacity still goes through, and later callers wait off the debt). Waits are sliced so that a rate change
-    (e.g. a back-off) takes effect within ``slice_s``."""
-
-    def __init__(
-        self,
-        rate: float,
-        capacity_s: float,
-        *,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
-        slice_s: float = 0.05,
-    ) -> None:
-        self._rate = max(0.0, rate)
-        self._capacity_s = capacity_s
-        self._clock = clock
-        self._sleep = sleep
-        self._slice_s = slice_s
-        self._tokens = 0.0
-        self._stamp = clock()
-        self._lock = threading.Lock()
-
-    def _refill(self, now: float) -> None:
-        capacity = self._rate * self._capacity_s
-        self._tokens = (
-            min(capacity, self._tokens + (now - self._stamp) * self._rate) if capacity else min(self._tokens, 0.0)
-        )
-        self._stamp = now
-
-    @property
-    def rate(self) -> float:
-        return self._rate
-
-    def set_rate(self, rate: float, *, drain: bool = False) -> None:
-        with self._lock:
-            self._refill(self._clock())
-            self._rate = max(0.0, rate)
-            if drain:
-                self._tokens = min(self._tokens, 0.0)
-
-    def adjust(self, delta: float) -> None:
-        """Book a correction (actual - reserved) without waiting."""
-        with self._lock:
-            self._refill(self._clock())
-            self._tokens -= delta
-
-    def take(self, amount: float, on_wait: Callable[[], None] | None = None) -> float:
-        """Block until the balance is non-negative, then take ``amount``; return seconds waited."""
-        waited = 0.0
-        while True:
-            with self._lock:
-                now = self._clock()
-                self._refill(now)
-                if self._tokens >= 0:
-                    self._tokens -= amount
-                    return waited
-                wait = -self._tokens / self._rate if self._rate > 0 else self._slice_s
-            wait = min(max(wait, 0.001), self._slice_s)  # >= 1 ms: no busy spin on rounding dust
-            self._sleep(wait)
-            waited += wait
-            if on_wait is not None:
-                on_wait()
-
-
-class _ChargeMeter:
-    """Measured RU per request (EWMA of x-ms-request-charge) and own spend per wall-clock second."""
-
-    def __init__(self, keep_s: int = 600) -> None:
-        self.ewma: float | None = None
-        self.per_second: dict[int, float] = {}
-        self._keep_s = keep_s
-        self._lock = threading.Lock()
-
-    def record(self, wall: float, charged: float) -> None:
-        with self._lock:
-            self.ewma = charged if self.ewma is None else 0.8 * self.ewma + 0.2 * charged
-            second = int(wall)
-            self.per_second[second] = self.per_second.get(second, 0.0) + charged
-            if len(self.per_second) > self._keep_s:
-                for old in sorted(self.per_second)[: len(self.per_second) - self._keep_s]:
-                    del self.per_second[old]
-
-    def spent_between(self, start: float, end: float) -> float:
-        with self._lock:
-            return sum(v for s, v in self.per_second.items() if start <= s < end)
-
-
-class StaticBudget:
-    """The seed formula as a RuBudget: a token bucket at the fixed rate (ceiling - assumed client load)."""
-
-    def __init__(
-        self,
-        settings: RateControlSettings,
-        *,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        self.settings = settings
-        self._bucket = TokenBucket(settings.static_rate_ru_s, settings.burst_s, clock=clock, sleep=sleep)
-        self._meter = _ChargeMeter()
-        self._reserved = threading.local()
-        self.throttled = 0
-        self.spent_ru = 0.0
-
-    def available_ru_per_s(self) -> float:
-        return self._bucket.rate
-
-    @property
-    def measured_ru_per_request(self) -> float | None:
-        return self._meter.ewma
-
-    def before_request(self, expected_ru: float) -> None:
-        reserve = expected_ru if expected_ru > 0 else (self._meter.ewma or 1.0)
-        self._reserved.value = reserve
-        self._bucket.take(reserve)
-
-    def after_request(self, charged_ru: float, throttled: bool, served_at: float | None = None) -> None:
-        reserved = getattr(self._reserved, "value", 0.0)
-        self._reserved.value = 0.0
-        self._bucket.adjust(charged_ru - reserved)
-        self.spent_ru += charged_ru
-        if throttled:
-            self.throttled += 1
-        elif charged_ru > 0:
-            self._meter.record(time.time(), charged_ru)
-
-
-def upper_quantile(errors: Sequence[float], quantile: float) -> float:
-    """The ``quantile`` (> 0.5) of a normal fitted to the upper half of ``errors``: their median plus z x the spread
-    of the errors above it. The empirical 99th percentile of a few dozen grains is their largest, noisy and, while
-    the window fills, biased low; a two-sided fit would let a large miss on the safe side (the business far below
-    its estimate, e.g. a spike that ended) widen the margin."""
-    median = statistics.median(errors)
-    upper_spread = math.sqrt(2 * statistics.fmean(max(0.0, e - median) ** 2 for e in errors))
-    return median + statistics.NormalDist().inv_cdf(quantile) * upper_spread
 
 
 @dataclass
@@ -369,7 +101,7 @@ class AdaptiveBudget:
         self.usage = usage
         self._clock = clock
         self._wall = wall
-        self._meter = _ChargeMeter()
+        self._meter = ChargeMeter()
         self._reserved = threading.local()
         self._lock = threading.Lock()
         self._samples: deque[UsageSample] = deque(maxlen=1024)

@@ -1,0 +1,85 @@
+"""Assemble a copied slice's manifest, the same way for every copy engine (the local executor, an ADF run).
+
+A copy engine writes the slice's Parquet files, removes the parts an earlier copy left (:func:`remove_stale_parts`),
+then builds the manifest from what it wrote (:func:`copied_manifest`) and commits it last: its presence marks a
+complete copy with status ``copied``, which validation moves on to ``verified`` or ``failed``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterable
+
+from include.cosmos_archiver import __version__
+from include.cosmos_archiver.archive.canonical import slice_digest
+from include.cosmos_archiver.archive.manifest import FileEntry, Manifest, RecordEntry, latest_entries
+from include.cosmos_archiver.archive.store import ArchiveStore
+from include.cosmos_archiver.settings import ArchiveSettings
+from include.cosmos_archiver.slices import TimeSlice
+
+
+def remove_stale_parts(store: ArchiveStore, slice_id: str, *, keep: Callable[[str], bool], left_by: str) -> list[str]:
+    """Delete the slice folder's Parquet files that ``keep`` rejects (hold the slice's lease); a note for each."""
+    notes = []
+    for stale in store.list_parts(slice_id):
+        if not keep(stale):
+            store.delete(stale)
+            notes.append(f"removed stale part {stale} from {left_by}")
+    return notes
+
+
+def copied_manifest(
+    time_slice: TimeSlice,
+    settings: ArchiveSettings,
+    *,
+    files: list[FileEntry],
+    records: Iterable[RecordEntry],
+    record_bytes: int,
+    timings_s: dict[str, float],
+    notes: list[str],
+    executor: str = "local",
+    source: dict[str, str] | None = None,
+    ru_charged: float = 0.0,
+    throttled_requests: int = 0,
+    base: Manifest | None = None,
+    generation: int = 0,
+) -> Manifest:
+    """The ``copied`` manifest of a slice whose ``files`` hold ``records``.
+
+    With ``base`` (the slice's manifest whose verified generations are kept), the new generation's files and records
+    come after the kept ones; count and digest are over the newest version of each record (newest wins).
+    """
+    kept_files = [f for f in base.files if f.generation < generation] if base is not None else []
+    kept_records = [r for r in base.records if r.generation < generation] if base is not None else []
+    new_records = list(records)
+    all_records = kept_records + new_records
+    if base is not None:
+        record_bytes += base.record_bytes  # JSON bytes archived over all generations (a re-copied one counts again)
+        ru_charged += base.ru_charged
+        notes = [*base.notes, f"generation {generation}: {len(new_records)} record(s) changed or arrived after the "
+                 f"purge of generation {base.verified_generation}", *notes]
+    latest = sorted(latest_entries(all_records).values(), key=lambda r: (r.partition_key, r.id))
+    return Manifest(
+        slice_id=time_slice.slice_id,
+        slice_start=time_slice.start.isoformat(),
+        slice_end=time_slice.end.isoformat(),
+        timestamp_field=settings.timestamp_field,
+        source=source or {"database": settings.database, "container": settings.container},
+        status="copied",
+        record_count=len(latest),
+        record_bytes=record_bytes,
+        slice_digest=slice_digest([(r.partition_key, r.id, r.sha256) for r in latest]),
+        ru_charged=round(ru_charged, 2),
+        throttled_requests=throttled_requests,
+        files=kept_files + files,
+        records=sorted(all_records, key=lambda r: (r.generation, r.partition_key, r.id)),
+        timings_s=timings_s,
+        copied_at=dt.datetime.now(dt.UTC).isoformat(),
+        tool_version=__version__,
+        executor=executor,
+        notes=notes,
+        generation=generation,
+        verified_generation=base.verified_generation if base is not None else -1,
+        ru_steps=dict(base.ru_steps) if base is not None else {},
+        purge=base.purge if base is not None else None,
+    )

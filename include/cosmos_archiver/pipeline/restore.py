@@ -1,0 +1,169 @@
+"""Write archived records back into Cosmos DB: hashes checked first, never overwriting what Cosmos holds again.
+
+For each record asked for, the newest archived version (newest generation wins) is restored:
+
+1. the slice's files are re-verified against the manifest first (:func:`verify_archive`, Blob reads only) and
+   every restored row's sha256 is recomputed again right before its write: a mismatch writes nothing;
+2. the system properties Cosmos sets (``_rid``, ``_self``, ``_etag``, ``_ts``, ``_attachments``) are stripped;
+3. it is created conditionally (``create_item``): a record that exists in Cosmos again (re-created or updated
+   meanwhile) is not overwritten and is reported; a purge stub (``_archived``) is replaced by the full document
+   with If-Match on the stub's etag;
+4. each request is paid through an RU budget, like the copy.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from azure.core import MatchConditions
+from azure.cosmos import ContainerProxy
+from azure.cosmos.exceptions import CosmosAccessConditionFailedError, CosmosResourceExistsError
+
+from include.cosmos_archiver.archive.canonical import partition_key_value, sha256_hex
+from include.cosmos_archiver.archive.manifest import Manifest, RecordEntry
+from include.cosmos_archiver.archive.parquet_layout import decode_any
+from include.cosmos_archiver.archive.store import ArchiveStore
+from include.cosmos_archiver.errors import TerminalError
+from include.cosmos_archiver.id_lists import name_ids
+from include.cosmos_archiver.pipeline.validate import record_name, verify_archive
+from include.cosmos_archiver.ru.budget import RuBudget
+from include.cosmos_archiver.ru.paid_requests import PaidRequests
+from include.cosmos_archiver.settings import ArchiveSettings
+from include.cosmos_archiver.source.reader import STUB_MARKER
+
+log = logging.getLogger(__name__)
+SYSTEM_PROPERTIES = ("_rid", "_self", "_etag", "_ts", "_attachments")
+
+
+class RestoreError(TerminalError, ValueError):
+    """Unknown slice or record: the message names it and says where to look; nothing was written."""
+
+
+class RestoreIntegrityError(TerminalError, RuntimeError):
+    """The archive does not match its manifest: nothing of that slice was written back."""
+
+
+@dataclass
+class RestoreResult:
+    restored: list[str] = field(default_factory=list)  # created, or written over a purge stub
+    exists: list[str] = field(default_factory=list)  # present in Cosmos again: not overwritten
+    ru_charged: float = 0.0
+    seconds: float = 0.0
+
+    def message(self) -> str:
+        text = f"restored {len(self.restored)} record(s); {self.ru_charged:.1f} RU"
+        if self.exists:
+            text += (f"; {len(self.exists)} exist in Cosmos again and were NOT overwritten (compare them with the "
+                     f"archive by hand): {name_ids(self.exists)}")
+        return text
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def parse_record_ids(text: str) -> list[tuple[str, str]]:
+    """``PK/ID,PK/ID,...`` -> [(pk, id)]; a Cosmos id cannot hold '/', so the last '/' splits each item."""
+    keys = []
+    for item in (part.strip() for part in text.split(",")):
+        pk, sep, rid = item.rpartition("/")
+        if not sep or not pk or not rid:
+            raise RestoreError(f"record {item!r} is not PARTITION_KEY/ID (e.g. cust-00042/inv-42-00000007)")
+        keys.append((pk, rid))
+    return keys
+
+
+def restore_slice(
+    container: ContainerProxy, store: ArchiveStore, slice_id: str, settings: ArchiveSettings, *,
+    budget: RuBudget | None = None,
+) -> RestoreResult:
+    """Restore every record of one archived slice (newest versions)."""
+    manifest = store.read_manifest(slice_id)
+    if manifest is None:
+        raise RestoreError(f"unknown slice {slice_id!r}: no manifest at {store.manifest_path(slice_id)}; "
+                           "`cosmos-archive summary` lists the archived slices (ids like 2025/03/01)")
+    result = RestoreResult()
+    _restore(container, store, manifest, set(manifest.latest_records()), settings, budget, result)
+    return result
+
+
+def restore_records(
+    container: ContainerProxy, store: ArchiveStore, keys: Iterable[tuple[str, str]], settings: ArchiveSettings, *,
+    slice_id: str | None = None, budget: RuBudget | None = None,
+) -> RestoreResult:
+    """Restore the given (partition key, id) records, found in the slice manifests (or in ``slice_id`` only).
+    Every key must be archived; otherwise RestoreError names the unknown ones before anything is written."""
+    wanted = set(keys)
+    slice_ids = [slice_id] if slice_id else sorted(store.manifest_metadata())
+    found: dict[str, tuple[Manifest, set[tuple[str, str]]]] = {}
+    for sid in slice_ids:
+        manifest = store.read_manifest(sid)
+        if manifest is None:
+            raise RestoreError(f"unknown slice {sid!r}: no manifest at {store.manifest_path(sid)}")
+        here = wanted & set(manifest.latest_records())
+        if here:
+            found[sid] = (manifest, here)
+            wanted -= here
+    if wanted:
+        raise RestoreError(
+            f"{len(wanted)} record(s) not in the archive{f' slice {slice_id}' if slice_id else ''}: "
+            + name_ids([record_name(*k) for k in sorted(wanted)])
+            + "; check the partition key and id (PK/ID), nothing was restored")
+    result = RestoreResult()
+    for manifest, here in found.values():
+        _restore(container, store, manifest, here, settings, budget, result)
+    return result
+
+
+def _restore(
+    container: ContainerProxy, store: ArchiveStore, manifest: Manifest, keys: set[tuple[str, str]],
+    settings: ArchiveSettings, budget: RuBudget | None, result: RestoreResult,
+) -> None:
+    started = time.perf_counter()
+    check = verify_archive(store, manifest, settings, check_strays=False)
+    if not check.ok:
+        raise RestoreIntegrityError(f"slice {manifest.slice_id}: the archive does not match its manifest, nothing "
+                                    f"of it was restored: {check.message()}")
+    paid = PaidRequests(budget) if budget is not None else PaidRequests()
+    latest = manifest.latest_records()
+    by_file: dict[int, dict[tuple[str, str], RecordEntry]] = {}
+    for key in keys:
+        by_file.setdefault(latest[key].file, {})[key] = latest[key]
+    for index, entries in sorted(by_file.items()):
+        for row in decode_any(store.download(manifest.files[index].path), settings.partition_key_path):
+            entry = entries.get((row.partition_key, row.id))
+            if entry is None:
+                continue
+            if sha256_hex(row.doc) != entry.sha256:  # changed since verify_archive read it
+                raise RestoreIntegrityError(f"slice {manifest.slice_id}: {record_name(row.partition_key, row.id)} "
+                                            f"in {manifest.files[index].path} no longer matches its sha256; stopped")
+            doc = {k: v for k, v in json.loads(row.doc).items() if k not in SYSTEM_PROPERTIES}
+            name = record_name(row.partition_key, row.id)
+            (result.restored if _write_back(container, doc, settings, paid) else result.exists).append(name)
+    result.seconds = round(result.seconds + time.perf_counter() - started, 3)
+    result.ru_charged = round(result.ru_charged + paid.ru_charged, 2)
+    log.info("slice %s: %s", manifest.slice_id, result.message())
+
+
+def _write_back(container: ContainerProxy, doc: dict[str, Any], settings: ArchiveSettings, paid: PaidRequests) -> bool:
+    """Create ``doc``; over a purge stub, replace the stub. False: a real document exists, left as it is."""
+    try:
+        paid.call(lambda hook: container.create_item(doc, response_hook=hook))
+        return True
+    except CosmosResourceExistsError:
+        pass
+    pk = partition_key_value(doc, settings.partition_key_path)
+    current = paid.call(lambda hook: container.read_item(doc["id"], partition_key=pk, response_hook=hook))
+    if STUB_MARKER not in current:
+        return False
+    try:
+        paid.call(lambda hook: container.replace_item(
+            doc["id"], doc, etag=current["_etag"], match_condition=MatchConditions.IfNotModified, response_hook=hook))
+    except CosmosAccessConditionFailedError:
+        return False  # the stub was just overwritten by someone else: theirs stays
+    return True
+
