@@ -103,7 +103,7 @@ def main() -> None:
               f"{other_ru / range_ru:.3f}")
 
         started = time.perf_counter()
-        report = scrub_archive(store)
+        report = scrub_archive(store, settings)
         scrub_s = time.perf_counter() - started
         data = b"".join(store.download(p) for s in report.scrubbed for p in store.list_parts(s.slice_id))
         started = time.perf_counter()

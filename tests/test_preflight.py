@@ -129,7 +129,8 @@ def test_reopen_clears_a_scrub_mark_and_the_cli_takes_a_range(seeded, archive_st
     assert validate_slice(seeded, archive_store, DAY, right).ok
     part = archive_store.read_manifest(DAY.slice_id).files[0].path
     archive_store.upload(part, archive_store.download(part)[:-10])
-    assert scrub_slice(archive_store, DAY.slice_id).status == "damaged" and is_damaged(archive_store, DAY.slice_id)
+    assert scrub_slice(archive_store, DAY.slice_id, right).status == "damaged"
+    assert is_damaged(archive_store, DAY.slice_id)
     monkeypatch.setenv(COSMOS_ENDPOINT_ENV, stack.cosmos_endpoint)
     monkeypatch.setenv(COSMOS_KEY_ENV, EMULATOR_COSMOS_KEY)
     monkeypatch.setenv(BLOB_CONNECTION_STRING_ENV, stack.blob_connection_string)

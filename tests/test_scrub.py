@@ -47,12 +47,13 @@ def test_scrub_finds_flipped_truncated_and_missing_parts_and_names_them(verified
     missing = manifest.files[2].path
     store.delete(missing)
 
-    report = scrub_archive(store, partition_key_path=SETTINGS.partition_key_path)
+    report = scrub_archive(store, SETTINGS)
 
     assert [s.slice_id for s in report.damaged] == [slice_id]
     findings = {f.path: f for f in report.damaged[0].findings}
     assert set(findings) == {flipped, truncated, missing}
-    assert "sha256" in findings[flipped].reason and findings[flipped].records == _records(manifest, 0)
+    assert "does not match the manifest" in findings[flipped].reason
+    assert findings[flipped].records == _records(manifest, 0)
     assert "truncated" in findings[truncated].reason and findings[truncated].records == _records(manifest, 1)
     assert findings[missing].reason == "file missing" and findings[missing].records == _records(manifest, 2)
     message = report.damaged[0].message()
@@ -71,10 +72,10 @@ def test_scrub_finds_flipped_truncated_and_missing_parts_and_names_them(verified
 
 def test_a_clean_archive_scrubs_ok_within_an_io_budget(verified):
     store = verified
-    first = scrub_archive(store, max_bytes=1)  # the budget is spent after the first slice
+    first = scrub_archive(store, SETTINGS, max_bytes=1)  # the budget is spent after the first slice
     assert len(first.scrubbed) == 1 and not first.damaged and len(first.not_reached) == 1
-    second = scrub_archive(store, max_bytes=1)  # least recently scrubbed first: the other slice now
+    second = scrub_archive(store, SETTINGS, max_bytes=1)  # least recently scrubbed first: the other slice now
     assert {first.scrubbed[0].slice_id, second.scrubbed[0].slice_id} == {d.slice_id for d in DAYS}
     assert not damaged_slices(store)
-    whole = scrub_slice(store, DAYS[0].slice_id, record=False)
+    whole = scrub_slice(store, DAYS[0].slice_id, SETTINGS, record=False)
     assert whole.status == "ok" and whole.records == 24 and whole.bytes_read > 0

@@ -19,7 +19,6 @@ slices go first) and ``max_bytes_per_s`` (paced reads, so a scrub does not compe
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import logging
 import time
@@ -28,10 +27,10 @@ from typing import Any, Literal
 
 from azure.core.exceptions import ResourceNotFoundError
 
-from include.cosmos_archiver.archive.canonical import sha256_hex
 from include.cosmos_archiver.archive.manifest import Manifest
-from include.cosmos_archiver.archive.parquet_layout import decode_any
 from include.cosmos_archiver.archive.store import ArchiveStore
+from include.cosmos_archiver.pipeline.validate import record_name, verify_archive
+from include.cosmos_archiver.settings import ArchiveSettings
 
 log = logging.getLogger(__name__)
 SCRUB_NAME = "_scrub.json"
@@ -93,10 +92,6 @@ def scrub_path(store: ArchiveStore, slice_id: str) -> str:
     return f"{store.slice_dir(slice_id)}/{SCRUB_NAME}"
 
 
-def _name(pk: str, rid: str) -> str:
-    return f"{pk}/{rid}"
-
-
 class _Pacer:
     def __init__(self, max_bytes_per_s: float | None) -> None:
         self.rate = max_bytes_per_s
@@ -114,14 +109,13 @@ class _Pacer:
 def scrub_slice(
     store: ArchiveStore,
     slice_id: str,
+    settings: ArchiveSettings,
     *,
-    partition_key_path: str | None = None,
     pacer: _Pacer | None = None,
     record: bool = True,
 ) -> SliceScrub:
-    """Re-hash one slice's files and records against its manifest; ``record`` writes ``_scrub.json``.
-    ``partition_key_path`` keys rows of an Azure Data Factory copy as the copy's manifest does (our own files carry
-    the key)."""
+    """Re-hash one slice's files and records against its manifest (pipeline.validate.verify_archive, the check a
+    purge makes first); ``record`` writes ``_scrub.json``."""
     started = time.perf_counter()
     pacer = pacer or _Pacer(None)
     result = SliceScrub(slice_id, "ok")
@@ -129,7 +123,8 @@ def scrub_slice(
     if manifest is None:
         result.findings.append(Finding(store.manifest_path(slice_id), "manifest missing", []))
     else:
-        _check_files(store, manifest, result, pacer, partition_key_path)
+        _check_files(store, manifest, settings, result)
+        pacer.took(result.bytes_read)
     result.status = "damaged" if result.findings else "ok"
     result.seconds = round(time.perf_counter() - started, 3)
     result.scrubbed_at = dt.datetime.now(dt.UTC).isoformat()
@@ -140,62 +135,49 @@ def scrub_slice(
     return result
 
 
-def _check_files(
-    store: ArchiveStore, manifest: Manifest, result: SliceScrub, pacer: _Pacer, partition_key_path: str | None
-) -> None:
-    by_file: dict[int, dict[tuple[str, str], str]] = {}
+def _check_files(store: ArchiveStore, manifest: Manifest, settings: ArchiveSettings, result: SliceScrub) -> None:
+    """Sizes from one listing first (a missing or truncated part says so), then the full re-hash."""
+    folder = store.slice_dir(manifest.slice_id) + "/"
+    sizes = {b.name: b.size for b in store.container.list_blobs(name_starts_with=folder)}
+    names_in: dict[int, list[str]] = {}
+    path_of: dict[str, str] = {}
     for r in manifest.records:
-        by_file.setdefault(r.file, {})[(r.partition_key, r.id)] = r.sha256
-    listed = {f.path for f in manifest.files}
-    for stray in sorted(set(store.list_parts(manifest.slice_id)) - listed):
-        result.findings.append(Finding(stray, "Parquet file not listed in the manifest", []))
+        name = record_name(r.partition_key, r.id)
+        names_in.setdefault(r.file, []).append(name)
+        path_of[name] = manifest.files[r.file].path
+    named: set[str] = set()
     for index, entry in enumerate(manifest.files):
-        expected = by_file.get(index, {})
-        names = [_name(*k) for k in sorted(expected)]
-        result.files += 1
-        try:
-            data = store.download(entry.path)
-        except ResourceNotFoundError:
-            result.findings.append(Finding(entry.path, "file missing", names))
+        records = sorted(names_in.get(index, []))
+        if entry.path not in sizes:
+            result.findings.append(Finding(entry.path, "file missing", records))
+        elif sizes[entry.path] != entry.bytes:
+            result.findings.append(Finding(entry.path, f"{sizes[entry.path]} bytes, the manifest says {entry.bytes} "
+                                           "(truncated or overwritten)", records))
+        else:
+            result.bytes_read += entry.bytes
             continue
-        pacer.took(len(data))
-        result.bytes_read += len(data)
-        if len(data) != entry.bytes:
-            result.findings.append(Finding(entry.path, f"{len(data)} bytes, the manifest says {entry.bytes} "
-                                           "(truncated or overwritten)", names))
-            continue
-        actual = hashlib.sha256(data).hexdigest()
-        if actual != entry.sha256:
-            result.findings.append(Finding(entry.path, f"sha256 {actual} is not the manifest's {entry.sha256}",
-                                           names))
-            continue
-        try:
-            rows = list(decode_any(data, partition_key_path))
-        except Exception as exc:  # pyarrow raises several types for a damaged file
-            result.findings.append(Finding(entry.path, f"not a readable Parquet file ({exc})", names))
-            continue
-        bad: list[str] = []
-        seen: set[tuple[str, str]] = set()
-        for row in rows:
-            key = (row.partition_key, row.id)
-            seen.add(key)
-            if sha256_hex(row.doc) != row.sha256 or expected.get(key) != row.sha256:
-                bad.append(_name(*key))
-        result.records += len(rows)
-        if bad:
-            result.findings.append(Finding(entry.path, "records whose content does not hash to the manifest's",
-                                           sorted(bad)))
-        missing = sorted(set(expected) - seen)
-        if missing:
-            result.findings.append(Finding(entry.path, "manifest records not in the file",
-                                           [_name(*k) for k in missing]))
+        named.add(entry.path)
+    check = verify_archive(store, manifest, settings, on_row=lambda _i, _row: None)
+    result.files = len(manifest.files)
+    result.records = len(manifest.records)
+    for bad in check.bad_files:
+        if bad.path not in named:
+            result.findings.append(Finding(bad.path, bad.reason, sorted(bad.records)))
+    for label, names in (("records whose content does not hash to the manifest's", check.differing),
+                         ("manifest records not in the file", check.missing)):
+        by_path: dict[str, list[str]] = {}
+        for name in names:
+            by_path.setdefault(path_of.get(name, "?"), []).append(name)
+        for path, grouped in sorted(by_path.items()):
+            if path not in named:
+                result.findings.append(Finding(path, label, sorted(grouped)))
 
 
 def scrub_archive(
     store: ArchiveStore,
+    settings: ArchiveSettings,
     *,
     slice_ids: list[str] | None = None,
-    partition_key_path: str | None = None,
     max_bytes: int | None = None,
     max_bytes_per_s: float | None = None,
 ) -> ScrubReport:
@@ -212,7 +194,7 @@ def scrub_archive(
         if max_bytes is not None and pacer.read >= max_bytes:
             not_reached.append(slice_id)
             continue
-        scrubbed.append(scrub_slice(store, slice_id, partition_key_path=partition_key_path, pacer=pacer))
+        scrubbed.append(scrub_slice(store, slice_id, settings, pacer=pacer))
     report = ScrubReport(scrubbed, not_reached, pacer.read, round(time.perf_counter() - started, 3))
     (log.error if report.damaged else log.info)(report.line())
     return report

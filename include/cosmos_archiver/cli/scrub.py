@@ -15,7 +15,7 @@ def _run(args: argparse.Namespace) -> int:
     if (args.max_mb is not None and args.max_mb <= 0) or (args.mb_per_s is not None and args.mb_per_s <= 0):
         raise UsageError("--max-mb and --mb-per-s must be > 0 (leave them out for no limit)")
     report = scrub_archive(
-        archive_store(settings), slice_ids=args.slice or None, partition_key_path=settings.partition_key_path,
+        archive_store(settings), settings, slice_ids=args.slice or None,
         max_bytes=int(args.max_mb * 1e6) if args.max_mb else None,
         max_bytes_per_s=args.mb_per_s * 1e6 if args.mb_per_s else None)
     for scrubbed in report.damaged:
