@@ -3,7 +3,11 @@
 API:
 - ``LoadTrace``: target RU/s as a fraction of provisioned over a 24 h day (linear between points);
   ``LoadTrace.diurnal()`` (default: around 50 % with two spikes above 80 %), ``LoadTrace.constant(f)``,
-  ``LoadTrace.parse("0:0.4,12:0.8,24:0.4")`` (hour:fraction pairs).
+  ``LoadTrace.parse("0:0.4,12:0.8,24:0.4")`` (hour:fraction pairs), ``LoadTrace.from_csv(path, ...)`` (an operator's
+  recorded day: see ``read_trace_csv``).
+- ``read_trace_csv(path, unit="auto", provisioned_ru=None) -> TraceFile``: a per-second or per-minute CSV as exported
+  from Azure Monitor (timestamp, TotalRequestUnits summed per grain) or of fractions/percent of provisioned RU/s;
+  each grain's value is held for its grain (a step), hours counted from the file's first timestamp.
 - ``LoadMix(read, query, write)``: shares of point reads of existing documents, single-partition queries and upserts.
 - ``run_business_load(endpoint, key, database, container, trace=..., duration_s=60, ...) -> LoadResult``: plays
   ``trace_span_h`` hours of the trace (from ``trace_start_h``) in ``duration_s`` wall seconds on an even schedule
@@ -25,12 +29,17 @@ from __future__ import annotations
 
 import argparse
 import bisect
+import csv
+import itertools
 import math
 import random
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import cached_property
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
@@ -102,9 +111,17 @@ class LoadTrace:
                 raise ValueError(f"trace point {item!r} must be hour:fraction, e.g. 11:0.85") from None
         return cls(tuple(points))
 
+    @classmethod
+    def from_csv(cls, path: str | Path, *, unit: str = "auto", provisioned_ru: float | None = None) -> LoadTrace:
+        return read_trace_csv(path, unit=unit, provisioned_ru=provisioned_ru).trace
+
+    @cached_property
+    def _hours(self) -> list[float]:
+        return [h for h, _ in self.points]
+
     def at(self, trace_s: float) -> float:
         hour = (trace_s / 3600.0) % 24.0
-        hours = [h for h, _ in self.points]
+        hours = self._hours
         i = bisect.bisect_right(hours, hour)
         if i == 0:
             return self.points[0][1]
@@ -115,6 +132,170 @@ class LoadTrace:
 
     def mean(self, samples: int = 1440) -> float:
         return sum(self.at(i * 86400 / samples) for i in range(samples)) / samples
+
+
+TRACE_UNITS = ("auto", "ru", "fraction", "percent")
+_MAX_FRACTION = 1.5
+_TIME_FORMATS = ("%m/%d/%Y %H:%M:%S", "%m/%d/%Y %I:%M:%S %p", "%m/%d/%Y %H:%M", "%d.%m.%Y %H:%M:%S")
+
+
+class TraceFileError(ValueError):
+    """A trace file cannot be read; the message names the file, the line and what to do."""
+
+
+@dataclass(frozen=True)
+class TraceFile:
+    """A recorded business load: ``trace`` (hours from the first timestamp), the grain, and where it came from."""
+
+    path: Path
+    trace: LoadTrace
+    grain_s: float
+    rows: int
+    unit: str
+    provisioned_ru: float | None  # what RU values were divided by (unit "ru")
+
+    @property
+    def span_s(self) -> float:
+        return self.rows * self.grain_s
+
+    def describe(self) -> str:
+        values = [f for _, f in self.trace.points]
+        basis = f" of {self.provisioned_ru:g} RU/s" if self.provisioned_ru else ""
+        return (
+            f"{self.path.name}: {self.rows} grains of {self.grain_s:g} s ({self.span_s / 60:g} min), unit {self.unit}"
+            f"{basis}; business {min(values):.0%}-{max(values):.0%} of provisioned"
+        )
+
+
+def _parse_time(raw: str) -> float | None:
+    text = raw.strip().strip('"')
+    if not text:
+        return None
+    try:
+        return float(text)  # epoch seconds, or seconds from the start
+    except ValueError:
+        pass
+    try:
+        stamp = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        stamp = None
+        for fmt in _TIME_FORMATS:
+            try:
+                stamp = datetime.strptime(text, fmt)
+                break
+            except ValueError:
+                continue
+    if stamp is None:
+        return None
+    return (stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)).timestamp()
+
+
+def _unit_from_header(header: list[str]) -> str | None:
+    text = " ".join(header).lower()
+    if "normalized" in text or "%" in text or "percent" in text:
+        return "percent"
+    if "fraction" in text:
+        return "fraction"
+    if "request unit" in text or "requestunit" in text or any(c.strip().lower() in ("ru", "rus") for c in header):
+        return "ru"
+    return None
+
+
+def read_trace_csv(path: str | Path, *, unit: str = "auto", provisioned_ru: float | None = None) -> TraceFile:
+    """Read ``timestamp,value`` rows (more columns are ignored). Before the first data row, header lines are allowed
+    (an Azure Monitor export's column names tell the unit); ``#`` lines are comments, and ``# provisioned_ru=5000``
+    names the RU/s the trace was recorded against. Units: ``ru`` — RU consumed per grain (TotalRequestUnits, Sum),
+    divided by the grain and ``provisioned_ru``; ``fraction`` — share of provisioned (0-1.5); ``percent`` — 0-150
+    (NormalizedRUConsumption). Timestamps: ISO 8601, ``MM/DD/YYYY HH:MM:SS [AM|PM]`` or seconds; strictly
+    increasing, at most 24 h. Any bad line raises TraceFileError naming the file, the line number and the text."""
+    path = Path(path)
+    if unit not in TRACE_UNITS:
+        raise TraceFileError(f"trace unit {unit!r} must be one of {', '.join(TRACE_UNITS)}")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        raise TraceFileError(f"cannot read trace file {path}: {exc.strerror or exc}") from None
+    header: list[str] = []
+    stamps: list[float] = []
+    values: list[float] = []
+    lines: list[int] = []
+    for number, row in enumerate(csv.reader(text.splitlines()), start=1):
+        if not row or not "".join(row).strip():
+            continue
+        first = row[0].strip()
+        if first.startswith("#"):
+            key, sep, value = ",".join(row).lstrip("# ").partition("=")
+            if sep and key.strip().lower() == "provisioned_ru" and provisioned_ru is None:
+                try:
+                    provisioned_ru = float(value)
+                except ValueError:
+                    raise TraceFileError(
+                        f"{path}:{number}: provisioned_ru={value.strip()!r} is not a number of RU/s"
+                    ) from None
+            continue
+        stamp = _parse_time(first)
+        if stamp is None and not stamps and (len(row) < 2 or _parse_time(row[1]) is None):
+            header = row  # column names (or an export's title lines) before the data
+            if len(header) > 1000:
+                raise TraceFileError(f"{path}:{number}: not a CSV of timestamp,value rows")
+            continue
+        shown = ",".join(row)[:80]
+        if stamp is None:
+            raise TraceFileError(
+                f"{path}:{number}: {first!r} is not a timestamp (ISO 8601, MM/DD/YYYY HH:MM:SS or seconds) in {shown!r}"
+            )
+        if len(row) < 2 or not row[1].strip():
+            raise TraceFileError(
+                f"{path}:{number}: no value after the timestamp in {shown!r}; fill it or remove the line"
+            )
+        try:
+            value = float(row[1].strip().strip('"').rstrip("%"))
+        except ValueError:
+            raise TraceFileError(f"{path}:{number}: value {row[1].strip()!r} is not a number in {shown!r}") from None
+        if not math.isfinite(value) or value < 0:
+            raise TraceFileError(f"{path}:{number}: value {row[1].strip()!r} must be a number >= 0 in {shown!r}")
+        if stamps and stamp <= stamps[-1]:
+            raise TraceFileError(
+                f"{path}:{number}: timestamp {first!r} is not after the previous line's; sort the file by time"
+            )
+        stamps.append(stamp)
+        values.append(value)
+        lines.append(number)
+    if len(stamps) < 2:
+        raise TraceFileError(f"{path}: needs at least two timestamp,value rows, found {len(stamps)}")
+    steps = sorted(b - a for a, b in itertools.pairwise(stamps))
+    grain = steps[len(steps) // 2]
+    span = stamps[-1] + grain - stamps[0]
+    if span > 86400:
+        raise TraceFileError(f"{path}: covers {span / 3600:.1f} h; a trace plays at most 24 h: cut the file")
+    if unit == "auto":
+        found = _unit_from_header(header)
+        if found is None:
+            raise TraceFileError(
+                f"{path}: cannot tell the unit from the header {header!r}; pass the unit (ru, fraction or percent)"
+            )
+        unit = found
+    if unit == "ru":
+        if provisioned_ru is None or not provisioned_ru > 0:
+            raise TraceFileError(
+                f"{path}: RU values need the provisioned RU/s they were recorded against "
+                f"(got {provisioned_ru!r}): pass it, or add a line '# provisioned_ru=5000' to the file"
+            )
+        fractions = [v / grain / provisioned_ru for v in values]
+    else:
+        fractions = [v / 100.0 if unit == "percent" else v for v in values]
+    for number, fraction, raw in zip(lines, fractions, values, strict=True):
+        if fraction > _MAX_FRACTION:
+            raise TraceFileError(
+                f"{path}:{number}: value {raw:g} is {fraction:.0%} of provisioned; a trace may ask at most "
+                f"{_MAX_FRACTION:.0%} (check the unit and the provisioned RU/s)"
+            )
+    hours = [(stamp - stamps[0]) / 3600.0 for stamp in stamps]
+    points: list[tuple[float, float]] = []
+    for i, (start_h, fraction) in enumerate(zip(hours, fractions, strict=True)):
+        end_h = min(24.0, start_h + grain / 3600.0, hours[i + 1] if i + 1 < len(hours) else 24.0)
+        points += [(start_h, fraction), (end_h, fraction)]  # each grain's value held for its grain
+    return TraceFile(path, LoadTrace(tuple(points)), grain, len(stamps), unit, provisioned_ru if unit == "ru" else None)
 
 
 @dataclass(frozen=True)
@@ -144,6 +325,7 @@ class LoadResult:
     failed: int = 0
     by_operation: dict[str, int] = field(default_factory=dict)
     elapsed_s: float = 0.0
+    started_at: float = 0.0  # wall clock (time.time()) when the trace's first second began
     target_ru: float = 0.0  # what the trace asked for over the run
     errors: list[str] = field(default_factory=list)
     timeline: list[dict[str, float]] = field(default_factory=list)  # per wall second: target and sent RU
@@ -156,6 +338,7 @@ class LoadResult:
             "failed": self.failed,
             "by_operation": dict(self.by_operation),
             "elapsed_s": round(self.elapsed_s, 2),
+            "started_at": round(self.started_at, 3),
             "target_ru": round(self.target_ru, 1),
             "ru_per_s": round(self.ru / self.elapsed_s, 1) if self.elapsed_s else 0.0,
             "errors": self.errors[:5],
@@ -343,6 +526,7 @@ def _run(
     keys, pk_path, proxies, workers = load.keys, load.pk_path, load.proxies, len(load.proxies)
     database, container = load.database, load.container
     start = time.monotonic()
+    started_at = time.time()
     deadline = start + duration_s
     compression = trace_span_h * 3600.0 / duration_s
 
@@ -351,7 +535,7 @@ def _run(
 
     pacer = _Pacer(rate, deadline, stop)
     lock = threading.Lock()
-    result = LoadResult()
+    result = LoadResult(started_at=started_at)
     sent_per_second: Counter[int] = Counter()
     ops: Counter[str] = Counter()
     budget = [max_requests if max_requests is not None else math.inf]
@@ -441,7 +625,12 @@ def _run_cli(args: argparse.Namespace) -> int:
     from include.cosmos_archiver.cli.main import UsageError
 
     try:
-        trace = LoadTrace.parse(args.trace) if args.trace else LoadTrace.diurnal()
+        if args.trace and args.trace_file:
+            raise UsageError("give either --trace or --trace-file, not both")
+        if args.trace_file:
+            trace = LoadTrace.from_csv(args.trace_file, unit=args.trace_unit, provisioned_ru=args.trace_provisioned)
+        else:
+            trace = LoadTrace.parse(args.trace) if args.trace else LoadTrace.diurnal()
         mix = LoadMix.parse(args.mix) if args.mix else None
         endpoint = args.endpoint or stack.StackConfig.from_env().cosmos_endpoint
         key = args.key
@@ -480,6 +669,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--duration-s", type=float, default=60.0)
     parser.add_argument("--provisioned-ru", type=float, default=5000.0)
     parser.add_argument("--trace", help="hour:fraction points, e.g. 0:0.4,11:0.85,24:0.4 (default: diurnal)")
+    parser.add_argument(
+        "--trace-file", help="CSV of timestamp,value per second or minute (Azure Monitor export; see read_trace_csv)"
+    )
+    parser.add_argument("--trace-unit", choices=TRACE_UNITS, default="auto", help="unit of --trace-file's values")
+    parser.add_argument(
+        "--trace-provisioned", type=float, help="RU/s the --trace-file's RU values were recorded against"
+    )
     parser.add_argument("--trace-start-h", type=float, default=0.0)
     parser.add_argument("--trace-span-h", type=float, default=24.0, help="trace hours played during --duration-s")
     parser.add_argument("--max-requests", type=int)

@@ -70,6 +70,7 @@ def ru_lab(
         cosmos_port=stack.free_port(),
         cosmos_backend_port=stack.free_port(),
         blob_port=stack.free_port(),
+        account_mode=settings.account_mode,  # the stack's own gateway process too (the lab's is in-process)
     )
     tls = ensure_local_tls(state_dir)
     with stack.running_stack(config):

@@ -2,7 +2,9 @@
 
 cosmosdb-server listens on an internal backend port (``cosmos_backend_port``, default ``cosmos_port + 10``); the RU
 gateway (``devstack.ru_gateway``, a separate process) listens on ``cosmos_port``, so
-``cosmos_endpoint`` — what every client uses — charges and throttles RU like Cosmos DB (``provisioned_ru``).
+``cosmos_endpoint`` — what every client uses — charges and throttles RU like Cosmos DB (``provisioned_ru``), as a
+``provisioned`` account (priority-based execution and throughput buckets honoured) or a ``serverless`` one (neither;
+``account_mode``, env COSMOS_ARCHIVE_ACCOUNT_MODE).
 
 Every server listens on 127.0.0.1 only. State (pid files, logs, TLS material) lives in one state directory, so
 ``up`` is idempotent (a healthy service already running is reused) and ``down`` stops exactly what ``up`` started.
@@ -25,6 +27,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from devstack.ru_gateway.config import ACCOUNT_MODES
 from devstack.tls import TlsFiles, ensure_local_tls
 
 REPO_ROOT = Path(__file__).resolve().parents[1]  # the dev kit lives at the project root
@@ -50,6 +53,14 @@ class StackConfig:
     cosmos_backend_port: int | None = None  # None: cosmos_port + 10
     provisioned_ru: float = 5000.0
     metrics_delay_s: float = 0.0  # the gateway's Azure Monitor reporting delay (Azure: ~120 s)
+    account_mode: str = "provisioned"  # or "serverless": the gateway ignores priority and throughput buckets
+
+    def __post_init__(self) -> None:
+        if self.account_mode not in ACCOUNT_MODES:
+            raise StackError(
+                f"account mode {self.account_mode!r} must be one of {', '.join(ACCOUNT_MODES)} "
+                "(COSMOS_ARCHIVE_ACCOUNT_MODE)"
+            )
 
     @classmethod
     def from_env(cls) -> StackConfig:
@@ -63,6 +74,7 @@ class StackConfig:
             cosmos_backend_port=_port(env, "COSMOS_ARCHIVE_COSMOS_BACKEND_PORT", 0) or None,
             provisioned_ru=_positive(env, "COSMOS_ARCHIVE_PROVISIONED_RU", base.provisioned_ru),
             metrics_delay_s=_positive(env, "COSMOS_ARCHIVE_METRICS_DELAY_S", base.metrics_delay_s, allow_zero=True),
+            account_mode=env.get("COSMOS_ARCHIVE_ACCOUNT_MODE", base.account_mode).strip().lower(),
         )
 
     @property
@@ -218,6 +230,8 @@ def services(config: StackConfig, tls: TlsFiles) -> list[Service]:
                 f"{config.provisioned_ru:g}",
                 "--reporting-delay-s",
                 f"{config.metrics_delay_s:g}",
+                "--account",
+                config.account_mode,
             ],
             port=config.cosmos_port,
             healthy=_https_ok(f"{config.cosmos_endpoint}_gateway/health", tls.ca_cert),

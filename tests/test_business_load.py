@@ -58,6 +58,7 @@ def test_stack_puts_the_gateway_in_front(local_stack: stack.StackConfig) -> None
     assert all("healthy" in s and "UNHEALTHY" not in s for s in states.values()), states
     stats = _stats(local_stack)
     assert stats["config"]["provisioned_ru"] == PROVISIONED
+    assert stats["config"]["account_mode"] == "provisioned"  # the stack passes its account mode to the gateway
     assert stats["config"]["backend"] == local_stack.cosmos_backend_endpoint.rstrip("/")
     container = cosmos_client(local_stack.cosmos_endpoint, stack.EMULATOR_COSMOS_KEY).get_database_client(DB)
     container.get_container_client(COLL).read_item("r0", partition_key="c0")
@@ -67,6 +68,12 @@ def test_stack_puts_the_gateway_in_front(local_stack: stack.StackConfig) -> None
 def test_stack_rejects_bad_provisioned_ru(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COSMOS_ARCHIVE_PROVISIONED_RU", "-3")
     with pytest.raises(stack.StackError, match="-3"):
+        stack.StackConfig.from_env()
+    monkeypatch.delenv("COSMOS_ARCHIVE_PROVISIONED_RU")
+    monkeypatch.setenv("COSMOS_ARCHIVE_ACCOUNT_MODE", "Serverless")
+    assert stack.StackConfig.from_env().account_mode == "serverless"
+    monkeypatch.setenv("COSMOS_ARCHIVE_ACCOUNT_MODE", "dedicated")
+    with pytest.raises(stack.StackError, match="dedicated"):
         stack.StackConfig.from_env()
 
 
@@ -127,6 +134,11 @@ def test_cli_load_subcommand(local_stack: stack.StackConfig, capsys: pytest.Capt
     assert "25" in capsys.readouterr().err
     assert cli.main(["load", "--database", DB, "--container", COLL, "--mix", "0.9:0.1"]) == 2
     assert "'0.9:0.1' must be read:query:write" in capsys.readouterr().err
+    assert cli.main(["load", "--database", DB, "--container", COLL, "--trace-file", "no-such-trace.csv"]) == 2
+    assert "cannot read trace file no-such-trace.csv" in capsys.readouterr().err
+    both = ["--trace", "0:0.3,24:0.3", "--trace-file", "no-such-trace.csv"]
+    assert cli.main(["load", "--database", DB, "--container", COLL, *both]) == 2
+    assert "either --trace or --trace-file" in capsys.readouterr().err
 
 
 def test_default_trace_is_diurnal_around_half_with_spikes() -> None:
@@ -152,3 +164,47 @@ def test_bad_load_arguments_name_the_value() -> None:
     ):
         with pytest.raises(ValueError, match=needle):
             run_business_load("https://127.0.0.1:1/", "k", DB, COLL, **kwargs)  # type: ignore[arg-type]
+
+
+def test_a_recorded_trace_file_plays_per_grain(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Azure Monitor's per-minute TotalRequestUnits (Sum) export: each minute's RU / 60 / provisioned, held for the
+    minute; the shipped example traces all read."""
+    path = tmp_path / "day.csv"
+    path.write_text(
+        "# provisioned_ru=5000\n"
+        '"Timestamp","Total Request Units (Sum)"\n'
+        '"2026-11-30 18:00:00",150000\n"2026-11-30 18:01:00",300000\n"2026-11-30 18:02:00",321000\n'
+    )
+    from devstack.business_load import read_trace_csv
+
+    trace_file = read_trace_csv(path)
+    assert (trace_file.grain_s, trace_file.rows, trace_file.unit) == (60.0, 3, "ru")
+    trace = trace_file.trace
+    assert trace.at(30) == pytest.approx(0.5) and trace.at(90) == pytest.approx(1.0)
+    assert trace.at(150) == pytest.approx(1.07)  # above provisioned: a spike the business alone cannot be served
+    assert read_trace_csv(path, provisioned_ru=4000).trace.at(30) == pytest.approx(0.625)  # the option wins
+    for example in ("spike", "plateau", "square"):
+        assert read_trace_csv(stack.REPO_ROOT / "bench" / "traces" / f"{example}.csv").rows > 60
+
+
+def test_a_bad_trace_file_names_the_line(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from devstack.business_load import TraceFileError, read_trace_csv
+
+    cases = {
+        "time,fraction\n0,0.5\n1,half\n": r":3: value 'half' is not a number",
+        "time,fraction\n0,0.5\nyesterday,0.4\n": r":3: 'yesterday' is not a timestamp",
+        "time,fraction\n0,0.5\n2,0.4\n1,0.4\n": r":4: timestamp '1' is not after",
+        "time,fraction\n0,0.5\n1,\n": r":3: no value after the timestamp",
+        "time,fraction\n0,0.5\n1,2.5\n": r":3: value 2.5 is 250% of provisioned",
+        "time,RU\n0,100\n60,200\n": r"need the provisioned RU/s",
+        "time,value\n0,100\n60,200\n": r"cannot tell the unit",
+        "time,percent\n0,50\n": r"at least two",
+        "time,percent\n0,50\n60,50\n120,50\n90000,50\n": r"covers 25.0 h",
+    }
+    for text, needle in cases.items():
+        path = tmp_path / "bad.csv"
+        path.write_text(text)
+        with pytest.raises(TraceFileError, match=needle):
+            read_trace_csv(path)
+    with pytest.raises(TraceFileError, match="cannot read trace file"):
+        read_trace_csv(tmp_path / "missing.csv")

@@ -22,6 +22,8 @@ from azure.cosmos import PartitionKey
 from devstack.ru_gateway import (
     METRICS_NAMESPACE,
     SUBSTATUS_THROUGHPUT_BUCKET_EXCEEDED,
+    FaultSpec,
+    FaultSpecError,
     Gateway,
     GatewaySettings,
     GatewaySettingsError,
@@ -253,6 +255,34 @@ def test_throughput_bucket_over_its_share_gets_3212(backend: Backend) -> None:
         assert statuses.count(429) >= 1 and statuses.count(200) == 3, statuses
 
 
+def test_serverless_account_honours_neither_priority_nor_buckets(backend: Backend) -> None:
+    """On a serverless account (the seed's) Azure offers no priority-based execution and no throughput buckets:
+    the headers reach the gateway but change nothing; only the account's RU/s limit throttles."""
+    settings = GatewaySettings(
+        provisioned_ru=1000, low_priority_fraction=0.5, throughput_buckets={1: 20}, account_mode="serverless"
+    )
+    with start_gateway(backend.url, backend.state_dir, settings=settings) as gw:
+        assert gw.stats()["config"]["account_mode"] == "serverless"
+        assert _raw_read(gw, backend).status_code == 200
+        low, bucket = {"x-ms-cosmos-priority-level": "Low"}, {"x-ms-cosmos-throughput-bucket": "1"}
+        # ~300 RU each: in provisioned mode the Low read (over 50 %) and the second bucket read (over 20 %) are 429s
+        answers = _scenario_in_one_second(gw, backend, [{}, low, bucket])
+        assert [r.status_code for r in answers] == [200, 200, 200]
+        answers = _scenario_in_one_second(gw, backend, [bucket, bucket, low, low])
+        assert [r.status_code for r in answers] == [200, 200, 200, 429]  # the account's 1000 RU/s still holds
+        assert answers[3].headers["x-ms-substatus"] == "3200"
+        ca = str(backend.state_dir / "tls" / "ca.pem")
+        # switched at run time: the same Low read is refused again once the account is provisioned
+        url = f"{gw.endpoint}_gateway/config"
+        assert requests.post(url, json={"account_mode": "provisioned"}, verify=ca, timeout=5).json()[
+            "account_mode"
+        ] == "provisioned"
+        answers = _scenario_in_one_second(gw, backend, [{}, low])
+        assert [r.status_code for r in answers] == [200, 429]
+        bad = requests.post(url, json={"account_mode": "dedicated"}, verify=ca, timeout=5)
+        assert bad.status_code == 400 and "dedicated" in bad.json()["error"]
+
+
 def test_endpoint_discovery_stays_on_the_gateway(backend: Backend) -> None:
     with start_gateway(backend.url, backend.state_dir) as gw:
         ca = str(backend.state_dir / "tls" / "ca.pem")
@@ -348,6 +378,7 @@ def test_bad_settings_are_refused_with_the_value(backend: Backend) -> None:
         (["--low-priority-fraction", "1.5"], "1.5"),
         (["--port", "70000"], "70000"),
         (["--backend", "http://127.0.0.1:1"], "http://127.0.0.1:1"),
+        (["--account", "dedicated"], "dedicated"),
     ):
         argv = {"--port": str(free_port()), "--backend": backend.url, "--state-dir": str(backend.state_dir)}
         argv.update(dict(zip(args[::2], args[1::2], strict=True)))
@@ -361,6 +392,7 @@ def test_runs_as_a_process(backend: Backend) -> None:
     cmd = [
         sys.executable, "-m", "devstack.ru_gateway", "--port", str(port), "--backend", backend.url,
         "--state-dir", str(backend.state_dir), "--provisioned-ru", "4000", "--throughput-bucket", "2=50",
+        "--account", "serverless",
     ]  # fmt: skip
     proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
@@ -371,6 +403,7 @@ def test_runs_as_a_process(backend: Backend) -> None:
         assert _charge(container) > 250
         config = requests.get(f"https://127.0.0.1:{port}/_gateway/stats", verify=ca, timeout=5).json()["config"]
         assert config["provisioned_ru"] == 4000 and config["throughput_buckets"] == {"2": 50.0}
+        assert config["account_mode"] == "serverless"
     finally:
         proc.terminate()
         proc.wait(timeout=10)
@@ -383,3 +416,89 @@ def test_a_stopped_gateway_answers_nothing_even_on_kept_alive_connections(backen
         assert session.get(f"{gw.endpoint}_gateway/config", verify=ca, timeout=5).status_code == 200
     with pytest.raises(requests.ConnectionError):
         session.get(f"{gw.endpoint}_gateway/config", verify=ca, timeout=5)
+
+
+def test_faults_are_injected_on_request_and_end_by_themselves(backend: Backend) -> None:
+    ca = str(backend.state_dir / "tls" / "ca.pem")
+    with start_gateway(backend.url, backend.state_dir) as gw:
+        url = f"{gw.endpoint}_gateway/faults"
+        assert _raw_read(gw, backend).status_code == 200
+        # a 429 storm of two answers: Cosmos's shape, whatever the RU budget says; then normal service
+        started = requests.post(url, json={"kind": "throttle", "count": 2, "retry_after_ms": 50}, verify=ca, timeout=5)
+        assert started.status_code == 200 and started.json()["active"][0]["kind"] == "throttle"
+        answers = [_raw_read(gw, backend) for _ in range(3)]
+        assert [r.status_code for r in answers] == [429, 429, 200]
+        assert answers[0].headers["x-ms-retry-after-ms"] == "50" and answers[0].headers["x-ms-substatus"] == "3200"
+        # a 5xx, then a slow answer, in one POST (a list)
+        both = [{"kind": "error", "status": 500, "count": 1}, {"kind": "slow", "delay_s": 0.6, "count": 1}]
+        assert requests.post(url, json=both, verify=ca, timeout=5).status_code == 200
+        assert _raw_read(gw, backend).status_code == 500
+        t0 = time.monotonic()
+        assert _raw_read(gw, backend).status_code == 200
+        assert time.monotonic() - t0 >= 0.6
+        # only the traffic class named: business-only faults leave the archiver alone
+        gw.inject(kind="error", count=1, traffic="business")
+        assert _raw_read(gw, backend, **{"x-cosmos-archive-traffic": "archiver"}).status_code == 200
+        assert _raw_read(gw, backend, **{"x-cosmos-archive-traffic": "business"}).status_code == 503
+        # a connection reset: no answer at all, the next connection is served
+        gw.inject(kind="reset", count=1)
+        with pytest.raises(requests.ConnectionError):
+            _raw_read(gw, backend)
+        assert _raw_read(gw, backend).status_code == 200
+        # down for a while: every connection refused, then back by itself
+        gw.inject(kind="down", duration_s=1.0)
+        with pytest.raises(requests.ConnectionError):
+            _raw_read(gw, backend)
+        time.sleep(1.1)
+        assert _raw_read(gw, backend).status_code == 200
+        state = requests.get(url, verify=ca, timeout=5).json()
+        assert state["active"] == []
+        assert state["injected"]["throttle"] == 2 and state["injected"]["error"] == 2
+        assert state["injected"]["reset"] == 1 and state["injected"]["slow"] == 1 and state["injected"]["down"] >= 1
+        # the SDK rides out a short 429 storm on its own retries
+        gw.inject(kind="throttle", count=3, retry_after_ms=20)
+        statuses: list[int] = []
+        _container(gw.endpoint).read_item(
+            backend.doc_ids[0],
+            partition_key="cust-0",
+            raw_response_hook=lambda r: statuses.append(r.http_response.status_code),
+        )
+        assert statuses.count(429) == 3 and statuses[-1] == 200, statuses
+        # cleared on request; bad specifications name the value
+        gw.inject(kind="error", duration_s=60)
+        assert requests.delete(url, verify=ca, timeout=5).json()["active"] == []
+        assert _raw_read(gw, backend).status_code == 200
+        for bad, needle in (
+            ({"kind": "meteor", "count": 1}, "meteor"),
+            ({"kind": "error", "count": 1, "status": 404}, "404"),
+            ({"kind": "slow"}, "duration_s or count"),
+            ({"kind": "reset", "count": 1, "rate": 2}, "rate=2"),
+            ({"kind": "reset", "count": 1, "when": "now"}, "when"),
+        ):
+            answer = requests.post(url, json=bad, verify=ca, timeout=5)
+            assert answer.status_code == 400 and needle in answer.json()["error"], (bad, answer.text)
+
+
+def test_a_fault_plan_ends_by_count_and_duration_and_hits_its_share() -> None:
+    """The plan's own logic, on a fake clock (no servers)."""
+    from devstack.ru_gateway.faults import FaultPlan
+
+    now = [0.0]
+    plan = FaultPlan(clock=lambda: now[0])
+    plan.add(FaultSpec(kind="error", count=2, traffic="archiver"))
+    assert plan.draw("business") is None
+    assert [plan.draw("archiver") is not None for _ in range(3)] == [True, True, False]
+    plan.add(FaultSpec(kind="slow", duration_s=1.0))
+    assert plan.draw("business", metadata=True) is None  # only 'down' meets metadata requests
+    assert plan.draw("business") is not None
+    now[0] = 1.0
+    assert plan.draw("business") is None and plan.to_json()["active"] == []
+    plan.add(FaultSpec(kind="reset", duration_s=100, rate=0.25, seed=7))
+    hits = sum(plan.draw("archiver") is not None for _ in range(2000))
+    assert 400 <= hits <= 600, hits  # a quarter of the requests, seeded
+    plan.clear()
+    plan.add(FaultSpec(kind="down", duration_s=1.0))
+    assert plan.down() and plan.draw("business", metadata=True) is not None
+    assert plan.to_json()["injected"] == {"error": 2, "slow": 1, "reset": hits, "down": 2}
+    with pytest.raises(FaultSpecError, match="count=0"):
+        FaultSpec(kind="error", count=0)

@@ -1,5 +1,6 @@
 """Run the RU gateway as a process (the local stack does): ``python -m devstack.ru_gateway --port P
---backend https://127.0.0.1:B --provisioned-ru 5000 --state-dir D [--low-priority-fraction F]
+--backend https://127.0.0.1:B --provisioned-ru 5000 --state-dir D [--account provisioned|serverless]
+[--low-priority-fraction F]
 [--throughput-bucket N=PCT ...] [--reporting-delay-s S] [--read-ru-per-kb R] [--write-ru-per-kb W]``.
 
 TLS material comes from ``ensure_local_tls(D)``. Bad arguments exit with status 2 and a message naming the value.
@@ -43,6 +44,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--backend", required=True, help="cosmosdb-server URL, e.g. https://127.0.0.1:8091")
     parser.add_argument("--state-dir", type=Path, required=True, help="state directory holding the local TLS files")
     parser.add_argument("--provisioned-ru", type=float, default=DEFAULT_PROVISIONED_RU)
+    parser.add_argument(
+        "--account",
+        default="provisioned",
+        help="account mode: provisioned (priority and throughput buckets honoured) or serverless (not honoured)",
+    )
     parser.add_argument("--low-priority-fraction", type=float, default=GatewaySettings.low_priority_fraction)
     parser.add_argument("--throughput-bucket", type=_bucket, action="append", default=[], metavar="N=PCT")
     parser.add_argument("--reporting-delay-s", type=float, default=0.0)
@@ -63,6 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             low_priority_fraction=args.low_priority_fraction,
             throughput_buckets=dict(args.throughput_bucket),
             reporting_delay_s=args.reporting_delay_s,
+            account_mode=args.account,
         )
         model = ChargeModel(read_ru_per_kb=args.read_ru_per_kb, write_ru_per_kb=args.write_ru_per_kb)
         gateway = Gateway(
@@ -79,7 +86,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, _stop)
     ru = settings.provisioned_ru
-    print(f"ru-gateway listening on {gateway.endpoint} -> {gateway.backend}; provisioned {ru:g} RU/s", flush=True)
+    print(
+        f"ru-gateway listening on {gateway.endpoint} -> {gateway.backend}; {settings.account_mode} account, "
+        f"{ru:g} RU/s",
+        flush=True,
+    )
     with contextlib.suppress(KeyboardInterrupt):
         gateway.serve_forever()
     return 0

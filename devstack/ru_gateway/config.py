@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 DEFAULT_PROVISIONED_RU = 5000.0
+ACCOUNT_MODES = ("provisioned", "serverless")
 
 
 class GatewaySettingsError(ValueError):
@@ -20,7 +21,10 @@ class GatewaySettingsError(ValueError):
 
 @dataclass(frozen=True)
 class GatewaySettings:
-    """``low_priority_fraction``: share of each second's budget that requests with priority Low may use (High and
+    """``account_mode``: ``provisioned`` (priority-based execution and throughput buckets are honoured) or
+    ``serverless`` (as on Azure, neither exists there: the priority and throughput-bucket headers are ignored, every
+    request competes for the same budget; ``provisioned_ru`` is then the account's per-partition serverless limit).
+    ``low_priority_fraction``: share of each second's budget that requests with priority Low may use (High and
     unmarked requests may use all of it). ``throughput_buckets``: bucket number (1-5) -> maxThroughputPercentage.
     ``reporting_delay_s``: how late metrics become visible (Azure Monitor: a few minutes)."""
 
@@ -28,8 +32,14 @@ class GatewaySettings:
     low_priority_fraction: float = 0.9
     throughput_buckets: Mapping[int, float] = field(default_factory=dict)
     reporting_delay_s: float = 0.0
+    account_mode: str = "provisioned"
 
     def __post_init__(self) -> None:
+        if self.account_mode not in ACCOUNT_MODES:
+            raise GatewaySettingsError(
+                f"account mode {self.account_mode!r} must be one of {', '.join(ACCOUNT_MODES)} "
+                "(serverless: priority and throughput buckets are not honoured)"
+            )
         if not isinstance(self.provisioned_ru, int | float) or not self.provisioned_ru > 0:
             raise GatewaySettingsError(
                 f"provisioned RU/s {self.provisioned_ru!r} must be a number > 0 (e.g. 5000 for the seed account)"
@@ -66,7 +76,12 @@ class GatewaySettings:
             "low_priority_fraction": self.low_priority_fraction,
             "throughput_buckets": {str(k): v for k, v in sorted(self.throughput_buckets.items())},
             "reporting_delay_s": self.reporting_delay_s,
+            "account_mode": self.account_mode,
         }
+
+    @property
+    def serverless(self) -> bool:
+        return self.account_mode == "serverless"
 
 
 def settings_from_json(current: GatewaySettings, payload: Any) -> GatewaySettings:

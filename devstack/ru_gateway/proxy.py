@@ -13,8 +13,14 @@ HTTP surface besides the proxied Cosmos REST API:
 - ``POST /subscriptions/{id}/metrics:getBatch`` — Azure Monitor's batch metrics API (any bearer token).
 - ``GET /_gateway/stats[?seconds=N]`` — per-class RU/requests/429s per second and totals, plus the settings.
 - ``POST /_gateway/config`` — JSON object of settings to change (``provisioned_ru``, ``low_priority_fraction``,
-  ``throughput_buckets``, ``reporting_delay_s``); answers the new settings or 400 naming the bad value.
+  ``throughput_buckets``, ``reporting_delay_s``, ``account_mode``); answers the new settings or 400 naming the bad
+  value.
 - ``GET /_gateway/health`` — 200 once the backend answers.
+- ``POST /_gateway/faults`` — inject a service fault (a JSON object or list of them: ``{"kind": "throttle" | "error"
+  | "reset" | "slow" | "down", "duration_s": 5, "count": null, "rate": 1.0, "traffic": "all"|"archiver"|"business",
+  "status": 503, "delay_s": 1.0, "retry_after_ms": 100}``, see faults.py); ``GET`` lists the active ones and the
+  injections so far; ``DELETE`` clears them. Loopback clients only (403 otherwise). A ``down`` fault refuses this
+  endpoint's connections too: wait for its ``duration_s``, or call ``Gateway.clear_faults()`` in-process.
 
 Transparency: the account document and any header naming the backend (``content-location``) are rewritten to the
 gateway's own address, so the SDK's endpoint discovery keeps talking to the gateway. Responses are buffered (the
@@ -29,6 +35,7 @@ import json
 import logging
 import socket
 import ssl
+import struct
 import sys
 import threading
 import time
@@ -41,8 +48,9 @@ from urllib.parse import parse_qsl, urlsplit
 
 from devstack.ru_gateway.charge_model import ChargeModel, RequestKind, classify
 from devstack.ru_gateway.config import GatewaySettings, GatewaySettingsError, settings_from_json
+from devstack.ru_gateway.faults import FaultPlan, FaultSpec, FaultSpecError
 from devstack.ru_gateway.metrics import BatchQuery, MetricsQueryError, MetricsStore
-from devstack.ru_gateway.throttle import Admission, Throttle
+from devstack.ru_gateway.throttle import SUBSTATUS_RU_BUDGET_EXCEEDED, Admission, Throttle
 from devstack.tls import TlsFiles, ensure_local_tls
 from include.cosmos_archiver.loopback import LOCAL_SUBSCRIPTION_ID
 
@@ -93,6 +101,7 @@ class Gateway:
         self.charge_model = charge_model or ChargeModel()
         self.throttle = Throttle(lambda: self._settings)
         self.metrics = MetricsStore()
+        self.faults = FaultPlan()
         self._server = _Server((LOOPBACK, port), _Handler, self)
         self.port = int(self._server.server_address[1])
         self._thread: threading.Thread | None = None
@@ -154,6 +163,17 @@ class Gateway:
         with self._settings_lock:
             self._settings = settings_from_json(self._settings, payload)
             return self._settings
+
+    def inject(self, spec: FaultSpec | None = None, **fields: Any) -> FaultSpec:
+        """Start a service fault (a ``FaultSpec`` or its fields); it ends by itself (duration/count) or on
+        ``clear_faults()``."""
+        spec = spec or FaultSpec(**fields)
+        self.faults.add(spec)
+        log.warning("ru-gateway: injecting fault %s", spec)
+        return spec
+
+    def clear_faults(self) -> None:
+        self.faults.clear()
 
     def stats(self, seconds: int = 60) -> dict[str, Any]:
         body = self.metrics.stats(time.time(), seconds)
@@ -275,6 +295,9 @@ class _Server(ThreadingHTTPServer):
 
     def finish_request(self, request: Any, client_address: Any) -> None:
         # TLS handshake in the connection's own thread, so one slow client cannot stall accept().
+        if self.gateway.faults.down():  # an injected outage: the connection is refused before TLS
+            _hard_close(request)
+            return
         try:
             tls_sock = self.ssl_context.wrap_socket(request, server_side=True)
         except (ssl.SSLError, OSError) as exc:
@@ -287,6 +310,14 @@ class _Server(ThreadingHTTPServer):
         finally:
             with self.connections_lock:
                 self.open_connections.discard(tls_sock)
+
+
+def _hard_close(sock: Any) -> None:
+    """Cut a connection with a TCP RST (SO_LINGER 0), as a crashed or unreachable service does."""
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    with contextlib.suppress(OSError):
+        sock.close()
 
 
 def _throttled_body(activity_id: str, admission: Admission) -> bytes:
@@ -383,6 +414,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(200, settings.to_json())
         elif route == "/_gateway/config" and self.command == "GET":
             self._send_json(200, gateway.settings.to_json())
+        elif route == "/_gateway/faults":
+            self._faults(body)
         elif route == "/_gateway/health" and self.command == "GET":
             try:
                 status, _, _, _ = gateway.forward("GET", "/", [], b"")
@@ -392,6 +425,31 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(200 if status == 200 else 503, {"status": "ok" if status == 200 else "backend unhealthy"})
         else:
             self._send_json(404, {"error": f"no gateway endpoint {self.command} {route}"})
+
+    def _faults(self, body: bytes) -> None:
+        gateway = self.server.gateway
+        if self.client_address[0] != LOOPBACK:
+            self._send_json(403, {"error": "fault injection is for loopback clients only"})
+            return
+        if self.command in ("POST", "PUT"):
+            try:
+                payload = json.loads(body or b"null")
+                specs = [FaultSpec.from_json(p) for p in (payload if isinstance(payload, list) else [payload])]
+            except (FaultSpecError, json.JSONDecodeError) as exc:
+                self._send_json(400, {"error": str(exc)})
+                return
+            for spec in specs:
+                gateway.inject(spec)
+        elif self.command == "DELETE":
+            gateway.clear_faults()
+        elif self.command != "GET":
+            self._send_json(405, {"error": f"{self.command} /_gateway/faults: use GET, POST or DELETE"})
+            return
+        self._send_json(200, gateway.faults.to_json())
+
+    def _reset(self) -> None:
+        self.close_connection = True
+        _hard_close(self.connection)
 
     def _metrics(self, path: str, body: bytes) -> None:
         if not self.headers.get("Authorization", "").startswith("Bearer "):
@@ -423,8 +481,34 @@ class _Handler(BaseHTTPRequestHandler):
             bucket = int(lower["x-ms-cosmos-throughput-bucket"])
         except (KeyError, ValueError):
             bucket = None
+        fault = gateway.faults.draw(traffic, metadata=kind.operation == "Metadata")
+        if fault is not None:
+            if fault.kind in ("reset", "down"):
+                gateway.metrics.record(
+                    time.time(), traffic, 0, kind.operation, kind.database, kind.collection, 0.0,
+                    gateway.settings.provisioned_ru,
+                )  # fmt: skip
+                self._reset()
+                return
+            if fault.kind == "error":
+                gateway.metrics.record(
+                    time.time(), traffic, fault.status, kind.operation, kind.database, kind.collection, 0.0,
+                    gateway.settings.provisioned_ru,
+                )  # fmt: skip
+                message = f"ru-gateway: injected fault: {fault.status}"
+                self._send(
+                    fault.status,
+                    [("Content-Type", "application/json"), ("x-ms-request-charge", "0")],
+                    json.dumps({"code": "ServiceUnavailable", "message": message}).encode(),
+                )
+                return
+            if fault.kind == "slow":
+                time.sleep(fault.delay_s)
         estimate = gateway.estimate(kind, len(body))
-        if kind.operation == "Metadata":
+        if fault is not None and fault.kind == "throttle":
+            reason = "injected 429 storm"
+            admission = Admission(False, fault.retry_after_ms, SUBSTATUS_RU_BUDGET_EXCEEDED, reason)
+        elif kind.operation == "Metadata":
             # Like Cosmos DB, metadata calls (account, database, container, pkranges) are not refused for the
             # data-plane budget; their RU still counts in the window.
             gateway.throttle.settle(estimate, None)

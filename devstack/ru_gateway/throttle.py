@@ -10,6 +10,8 @@ difference between the real charge and the estimate is booked into the then-curr
 estimate alone exceeds the limit is still admitted into an unused second (Cosmos lets a request go into debt
 rather than refusing it forever); whatever a second overspends is carried into the next one, so the long-run rate
 stays at the provisioned RU/s. Metadata requests are never refused (the proxy only books their RU via ``settle``).
+In ``serverless`` account mode the priority and the throughput bucket of a request are ignored (Azure offers
+neither on serverless accounts): every request may use the whole budget and no bucket share is enforced.
 """
 
 from __future__ import annotations
@@ -59,6 +61,8 @@ class Throttle:
         with self._lock:
             self._roll(now, budget)
             retry_ms = max(1, math.ceil((self._second + 1 - now) * 1000))
+            if settings.serverless:
+                priority, bucket = None, None  # not honoured on serverless accounts, as on Azure
             low = (priority or "").strip().lower() == "low"
             limit = budget * (settings.low_priority_fraction if low else 1.0)
             fresh = self._used <= 0.0
