@@ -197,7 +197,7 @@ def timestamp_instant(value: Any, kind: TimestampKind, field: str = "timestamp")
 
 
 def slice_of(instant: dt.datetime, slice_hours: int) -> TimeSlice:
-    """The grid slice holding ``instant`` (the grid of :func:`plan_slices`)."""
+    """The grid slice holding ``instant`` (the grid of :func:`slice_grid`)."""
     step = dt.timedelta(hours=validate_slice_hours(slice_hours))
     epoch = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
     start = epoch + step * ((as_utc(instant) - epoch) // step)
