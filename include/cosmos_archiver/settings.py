@@ -15,6 +15,7 @@ MiB = 1024 * 1024
 PurgeMode = Literal["off", "delete", "stub"]
 ValidationMode = Literal["fast", "deep"]
 MIN_LEASE_S, MAX_LEASE_S = 15, 60  # the finite lease durations Blob Storage accepts (slice_lease)
+MIN_ENDPOINT_S, MAX_ENDPOINT_S = 10, 3600  # bounds of endpoint_timeout_s
 
 
 class SettingsError(TerminalError, ValueError):
@@ -39,6 +40,7 @@ class ArchiveSettings:
     compression_level: int = 1  # zstd 1: twice level 3's speed on billing JSON, within 2 % of its size
     slice_lease_wait_s: int = 900  # how long a copy/validate waits for another run's lease on the same slice
     slice_lease_s: int = 30  # the slice lease's duration: how soon a dead worker's lease expires
+    endpoint_timeout_s: int = 180  # how long a Cosmos DB or Blob call keeps retrying an endpoint that does not answer
     purge: PurgeMode = "delete"  # what leaves Cosmos once verified: nothing, the documents, all but a stub
     validation: ValidationMode = "fast"  # fast: archive re-read + ids/etags of the source; deep: full source re-read
 
@@ -71,6 +73,12 @@ class ArchiveSettings:
         if not isinstance(lease, int) or isinstance(lease, bool) or not MIN_LEASE_S <= lease <= MAX_LEASE_S:
             raise SettingsError(
                 f"slice_lease_s={lease!r} must be {MIN_LEASE_S}-{MAX_LEASE_S} seconds (a finite Blob lease's duration)"
+            )
+        timeout = self.endpoint_timeout_s
+        if not isinstance(timeout, int) or isinstance(timeout, bool) or not MIN_ENDPOINT_S <= timeout <= MAX_ENDPOINT_S:
+            raise SettingsError(
+                f"endpoint_timeout_s={timeout!r} must be {MIN_ENDPOINT_S}-{MAX_ENDPOINT_S} seconds: how long a task "
+                "waits for an unreachable Cosmos DB or Blob Storage endpoint before it fails"
             )
         if not self.partition_key_path.startswith("/"):
             raise SettingsError(

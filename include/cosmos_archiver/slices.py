@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from include.cosmos_archiver.errors import TerminalError
 
@@ -110,3 +110,95 @@ def cutoff(now: dt.datetime, cutoff_days: int) -> dt.datetime:
         raise SliceError(f"cutoff_days={cutoff_days} must be at least 1 (the default is 90)")
     day = (as_utc(now) - dt.timedelta(days=cutoff_days)).date()
     return dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC)
+
+
+# --- timestamps as instants ------------------------------------------------------------------------------------------
+# The server-side range query compares the stored values: numbers numerically, strings lexicographically. Strings
+# compare in time order only in the canonical UTC spelling ``bound_value`` writes (``2026-06-06T00:00:00.000Z``);
+# any other ISO 8601 spelling (an offset, no or more fractional digits, a date only) is parsed to its UTC instant
+# here and assigned by that instant (source.reader reads such spellings near a slice's range; source.census counts
+# them). A value that is missing, of another kind, or not parseable is never silently dropped: it has a reason.
+
+TimestampProblem = Literal["timestamp_missing", "timestamp_wrong_kind", "timestamp_unparseable"]
+CANONICAL_ISO_LENGTH = 24  # len("2026-06-06T00:00:00.000Z")
+MAX_UTC_OFFSET = dt.timedelta(hours=24)  # the widest offset an ISO 8601 value can carry (Python accepts < 24 h)
+
+
+class _Missing:
+    def __repr__(self) -> str:
+        return "<missing>"
+
+
+_ISO_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}(?![0-9])")
+MISSING: Any = _Missing()  # a property the document does not have (distinct from JSON null)
+
+
+class TimestampError(SliceError):
+    """A document's timestamp cannot place it in a slice; ``problem`` says why (a census category)."""
+
+    def __init__(self, problem: TimestampProblem, message: str) -> None:
+        super().__init__(message)
+        self.problem = problem
+
+
+def field_value(document: dict[str, Any], field: str) -> Any:
+    """The value at a dotted property path, or MISSING."""
+    value: Any = document
+    for part in field.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return MISSING
+        value = value[part]
+    return value
+
+
+def is_canonical_iso(value: Any) -> bool:
+    """The spelling whose lexicographic order is time order (the shape :func:`canonical_iso_sql` tests server-side)."""
+    return (isinstance(value, str) and len(value) == CANONICAL_ISO_LENGTH and value[10] == "T" and value[19] == "."
+            and value.endswith("Z"))
+
+
+def canonical_iso_sql(expr: str) -> str:
+    """Cosmos SQL for :func:`is_canonical_iso` of a string expression (LENGTH/SUBSTRING/ENDSWITH, as cosmosdb-server
+    and Cosmos DB both evaluate them)."""
+    return (f'(LENGTH({expr}) = {CANONICAL_ISO_LENGTH} AND SUBSTRING({expr}, 10, 1) = "T" '
+            f'AND SUBSTRING({expr}, 19, 1) = "." AND ENDSWITH({expr}, "Z"))')
+
+
+def timestamp_instant(value: Any, kind: TimestampKind, field: str = "timestamp") -> dt.datetime:
+    """The UTC instant a stored timestamp value means, or TimestampError naming the problem.
+
+    ``iso8601``: any ISO 8601 string Python reads (offsets, fractional seconds, ``Z``, a date only = its UTC
+    midnight; no offset = UTC). ``epoch_seconds``: an int or float of seconds since the Unix epoch. ``null`` counts
+    as missing; a value of the other kind (a number where a string is expected, or the reverse) is ``wrong_kind``.
+    """
+    if value is MISSING or value is None:
+        raise TimestampError("timestamp_missing", f"{field} is {'missing' if value is MISSING else 'null'}")
+    if kind == "iso8601":
+        if not isinstance(value, str):
+            raise TimestampError("timestamp_wrong_kind",
+                                 f"{field}={value!r} is a {type(value).__name__}, not an ISO 8601 string")
+        try:
+            if not _ISO_DATE_RE.match(value):  # the written date leads, so the reader finds it near its slice
+                raise ValueError(value)
+            parsed = dt.datetime.fromisoformat(value)
+        except ValueError:
+            raise TimestampError("timestamp_unparseable", f"{field}={value!r} is not an ISO 8601 date/time "
+                                 "in extended format (YYYY-MM-DD[THH:MM[:SS[.fff]]][Z|+HH:MM])") from None
+        return parsed.replace(tzinfo=dt.UTC) if parsed.tzinfo is None else parsed.astimezone(dt.UTC)
+    if kind == "epoch_seconds":
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise TimestampError("timestamp_wrong_kind",
+                                 f"{field}={value!r} is a {type(value).__name__}, not a number of epoch seconds")
+        try:
+            return dt.datetime.fromtimestamp(value, dt.UTC)
+        except (OverflowError, OSError, ValueError):
+            raise TimestampError("timestamp_unparseable", f"{field}={value!r} is out of range for a date") from None
+    raise SliceError(f"timestamp kind {kind!r} is not supported; use 'epoch_seconds' or 'iso8601'")
+
+
+def slice_of(instant: dt.datetime, slice_hours: int) -> TimeSlice:
+    """The grid slice holding ``instant`` (the grid of :func:`slice_grid`)."""
+    step = dt.timedelta(hours=validate_slice_hours(slice_hours))
+    epoch = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+    start = epoch + step * ((as_utc(instant) - epoch) // step)
+    return TimeSlice(start, start + step)

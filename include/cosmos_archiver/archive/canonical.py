@@ -11,6 +11,8 @@ import hashlib
 import json
 from typing import Any
 
+from include.cosmos_archiver.slices import MISSING, field_value
+
 
 def canonical_json(document: dict[str, Any]) -> bytes:
     """The document as canonical UTF-8 JSON bytes; NaN/Infinity (not valid JSON, not storable in Cosmos) raise."""
@@ -22,22 +24,59 @@ def sha256_hex(data: bytes) -> str:
 
 
 def record_key(document: dict[str, Any], partition_key_path: str) -> tuple[str, str]:
-    """(partition key value as text, id): unique per container."""
-    return partition_key_text(partition_key_value(document, partition_key_path)), str(document["id"])
+    """(partition key value as text, id): unique per container; a missing key is not the same key as null."""
+    return partition_key_text(field_value(document, _dotted(partition_key_path))), str(document["id"])
 
 
 def partition_key_value(document: dict[str, Any], partition_key_path: str) -> Any:
-    value: Any = document
-    for part in partition_key_path.strip("/").split("/"):
-        if not isinstance(value, dict) or part not in value:
-            return None
-        value = value[part]
-    return value
+    """The partition key's value for an SDK call (None when the document does not have it)."""
+    value = field_value(document, _dotted(partition_key_path))
+    return None if value is MISSING else value
+
+
+def _dotted(partition_key_path: str) -> str:
+    return partition_key_path.strip("/").replace("/", ".")
+
+
+MISSING_KEY_TEXT = "~undefined"  # the text of a missing partition key; no string key is ever written as this
 
 
 def partition_key_text(value: Any) -> str:
-    """Text form of a partition key value: strings as they are, anything else as compact JSON."""
-    return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+    """Text form of a partition key value, one text per value (no two values share one):
+
+    - a string is written as it is, unless it would read as something else: a string that parses as JSON
+      (``"null"``, ``"7"``, ``"true"``, ``"[1]"``, ``'"x"'``) or starts with ``~`` is written JSON-quoted;
+    - any other value (number, boolean, null, object) as compact JSON (``7``, ``true``, ``null``);
+    - a missing partition key (:data:`MISSING`) as ``~undefined``.
+
+    Ordinary string keys (``c-1``) and numbers are unchanged from manifest version 1; before this encoding a missing
+    key, null and the string ``"null"`` were all written ``null``.
+    """
+    if value is MISSING:
+        return MISSING_KEY_TEXT
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False) if _ambiguous(value) else value
+    return json.dumps(value, separators=(",", ":"))
+
+
+def partition_key_from_text(text: str) -> Any:
+    """The partition key value a :func:`partition_key_text` stands for (MISSING for a missing key)."""
+    if text == MISSING_KEY_TEXT:
+        return MISSING
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _ambiguous(text: str) -> bool:
+    if text.startswith("~"):
+        return True
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
 
 
 def slice_digest(record_hashes: list[tuple[str, str, str]]) -> str:

@@ -20,11 +20,18 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TypeVar
 
-from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
+from azure.core.exceptions import (
+    AzureError,
+    ResourceExistsError,
+    ResourceNotFoundError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
 from azure.storage.blob import BlobClient, BlobLeaseClient
 
 from include.cosmos_archiver.archive.manifest import Manifest
 from include.cosmos_archiver.archive.store import ArchiveStore
+from include.cosmos_archiver.clients import endpoint_of, waiting_for
 from include.cosmos_archiver.errors import TransientError
 from include.cosmos_archiver.settings import MAX_LEASE_S, MIN_LEASE_S, ArchiveSettings
 
@@ -40,7 +47,11 @@ class SliceBusyError(TransientError, RuntimeError):
 
 
 class SliceLeaseLostError(TransientError, RuntimeError):
-    """The lease could not be renewed (expired and taken by another run, or storage unreachable)."""
+    """The lease could not be renewed: it expired and another run may hold it now."""
+
+
+class BlobUnreachableError(TransientError, ConnectionError):
+    """Blob Storage did not answer within the client's retry bound (an outage, not another run)."""
 
 
 def lease_path(store: ArchiveStore, slice_id: str) -> str:
@@ -50,8 +61,9 @@ def lease_path(store: ArchiveStore, slice_id: str) -> str:
 class SliceLease:
     """A held slice lease; the holder calls :meth:`ensure_held` right before each write."""
 
-    def __init__(self, client: BlobLeaseClient, slice_id: str, lease_s: int) -> None:
+    def __init__(self, client: BlobLeaseClient, slice_id: str, lease_s: int, endpoint: str = "?") -> None:
         self.slice_id = slice_id
+        self.endpoint = endpoint
         self.lease_s = lease_s
         self._client = client
         self._lock = threading.Lock()  # one lease request at a time (keep-alive thread vs. ensure_held)
@@ -63,8 +75,14 @@ class SliceLease:
         Raises SliceLeaseLostError if it cannot be renewed; the caller must not write then.
         """
         try:
-            with self._lock:
+            with self._lock, waiting_for(f"Blob Storage at {self.endpoint} (renewing slice {self.slice_id}'s lease)"):
                 self._client.renew()
+        except (ServiceRequestError, ServiceResponseError) as exc:
+            raise BlobUnreachableError(
+                f"slice {self.slice_id}: Blob Storage at {self.endpoint} did not answer while renewing the slice's "
+                f"lease ({exc.__class__.__name__}); nothing more was written. Check the storage account's endpoint, "
+                "firewall and health; the task can be retried"
+            ) from exc
         except AzureError as exc:
             raise SliceLeaseLostError(
                 f"slice {self.slice_id}: lost its lease ({exc.__class__.__name__}: {getattr(exc, 'error_code', exc)});"
@@ -103,8 +121,15 @@ def _acquire(blob: BlobClient, slice_id: str, wait_s: float, lease_s: int, poll_
     created = waiting = False
     while True:
         try:
-            client.acquire(lease_duration=lease_s)
+            with waiting_for(f"Blob Storage at {endpoint_of(blob)} (the lease on {blob.blob_name})"):
+                client.acquire(lease_duration=lease_s)
             break
+        except (ServiceRequestError, ServiceResponseError) as exc:
+            raise BlobUnreachableError(
+                f"slice {slice_id}: Blob Storage at {endpoint_of(blob)} did not answer when taking the slice's lease "
+                f"({exc.__class__.__name__}); check the storage account's endpoint, firewall and health; the task can "
+                "be retried"
+            ) from exc
         except ResourceNotFoundError:
             if created:  # deleted again right after creating it: not a state to loop on
                 raise
@@ -172,7 +197,7 @@ def slice_lease(
     if wait_s < 0 or poll_s <= 0:
         raise ValueError(f"wait_s={wait_s!r} must be >= 0 and poll_s={poll_s!r} > 0")
     blob = store.container.get_blob_client(lease_path(store, slice_id))
-    lease = SliceLease(_acquire(blob, slice_id, wait_s, lease_s, poll_s), slice_id, lease_s)
+    lease = SliceLease(_acquire(blob, slice_id, wait_s, lease_s, poll_s), slice_id, lease_s, endpoint_of(blob))
     keeper = threading.Thread(target=lease._keep_alive, name=f"slice-lease-{slice_id}", daemon=True)
     keeper.start()
     try:

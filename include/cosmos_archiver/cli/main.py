@@ -16,6 +16,9 @@ SUBCOMMAND_MODULES = (
     "include.cosmos_archiver.cli.adf",
     "include.cosmos_archiver.cli.api",
     "include.cosmos_archiver.cli.restore",
+    "include.cosmos_archiver.cli.census",
+    "include.cosmos_archiver.cli.reopen",
+    "include.cosmos_archiver.cli.scrub",
 )
 
 

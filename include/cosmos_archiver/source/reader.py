@@ -4,23 +4,61 @@ Every slice query leaves out purge stubs (documents carrying :data:`STUB_MARKER`
 and tombstones of records deleted through the read-through API (:data:`TOMBSTONE_MARKER`), which are no records.
 Besides whole documents, a slice can be counted (``SELECT VALUE COUNT(1)``) or listed as ids and etags, the cheap
 completeness checks of fast validation and of the remainder sweep.
+
+Each document is placed by the UTC instant of its timestamp (:func:`slices.timestamp_instant`), not by how its
+value compares on the server: the range query (``slice_query``, also Azure Data Factory's) sees ISO 8601 strings
+in the canonical UTC spelling in time order, so the reader keeps only those from it; ``spelling_query`` reads the
+other spellings (an offset, a date only, other fractional digits) whose written date lies within a day of the
+slice, and each is kept only if its instant is in the slice. A document without its partition key property is left
+in Cosmos DB (the billing API cannot address it by key, a purge could not delete it the usual way). What cannot be
+placed is never read into a slice; source.census names it.
+
+While a page is awaited a progress line is logged every 30 s (:func:`clients.waiting_for`); an endpoint that does
+not answer is retried up to the client's :class:`clients.EndpointPatience`, then SourceUnreachableError names it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
+from azure.core.exceptions import ServiceRequestError, ServiceResponseError
 from azure.cosmos import ContainerProxy
+from azure.cosmos.exceptions import CosmosClientTimeoutError
 
 from include.cosmos_archiver.archive.canonical import partition_key_text
+from include.cosmos_archiver.clients import EndpointPatience, endpoint_of, patience_of, waiting_for
+from include.cosmos_archiver.errors import TransientError
 from include.cosmos_archiver.ru.budget import RuBudget, UnlimitedBudget, served_at
 from include.cosmos_archiver.ru.paid_requests import CHARGE_HEADER, THROTTLE_RETRY_HEADER
-from include.cosmos_archiver.slices import TimeSlice, TimestampKind, bound_value, field_expression
+from include.cosmos_archiver.slices import (
+    MAX_UTC_OFFSET,
+    MISSING,
+    TimeSlice,
+    TimestampError,
+    TimestampKind,
+    bound_value,
+    canonical_iso_sql,
+    field_expression,
+    field_value,
+    timestamp_instant,
+)
 
+log = logging.getLogger(__name__)
 STUB_MARKER = "_archived"  # the field a purge stub carries (pipeline/purge.py); never a business field
 TOMBSTONE_MARKER = "_archiveDeleted"  # a record deleted through the read-through API (readthrough/markers.py)
+UNREACHABLE_ERRORS = (ServiceRequestError, ServiceResponseError, CosmosClientTimeoutError)
+COUNT = "VALUE COUNT(1)"
+_T_ALIAS = "_slice_t"  # the timestamp, projected next to a caller's projection so a spelling can be placed
+T = TypeVar("T")
+
+
+class SourceUnreachableError(TransientError, ConnectionError):
+    """Cosmos DB did not answer within the clients' retry bound (a later retry may succeed)."""
 
 
 @dataclass
@@ -29,12 +67,14 @@ class ReadStats:
     pages: int = 0
     throttled_requests: int = 0
     page_charges: list[float] = field(default_factory=list)
+    other_spellings: int = 0  # documents placed in the slice by the parsed instant of a non-canonical spelling
 
 
 def slice_query(
     time_slice: TimeSlice, timestamp_field: str, kind: TimestampKind, select: str = "*"
 ) -> dict[str, Any]:
-    """The slice's documents (stubs left out); ``select`` the projection, e.g. ``VALUE COUNT(1)``."""
+    """The slice's range (stubs left out); ``select`` the projection, e.g. ``VALUE COUNT(1)``. The Azure Data Factory
+    pipeline sends this WHERE clause; the reader narrows it with :func:`placed_filter`."""
     expr = field_expression(timestamp_field)
     return {
         "query": f"SELECT {select} FROM c WHERE {expr} >= @start AND {expr} < @end "
@@ -44,6 +84,51 @@ def slice_query(
             {"name": "@end", "value": bound_value(time_slice.end, kind)},
         ],
     }
+
+
+def placed_filter(timestamp_field: str, kind: TimestampKind, partition_key_path: str | None) -> str:
+    """What the range query must add to hold only documents it places right: the canonical ISO spelling (the
+    others are placed by :func:`spelling_query`) and a partition key."""
+    parts = [canonical_iso_sql(field_expression(timestamp_field))] if kind == "iso8601" else []
+    if partition_key_path:
+        parts.append(f"IS_DEFINED({_pk_expression(partition_key_path)})")
+    return "".join(f" AND {p}" for p in parts)
+
+
+def spelling_window(time_slice: TimeSlice) -> tuple[str, str]:
+    """Lexicographic bounds (dates ``YYYY-MM-DD``) holding every ISO 8601 string whose instant may be in the slice:
+    its written local date is at most MAX_UTC_OFFSET from the UTC one."""
+    low = (time_slice.start - MAX_UTC_OFFSET).date()
+    high = (time_slice.end + MAX_UTC_OFFSET).date() + dt.timedelta(days=1)
+    return low.isoformat(), high.isoformat()
+
+
+def spelling_query(
+    time_slice: TimeSlice, timestamp_field: str, select: str = "*", partition_key_path: str | None = None
+) -> dict[str, Any]:
+    """ISO 8601 strings near the slice in a spelling other than the canonical UTC one (stubs left out)."""
+    expr = field_expression(timestamp_field)
+    low, high = spelling_window(time_slice)
+    pk = f" AND IS_DEFINED({_pk_expression(partition_key_path)})" if partition_key_path else ""
+    return {
+        "query": f"SELECT {select} FROM c WHERE IS_STRING({expr}) AND {expr} >= @low AND {expr} < @high "
+                 f"AND NOT {canonical_iso_sql(expr)} AND NOT IS_DEFINED(c.{STUB_MARKER}) "
+                 f"AND NOT IS_DEFINED(c.{TOMBSTONE_MARKER}){pk}",
+        "parameters": [{"name": "@low", "value": low}, {"name": "@high", "value": high}],
+    }
+
+
+def _pk_expression(partition_key_path: str) -> str:
+    return field_expression(partition_key_path.strip("/").replace("/", "."))
+
+
+def instant_in(value: Any, time_slice: TimeSlice, kind: TimestampKind) -> bool:
+    """Whether a stored timestamp value is an instant inside the slice."""
+    try:
+        instant = timestamp_instant(value, kind)
+    except TimestampError:
+        return False
+    return time_slice.start <= instant < time_slice.end
 
 
 def read_slice(
@@ -57,43 +142,53 @@ def read_slice(
     stats: ReadStats | None = None,
     select: str = "*",
 ) -> Iterator[list[Any]]:
-    """Yield the slice's documents (or ``select``'s projection) a page at a time; charges and throttling land in
-    ``stats``."""
+    """Yield the slice's documents (or ``select``'s projection; ``VALUE COUNT(1)`` yields partial counts) a page at
+    a time; charges and throttling land in ``stats``."""
     budget = budget or UnlimitedBudget()
     stats = stats if stats is not None else ReadStats()
+    pk_path = container_partition_key_path(container)
     query = slice_query(time_slice, timestamp_field, timestamp_kind, select)
-    page_charge = [0.0, 0]  # RU and throttle retries of the requests behind the current page
-    page_served: list[float | None] = [None]  # the server's Date of the page's last answer
+    query["query"] += placed_filter(timestamp_field, timestamp_kind, pk_path)
+    yield from query_pages(container, query, page_size=page_size, budget=budget, stats=stats)
+    if timestamp_kind != "iso8601":
+        return
+    counting = select.replace(" ", "").upper() == COUNT.replace(" ", "")
+    expr = field_expression(timestamp_field)
+    projection = f"VALUE {expr}" if counting else "*" if select == "*" else f"{select}, {expr} AS {_T_ALIAS}"
+    placed = 0
+    for page in query_pages(container, spelling_query(time_slice, timestamp_field, projection, pk_path),
+                            page_size=page_size, budget=budget, stats=stats):
+        if counting:
+            placed += sum(instant_in(v, time_slice, timestamp_kind) for v in page)
+            continue
+        value = (lambda d: field_value(d, timestamp_field)) if select == "*" else (lambda d: d.get(_T_ALIAS))
+        kept = [d for d in page if instant_in(value(d), time_slice, timestamp_kind)]
+        if select != "*":
+            kept = [{k: v for k, v in d.items() if k != _T_ALIAS} for d in kept]
+        stats.other_spellings += len(kept)
+        if kept:
+            yield kept
+    if counting:
+        stats.other_spellings += placed
+        yield [placed]
 
-    def on_response(headers: Any, _result: Any) -> None:
-        # Called once per HTTP request the SDK makes (a page may take several across partition ranges).
-        page_charge[0] += float(headers.get(CHARGE_HEADER, 0) or 0)
-        page_charge[1] += int(headers.get(THROTTLE_RETRY_HEADER, 0) or 0)
-        page_served[0] = served_at(headers)
 
-    pages = container.query_items(
-        query=query["query"],
-        parameters=query["parameters"],
-        enable_cross_partition_query=True,
-        max_item_count=page_size,
-        response_hook=on_response,
-    ).by_page()
-    while True:
-        budget.before_request(stats.page_charges[-1] if stats.page_charges else 1.0)
-        page_charge[0], page_charge[1] = 0.0, 0
-        try:
-            page = list(next(pages))
-        except StopIteration:
-            stats.ru_charged += page_charge[0]  # the request that found no more pages is charged too
-            return
-        charge, throttled = page_charge
-        stats.ru_charged += charge
-        stats.pages += 1
-        stats.throttled_requests += throttled
-        stats.page_charges.append(charge)
-        budget.after_request(charge, throttled > 0, page_served[0])
-        if page:
-            yield page
+def container_partition_key_path(container: ContainerProxy) -> str | None:
+    """The container's (first) partition key path, from the properties the SDK caches for its queries (read once,
+    retried like a page while the endpoint does not answer)."""
+    patience = patience_of(container)
+
+    def attempt(remaining: float) -> dict[str, Any]:
+        return container._get_properties(timeout=remaining)  # the SDK's cached container properties
+
+    what = f"the properties of Cosmos DB container {container.id!r} at {endpoint_of(container)}"
+    try:
+        with waiting_for(what):
+            properties = _retry_unreachable(attempt, patience, what)
+    except UNREACHABLE_ERRORS as exc:
+        raise _unreachable(container, patience, exc) from exc
+    paths = (properties.get("partitionKey") or {}).get("paths") or []
+    return paths[0] if paths else None
 
 
 def count_slice(
@@ -105,10 +200,10 @@ def count_slice(
     budget: RuBudget | None = None,
     stats: ReadStats | None = None,
 ) -> int:
-    """How many documents (stubs left out) the slice's range holds: one cheap ``COUNT`` query."""
+    """How many documents (stubs left out) the slice holds: one cheap ``COUNT`` query (plus the other spellings)."""
     total = 0
     for page in read_slice(container, time_slice, timestamp_field=timestamp_field, timestamp_kind=timestamp_kind,
-                           budget=budget, stats=stats, select="VALUE COUNT(1)"):
+                           budget=budget, stats=stats, select=COUNT):
         total += sum(int(n) for n in page)  # one partial count per partition range
     return total
 
@@ -125,10 +220,112 @@ def slice_versions(
     stats: ReadStats | None = None,
 ) -> dict[tuple[str, str], str | None]:
     """(partition key text, id) -> ``_etag`` of every document in the slice (stubs left out), without the bodies."""
-    pk = field_expression(partition_key_path.strip("/").replace("/", "."))
+    pk = _pk_expression(partition_key_path)
     versions: dict[tuple[str, str], str | None] = {}
     for page in read_slice(container, time_slice, timestamp_field=timestamp_field, timestamp_kind=timestamp_kind,
                            page_size=page_size, budget=budget, stats=stats, select=f"c.id, c._etag, {pk} AS pk"):
         for row in page:
-            versions[(partition_key_text(row.get("pk")), str(row["id"]))] = row.get("_etag")
+            versions[(partition_key_text(row.get("pk", MISSING)), str(row["id"]))] = row.get("_etag")
     return versions
+
+
+def query_pages(
+    container: ContainerProxy,
+    query: dict[str, Any],
+    *,
+    page_size: int,
+    budget: RuBudget,
+    stats: ReadStats,
+) -> Iterator[list[Any]]:
+    """Run one query page by page through the budget, logging while a page is awaited and retrying an endpoint
+    that does not answer from the last page's continuation (a query that already yielded pages and has none
+    cannot resume: it fails, and the task's retry starts the slice again)."""
+    page_charge = [0.0, 0]  # RU and throttle retries of the requests behind the current page
+    page_served: list[float | None] = [None]  # the server's Date of the page's last answer
+
+    def on_response(headers: Any, _result: Any) -> None:
+        # Called once per HTTP request the SDK makes (a page may take several across partition ranges).
+        page_charge[0] += float(headers.get(CHARGE_HEADER, 0) or 0)
+        page_charge[1] += int(headers.get(THROTTLE_RETRY_HEADER, 0) or 0)
+        page_served[0] = served_at(headers)
+
+    patience = patience_of(container)
+    state: dict[str, Any] = {"pages": None, "continuation": None}
+
+    def attempt(remaining: float) -> Any:
+        if state["pages"] is None:  # opened lazily: opening may itself need the endpoint
+            state["pages"] = container.query_items(
+                query=query["query"],
+                parameters=query["parameters"],
+                enable_cross_partition_query=True,
+                max_item_count=page_size,
+                response_hook=on_response,
+                timeout=remaining,  # azure-cosmos' client-side bound on each page request with its own retries
+            ).by_page(state["continuation"])
+        return next(state["pages"])
+
+    def reopen() -> None:
+        state["pages"] = None
+
+    yielded = False
+    while True:
+        budget.before_request(stats.page_charges[-1] if stats.page_charges else 1.0)
+        page_charge[0], page_charge[1] = 0.0, 0
+        try:
+            with waiting_for(_what(container)):
+                page = list(_retry_unreachable(attempt, patience, _what(container),
+                                               resumable=not (yielded and not state["continuation"]),
+                                               on_retry=reopen))
+        except StopIteration:
+            stats.ru_charged += page_charge[0]  # the request that found no more pages is charged too
+            return
+        except UNREACHABLE_ERRORS as exc:
+            raise _unreachable(container, patience, exc) from exc
+        state["continuation"] = getattr(state["pages"], "continuation_token", None)
+        charge, throttled = page_charge
+        stats.ru_charged += charge
+        stats.pages += 1
+        stats.throttled_requests += throttled
+        stats.page_charges.append(charge)
+        budget.after_request(charge, throttled > 0, page_served[0])
+        if page:
+            yielded = True
+            yield page
+
+
+def _what(container: ContainerProxy) -> str:
+    return f"the next page of a slice query from Cosmos DB container {container.id!r} at {endpoint_of(container)}"
+
+
+def _unreachable(container: ContainerProxy, patience: EndpointPatience, exc: Exception) -> SourceUnreachableError:
+    return SourceUnreachableError(
+        f"Cosmos DB at {endpoint_of(container)} (container {container.id!r}) did not answer a slice query within "
+        f"{patience.total_s:.0f} s ({exc.__class__.__name__}: {str(exc).splitlines()[0][:200]}); check the account "
+        "endpoint, its firewall and the service's health; the task can be retried"
+    )
+
+
+def _retry_unreachable(
+    attempt: Callable[[float], T],
+    patience: EndpointPatience,
+    what: str,
+    *,
+    resumable: bool = True,
+    on_retry: Callable[[], None] | None = None,
+) -> T:
+    """``attempt(remaining seconds)``, retried with capped exponential backoff while the endpoint does not answer,
+    until ``patience.total_s`` has passed since the first try."""
+    deadline = time.monotonic() + patience.total_s
+    delay = 1.0
+    while True:
+        try:
+            return attempt(max(1.0, deadline - time.monotonic()))
+        except UNREACHABLE_ERRORS as exc:
+            if not resumable or time.monotonic() + delay >= deadline:
+                raise
+            log.warning("%s: %s; retrying in %.0f s (gives up after %.0f s)", what, exc.__class__.__name__, delay,
+                        patience.total_s)
+            time.sleep(delay)
+            delay = min(delay * 2, patience.backoff_max_s)
+            if on_retry is not None:
+                on_retry()

@@ -1,0 +1,39 @@
+"""`cosmos-archive census`: every document of the source container, counted by what became of it."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+
+from include.cosmos_archiver.cli.main import UsageError
+from include.cosmos_archiver.cli.options import add_settings_option, settings_from
+from include.cosmos_archiver.cli.targets import archive_store, source_container
+from include.cosmos_archiver.source.census import MAX_LISTED, take_census
+
+
+def _run(args: argparse.Namespace) -> int:
+    settings = settings_from(args)
+    try:
+        now = dt.datetime.fromisoformat(args.now) if args.now else dt.datetime.now(dt.UTC)
+    except ValueError:
+        raise UsageError(f"--now {args.now!r} is not an ISO date/time, e.g. 2026-06-01T00:00:00+00:00") from None
+    if now.tzinfo is None:
+        now = now.replace(tzinfo=dt.UTC)
+    census = take_census(source_container(settings), archive_store(settings), settings, now=now,
+                         max_listed=args.max_listed, exact=args.exact)
+    print(json.dumps(census.to_dict(), indent=1) if args.json else census.details())
+    return 1 if census.has_left_out or census.slices_to_reopen or not census.balanced else 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "census", help="count the source's documents: archived, hot, waiting, left out (with ids and reasons)",
+        description="Exit status 1 when a document is left out or a verified slice needs re-opening.")
+    add_settings_option(parser)
+    parser.add_argument("--now", help="the moment the cutoff is counted from (default: now, UTC)")
+    parser.add_argument("--max-listed", type=int, default=MAX_LISTED, help="ids listed per left-out reason")
+    parser.add_argument("--exact", action="store_true",
+                        help="compare every verified slice's keys with the source (reads ids of all of them)")
+    parser.add_argument("--json", action="store_true", help="print the census as JSON")
+    parser.set_defaults(func=_run)

@@ -1,0 +1,100 @@
+"""Preflight: before any slice task is mapped, prove the settings fit the source container.
+
+- the Cosmos database and container exist (else PreflightError naming both: a terminal error, not retried);
+- the container's partition key path is the configured one;
+- a sample of the container's documents has the timestamp field, of the configured kind and parseable, and the
+  partition key (else PreflightError naming the field and showing a sample document's keys).
+
+A wrong ``timestamp_field`` therefore cannot seal slices with 0 records; what a sample cannot see (a few odd
+documents among many good ones) is counted by source.census.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from azure.cosmos import ContainerProxy
+from azure.cosmos.exceptions import CosmosResourceNotFoundError
+
+from include.cosmos_archiver.clients import endpoint_of, waiting_for
+from include.cosmos_archiver.errors import TerminalError
+from include.cosmos_archiver.settings import ArchiveSettings
+from include.cosmos_archiver.slices import MISSING, TimestampError, field_value, timestamp_instant
+
+SAMPLE_SIZE = 20
+MIN_GOOD_FRACTION = 0.5  # below this share of good samples the setting is wrong, not a few documents
+
+
+class PreflightError(TerminalError, ValueError):
+    """The settings do not fit the source container (terminal: fix the setting or the container, then re-run)."""
+
+
+@dataclass
+class PreflightResult:
+    sampled: int
+    good: int
+    problems: dict[str, list[str]] = field(default_factory=dict)  # "<reason>" -> sample ids
+
+    def line(self) -> str:
+        bad = "; ".join(f"{len(ids)} {reason}: {', '.join(ids[:5])}" for reason, ids in self.problems.items())
+        return f"preflight: {self.good} of {self.sampled} sampled documents fit the settings" + (
+            f" ({bad}; the census counts all of them)" if bad else "")
+
+
+def check_source(container: ContainerProxy, settings: ArchiveSettings, *, sample: int = SAMPLE_SIZE) -> PreflightResult:
+    """Raise PreflightError when the container is missing or the settings do not fit its documents."""
+    where = (f"database {settings.database!r}, container {settings.container!r} at the Cosmos DB account "
+             f"{endpoint_of(container)}")
+    try:
+        with waiting_for(f"Cosmos DB at {endpoint_of(container)} (reading container {settings.container!r})"):
+            properties = container.read()
+    except CosmosResourceNotFoundError:
+        raise PreflightError(
+            f"{where} does not exist: check the archive settings 'database' and 'container' (and the connection's "
+            "account), or create the container; nothing was archived"
+        ) from None
+    paths = (properties.get("partitionKey") or {}).get("paths") or []
+    if paths and paths[0] != settings.partition_key_path:
+        raise PreflightError(
+            f"{where} is partitioned by {paths[0]!r}, but the setting partition_key_path is "
+            f"{settings.partition_key_path!r}: set partition_key_path to {paths[0]!r}"
+        )
+    docs = list(container.query_items(f"SELECT TOP {int(sample)} * FROM c", enable_cross_partition_query=True))
+    result = PreflightResult(sampled=len(docs), good=0)
+    if not docs:
+        return result  # an empty container: nothing to archive, nothing to check
+    pk_field = settings.partition_key_path.strip("/").replace("/", ".")
+    for doc in docs:
+        doc_id = str(doc.get("id"))
+        try:
+            timestamp_instant(field_value(doc, settings.timestamp_field), settings.timestamp_kind,
+                              settings.timestamp_field)
+        except TimestampError as exc:
+            result.problems.setdefault(exc.problem, []).append(doc_id)
+            continue
+        if field_value(doc, pk_field) is MISSING:
+            result.problems.setdefault("partition_key_missing", []).append(doc_id)
+            continue
+        result.good += 1
+    if result.good < MIN_GOOD_FRACTION * len(docs):
+        raise PreflightError(_explain(result, docs, settings, where))
+    return result
+
+
+def _explain(result: PreflightResult, docs: list[dict[str, Any]], settings: ArchiveSettings, where: str) -> str:
+    reason, ids = max(result.problems.items(), key=lambda item: len(item[1]))
+    example = next(d for d in docs if str(d.get("id")) == ids[0])
+    keys = sorted(k for k in example if not k.startswith("_") or k == settings.timestamp_field)
+    value = field_value(example, settings.timestamp_field)
+    if reason == "partition_key_missing":
+        what = (f"the partition key {settings.partition_key_path!r} is missing in {len(ids)} of {result.sampled} "
+                "sampled documents")
+        fix = "check partition_key_path"
+    else:
+        what = (f"timestamp_field={settings.timestamp_field!r} ({settings.timestamp_kind}) does not fit "
+                f"{len(ids)} of {result.sampled} sampled documents ({reason.replace('_', ' ')}; e.g. "
+                f"{settings.timestamp_field}={value!r})")
+        fix = "set timestamp_field/timestamp_kind to the property that holds each record's date"
+    return (f"preflight of {where}: {what}; a sample document ({ids[0]!r}) has the keys {keys}: {fix}; "
+            "nothing was archived")
