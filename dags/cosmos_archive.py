@@ -3,8 +3,13 @@
 
 Runbook, in the order the tasks run:
 
+0. **preflight** checks the settings, the connections, the archive status, and the source: the database and
+   container exist, and sampled documents carry the timestamp field and the partition key (else it names them
+   and shows a sample document's keys). A wrong setting fails here, once, before anything is archived.
 1. **ru_gate** waits until Cosmos RU usage has stayed under the safe ceiling (default 80 % of provisioned RU/s,
    business traffic included) for a while. It holds no worker slot while it waits.
+   **reopen** (param `reopen_slices`, e.g. `2025/05/12..2025/06/11`) re-archives verified slices an operator
+   names (a setting was wrong, a scrub found damage): the old copy is kept until the new one is verified.
 2. **plan** lists the slices that are due: older than the cutoff (90 days), inside the lookback, not yet
    verified, or verified but awaiting their purge, or purged with documents back in their range (changed or
    late); oldest first, at most `max_slices` per run. Its log warns of records older than `lookback_days`. A
@@ -22,9 +27,12 @@ Runbook, in the order the tasks run:
    since its copy stays in Cosmos and the next run archives it as a new generation of the slice; a damaged archive
    deletes nothing and halts like a failed validation. A killed purge resumes from `_purge.json` beside the
    manifest. (Rules: `include/cosmos_archiver/pipeline/slice_workflow.py`.)
-4. **report** writes a run report (per slice count, bytes, RU, duration, hash result, purge counts, RU plot)
+4. **census** counts every document of the source by what became of it (archived, hot, waiting, or left out
+   with a reason: timestamp missing / of another kind / unparseable, partition key missing, older than the
+   lookback) and warns and notifies when anything is left out, naming the documents.
+5. **report** writes a run report (per slice count, bytes, RU, duration, hash result, purge counts, RU plot)
    next to the data.
-5. **run_outcome** fails the run (red) when any task above failed — a halt, a plan or copy error — since the
+6. **run_outcome** fails the run (red) when any task above failed — a halt, a plan or copy error — since the
    report runs whatever happened and would otherwise be the only final task (Airflow's "watcher" pattern).
 
 A **Halted** archive starts no new slices until an operator clears the status: Admin > Variables >
@@ -51,11 +59,14 @@ from cosmos_archive_gate import ArchiveRuGate
 from include.cosmos_archiver.adf.indexing import index_adf_slice
 from include.cosmos_archiver.pipeline.copy import copy_slice
 from include.cosmos_archiver.pipeline.purge import purge_slice
+from include.cosmos_archiver.pipeline.reopen import ReopenError, parse_slice_range, reopen_slices
 from include.cosmos_archiver.pipeline.slice_workflow import SliceOutcome, SliceWorkflow, run_window
 from include.cosmos_archiver.pipeline.validate import validate_slice
 from include.cosmos_archiver.planning.due_slices import select_due_slices
 from include.cosmos_archiver.reporting.report_run import report_run
 from include.cosmos_archiver.slices import TimeSlice
+from include.cosmos_archiver.source.census import take_census
+from include.cosmos_archiver.source.preflight import check_source
 
 log = logging.getLogger("cosmos_archive")
 POOL = "cosmos_archive"
@@ -85,6 +96,10 @@ NEXT_TASK = {"continue": "purge", "halt": "halt"}  # what decide picks after val
         "to_date": Param(None, type=["null", "string"], format="date", description="End of that range (exclusive)"),
         "validation_attempts": Param(3, type="integer", minimum=1, description="Copy+validate attempts per slice"),
         "validation_backoff_s": Param(30.0, type="number", minimum=0, description="First back-off, doubled each try"),
+        "reopen_slices": Param(None, type=["null", "string"],
+                               description="Re-archive these verified slices first: FROM..TO slice ids or dates, "
+                                           "e.g. 2025/05/12..2025/06/11; the old copy is kept until the new one "
+                                           "is verified"),
     },
 )
 def cosmos_archive():
@@ -96,6 +111,8 @@ def cosmos_archive():
         runtime.require_connection(runtime.COSMOS_CONN_ID, "Azure Cosmos DB source")
         runtime.require_connection(runtime.BLOB_CONN_ID, "Azure Blob Storage sink")
         status = runtime.slice_workflow(get_current_context()["params"]).ensure_running()
+        # the container exists; its documents carry the timestamp field and partition key the settings name
+        log.info("source: %s", check_source(runtime.cosmos_container(settings), settings).line())
         log.info("settings: %s; RU governance: %s; archive status: %s", settings, governance, status.status)
         return {"status": status.status}
 
@@ -110,6 +127,44 @@ def cosmos_archive():
                                    max_slices=ctx["params"]["max_slices"], container=container, budget=budget)
         log.info("plan: %s", result.describe())
         return [s.to_dict() for s in result.due]
+
+    @task
+    @runtime.archive_errors()
+    def reopen() -> list[str]:
+        """Re-archive the verified slices an operator named (param reopen_slices): copy, validate, and only then
+        replace the old copy. Nothing to do without the param."""
+        ctx = get_current_context()
+        if not ctx["params"].get("reopen_slices"):
+            return []
+        settings = runtime.load_settings()
+        container, budget = runtime.paced_source(settings)
+        results = reopen_slices(container, runtime.archive_store(settings),
+                                parse_slice_range(ctx["params"]["reopen_slices"], settings.slice_hours), settings,
+                                budget=budget)
+        for result in results:
+            log.info("re-open: %s", result.message)
+        failed = [r.message for r in results if not r.verified]
+        if failed:
+            raise ReopenError(f"{len(failed)} re-opened slice(s) did not verify (their old copy is kept): "
+                              + "; ".join(failed))
+        return [r.slice_id for r in results]
+
+    @task(pool=None, trigger_rule="all_done")
+    @runtime.archive_errors()
+    def census() -> dict:
+        """Every document of the source accounted for: archived, hot, waiting, or left out with a reason (named).
+        Anything left out, or a verified slice holding changed documents, is a warning and a notification."""
+        ctx = get_current_context()
+        settings = runtime.load_settings()
+        container, budget = runtime.paced_source(settings)
+        now, _ = run_window(runtime.run_dates(ctx))
+        counted = take_census(container, runtime.archive_store(settings), settings, now=now, budget=budget)
+        log.info("census: %s", counted.line())
+        if counted.has_left_out or counted.slices_to_reopen:
+            log.warning("census: documents need an operator: %s", counted.details())
+            notify.notify_attention(ctx, topic="documents the archive leaves out",
+                                    text=counted.details(), payload=counted.to_dict())
+        return counted.to_dict()
 
     @task_group(group_id="archive_slice")
     def archive_slice(time_slice: dict):
@@ -233,12 +288,14 @@ def cosmos_archive():
     checked = preflight()
     ru_gate = ArchiveRuGate(task_id="ru_gate", pool=None, retries=0, mode="reschedule", poke_interval=60,
                             timeout=6 * 3600)
+    reopened = reopen()
     slices = plan()
-    checked >> ru_gate >> slices
+    checked >> ru_gate >> reopened >> slices
     archived = archive_slice.expand(time_slice=slices)
+    counted = census()
     reported = report(slices)
-    archived >> reported
-    [checked, ru_gate, slices, archived, reported] >> run_outcome()
+    archived >> counted >> reported
+    [checked, ru_gate, reopened, slices, archived, counted, reported] >> run_outcome()
 
 
 def _only_on_route(route: str, store, the_slice: TimeSlice) -> None:

@@ -28,6 +28,7 @@ from include.cosmos_archiver.reporting.notifications import (
     Notice,
     NotifyConfig,
     NotifyConfigError,
+    attention_notice,
     deliver,
     deliver_all,
     halt_notice,
@@ -178,6 +179,16 @@ def notify_halt(
             dag_id="cosmos_archive", run_id=str(context.get("run_id", "?")), slice_id=slice_id, reason=str(reason)
         )
     return send(notice, context, config)
+
+
+def notify_attention(context: Any, *, topic: str, text: str, payload: dict[str, Any] | None = None
+                     ) -> dict[str, bool]:
+    """Tell the operator about something to look at that did not stop the run (census, scrub). Never raises."""
+    dag_run = context.get("dag_run")
+    notice = attention_notice(dag_id=str(getattr(dag_run, "dag_id", "cosmos_archive")),
+                              run_id=str(context.get("run_id") or getattr(dag_run, "run_id", "?")),
+                              topic=topic, text=text, payload=payload)
+    return send(notice, context)
 
 
 def notify_success(

@@ -30,7 +30,7 @@ from include.cosmos_archiver.adf.indexing import index_adf_slice
 from include.cosmos_archiver.adf.parameters import pipeline_parameters
 from include.cosmos_archiver.archive.manifest import Manifest
 from include.cosmos_archiver.archive.store import ArchiveStore
-from include.cosmos_archiver.clients import cosmos_client
+from include.cosmos_archiver.clients import EndpointPatience, cosmos_client
 from include.cosmos_archiver.errors import TerminalError
 from include.cosmos_archiver.pipeline.copy import copy_slice, needs_local_copy
 from include.cosmos_archiver.pipeline.run_status import ArchiveStatus
@@ -146,7 +146,8 @@ def cosmos_container(settings: ArchiveSettings, **client_kwargs: object) -> Cont
             f"Airflow connection {COSMOS_CONN_ID!r} needs the account endpoint in 'login' and the key in 'password' "
             f"(as {AzureCosmosDBHook.__name__} expects)"
         )
-    client = cosmos_client(conn.login, conn.password, **client_kwargs)  # type: ignore[arg-type]
+    client = cosmos_client(conn.login, conn.password, patience=EndpointPatience.from_settings(settings),
+                           **client_kwargs)  # type: ignore[arg-type]
     return client.get_database_client(settings.database).get_container_client(settings.container)
 
 

@@ -29,13 +29,18 @@ from azure.core.exceptions import ResourceNotFoundError
 
 from include.cosmos_archiver.archive.manifest import Manifest
 from include.cosmos_archiver.archive.store import ArchiveStore
+from include.cosmos_archiver.errors import TerminalError
+from include.cosmos_archiver.id_lists import name_ids
 from include.cosmos_archiver.pipeline.validate import record_name, verify_archive
 from include.cosmos_archiver.settings import ArchiveSettings
 
 log = logging.getLogger(__name__)
 SCRUB_NAME = "_scrub.json"
-MAX_NAMED = 50
 ScrubStatus = Literal["ok", "damaged"]
+
+
+class ScrubDamagedError(TerminalError, RuntimeError):
+    """A scrub found archived files or records that no longer match their manifest (named in the message)."""
 
 
 @dataclass
@@ -61,9 +66,7 @@ class SliceScrub:
             return f"slice {self.slice_id}: scrub ok ({self.files} files, {self.records} records re-hashed)"
         parts = [f"slice {self.slice_id}: DAMAGED"]
         for f in self.findings:
-            shown = ", ".join(f.records[:MAX_NAMED]) + (f" … (+{len(f.records) - MAX_NAMED})"
-                                                         if len(f.records) > MAX_NAMED else "")
-            parts.append(f"{f.path}: {f.reason}" + (f"; records: {shown}" if f.records else ""))
+            parts.append(f"{f.path}: {f.reason}" + (f"; records: {name_ids(f.records)}" if f.records else ""))
         return "; ".join(parts)
 
 

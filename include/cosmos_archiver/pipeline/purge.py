@@ -35,6 +35,7 @@ from include.cosmos_archiver.archive.canonical import partition_key_value
 from include.cosmos_archiver.archive.manifest import Manifest, RecordEntry
 from include.cosmos_archiver.archive.parquet_layout import ArchivedRow
 from include.cosmos_archiver.archive.purge_log import PurgeLog, purge_log_path, read_purge_log, write_purge_log
+from include.cosmos_archiver.archive.scrub import is_damaged
 from include.cosmos_archiver.archive.slice_lease import SliceLease, under_slice_lease
 from include.cosmos_archiver.archive.store import ArchiveStore
 from include.cosmos_archiver.errors import TerminalError
@@ -132,6 +133,11 @@ def _answer(store: ArchiveStore, slice_id: str, manifest: Manifest | None, mode:
             f"slice {slice_id}: status {manifest.status!r} (generation {manifest.generation}, verified up to "
             f"{manifest.verified_generation}): only a verified slice is purged; nothing was deleted. Validate it "
             "(or re-copy it if validation failed) first")
+    if is_damaged(store, slice_id):
+        raise PurgeIntegrityError(
+            f"slice {slice_id}: the last scrub found its archive damaged ({store.manifest_path(slice_id)} and "
+            "_scrub.json beside it name the files and records); nothing was purged. Repair or re-open the slice, then "
+            "scrub it again")
     if manifest.purged_generation >= manifest.generation:
         return PurgeResult(slice_id, mode, manifest.generation,
                            skipped_reason=f"generation {manifest.generation} already purged "

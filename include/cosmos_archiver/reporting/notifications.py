@@ -42,7 +42,7 @@ class DeliveryError(TransientError, RuntimeError):
 
 @dataclass(frozen=True)
 class Notice:
-    event: str  # "halted" or "succeeded"
+    event: str  # "halted", "succeeded" or "attention" (records left out, a damaged archive)
     subject: str
     text: str
     payload: dict[str, Any] = field(default_factory=dict)
@@ -243,6 +243,15 @@ def success_notice(
         "report_url": report_url,
     }
     return Notice("succeeded", subject, "\n".join(lines), payload)
+
+
+def attention_notice(*, dag_id: str, run_id: str, topic: str, text: str,
+                     payload: dict[str, Any] | None = None) -> Notice:
+    """Something an operator must look at that did not stop the run: documents the archive leaves out (census),
+    archived files that no longer match their manifest (scrub)."""
+    subject = f"[{SOURCE}] {topic} (run {run_id} of {dag_id})"
+    return Notice("attention", subject, _cap(text), {"dag_id": dag_id, "run_id": run_id, "topic": topic,
+                                                      **(payload or {})})
 
 
 def redact_url(url: str) -> str:

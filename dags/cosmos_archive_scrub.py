@@ -1,0 +1,66 @@
+"""
+### cosmos_archive_scrub — re-check the verified archive at rest, weekly
+
+Runbook:
+
+1. **scrub** re-hashes the archived Parquet files and every record in them against their slice manifests (Blob
+   reads only, no Cosmos DB RU), least recently scrubbed slices first, within an IO budget (`max_mb` per run at
+   `mb_per_s`); what the budget leaves is taken by the next run. A damaged slice (a flipped byte, a truncated or
+   missing part) gets a `_scrub.json` beside its manifest naming the files and records: its purge is refused from
+   then on, `cosmos-archive summary` exits non-zero, and this run notifies and turns red.
+2. To repair: re-open the slice from its source if its records are still in Cosmos DB (DAG `cosmos_archive`,
+   param `reopen_slices`), or restore the damaged blob from a soft-deleted version or blob versioning (README,
+   "Keeping the archive safe"); then scrub it again (param `slices`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+import cosmos_archive_notify as notify
+import cosmos_archive_runtime as runtime
+from airflow.sdk import Param, dag, get_current_context, task
+
+from include.cosmos_archiver.archive.scrub import ScrubDamagedError, scrub_archive
+
+log = logging.getLogger("cosmos_archive_scrub")
+MB = 1_000_000
+
+
+@dag(
+    dag_id="cosmos_archive_scrub",
+    schedule="@weekly",
+    start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+    catchup=False,
+    max_active_runs=1,
+    doc_md=__doc__,
+    tags=["archive", "cosmos", "billing", "scrub"],
+    default_args={"owner": "billing-data", "retries": 2, "retry_delay": dt.timedelta(minutes=5)},
+    params={
+        "max_mb": Param(50_000, type="integer", minimum=1, description="Most MB re-read in one run"),
+        "mb_per_s": Param(50.0, type="number", exclusiveMinimum=0, description="Read pace, MB/s"),
+        "slices": Param([], type="array", description="Only these slice ids (empty: every verified slice)"),
+    },
+)
+def cosmos_archive_scrub():
+    @task
+    @runtime.archive_errors()
+    def scrub() -> dict:
+        ctx = get_current_context()
+        params = ctx["params"]
+        settings = runtime.load_settings()
+        report = scrub_archive(runtime.archive_store(settings), settings, slice_ids=params["slices"] or None,
+                               max_bytes=int(params["max_mb"]) * MB, max_bytes_per_s=float(params["mb_per_s"]) * MB)
+        log.info("%s", report.line())
+        if report.damaged:
+            text = "\n".join(s.message() for s in report.damaged)
+            notify.notify_attention(ctx, topic="damaged archive slices", text=text,
+                                    payload={"damaged": [s.slice_id for s in report.damaged]})
+            raise ScrubDamagedError(f"{report.line()}:\n{text}")
+        return {"line": report.line(), "damaged": [], "not_reached": report.not_reached}
+
+    scrub()
+
+
+cosmos_archive_scrub()
