@@ -27,6 +27,9 @@ Runbook, in the order the tasks run:
    since its copy stays in Cosmos and the next run archives it as a new generation of the slice; a damaged archive
    deletes nothing and halts like a failed validation. A killed purge resumes from `_purge.json` beside the
    manifest. (Rules: `include/cosmos_archiver/pipeline/slice_workflow.py`.)
+   Before the purge the slice is written to the read-through index (include/cosmos_archiver/readthrough/), so
+   the billing API finds each record in the archive the moment it leaves Cosmos DB; **compact_index** then folds
+   the run's index entries into their shards.
 4. **census** counts every document of the source by what became of it (archived, hot, waiting, or left out
    with a reason: timestamp missing / of another kind / unparseable, partition key missing, older than the
    lookback) and warns and notifies when anything is left out, naming the documents.
@@ -58,11 +61,13 @@ from cosmos_archive_gate import ArchiveRuGate
 
 from include.cosmos_archiver.adf.indexing import index_adf_slice
 from include.cosmos_archiver.pipeline.copy import copy_slice
-from include.cosmos_archiver.pipeline.purge import purge_slice
+from include.cosmos_archiver.pipeline.purge import PurgeResult, purge_slice
 from include.cosmos_archiver.pipeline.reopen import ReopenError, parse_slice_range, reopen_slices
 from include.cosmos_archiver.pipeline.slice_workflow import SliceOutcome, SliceWorkflow, run_window
 from include.cosmos_archiver.pipeline.validate import validate_slice
 from include.cosmos_archiver.planning.due_slices import select_due_slices
+from include.cosmos_archiver.readthrough.index import compact_index as compact_archive_index
+from include.cosmos_archiver.readthrough.index import index_for_purge
 from include.cosmos_archiver.reporting.report_run import report_run
 from include.cosmos_archiver.slices import TimeSlice
 from include.cosmos_archiver.source.census import take_census
@@ -151,6 +156,14 @@ def cosmos_archive():
 
     @task(pool=None, trigger_rule="all_done")
     @runtime.archive_errors()
+    def compact_index() -> dict:
+        """Fold the slices indexed by this run into the read-through index's shards (point reads stay one shard)."""
+        folded = compact_archive_index(runtime.archive_store(runtime.load_settings()))
+        log.info("read-through index: %s", folded)
+        return folded
+
+    @task(pool=None, trigger_rule="all_done")
+    @runtime.archive_errors()
     def census() -> dict:
         """Every document of the source accounted for: archived, hot, waiting, or left out with a reason (named).
         Anything left out, or a verified slice holding changed documents, is a warning and a notification."""
@@ -235,9 +248,14 @@ def cosmos_archive():
             settings = runtime.load_settings()
             store = runtime.archive_store(settings)
             container, budget = runtime.paced_source(settings)  # Low priority / throughput bucket, paced
+
+            def index_then_purge(the_slice: TimeSlice) -> PurgeResult:
+                # the read-through index finds every record of the slice before any of them leaves Cosmos DB
+                index_for_purge(store, the_slice.slice_id, partition_key_path=settings.partition_key_path)
+                return purge_slice(container, store, the_slice, settings, budget=budget)
+
             return runtime.slice_workflow(ctx["params"]).purge(
-                SliceOutcome.from_dict(validated), ctx["run_id"],
-                purge=lambda s: purge_slice(container, store, s, settings, budget=budget),
+                SliceOutcome.from_dict(validated), ctx["run_id"], purge=index_then_purge,
                 notify=_notify_halt(ctx, store, validated["slice_id"]),
             ).to_dict()
 
@@ -292,10 +310,11 @@ def cosmos_archive():
     slices = plan()
     checked >> ru_gate >> reopened >> slices
     archived = archive_slice.expand(time_slice=slices)
+    compacted = compact_index()
     counted = census()
     reported = report(slices)
-    archived >> counted >> reported
-    [checked, ru_gate, reopened, slices, archived, counted, reported] >> run_outcome()
+    archived >> compacted >> counted >> reported
+    [checked, ru_gate, reopened, slices, archived, compacted, counted, reported] >> run_outcome()
 
 
 def _only_on_route(route: str, store, the_slice: TimeSlice) -> None:

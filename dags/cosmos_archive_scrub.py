@@ -8,9 +8,12 @@ Runbook:
    `mb_per_s`); what the budget leaves is taken by the next run. A damaged slice (a flipped byte, a truncated or
    missing part) gets a `_scrub.json` beside its manifest naming the files and records: its purge is refused from
    then on, `cosmos-archive summary` exits non-zero, and this run notifies and turns red.
-2. To repair: re-open the slice from its source if its records are still in Cosmos DB (DAG `cosmos_archive`,
-   param `reopen_slices`), or restore the damaged blob from a soft-deleted version or blob versioning (README,
-   "Keeping the archive safe"); then scrub it again (param `slices`).
+2. **erase_deleted** (right to erasure): records deleted through the billing API (a tombstone in Cosmos DB) are
+   removed from the archived Parquet part that still holds them; the part and its manifest are rewritten and
+   proven by hashes. Runs after the scrub, so it never rewrites a damaged slice unnoticed.
+3. To repair a damaged slice: re-open it from its source if its records are still in Cosmos DB (DAG
+   `cosmos_archive`, param `reopen_slices`), or restore the damaged blob from a soft-deleted version or blob
+   versioning (README, "Keeping the archive safe"); then scrub it again (param `slices`).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import cosmos_archive_runtime as runtime
 from airflow.sdk import Param, dag, get_current_context, task
 
 from include.cosmos_archiver.archive.scrub import ScrubDamagedError, scrub_archive
+from include.cosmos_archiver.readthrough.erasure import erase_deleted as erase_tombstoned
 
 log = logging.getLogger("cosmos_archive_scrub")
 MB = 1_000_000
@@ -60,7 +64,19 @@ def cosmos_archive_scrub():
             raise ScrubDamagedError(f"{report.line()}:\n{text}")
         return {"line": report.line(), "damaged": [], "not_reached": report.not_reached}
 
-    scrub()
+    @task
+    @runtime.archive_errors()
+    def erase_deleted() -> dict:
+        """Right to erasure: rewrite the archived parts that still hold records deleted through the billing API
+        (their tombstones are in Cosmos DB), proven by re-hashing every part and record; idempotent."""
+        settings = runtime.load_settings()
+        container, _ = runtime.paced_source(settings)
+        erased = erase_tombstoned(container, runtime.archive_store(settings), settings)
+        for part in erased:
+            log.info("erased: %s", part)
+        return {"parts_rewritten": len(erased)}
+
+    scrub() >> erase_deleted()
 
 
 cosmos_archive_scrub()

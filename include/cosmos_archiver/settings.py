@@ -36,7 +36,7 @@ class ArchiveSettings:
     blob_prefix: str = "records"
     page_size: int = 100
     max_file_bytes: int = 128 * MiB
-    row_group_bytes: int = 8 * MiB
+    row_group_bytes: int = 1 * MiB  # small row groups: a point read of an archived record fetches one
     compression_level: int = 1  # zstd 1: twice level 3's speed on billing JSON, within 2 % of its size
     slice_lease_wait_s: int = 900  # how long a copy/validate waits for another run's lease on the same slice
     slice_lease_s: int = 30  # the slice lease's duration: how soon a dead worker's lease expires

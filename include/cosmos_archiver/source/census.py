@@ -49,6 +49,7 @@ from include.cosmos_archiver.slices import (
     slice_of,
     timestamp_instant,
 )
+from include.cosmos_archiver.source.reader import STUB_MARKER, TOMBSTONE_MARKER
 
 log = logging.getLogger(__name__)
 LEFT_OUT = ("timestamp_missing", "timestamp_wrong_kind", "timestamp_unparseable", "partition_key_missing",
@@ -121,6 +122,9 @@ class Census:
         return data
 
 
+RECORDS_ONLY = f"NOT IS_DEFINED(c.{STUB_MARKER}) AND NOT IS_DEFINED(c.{TOMBSTONE_MARKER})"
+
+
 class _Queries:
     """Runs census queries page by page through the RU budget, adding up their RU."""
 
@@ -139,6 +143,8 @@ class _Queries:
             charge[0] += float(headers.get(CHARGE_HEADER, 0) or 0)
             charge[1] += int(headers.get(THROTTLE_RETRY_HEADER, 0) or 0)
 
+        if " FROM c WHERE " in query:  # records only: purge stubs and read-through tombstones are not documents
+            query = query.replace(" FROM c WHERE ", f" FROM c WHERE {RECORDS_ONLY} AND (", 1) + ")"
         pages = self.container.query_items(
             query, parameters=[{"name": k, "value": v} for k, v in (params or {}).items()],
             enable_cross_partition_query=True, response_hook=hook).by_page()
