@@ -23,6 +23,7 @@ from devstack.stack import free_port
 from include.cosmos_archiver.archive.store import ArchiveStore
 from include.cosmos_archiver.clients import blob_container
 from include.cosmos_archiver.planning.due_slices import select_due_slices
+from include.cosmos_archiver.readthrough.repository import ReadThroughRepository
 from include.cosmos_archiver.settings import ArchiveSettings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -185,14 +186,15 @@ def _adf_standin(stack, settings: ArchiveSettings, wrap=None) -> Iterator[dict[s
     with AdfStandin(wrap(run_copy) if wrap else run_copy, tls_cert=tls.server_cert, tls_key=tls.server_key) as standin:
         yield {"AIRFLOW_CONN_COSMOS_ARCHIVE_ADF": json.dumps({"conn_type": "azure_data_factory", "extra": {
             "subscriptionId": "00000000-0000-0000-0000-0000000000aa", "resource_group_name": "cosmos-archive-local",
-            "factory_name": "cosmos-archive-local", "local_base_url": standin.base_url,
+            "factory_name": "cosmos-archive-local", "local_base_url": standin.base_url, "check_interval_s": 2,
             "local_ca_bundle": str(tls.ca_bundle)}})}
 
 
 def test_dagbag_imports_without_errors(airflow_env):
     code = (
         "from airflow.dag_processing.dagbag import DagBag; b = DagBag(); "
-        "print(b.import_errors); d = b.get_dag('cosmos_archive'); print(sorted(d.task_ids))"
+        "print(b.import_errors); d = b.get_dag('cosmos_archive'); "
+        "print(sorted(d.task_ids + b.get_dag('cosmos_archive_scrub').task_ids))"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], env=airflow_env, capture_output=True, text=True, timeout=120, check=True
@@ -205,14 +207,20 @@ def test_dagbag_imports_without_errors(airflow_env):
         "archive_slice.copy",
         "archive_slice.validate",
         "archive_slice.decide",
+        "archive_slice.purge",
         "archive_slice.halt",
+        "reopen",
+        "compact_index",
+        "census",
+        "scrub",
+        "erase_deleted",
     ):
         assert task in tasks
 
 
 def test_dags_test_archives_due_slices_and_a_rerun_changes_nothing(stack, cosmos_database, airflow_env):
     settings = _settings(cosmos_database)
-    _seed(cosmos_database, settings)
+    container = _seed(cosmos_database, settings)
     store = _store(stack, settings)
     due = select_due_slices(store, settings, now=RUN_DATE).due
     assert len(due) >= 4
@@ -235,6 +243,16 @@ def test_dags_test_archives_due_slices_and_a_rerun_changes_nothing(stack, cosmos
         1 for day in range(0, 140, 2) if due[0].start <= RUN_DATE - dt.timedelta(days=day, hours=5) < due[-1].end
     )
     assert archived == expected
+    # purged: what the archive holds left Cosmos DB, and the read-through repository serves it from the archive
+    left = {d["id"] for d in container.query_items("SELECT c.id FROM c", enable_cross_partition_query=True)}
+    archived_ids = {r.id for s in due for r in store.read_manifest(s.slice_id).records}
+    assert archived_ids and not archived_ids & left
+    assert all(store.read_manifest(s.slice_id).purge["state"] == "complete" for s in due)
+    one = store.read_manifest(due[0].slice_id).records[0]
+    found = ReadThroughRepository(container, store, settings).get(one.id, one.partition_key)
+    assert found is not None and found.source == "archive" and json.loads(found.body)["id"] == one.id
+    states = _task_states(airflow_env)
+    assert states[("census", -1)] == "success" and states[("compact_index", -1)] == "success"
 
     before = {b.name: b.etag for b in store.container.list_blobs()}
     again = _dags_test(airflow_env, settings)
@@ -311,8 +329,12 @@ def test_validation_copies_again_through_adf_and_a_persistent_failure_halts_newe
         else:
             assert statuses.get(due[i].slice_id) != "verified"
             assert "newer slices are not archived" in logs
-    assert len(webhook) == 1, webhook  # one notification, from the halt of the failing slice
-    assert bad.slice_id in json.dumps(webhook[0])
+    halts = [w for w in webhook if w["event"] == "halted"]
+    assert len(halts) == 1, webhook  # one halt notification, from the halt of the failing slice
+    assert bad.slice_id in json.dumps(halts[0])
+    # the census's notice: the seeded records older than lookback_days are left out, and it says so
+    attention = [w for w in webhook if w["event"] == "attention"]
+    assert len(attention) == 1 and "older than lookback" in attention[0]["text"], webhook
     status = subprocess.run(
         [AIRFLOW, "variables", "get", "cosmos_archive_status"],
         env=airflow_env,

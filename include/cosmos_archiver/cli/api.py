@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 from include.cosmos_archiver.cli.main import UsageError
+from include.cosmos_archiver.cli.options import add_settings_option, settings_from
 from include.cosmos_archiver.cli.targets import archive_store, source_container
-from include.cosmos_archiver.settings import ArchiveSettings, SettingsError
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -16,11 +15,7 @@ def _run(args: argparse.Namespace) -> int:
     from include.cosmos_archiver.api.app import create_app
     from include.cosmos_archiver.readthrough.repository import ReadThroughRepository
 
-    try:
-        settings = ArchiveSettings.from_mapping(json.loads(args.settings_json)) if args.settings_json else (
-            ArchiveSettings())
-    except (SettingsError, json.JSONDecodeError) as exc:
-        raise UsageError(f"--settings-json: {exc}") from None
+    settings = settings_from(args)
     if not 0 < args.port < 65536:
         raise UsageError(f"--port {args.port} must be 1-65535")
     repository = ReadThroughRepository(source_container(settings, user_agent="billing-api"), archive_store(settings),
@@ -35,6 +30,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("api", help="serve the billing API with read-through to the archive")
     parser.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1, loopback only)")
     parser.add_argument("--port", type=int, default=8000)
-    parser.add_argument("--settings-json", help="archive settings as JSON (as in the Airflow Variable)")
+    add_settings_option(parser)
     parser.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     parser.set_defaults(func=_run)

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 
 from include.cosmos_archiver.cli.main import UsageError
+from include.cosmos_archiver.cli.options import settings_from
 from include.cosmos_archiver.planning.capacity import (
     CapacityInput,
     CapacityInputError,
@@ -21,7 +21,6 @@ from include.cosmos_archiver.planning.capacity import (
     recorded_step_charges,
     survey_container,
 )
-from include.cosmos_archiver.settings import ArchiveSettings, SettingsError
 
 
 def _inputs(args: argparse.Namespace) -> CapacityInput:
@@ -122,11 +121,7 @@ def _survey(args: argparse.Namespace) -> None:
     from include.cosmos_archiver.cli.targets import archive_store, source_container
     from include.cosmos_archiver.planning.due_slices import records_older_than_lookback
 
-    try:
-        settings = ArchiveSettings.from_mapping(json.loads(args.settings_json)) if args.settings_json else (
-            ArchiveSettings())
-    except (SettingsError, json.JSONDecodeError) as exc:
-        raise UsageError(f"--settings-json: {exc}") from None
+    settings = settings_from(args)
     store = archive_store(settings)
     manifests = [m for sid in sorted(store.manifest_metadata()) if (m := store.read_manifest(sid)) is not None]
     print(f"survey of the archive ({len(manifests)} slice manifests): RU recorded per step")

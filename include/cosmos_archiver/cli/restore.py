@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 from include.cosmos_archiver.cli.main import UsageError
+from include.cosmos_archiver.cli.options import add_settings_option, settings_from
 from include.cosmos_archiver.cli.targets import archive_store, source_container
 from include.cosmos_archiver.pipeline.restore import (
     RestoreError,
@@ -16,15 +16,10 @@ from include.cosmos_archiver.pipeline.restore import (
 )
 from include.cosmos_archiver.ru.settings import RateControlSettings
 from include.cosmos_archiver.ru.static_budget import StaticBudget
-from include.cosmos_archiver.settings import ArchiveSettings, SettingsError
 
 
 def _run(args: argparse.Namespace) -> int:
-    try:
-        settings = ArchiveSettings.from_mapping(json.loads(args.settings_json)) if args.settings_json else (
-            ArchiveSettings())
-    except (SettingsError, json.JSONDecodeError) as exc:
-        raise UsageError(f"--settings-json: {exc}") from None
+    settings = settings_from(args)
     if not args.max_ru_s > 0:
         raise UsageError(f"--max-ru-s {args.max_ru_s} must be > 0 (RU/s the restore may spend)")
     budget = StaticBudget(RateControlSettings(provisioned_ru_s=args.max_ru_s, ceiling=1.0, assumed_client_load=0.0))
@@ -54,7 +49,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--slice", help="slice id, e.g. 2025/03/01 (see `cosmos-archive summary`)")
     p.add_argument("--ids", help="comma-separated PARTITION_KEY/ID of the records to restore")
     p.add_argument("--max-ru-s", type=float, default=1000.0, help="RU/s the restore may spend (default 1000)")
-    p.add_argument("--settings-json", help="archive settings as JSON (as in the Airflow Variable)")
+    add_settings_option(p)
     p.set_defaults(func=_run_checked)
 
 
