@@ -189,22 +189,6 @@ class RunResult:
     extra: str = ""
 
 
-class ServerlessGuardBudget(AdaptiveBudget):
-    """PROPOSAL, not in the product (``--serverless-guard``): on a serverless account nothing makes Cosmos throttle
-    the archiver first, and the metrics show a business step 1-2 grains late. Capping the archiver at
-    (1 - ceiling) x provisioned means that while the business stays under the ceiling, no step of it, however
-    fast, can push the total over provisioned before the controller sees it; above the ceiling the target is 0 as
-    before. The price: the archiver never uses more than 1 - ceiling of the account (seed: 20 % of the 30 %
-    headroom at a 50 % business)."""
-
-    def step(self) -> None:
-        super().step()
-        cap = (1.0 - self.settings.ceiling) * self.settings.provisioned_ru_s
-        if self.state.rate_ru_s > cap:
-            self.state.rate_ru_s = cap
-            self._bucket.set_rate(cap)
-
-
 def archiver_reader(lab: RuLab, budget: Any, stop: threading.Event, counters: dict[str, int], index: int) -> None:
     client_kwargs = budget.settings.client_kwargs()
     container = lab.container_proxy(**client_kwargs)  # user agent suffix "cosmos-archive" = archiver traffic
@@ -502,6 +486,22 @@ def add_controller_options(parser: argparse.ArgumentParser) -> None:
         "--burst-s", type=float, default=0.1, help="token bucket capacity in seconds (both controllers)"
     )
     parser.add_argument("--backoff-factor", type=float, default=0.5, help="adaptive: rate x this on a 429")
+    parser.add_argument(
+        "--account",
+        choices=["provisioned", "serverless"],
+        default="provisioned",
+        help="account mode of the gateway and the controller (serverless: priority Low and throughput buckets not "
+        "honoured, the controller capped at --archiver-cap)",
+    )
+    parser.add_argument(
+        "--archiver-cap",
+        type=float,
+        help="adaptive: the archiver's most RU/s as a share of provisioned (default: 1 - ceiling on serverless, none "
+        "on provisioned)",
+    )
+    parser.add_argument(
+        "--step-change", type=float, default=0.1, help="adaptive: a grain-to-grain change above this is a step"
+    )
 
 
 def adaptive_settings(args: argparse.Namespace) -> RateControlSettings:
@@ -523,6 +523,9 @@ def adaptive_settings(args: argparse.Namespace) -> RateControlSettings:
         error_window=args.error_window,
         burst_s=args.burst_s,
         backoff_factor=args.backoff_factor,
+        account_mode=args.account,
+        archiver_cap=args.archiver_cap,
+        step_change=args.step_change,
     )
 
 
@@ -546,12 +549,6 @@ def main(argv: list[str] | None = None) -> int:
         "--trace-speed", type=float, help="--trace seconds played per wall second (default: its grain, 1 grain/s)"
     )
     parser.add_argument(
-        "--account",
-        choices=["provisioned", "serverless"],
-        default="provisioned",
-        help="the gateway's account mode (serverless: priority Low and throughput buckets not honoured)",
-    )
-    parser.add_argument(
         "--trace-start-h", type=float, help="trace hour the run starts at (default 18.25; with --trace: 0)"
     )
     parser.add_argument(
@@ -564,11 +561,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--business-workers", type=int, default=8)
     parser.add_argument("--dump", help="write per-second CSVs with this path prefix")
     parser.add_argument("--only", choices=["static", "adaptive"], help="run one controller only")
-    parser.add_argument(
-        "--serverless-guard",
-        action="store_true",
-        help="adaptive: the proposed cap at (1 - ceiling) x provisioned (ServerlessGuardBudget; not in the product)",
-    )
     args = parser.parse_args(argv)
     # SIGTERM (e.g. `timeout`) unwinds like Ctrl-C, so the lab's servers and the business load are stopped
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
@@ -605,7 +597,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"account: {args.account} ("
         + (
-            "priority Low and throughput buckets NOT honoured: the archiver's pacing is the only protection"
+            "priority Low and throughput buckets NOT honoured: the archiver's pacing is the only protection; "
+            f"adaptive capped at {adaptive_settings(args).cap_ru_s:g} RU/s"
             if args.account == "serverless"
             else "priority Low honoured: Cosmos throttles the archiver first"
         )
@@ -638,7 +631,8 @@ def main(argv: list[str] | None = None) -> int:
     ):
         print(f"lab up in {time.time() - t0:.1f}s: gateway {lab.endpoint}, {args.provisioned:g} RU/s provisioned")
         base = RateControlSettings(
-            provisioned_ru_s=args.provisioned, ceiling=args.ceiling, assumed_client_load=assumed, burst_s=args.burst_s
+            provisioned_ru_s=args.provisioned, ceiling=args.ceiling, assumed_client_load=assumed, burst_s=args.burst_s,
+            account_mode=args.account,
         )
         results = []
         if args.only in (None, "static"):
@@ -647,9 +641,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.only in (None, "adaptive"):
             source = lab.usage_source(lagging_grains=0)
             time.sleep(3)  # let the previous run's traffic age out of the gateway's recent seconds
-            controller = ServerlessGuardBudget if args.serverless_guard else AdaptiveBudget
-            name = "adaptive+guard" if args.serverless_guard else "adaptive"
-            results.append(run_one(name, lab, controller(adaptive_settings(args), source), args))
+            results.append(run_one("adaptive", lab, AdaptiveBudget(adaptive_settings(args), source), args))
             print(report(results[-1]), flush=True)
     for r in results:
         print(goal_check(r))
