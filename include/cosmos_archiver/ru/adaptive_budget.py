@@ -79,13 +79,15 @@ from include.cosmos_archiver.ru.usage import RuUsageSource, UsageSample
 
 
 def confirmed_steps(values: list[float], step_change: float) -> list[int]:
-    """Indices of steps in a series of grains: a change from the grain before larger than ``step_change`` that the
-    next grain confirms (it is still that far from the level before, on the same side). A one-grain jump that comes
-    back is jitter, which the margin is for; the newest grain cannot be confirmed yet."""
+    """Indices of steps in a series of grains: a change from a level (the grain before, itself within
+    ``step_change`` of its own predecessor) larger than ``step_change`` that the next grain confirms (still that far
+    from the level, on the same side). A one-grain jump that comes back — and its return — is jitter, which the
+    margin is for; the newest grain cannot be confirmed yet."""
     steps = []
     for i in range(1, len(values) - 1):
         change, held = values[i] - values[i - 1], values[i + 1] - values[i - 1]
-        if abs(change) > step_change and abs(held) > step_change and (change > 0) == (held > 0):
+        level_held = i < 2 or abs(values[i - 1] - values[i - 2]) <= step_change
+        if level_held and abs(change) > step_change and abs(held) > step_change and (change > 0) == (held > 0):
             steps.append(i)
     return steps
 
@@ -242,6 +244,8 @@ class AdaptiveBudget:
         above ``step_change``) is a new level, not a trend: the line restarts after the step's grain (partial: the
         step began within it); with fewer than 3 grains there, the estimate is their highest, without
         extrapolation, and while the step's grain is the newest, a rise is taken at up to twice what it shows.
+        While a grain of the window (and the one before it) was at or over the ceiling, the estimate is at least that
+        grain: the archiver resumes after a spike once a whole window is back under the ceiling.
         """
         s = self.settings
         known = [x for x in self._samples if x.known]
@@ -283,6 +287,8 @@ class AdaptiveBudget:
         jump = ys[-1] - level
         estimate = fitted_now + (jump if jump > s.spike_rise else 0.0)
         floor = min(ys) if s.level_grains is None else 0.0  # a long window's minimum is stale on a decline
+        if max(clients) >= s.ceiling:  # over the ceiling within the window: its served load swings with its own
+            floor = max(floor, max(clients))  # 429s and says little of its demand; wait until a clear window
         return min(1.5, max(0.0, estimate, floor))
 
     def _grade(self) -> float:
