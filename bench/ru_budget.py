@@ -183,6 +183,7 @@ class RunResult:
     utilisation_steady: float = 0.0  # utilisation over the seconds 2 s or more away from a ramp
     noise_bound_steady: float = 0.0  # the noise bound over the same seconds (their own jitter)
     jitter_p99_steady: float = 0.0
+    noise_bound_capped: float = 0.0  # the noise bound outside ramps if no second may exceed the controller's cap
     client_429_alone: int = 0  # client 429s in seconds where the business alone asked for more than provisioned
     client_429_caused: int = 0  # client 429s in other seconds while the archiver ran: the archiver's doing
     client_429_before: int = 0  # client 429s before the archiver started
@@ -320,6 +321,8 @@ def run_one(name: str, lab: RuLab, budget: Any, args: argparse.Namespace) -> Run
             steady_headroom += headroom
             steady_used += min(row["archiver"]["ru"], headroom)
     jitter_p99_steady, noise_bound_steady = noise_floor(business_at, first, last, ceiling_ru, skip=near_ramps)
+    cap_ru = getattr(getattr(budget, "settings", None), "cap_ru_s", math.inf)
+    _, noise_bound_capped = noise_floor(business_at, first, last, ceiling_ru, skip=near_ramps, cap_ru=cap_ru)
     alone, caused_429, before = split_client_429s(rows, business, args, started, ended)
     extra = ""
     if isinstance(budget, AdaptiveBudget):
@@ -344,6 +347,7 @@ def run_one(name: str, lab: RuLab, budget: Any, args: argparse.Namespace) -> Run
         utilisation_steady=steady_used / steady_headroom if steady_headroom else 0.0,
         noise_bound_steady=noise_bound_steady,
         jitter_p99_steady=jitter_p99_steady,
+        noise_bound_capped=noise_bound_capped,
         client_429_alone=alone,
         client_429_caused=caused_429,
         client_429_before=before,
@@ -387,14 +391,20 @@ def split_client_429s(
 
 
 def noise_floor(
-    business_at: dict[int, float], first: int, last: int, ceiling_ru: float, skip: set[int] | None = None
+    business_at: dict[int, float],
+    first: int,
+    last: int,
+    ceiling_ru: float,
+    skip: set[int] | None = None,
+    cap_ru: float = math.inf,
 ) -> tuple[float, float]:
     """What the business's own per-second jitter leaves to ANY controller that sees usage only after the fact.
 
     Jitter = business RU in a second minus the mean of its two neighbours on each side (the trend). A controller
     that knew the trend perfectly must still keep the 99th percentile of the jitter free to stay under the ceiling
     in 99 % of seconds; the bound is then sum(max(0, trend headroom - p99)) / sum(headroom). ``skip``: seconds left
-    out (e.g. near ramps, where the "jitter" is the ramp itself), from the jitter's p99 and from the sums."""
+    out (e.g. near ramps, where the "jitter" is the ramp itself), from the jitter's p99 and from the sums.
+    ``cap_ru``: the most the archiver may spend in a second (a serverless account's cap): the bound under it."""
     seconds = [
         s
         for s in range(first + 2, last - 2)
@@ -406,7 +416,7 @@ def noise_floor(
     jitter = sorted(business_at[s] - trend[s] for s in seconds)
     p99 = max(0.0, jitter[min(len(jitter) - 1, math.ceil(0.99 * len(jitter)) - 1)])
     headroom = sum(max(0.0, ceiling_ru - business_at[s]) for s in seconds)
-    usable = sum(max(0.0, ceiling_ru - trend[s] - p99) for s in seconds)
+    usable = sum(min(cap_ru, max(0.0, ceiling_ru - trend[s] - p99)) for s in seconds)
     return p99, (usable / headroom if headroom else 0.0)
 
 
@@ -416,7 +426,8 @@ def report(result: RunResult) -> str:
     n = max(1, result.seconds)
     return (
         f"{result.name:9s} [{result.account}] utilisation {result.utilisation:6.1%} (raw {result.raw_ratio:6.1%}; "
-        f"outside ramps {result.utilisation_steady:6.1%}, noise bound there {result.noise_bound_steady:6.1%} with "
+        f"outside ramps {result.utilisation_steady:6.1%}, noise bound there {result.noise_bound_steady:6.1%} "
+        f"(under the archiver's cap {result.noise_bound_capped:6.1%}) with "
         f"jitter p99 {result.jitter_p99_steady:3.0f} RU) | "
         f"over ceiling {result.over_s / n:5.1%} ({result.over_s}/{n} s; archiver-caused "
         f"{result.caused_over_s / n:5.1%} = {result.caused_over_s} s, {result.caused_over_ramp_s} of them in a ramp; "
@@ -440,7 +451,8 @@ def goal_check(r: RunResult) -> str:
     alone asked for more than provisioned are printed apart: no archiver can prevent them); the adaptive controller
     within 3 points of the noise bound outside ramps, archiver-caused seconds over the ceiling <= 3 %, never over by
     more than 2 % of provisioned. On a serverless account the first goal is the whole protection: there is no
-    priority to make Cosmos throttle the archiver first."""
+    priority to make Cosmos throttle the archiver first; the controller's cap there forbids using headroom above it,
+    so the bound under the cap is printed too."""
     n = max(1, r.seconds)
     line = (
         f"goals {r.name:8s} [{r.account}]: archiver-caused client 429s = 0: {r.client_429_caused} "
@@ -452,6 +464,9 @@ def goal_check(r: RunResult) -> str:
             f" | within 3 points of the noise bound outside ramps: {r.utilisation_steady:.1%} vs "
             f"{r.noise_bound_steady:.1%} {_met(gap <= 0.03)}"
         )
+        if r.noise_bound_capped < r.noise_bound_steady - 1e-9:  # capped (serverless): what the cap itself allows
+            capped_gap = r.noise_bound_capped - r.utilisation_steady
+            line += f" (under the cap: {r.noise_bound_capped:.1%} {_met(capped_gap <= 0.03)})"
     line += (
         f" | archiver-caused seconds over the ceiling <= 3 %: {r.caused_over_s / n:.1%} "
         f"{_met(r.caused_over_s / n <= 0.03)}"

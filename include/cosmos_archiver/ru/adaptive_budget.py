@@ -83,13 +83,19 @@ def confirmed_steps(values: list[float], step_change: float) -> list[int]:
     ``step_change`` of its own predecessor) larger than ``step_change`` that the next grain confirms (still that far
     from the level, on the same side). A one-grain jump that comes back — and its return — is jitter, which the
     margin is for; the newest grain cannot be confirmed yet."""
-    steps = []
-    for i in range(1, len(values) - 1):
-        change, held = values[i] - values[i - 1], values[i + 1] - values[i - 1]
-        level_held = i < 2 or abs(values[i - 1] - values[i - 2]) <= step_change
-        if level_held and abs(change) > step_change and abs(held) > step_change and (change > 0) == (held > 0):
-            steps.append(i)
-    return steps
+    return [
+        i
+        for i in range(1, len(values) - 1)
+        if (i < 2 or abs(values[i - 1] - values[i - 2]) <= step_change)
+        and held_move(values[i - 1], values[i], values[i + 1], step_change)
+    ]
+
+
+def held_move(level: float, value: float, following: float, step_change: float) -> bool:
+    """``value`` is more than ``step_change`` away from ``level`` and ``following`` is too, on the same side: the
+    business moved (a ramp or a step) and stayed, rather than jittered for one grain."""
+    moved, held = value - level, following - level
+    return abs(moved) > step_change and abs(held) > step_change and (moved > 0) == (held > 0)
 
 
 @dataclass
@@ -302,9 +308,10 @@ class AdaptiveBudget:
         window reacts faster but lets more grains over. A grain planned before a step (``step_change``) between the
         plan's newest known grain (inclusive: a step's grain is partial, the next one shows its full size) and it
         is not graded: no margin short of the step covers it, and one such error would hold the margin near the
-        step's size for a whole window. Nor is a grain the archiver planned to spend nothing in (the business at or
-        over the ceiling, where its served load swings with its own 429s): the margin is for the grains it spends in.
-        """
+        step's size for a whole window; nor is one whose business moved by more than ``step_change`` from the plan's
+        newest known grain and stayed there the grain after (a ramp's onset, which no margin short of the ramp
+        covers either), nor one where the business alone was at or over provisioned (its served load then swings
+        with its own 429s)."""
         s = self.settings
         if s.error_quantile is None:
             return s.margin
@@ -312,9 +319,11 @@ class AdaptiveBudget:
         if not known:
             return s.margin
         starts = [int(x.timestamp.timestamp()) for x in known]
-        steps = {starts[i] for i in confirmed_steps([self._client_at(x) for x in known], s.step_change)}
-        for sample in known[:-1]:  # the newest grain waits for its successor: is it a step, or one grain's jitter?
-            start = int(sample.timestamp.timestamp())
+        values = [self._client_at(x) for x in known]
+        index = {start: i for i, start in enumerate(starts)}
+        steps = {starts[i] for i in confirmed_steps(values, s.step_change)}
+        for k, sample in enumerate(known[:-1]):  # the newest grain waits for its successor: a step, or jitter?
+            start = starts[k]
             if start <= self._graded_until:
                 continue
             self._graded_until = start
@@ -323,10 +332,13 @@ class AdaptiveBudget:
                 basis = min(b for _, _, b in predictions)
                 if any(basis <= second <= start for second in steps):
                     continue  # planned before a step was published (or on its partial first grain): not noise
+                if values[k] >= 1.0:
+                    continue  # the business alone at or over provisioned: its own 429s, no archiver error
+                b = index.get(basis)
+                if b is not None and held_move(values[b], values[k], values[k + 1], s.step_change):
+                    continue  # the business moved (a ramp) since the plan's newest grain, and stayed: not noise
                 client = sum(c for c, _, _ in predictions) / len(predictions)
                 rate = sum(r for _, r, _ in predictions) / len(predictions)
-                if rate <= 0:
-                    continue  # planned to spend nothing (business at or over the ceiling): no error could add to it
                 own = self._meter.spent_between(start, start + sample.grain_s) / sample.grain_s / s.provisioned_ru_s
                 # the business above its estimate, plus the archiver above its own rate (a read more in the grain)
                 self._errors.append(self._client_at(sample) - client + max(0.0, own - rate))
