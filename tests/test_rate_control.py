@@ -453,3 +453,26 @@ def test_a_ramps_onset_does_not_hold_the_margin_up_afterwards() -> None:
     assert budget.state.margin <= 0.02, budget.state.margin
     for second in range(start + 35, start + 50):  # the plateau after the ramp: its headroom is used
         assert 0.8 * 1000 - 720 - 20 <= rates[second] <= 0.8 * 1000 - 720 + 1e-6, (second, rates[second])
+
+
+def test_after_the_business_was_over_the_ceiling_the_archiver_waits_for_a_clear_window() -> None:
+    """Over provisioned, the business's served load swings with its own 429s and says little of its demand: the
+    archiver stays out until a whole trend window (and the grain before it) is back under the ceiling."""
+    clock = SimClock()
+    usage = TraceUsage(clock, 1000, delay_s=1)
+    settings = RateControlSettings(provisioned_ru_s=1000, stale_after_s=5, margin=0.01)
+    budget = AdaptiveBudget(settings, usage, clock=clock, wall=clock, sleep=clock.sleep)
+    start = int(clock())
+    swings = [0.9, 0.75, 0.95, 0.7, 0.9, 0.75]
+    for second in range(start, start + 80):
+        k = second - start - 20
+        usage.business[second] = swings[k] if 0 <= k < len(swings) else (0.5 if k < 0 else 0.55)
+    rates: dict[int, float] = {}
+    while clock() < start + 40:  # the controller alone (the archiver's own spend would stall while the rate is 0)
+        clock.sleep(0.25)
+        budget.step()
+        rates[int(clock())] = budget.state.rate_ru_s
+    back_under = start + 20 + len(swings)  # the first grain back under the ceiling
+    for second in range(back_under + usage.delay_s + 1, back_under + settings.smoothing_grains):
+        assert rates[second] == 0, (second - start, rates[second])  # the over-ceiling grains are still in the window
+    assert rates[start + 39] == pytest.approx((0.8 - 0.01 - 0.55) * 1000, rel=0.05)
