@@ -34,10 +34,12 @@ promises no cap — users see 100 % at a 0.5 threshold):
   is not); ``level_grains`` takes the line's level from the newest grains only (less extrapolated noise).
 
 * **Steps are not trends.** A change of the business between two consecutive grains larger than ``step_change``
-  (e.g. a square wave's 35 % -> 72 %) restarts the trend line from the grains after it (fewer than 3 there: their
-  highest, no slope), instead of extrapolating a one-grain step as a ramp; and the grains planned before such a
-  step was published are not graded, so one edge does not hold the margin at 40 % for an error window. The margin
-  is for the business's jitter; a step is met by the account's guard (below) and the 429 back-off.
+  and held the grain after (e.g. a square wave's 35 % -> 72 %) restarts the trend line after it (fewer than 3
+  grains there: their highest, no slope), instead of extrapolating a one-grain step as a ramp; the grains planned
+  before such a step (or a ramp's move of that size) was published are not graded, so one edge does not hold the
+  margin at 40 % for an error window. The margin is for the business's jitter; a step is met by the account's
+  guard (below) and the 429 back-off. After the business was over the ceiling, the archiver waits for a trend
+  window clear of it.
 * **The account's guard.** On a provisioned account the archiver's requests go at priority Low (and optionally in
   its own throughput bucket): Cosmos throttles them first. A serverless account offers neither, so there the
   archiver is capped at ``archiver_cap`` (default 1 - ceiling) of provisioned — a business step under the ceiling
@@ -315,7 +317,9 @@ class AdaptiveBudget:
         s = self.settings
         if s.error_quantile is None:
             return s.margin
-        known = [x for x in self._samples if x.known]
+        # the grains still to grade and the few before them (a plan's newest grain, a step's level): not all 1024
+        horizon = self._graded_until - 10 * self._samples[-1].grain_s if self._samples else -math.inf
+        known = [x for x in self._samples if x.known and x.timestamp.timestamp() >= horizon]
         if not known:
             return s.margin
         starts = [int(x.timestamp.timestamp()) for x in known]
@@ -341,7 +345,7 @@ class AdaptiveBudget:
                 rate = sum(r for _, r, _ in predictions) / len(predictions)
                 own = self._meter.spent_between(start, start + sample.grain_s) / sample.grain_s / s.provisioned_ru_s
                 # the business above its estimate, plus the archiver above its own rate (a read more in the grain)
-                self._errors.append(self._client_at(sample) - client + max(0.0, own - rate))
+                self._errors.append(values[k] - client + max(0.0, own - rate))
         for second in [x for x in self._predicted if x < self._graded_until - 60]:
             del self._predicted[second]
         if len(self._errors) < 3:
