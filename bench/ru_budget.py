@@ -74,7 +74,8 @@ adaptive controller's utilisation outside ramps within 3 points of the noise bou
 cap, the bound under the cap is printed too: the cap forbids the headroom above it by design);
 archiver-caused seconds over the ceiling <= 3 %; never over the ceiling by more than 2 % of provisioned.
 
-Measured on recorded traces (2026-12-02 00:56-01:09 UTC, commit 479e729's controller, adaptive only,
+Measured on recorded traces (2026-12-02 00:56-01:09 UTC, commit 479e729's controller — add5f64 only made its
+grading cheaper, same decisions on the replayed dumps — adaptive only,
 ``--seconds 90`` (plateau 80), one run each; 2 shared cores under other helpers' runs: the business's jitter p99
 outside ramps was 13-40 RU, 1.3-4 % of provisioned)::
 
@@ -92,6 +93,9 @@ outside ramps was 13-40 RU, 1.3-4 % of provisioned)::
   plateau  provisioned  34.3 %   0.0 / 39.2        NOT MET    4.3 % NOT, 3 s NOT      0 / 0 MET
   square   provisioned  34.6 %  39.0 / 95.4 (51.2) NOT MET   10.3 % NOT, 8 s NOT      0 / 0 MET
            with --archiver-cap 0.2 (the serverless cap on a provisioned account)
+  confirmation runs with add5f64 (01:18-01:21 UTC):
+  square   serverless   34.3 %  38.4 / 93.2 (50.2) NOT MET   10.3 % NOT, 8 s NOT      0 / 0 MET
+  square   provisioned  75.5 %  91.8 / 95.4        NOT MET   20.3 % NOT, 12 s NOT     0 / 5 NOT MET
 
 Before (the same traces, 00:13-00:28 UTC, the controller without account mode, step handling or ramp-aware
 grading): outside ramps / noise bound square 17.7 / 88.7 (provisioned) and 11.5 / 92.5 (serverless), spike 66.1 /
@@ -123,7 +127,8 @@ moves with the 2 shared cores' load (jitter p99 13-40 RU between runs).
 ramp — the square wave's up-edges (35 % -> 72 % in one second, four in a run, 2 s each before the metrics show
 them: 8-11 s = 10-14 % of the run) and the spike's onset (2-3 s). No controller that sees usage 1-2 grains late
 meets these on such a trace without keeping the edge's 37 % free all the time.
-(3) provisioned square wave: 2 client 429s the archiver caused. Priority Low does not prevent them: the gateway,
+(3) provisioned square wave: 2 and 5 client 429s the archiver caused (two runs; 4 of the second run's 16 seconds
+over the ceiling were outside the 3-s ramp window, just after an edge). Priority Low does not prevent them: the gateway,
 like Cosmos, lets Low requests use up to 90 % of a second before refusing them, and the business's requests later
 in that second find it full. ``archiver_cap`` (the serverless cap, settable on provisioned too: last row) makes
 them 0, at the price of the low phase's headroom above 20 %.
