@@ -10,7 +10,9 @@ every control interval, reads PT1S metrics published 1 s late (business + its ow
 whole reads of ``--read-ru``.
 Own spend is booked in the right second (as the Date header does live), so what is left is the estimator and the
 margin against the business's own jitter. Printed per file: utilisation and seconds over the ceiling that the
-archiver caused, scored like the bench (from 3 s after the archiver starts, which is 4 s into the series). It is a
+archiver caused, scored like the bench (from 3 s after the archiver starts, which is 4 s into the series), and
+the seconds it pushed the total over PROVISIONED while the business alone was under the ceiling (where the bench's
+client 429s the archiver caused fall), with the margin's median. It is a
 model — reads land at step starts and the business does not react to the archiver — so compare settings with it
 and confirm the choice with the bench.
 """
@@ -50,8 +52,9 @@ class ReplayedMetrics:
 
 def replay(
     business: list[float], settings: RateControlSettings, *, read_ru: float, delay_s: float = 1.0, lead_s: int = 4
-) -> tuple[float, int, int]:
-    """Return (utilisation, archiver-caused seconds over the ceiling, seconds scored)."""
+) -> tuple[float, int, int, int, float]:
+    """Return (utilisation, archiver-caused seconds over the ceiling, seconds scored, archiver-caused seconds over
+    provisioned, median margin)."""
     t0 = 1_800_000_000
     metrics = ReplayedMetrics(delay_s)
     for i in range(lead_s):  # the business runs (and is published) before the archiver starts
@@ -61,6 +64,7 @@ def replay(
         settings, metrics, clock=lambda: metrics.now, wall=lambda: metrics.now, sleep=lambda _s: None
     )
     own: dict[int, float] = {}
+    margins: list[float] = []
     owed = 0.0
     step = settings.control_interval_s
     for i in range(lead_s, len(business)):
@@ -68,6 +72,7 @@ def replay(
         for k in range(round(1 / step)):
             metrics.now = second + k * step
             budget.step()
+            margins.append(budget.state.margin)
             owed += budget.state.rate_ru_s * step
             while owed >= read_ru:  # whole reads, booked in the second they are answered
                 owed -= read_ru
@@ -76,7 +81,7 @@ def replay(
         metrics.total[second] = business[i] + own.get(second, 0.0)
     ceiling = settings.ceiling_ru_s
     used = headroom = 0.0
-    over = scored = 0
+    over = scored = over_provisioned = 0
     for i in range(lead_s + 3, len(business)):
         spent = own.get(t0 + i, 0.0)
         room = max(0.0, ceiling - business[i])
@@ -84,7 +89,9 @@ def replay(
         used += min(spent, room)
         scored += 1
         over += business[i] + spent > ceiling and business[i] <= ceiling
-    return (used / headroom if headroom else 0.0), over, scored
+        over_provisioned += business[i] + spent > settings.provisioned_ru_s and business[i] <= ceiling
+    margin = sorted(margins)[len(margins) // 2] if margins else 0.0
+    return (used / headroom if headroom else 0.0), over, scored, over_provisioned, margin
 
 
 def business_series(path: Path) -> list[float]:
@@ -104,9 +111,14 @@ def main(argv: list[str] | None = None) -> int:
     settings = adaptive_settings(args)
     total_over = total_scored = 0
     for path in args.dumps:
-        utilisation, over, scored = replay(business_series(path), settings, read_ru=args.read_ru)
+        utilisation, over, scored, over_provisioned, margin = replay(
+            business_series(path), settings, read_ru=args.read_ru
+        )
         total_over, total_scored = total_over + over, total_scored + scored
-        print(f"{path.name}: utilisation {utilisation:.1%}, over the ceiling {over} of {scored} s")
+        print(
+            f"{path.name} [{settings.account_mode}]: utilisation {utilisation:.1%}, over the ceiling {over} of "
+            f"{scored} s, over provisioned {over_provisioned} s, median margin {margin:.1%}"
+        )
     print(f"all: {total_over} of {total_scored} s over ({total_over / max(1, total_scored):.1%})")
     return 0
 

@@ -33,6 +33,19 @@ promises no cap — users see 100 % at a 0.5 threshold):
   extrapolates a rising trend further than a falling one (meeting a ramp early is safe, meeting a decline early
   is not); ``level_grains`` takes the line's level from the newest grains only (less extrapolated noise).
 
+* **Steps are not trends.** A change of the business between two consecutive grains larger than ``step_change``
+  and held the grain after (e.g. a square wave's 35 % -> 72 %) restarts the trend line after it (fewer than 3
+  grains there: their highest, no slope), instead of extrapolating a one-grain step as a ramp; the grains planned
+  before such a step (or a ramp's move of that size) was published are not graded, so one edge does not hold the
+  margin at 40 % for an error window. The margin is for the business's jitter; a step is met by the account's
+  guard (below) and the 429 back-off. After the business was over the ceiling, the archiver waits for a trend
+  window clear of it.
+* **The account's guard.** On a provisioned account the archiver's requests go at priority Low (and optionally in
+  its own throughput bucket): Cosmos throttles them first. A serverless account offers neither, so there the
+  archiver is capped at ``archiver_cap`` (default 1 - ceiling) of provisioned — a business step under the ceiling
+  cannot push the total over provisioned before the metrics show it — and a 429 stops it at once (on serverless
+  the archiver's 429 is the business's too) before the additive recovery.
+
 Limits (measured in bench/ru_budget.py): the controller cannot see a spike before the metrics publish it, so the
 first grains of a steep ramp (and the first grains after a steep decline levels off) can go over the ceiling; no
 margin short of the ramp's slope x the lag prevents that, and such a margin wastes headroom all day. Per-grain
@@ -45,9 +58,9 @@ What bounds any controller that sees usage after the fact is the business's own 
 to stay under the ceiling in 99 % of grains, the margin must cover the 99th percentile of that jitter, and the
 headroom it leaves unused is the price. bench/ru_budget.py prints that bound next to the controller's result.
 
-The archiver also marks its requests low priority (``priority="Low"``), so Cosmos throttles them first when
-the partition is over budget, and optionally sends them in its own throughput bucket: see
-:meth:`RateControlSettings.client_kwargs`.
+On a provisioned account the archiver also marks its requests low priority (``priority="Low"``), so Cosmos
+throttles them first when the partition is over budget, and optionally sends them in its own throughput bucket; on
+a serverless account neither header is sent: see :meth:`RateControlSettings.client_kwargs`.
 """
 
 from __future__ import annotations
@@ -65,6 +78,26 @@ from include.cosmos_archiver.ru.settings import RateControlError, RateControlSet
 from include.cosmos_archiver.ru.statistics import ChargeMeter, upper_quantile
 from include.cosmos_archiver.ru.token_bucket import TokenBucket
 from include.cosmos_archiver.ru.usage import RuUsageSource, UsageSample
+
+
+def confirmed_steps(values: list[float], step_change: float) -> list[int]:
+    """Indices of steps in a series of grains: a change from a level (the grain before, itself within
+    ``step_change`` of its own predecessor) larger than ``step_change`` that the next grain confirms (still that far
+    from the level, on the same side). A one-grain jump that comes back — and its return — is jitter, which the
+    margin is for; the newest grain cannot be confirmed yet."""
+    return [
+        i
+        for i in range(1, len(values) - 1)
+        if (i < 2 or abs(values[i - 1] - values[i - 2]) <= step_change)
+        and held_move(values[i - 1], values[i], values[i + 1], step_change)
+    ]
+
+
+def held_move(level: float, value: float, following: float, step_change: float) -> bool:
+    """``value`` is more than ``step_change`` away from ``level`` and ``following`` is too, on the same side: the
+    business moved (a ramp or a step) and stayed, rather than jittered for one grain."""
+    moved, held = value - level, following - level
+    return abs(moved) > step_change and abs(held) > step_change and (moved > 0) == (held > 0)
 
 
 @dataclass
@@ -108,11 +141,13 @@ class AdaptiveBudget:
         self._last_poll = -math.inf
         self._last_step = -math.inf
         self._last_backoff = -math.inf
-        self._predicted: dict[int, list[tuple[float, float]]] = {}  # wall second -> (client estimate, own rate) plans
+        # wall second -> plans for it: (client estimate, own rate, start of the newest grain the estimate knew)
+        self._predicted: dict[int, list[tuple[float, float, int]]] = {}
         self._errors: deque[float] = deque(maxlen=settings.error_window)  # actual - predicted, graded grains
         self._graded_until = -math.inf
         self._started_wall = wall()
         self._window_start = -math.inf  # start of the oldest grain in the last estimate's trend window
+        self._basis = 0  # start of the newest known grain behind the last estimate
         self.state = ControlState(margin=settings.margin)
         self.throttled = 0
         self.spent_ru = 0.0
@@ -167,7 +202,9 @@ class AdaptiveBudget:
                 return  # one halving per interval: parallel readers hitting one spike are one signal (TCP: per RTT)
             self._last_backoff = now
             st = self.state
-            st.aimd_cap_ru_s = max(0.0, min(st.rate_ru_s, st.aimd_cap_ru_s) * self.settings.backoff_factor)
+            # serverless: no priority, so the archiver's 429 is the business's too: stop, then recover additively
+            factor = 0.0 if self.settings.serverless else self.settings.backoff_factor
+            st.aimd_cap_ru_s = max(0.0, min(st.rate_ru_s, st.aimd_cap_ru_s) * factor)
             st.rate_ru_s = min(st.target_ru_s, st.aimd_cap_ru_s)
             st.backoffs += 1
             st.reason = f"429: backed off to {st.rate_ru_s:,.0f} RU/s"
@@ -177,7 +214,7 @@ class AdaptiveBudget:
     def _fallback_rate(self) -> float:
         s = self.settings
         client = s.unknown_client_load if s.unknown_client_load is not None else max(0.0, s.ceiling - 0.05)
-        return max(0.0, (s.ceiling - s.margin - client) * s.provisioned_ru_s)
+        return min(s.cap_ru_s, max(0.0, (s.ceiling - s.margin - client) * s.provisioned_ru_s))
 
     def _poll(self, now: float) -> None:
         if self.usage is None or now - self._last_poll < self.settings.usage_poll_s:
@@ -211,7 +248,12 @@ class AdaptiveBudget:
         from the whole window but the level from only the newest grains: a short line extrapolated over the lag
         multiplies per-grain noise (a 4-grain line read 2.75 grains past its newest point: ~2x the noise), a long
         one reacts late to a change of level; this keeps both small. A jump above the line by more than
-        ``spike_rise`` (a spike that the line has not caught yet) wins.
+        ``spike_rise`` (a spike that the line has not caught yet) wins. A step (a change between consecutive grains
+        above ``step_change``) is a new level, not a trend: the line restarts after the step's grain (partial: the
+        step began within it); with fewer than 3 grains there, the estimate is their highest, without
+        extrapolation, and while the step's grain is the newest, a rise is taken at up to twice what it shows.
+        While a grain of the window (and the one before it) was at or over the ceiling, the estimate is at least that
+        grain: the archiver resumes after a spike once a whole window is back under the ceiling.
         """
         s = self.settings
         known = [x for x in self._samples if x.known]
@@ -221,10 +263,24 @@ class AdaptiveBudget:
         now = self._wall()
         if now - newest.end.timestamp() > s.stale_after_s:
             return None
-        window = known[-s.smoothing_grains :]
+        self._basis = int(newest.timestamp.timestamp())
+        recent = known[-(s.smoothing_grains + 1) :]  # one grain more: a step INTO the line's oldest grain counts too
+        clients = [self._client_at(x) for x in recent]
+        steps = confirmed_steps(clients, s.step_change)
+        rising = len(clients) > 1 and clients[-1] - clients[-2] > s.step_change  # a rise is met before it is confirmed
+        step_at = len(clients) - 1 if rising else (steps[-1] if steps else None)
+        if step_at is None:
+            window = recent[-s.smoothing_grains :]
+        else:  # a new level: the step's own grain is partial (the step began within it), the line starts after it
+            window = recent[step_at + 1 :]
+            if len(window) < 3:
+                self._window_start = recent[step_at].timestamp.timestamp()
+                if not window:  # the step's grain is the newest: up to twice what it shows if rising
+                    return min(1.5, clients[step_at] + max(0.0, clients[step_at] - clients[step_at - 1]))
+                return min(1.5, max(clients[step_at + 1 :]))  # its new level, no slope through one or two grains
         self._window_start = window[0].timestamp.timestamp()
         xs = [x.timestamp.timestamp() + x.grain_s / 2 for x in window]
-        ys = [self._client_at(x) for x in window]
+        ys = clients[-len(window) :]
         mean_x, mean_y = sum(xs) / len(xs), sum(ys) / len(ys)
         var_x = sum((x - mean_x) ** 2 for x in xs)
         slope = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys, strict=True)) / var_x if var_x else 0.0
@@ -239,6 +295,8 @@ class AdaptiveBudget:
         jump = ys[-1] - level
         estimate = fitted_now + (jump if jump > s.spike_rise else 0.0)
         floor = min(ys) if s.level_grains is None else 0.0  # a long window's minimum is stale on a decline
+        if max(clients) >= s.ceiling:  # over the ceiling within the window: its served load swings with its own
+            floor = max(floor, max(clients))  # 429s and says little of its demand; wait until a clear window
         return min(1.5, max(0.0, estimate, floor))
 
     def _grade(self) -> float:
@@ -249,22 +307,45 @@ class AdaptiveBudget:
         within a second, the error of predicting over the metrics lag, the archiver's own granularity — instead of
         guessing it. The quantile sets the share of grains allowed over the ceiling (0.99: 1 %), read from a normal
         fitted to the last ``error_window`` errors; a ramp's onset error keeps the margin up that long — a short
-        window reacts faster but lets more grains over."""
+        window reacts faster but lets more grains over. A grain planned before a step (``step_change``) between the
+        plan's newest known grain (inclusive: a step's grain is partial, the next one shows its full size) and it
+        is not graded: no margin short of the step covers it, and one such error would hold the margin near the
+        step's size for a whole window; nor is one whose business moved by more than ``step_change`` from the plan's
+        newest known grain and stayed there the grain after (a ramp's onset, which no margin short of the ramp
+        covers either), nor one where the business alone was at or over provisioned (its served load then swings
+        with its own 429s)."""
         s = self.settings
         if s.error_quantile is None:
             return s.margin
-        for sample in self._samples:
-            start = int(sample.timestamp.timestamp())
-            if not sample.known or start <= self._graded_until:
+        # the grains still to grade and the few before them (a plan's newest grain, a step's level): not all 1024
+        horizon = self._graded_until - 10 * self._samples[-1].grain_s if self._samples else -math.inf
+        known = [x for x in self._samples if x.known and x.timestamp.timestamp() >= horizon]
+        if not known:
+            return s.margin
+        starts = [int(x.timestamp.timestamp()) for x in known]
+        values = [self._client_at(x) for x in known]
+        index = {start: i for i, start in enumerate(starts)}
+        steps = {starts[i] for i in confirmed_steps(values, s.step_change)}
+        for k, sample in enumerate(known[:-1]):  # the newest grain waits for its successor: a step, or jitter?
+            start = starts[k]
+            if start <= self._graded_until:
                 continue
             self._graded_until = start
             predictions = [p for x in range(start, start + int(sample.grain_s)) for p in self._predicted.pop(x, ())]
             if predictions:
-                client = sum(c for c, _ in predictions) / len(predictions)
-                rate = sum(r for _, r in predictions) / len(predictions)
+                basis = min(b for _, _, b in predictions)
+                if any(basis <= second <= start for second in steps):
+                    continue  # planned before a step was published (or on its partial first grain): not noise
+                if values[k] >= 1.0:
+                    continue  # the business alone at or over provisioned: its own 429s, no archiver error
+                b = index.get(basis)
+                if b is not None and held_move(values[b], values[k], values[k + 1], s.step_change):
+                    continue  # the business moved (a ramp) since the plan's newest grain, and stayed: not noise
+                client = sum(c for c, _, _ in predictions) / len(predictions)
+                rate = sum(r for _, r, _ in predictions) / len(predictions)
                 own = self._meter.spent_between(start, start + sample.grain_s) / sample.grain_s / s.provisioned_ru_s
                 # the business above its estimate, plus the archiver above its own rate (a read more in the grain)
-                self._errors.append(self._client_at(sample) - client + max(0.0, own - rate))
+                self._errors.append(values[k] - client + max(0.0, own - rate))
         for second in [x for x in self._predicted if x < self._graded_until - 60]:
             del self._predicted[second]
         if len(self._errors) < 3:
@@ -298,9 +379,9 @@ class AdaptiveBudget:
                 st.aimd_cap_ru_s += recovery
                 if st.aimd_cap_ru_s >= st.target_ru_s:
                     st.aimd_cap_ru_s = math.inf  # recovered: metrics alone steer again
-            st.rate_ru_s = min(st.target_ru_s, st.aimd_cap_ru_s)
+            st.rate_ru_s = min(st.target_ru_s, st.aimd_cap_ru_s, s.cap_ru_s)
             if client is not None and self._window_start >= self._started_wall:  # steady state, not start-up
-                plan = (client, st.rate_ru_s / s.provisioned_ru_s)
+                plan = (client, st.rate_ru_s / s.provisioned_ru_s, self._basis)
                 self._predicted.setdefault(int(self._wall()), []).append(plan)
             self._bucket.set_rate(st.rate_ru_s, drain=st.rate_ru_s < self._bucket.rate * 0.5)
         finally:

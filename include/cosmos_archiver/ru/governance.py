@@ -2,6 +2,10 @@
 
 One validated object (from the ``cosmos_archive_ru`` Airflow Variable or a dict) that builds the usage source
 for the RU gate, the RuBudget for copy/validation, and the client options (low priority, throughput bucket).
+
+``account_mode``: ``provisioned`` (default) sends priority Low and the throughput bucket, Cosmos's server-side guard;
+``serverless`` (the seed's account) sends neither — Azure offers neither there — and the adaptive controller is the
+only guard, capped at ``archiver_cap`` (default 1 - ceiling) of ``provisioned_ru_s`` and stopping on a 429.
 """
 
 from __future__ import annotations
@@ -37,6 +41,8 @@ class RuGovernance:
     usage_poll_s: float = 60.0
     stale_after_s: float = 300.0
     throughput_bucket: int | None = None
+    account_mode: str = "provisioned"  # or "serverless": no priority/throughput-bucket headers, own pacing only
+    archiver_cap: float | None = None  # share of provisioned the archiver never exceeds (None: serverless 1 - ceiling)
     # The margin kept free under the ceiling: at least `margin`, or the `error_quantile` of a normal fitted to the
     # upper half of the controller's last `error_window` graded errors (business above its estimate, archiver above
     # its rate). 0.99 matches the goal "at most 1 % of seconds over the ceiling"; 60 grains is the last hour at
@@ -47,6 +53,8 @@ class RuGovernance:
     ru_per_record: float = 300.0  # sizes ADF pages until a slice's manifest has measured it
 
     def __post_init__(self) -> None:
+        if isinstance(self.account_mode, str):  # "Serverless" from an environment variable is fine
+            object.__setattr__(self, "account_mode", self.account_mode.strip().lower())
         if self.controller not in CONTROLLERS:
             raise RateControlError(f"controller={self.controller!r} must be one of {CONTROLLERS}")
         if self.credential not in ("default", "local"):
@@ -70,6 +78,7 @@ class RuGovernance:
             provisioned_ru_s=self.provisioned_ru_s, ceiling=self.ceiling,
             assumed_client_load=self.assumed_client_load, usage_poll_s=self.usage_poll_s,
             stale_after_s=self.stale_after_s, throughput_bucket=self.throughput_bucket,
+            account_mode=self.account_mode, archiver_cap=self.archiver_cap,
             margin=self.margin, error_quantile=self.error_quantile, error_window=self.error_window,
             # enough grains for the trend line from the first poll: the line's grains + the unpublished ones + 2
             usage_window_s=self.grain_s * (RateControlSettings.smoothing_grains + self.lagging_grains + 2),

@@ -1,6 +1,15 @@
 """Rate-control settings: the ceiling, the controller's tuning and the client options, validated on creation.
 
 Every value is checked when the object is built; :class:`RateControlError` names the bad value and its range.
+
+The account mode decides what protects the business besides the archiver's own pacing:
+
+* ``provisioned``: requests go at priority Low (and, if set, in the archiver's throughput bucket), so when a second
+  is over budget Cosmos throttles the archiver's requests first — a server-side guard.
+* ``serverless``: Azure offers neither priority-based execution nor throughput buckets there, so no such header is
+  sent and the archiver's pacing is the only guard. The controller is then capped at ``archiver_cap`` (default
+  1 - ceiling) of provisioned: while the business stays under the ceiling, no step of it, however sudden, can push
+  the total over provisioned in the 1-2 grains before the metrics show it.
 """
 
 from __future__ import annotations
@@ -8,6 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from include.cosmos_archiver.errors import TerminalError
+
+ACCOUNT_MODES = ("provisioned", "serverless")
 
 
 class RateControlError(TerminalError, ValueError):
@@ -35,8 +46,15 @@ class RateControlSettings:
     backoff_factor: float = 0.5  # multiplicative decrease on a 429
     recovery_ru_s: float | None = None  # additive increase per interval (None: 5 % of provisioned)
     burst_s: float = 0.25  # bucket capacity in seconds of rate (small: no bursts above the rate)
-    priority: str | None = "Low"
-    throughput_bucket: int | None = None
+    priority: str | None = "Low"  # sent on provisioned accounts only (serverless has no priority-based execution)
+    throughput_bucket: int | None = None  # provisioned accounts only
+    account_mode: str = "provisioned"  # or "serverless": no server-side guard, the archiver's pacing is the only one
+    # the archiver never spends more than this share of provisioned (None: 1 - ceiling on serverless, no cap on
+    # provisioned): a business step is seen 1-2 grains late, and until then only this bounds the total
+    archiver_cap: float | None = None
+    # a change of the business between two consecutive grains larger than this (share of provisioned) is a step,
+    # not a trend: the estimate restarts from the grains after it, and the grains it falls in are not graded
+    step_change: float = 0.1
 
     def __post_init__(self) -> None:
         def fraction(name: str, value: float, *, zero_ok: bool) -> None:
@@ -84,6 +102,16 @@ class RateControlSettings:
             raise RateControlError(f"priority={self.priority!r} must be 'Low', 'High' or None")
         if self.throughput_bucket is not None and not 1 <= self.throughput_bucket <= 5:
             raise RateControlError(f"throughput_bucket={self.throughput_bucket!r} must be an integer 1-5 or None")
+        if self.account_mode not in ACCOUNT_MODES:
+            raise RateControlError(f"account_mode={self.account_mode!r} must be one of {', '.join(ACCOUNT_MODES)}")
+        if self.account_mode == "serverless" and self.throughput_bucket is not None:
+            raise RateControlError(
+                f"throughput_bucket={self.throughput_bucket!r} with account_mode='serverless': serverless accounts "
+                "have no throughput buckets; remove throughput_bucket or set account_mode='provisioned'"
+            )
+        if self.archiver_cap is not None:
+            fraction("archiver_cap", self.archiver_cap, zero_ok=False)
+        fraction("step_change", self.step_change, zero_ok=False)
 
     @property
     def ceiling_ru_s(self) -> float:
@@ -94,9 +122,22 @@ class RateControlSettings:
         """The seed formula's fixed archiver budget: (ceiling - assumed client load) x provisioned."""
         return max(0.0, (self.ceiling - self.assumed_client_load) * self.provisioned_ru_s)
 
+    @property
+    def serverless(self) -> bool:
+        return self.account_mode == "serverless"
+
+    @property
+    def cap_ru_s(self) -> float:
+        """The most RU/s the archiver may ever spend (inf: no cap)."""
+        share = self.archiver_cap if self.archiver_cap is not None else (1 - self.ceiling if self.serverless else None)
+        return float("inf") if share is None else share * self.provisioned_ru_s
+
     def client_kwargs(self) -> dict[str, object]:
-        """Keyword arguments for clients.cosmos_client(): low priority and the archiver's throughput bucket."""
+        """Keyword arguments for clients.cosmos_client(): low priority and the archiver's throughput bucket on a
+        provisioned account; nothing on a serverless one (Azure offers neither there)."""
         kwargs: dict[str, object] = {}
+        if self.serverless:
+            return kwargs
         if self.priority is not None:
             kwargs["priority"] = self.priority
         if self.throughput_bucket is not None:

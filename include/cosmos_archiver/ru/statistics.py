@@ -34,11 +34,13 @@ class ChargeMeter:
 
 
 def upper_quantile(errors: Sequence[float], quantile: float) -> float:
-    """The ``quantile`` (> 0.5) of a normal fitted to the upper half of ``errors``: their median plus z x the spread
-    of the errors above it. The empirical 99th percentile of a few dozen grains is their largest, noisy and, while
-    the window fills, biased low; a two-sided fit would let a large miss on the safe side (the business far below
-    its estimate, e.g. a spike that ended) widen the margin."""
-    median = statistics.median(errors)
-    upper_spread = math.sqrt(2 * statistics.fmean(max(0.0, e - median) ** 2 for e in errors))
-    return median + statistics.NormalDist().inv_cdf(quantile) * upper_spread
+    """The ``quantile`` (> 0.5) of a normal fitted to the upper half of ``errors``: their centre (the median, or 0
+    if the median is negative) plus z x the spread of the errors above it. The empirical 99th percentile of a few
+    dozen grains is their largest, noisy and, while the window fills, biased low; a two-sided fit would let a large
+    miss on the safe side (the business far below its estimate, e.g. a spike that ended) widen the margin — and so
+    would a median pulled below 0 by such misses, against which every small under-estimate looks like a wide
+    spread."""
+    centre = max(0.0, statistics.median(errors))
+    upper_spread = math.sqrt(2 * statistics.fmean(max(0.0, e - centre) ** 2 for e in errors))
+    return centre + statistics.NormalDist().inv_cdf(quantile) * upper_spread
 
