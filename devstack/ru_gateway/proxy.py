@@ -237,6 +237,23 @@ class Gateway:
             page_guess = self._page_ru_ema.get(kind.collection, 0.0)
         return self.charge_model.estimate(kind, request_bytes, known, page_guess)
 
+    def learn_size(self, kind: RequestKind, path: str, headers: list[tuple[str, str]]) -> None:
+        """Before a delete or replace of a document whose size it has not seen (written by a create or upsert, found
+        by a query), read it from the backend, uncharged: Cosmos charges a delete by the size of what it removes."""
+        if kind.operation not in ("Delete", "Replace") or not kind.doc_link:
+            return
+        with self._cache_lock:
+            if kind.doc_link in self._doc_sizes:
+                return
+        plain = [(k, v) for k, v in headers if k.lower() not in ("if-match", "if-none-match", "content-type")]
+        try:
+            status, _, _, data = self.forward("GET", path, plain, b"")
+        except OSError:
+            return  # the delete itself will meet the same backend and answer for it
+        if status == 200:
+            with self._cache_lock:
+                self._remember(kind.doc_link, len(data))
+
     def charge(self, kind: RequestKind, status: int, request_bytes: int, response_bytes: int) -> float:
         with self._cache_lock:
             known = self._doc_sizes.get(kind.doc_link) if kind.doc_link else None
@@ -514,6 +531,7 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             if fault.kind == "slow":
                 time.sleep(fault.delay_s)
+        gateway.learn_size(kind, self.path, list(self.headers.items()))
         estimate = gateway.estimate(kind, len(body))
         if fault is not None and fault.kind == "throttle":
             reason = "injected 429 storm"
