@@ -83,11 +83,9 @@ def slice_grid(start: dt.datetime, end: dt.datetime, *, slice_hours: int = 24) -
     ``slice_hours`` divides 24 (sub-day slices) or is a whole number of days (e.g. 168 for weeks); the grid never
     moves, so the same instant always falls in the same slice and re-planning is idempotent.
     """
-    validate_slice_hours(slice_hours)
-    step = dt.timedelta(hours=slice_hours)
-    epoch = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-    cursor = epoch + step * ((as_utc(start) - epoch) // step)
-    end = as_utc(end)
+    first = slice_of(start, slice_hours)
+    step = first.end - first.start
+    cursor, end = first.start, as_utc(end)
     slices = []
     while cursor < end:
         slices.append(TimeSlice(cursor, cursor + step))

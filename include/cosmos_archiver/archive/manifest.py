@@ -121,6 +121,11 @@ class Manifest:
         return {"status": self.status, "records": str(self.record_count), "generation": str(self.generation),
                 "purged_generation": str(self.purged_generation)}
 
+    def kept_before(self, generation: int) -> tuple[list[FileEntry], list[RecordEntry]]:
+        """The files and records of the generations before ``generation``: what a new generation keeps as it is."""
+        return ([f for f in self.files if f.generation < generation],
+                [r for r in self.records if r.generation < generation])
+
     def summary(self) -> dict[str, Any]:
         """The line an operator reads in a task log or report."""
         return {

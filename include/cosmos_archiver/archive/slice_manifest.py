@@ -49,8 +49,7 @@ def copied_manifest(
     With ``base`` (the slice's manifest whose verified generations are kept), the new generation's files and records
     come after the kept ones; count and digest are over the newest version of each record (newest wins).
     """
-    kept_files = [f for f in base.files if f.generation < generation] if base is not None else []
-    kept_records = [r for r in base.records if r.generation < generation] if base is not None else []
+    kept_files, kept_records = base.kept_before(generation) if base is not None else ([], [])
     new_records = list(records)
     all_records = kept_records + new_records
     if base is not None:

@@ -182,8 +182,7 @@ def _copy(
     started = time.perf_counter()
     stats = ReadStats()
     generation = base.verified_generation + 1 if base is not None else 0
-    kept_files = [f for f in base.files if f.generation < generation] if base is not None else []
-    kept_records = [r for r in base.records if r.generation < generation] if base is not None else []
+    kept_files, kept_records = base.kept_before(generation) if base is not None else ([], [])
     archived = {(r.partition_key, r.id): r.etag for r in sorted(kept_records, key=lambda r: r.generation)}
     writer = _PartWriter(store, slice_id, settings, lease, first_index=len(kept_files), generation=generation)
     records: list[RecordEntry] = []
