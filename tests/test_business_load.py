@@ -45,6 +45,22 @@ def _stats(config: stack.StackConfig) -> dict:
     return requests.get(config.gateway_stats_url, verify=str(ca), timeout=5).json()
 
 
+def _settled_totals(config: stack.StackConfig) -> dict:
+    """Totals once the archiver column has stopped moving.
+
+    An azure-cosmos client checks endpoint health from a daemon thread after its first request, so a client an
+    earlier test made can still land a request a moment later; compare totals only once that has settled.
+    """
+    totals = _stats(config)["totals"]
+    for _ in range(20):
+        time.sleep(0.25)
+        again = _stats(config)["totals"]
+        if again["archiver"] == totals["archiver"]:
+            return again
+        totals = again
+    raise AssertionError(f"archiver traffic did not settle in 5 s: {totals['archiver']}")
+
+
 def _set_gateway(config: stack.StackConfig, **settings: float) -> None:
     ca = stack.ensure_local_tls(config.state_dir).ca_cert
     url = f"{config.cosmos_endpoint}_gateway/config"
@@ -78,7 +94,7 @@ def test_stack_rejects_bad_provisioned_ru(monkeypatch: pytest.MonkeyPatch) -> No
 
 
 def test_load_follows_the_trace_and_counts_as_business(local_stack: stack.StackConfig) -> None:
-    before = _stats(local_stack)["totals"]
+    before = _settled_totals(local_stack)
     result = run_business_load(
         local_stack.cosmos_endpoint, stack.EMULATOR_COSMOS_KEY, DB, COLL, LoadTrace.constant(0.5), duration_s=4,
         provisioned_ru=PROVISIONED, workers=3, seed=1,
