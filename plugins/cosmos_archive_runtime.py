@@ -30,7 +30,7 @@ from include.cosmos_archiver.adf.indexing import index_adf_slice
 from include.cosmos_archiver.adf.parameters import pipeline_parameters
 from include.cosmos_archiver.archive.manifest import Manifest
 from include.cosmos_archiver.archive.store import ArchiveStore
-from include.cosmos_archiver.clients import EndpointPatience, cosmos_client
+from include.cosmos_archiver.clients import EndpointPatience, cosmos_client, ensure_container, with_patience
 from include.cosmos_archiver.errors import TerminalError
 from include.cosmos_archiver.pipeline.copy import copy_slice, needs_local_copy
 from include.cosmos_archiver.pipeline.run_status import ArchiveStatus
@@ -160,9 +160,10 @@ def paced_source(settings: ArchiveSettings) -> tuple[ContainerProxy, RuBudget]:
 
 def archive_store(settings: ArchiveSettings, *, create: bool = True) -> ArchiveStore:
     require_connection(BLOB_CONN_ID, "Azure Blob Storage sink (wasb)")
-    container = WasbHook(wasb_conn_id=BLOB_CONN_ID).get_conn().get_container_client(settings.blob_container)
-    if create and not container.exists():
-        container.create_container()
+    hooked = WasbHook(wasb_conn_id=BLOB_CONN_ID).get_conn().get_container_client(settings.blob_container)
+    container = with_patience(hooked, EndpointPatience.from_settings(settings))  # the hook's auth, our bounds
+    if create:
+        ensure_container(container)
     return ArchiveStore(container, settings.blob_prefix)
 
 

@@ -10,12 +10,14 @@ a 3-minute outage; here it is bounded to ~40 s (one progress line at 30 s), and 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import threading
 import time
 import uuid
 
 import pytest
+from azure.core.exceptions import ServiceRequestError
 from azure.cosmos import PartitionKey
 from azure.storage.blob import BlobLeaseClient
 
@@ -158,3 +160,41 @@ def test_a_throttled_copy_logs_what_it_waits_for(stack, archive_store, monkeypat
         assert waiting and gateway.endpoint in waiting[0] and "slice query" in waiting[0], waiting
     finally:
         direct.delete_container(name)
+
+
+def test_the_dags_blob_client_keeps_the_hooks_auth_and_gives_up_in_bounded_time(stack, monkeypatch):
+    """The DAG's store comes from the provider's WasbHook (the Airflow connection's auth) with the archiver's
+    bounds swapped in: it reads and writes Azurite with the hook's key, and a dead endpoint fails within them."""
+    from airflow.providers.microsoft.azure.hooks.wasb import WasbHook
+
+    def hooked(conn_id: str, connection_string: str, container: str):
+        monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}",
+                           json.dumps({"conn_type": "wasb", "extra": {"connection_string": connection_string}}))
+        return WasbHook(wasb_conn_id=conn_id).get_conn().get_container_client(container)
+
+    live = clients.with_patience(hooked("t_live", stack.blob_connection_string, f"t-{uuid.uuid4().hex[:12]}"))
+    clients.ensure_container(live)
+    try:
+        live.upload_blob("probe", b"kept auth")
+        assert live.download_blob("probe").readall() == b"kept auth"
+    finally:
+        live.delete_container()
+
+    port = free_port()  # nothing listens there
+    dead_conn = (f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
+                 f"BlobEndpoint=http://127.0.0.1:{port}/{AZURITE_ACCOUNT};")
+    patience = EndpointPatience(total_s=12, connect_timeout_s=2)
+    dead = clients.with_patience(hooked("t_dead", dead_conn, "archive"), patience)
+    seen: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: seen.append(record.getMessage())  # type: ignore[method-assign]
+    clients.log.addHandler(handler)  # importing Airflow reroutes logging, so listen on the library's logger itself
+    began = time.monotonic()
+    try:
+        with pytest.raises(ServiceRequestError):
+            clients.ensure_container(dead)
+    finally:
+        clients.log.removeHandler(handler)
+    assert time.monotonic() - began < 12 + 5  # the SDK's default retry (15 s, 18 s, 24 s ...) would still be waiting
+    retries = [m for m in seen if f"Blob Storage at http://127.0.0.1:{port}" in m]
+    assert retries and "retry 1 of" in retries[0], seen

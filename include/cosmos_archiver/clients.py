@@ -147,13 +147,28 @@ def blob_container(
     connection_string: str, container: str, *, create: bool = True, patience: EndpointPatience | None = DEFAULT_PATIENCE
 ) -> ContainerClient:
     options = patience.blob_kwargs() if patience else {}
-    service = BlobServiceClient.from_connection_string(connection_string, **options)
-    client = service.get_container_client(container)
+    client = BlobServiceClient.from_connection_string(connection_string, **options).get_container_client(container)
     if create:
-        with waiting_for(f"Blob Storage at {service.primary_endpoint} (container {container!r})"):
-            if not client.exists():
-                client.create_container()
+        ensure_container(client)
     return client
+
+
+def with_patience(container: ContainerClient, patience: EndpointPatience = DEFAULT_PATIENCE) -> ContainerClient:
+    """The same container with the same credential, its calls bounded by ``patience`` (and logged while retrying).
+
+    The provider's WasbHook builds its client from the Airflow connection with the SDK's default retry, which keeps
+    a dead endpoint busy for minutes without a word; this keeps the hook's account URL and authentication (key,
+    SAS, or token credential) and swaps in the archiver's transport bounds. Proxies come from HTTPS_PROXY.
+    """
+    return ContainerClient.from_container_url(container.url, credential=container.credential,
+                                              **patience.blob_kwargs())
+
+
+def ensure_container(client: ContainerClient) -> None:
+    """Create the Blob container if it does not exist, logging while an unreachable endpoint is retried."""
+    with waiting_for(f"Blob Storage at {endpoint_of(client)}"):
+        if not client.exists():
+            client.create_container()
 
 
 def endpoint_of(client: Any) -> str:
