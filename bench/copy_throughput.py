@@ -57,7 +57,7 @@ from include.cosmos_archiver.archive.canonical import canonical_json, record_key
 from include.cosmos_archiver.archive.manifest import FileEntry, RecordEntry  # noqa: E402
 from include.cosmos_archiver.archive.parquet_layout import SCHEMA, ArchivedRow, decode_rows, encode_rows, rows_table  # noqa: E402
 from include.cosmos_archiver.archive.store import ArchiveStore  # noqa: E402
-from include.cosmos_archiver.pipeline.copy import _PartWriter  # noqa: E402
+from include.cosmos_archiver.pipeline.part_writer import PartWriter  # noqa: E402
 from include.cosmos_archiver.settings import ArchiveSettings  # noqa: E402
 
 GOAL_MB_S_PER_CORE = 50.0
@@ -116,7 +116,7 @@ def copy_path(
     canon: Callable[[dict[str, Any]], bytes] = canonical_json,
 ) -> Any:
     """What copy_slice does per document after the read, with the real part writer (encode + sha256 + upload)."""
-    writer = _PartWriter(store, slice_id, settings)
+    writer = PartWriter(store, slice_id, settings)
     records: list[RecordEntry] = []
     for doc in docs:
         key = record_key(doc, settings.partition_key_path)
@@ -160,7 +160,7 @@ def encode_variant(
     return sink.getvalue()
 
 
-class FastPartWriter(_PartWriter):
+class FastPartWriter(PartWriter):
     """The part writer with the binary encode (bytes -> Arrow without a Python str round trip), as adopted."""
 
     def flush(self) -> None:

@@ -95,7 +95,7 @@ from include.cosmos_archiver.archive.manifest import Manifest, RecordEntry  # no
 from include.cosmos_archiver.archive.parquet_layout import ArchivedRow  # noqa: E402
 from include.cosmos_archiver.archive.store import ArchiveStore  # noqa: E402
 from include.cosmos_archiver.clients import blob_container, cosmos_client  # noqa: E402
-from include.cosmos_archiver.pipeline.copy import _PartWriter  # noqa: E402
+from include.cosmos_archiver.pipeline.part_writer import PartWriter  # noqa: E402
 from include.cosmos_archiver.readthrough.index import (  # noqa: E402
     DEFAULT_SHARDS,
     ArchiveIndex,
@@ -190,7 +190,7 @@ def generate_archive(store: ArchiveStore, records: int, target_kb: int, customer
         by_slice.setdefault(next(s for s in slices if s.start <= moment < s.end), []).append(doc)
     keys = []
     for time_slice, docs in sorted(by_slice.items()):
-        writer = _PartWriter(store, time_slice.slice_id, SETTINGS)
+        writer = PartWriter(store, time_slice.slice_id, SETTINGS)
         entries = []
         for doc in docs:
             pk, rid = record_key(doc, SETTINGS.partition_key_path)

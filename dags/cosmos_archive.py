@@ -216,7 +216,9 @@ def cosmos_archive():
         def index_adf_output(time_slice: dict) -> dict:
             """ADF writes no hashes: build the slice's manifest from the files it wrote (validation re-reads both)."""
             settings = runtime.load_settings()
-            manifest = index_adf_slice(runtime.archive_store(settings), TimeSlice.from_dict(time_slice), settings)
+            container, budget = runtime.paced_source(settings)  # adds the timestamps ADF's query cannot place
+            manifest = index_adf_slice(runtime.archive_store(settings), TimeSlice.from_dict(time_slice), settings,
+                                       container=container, budget=budget)
             log.info("ADF copy of %s: %s", manifest.slice_id, manifest.summary())
             return manifest.summary()
 

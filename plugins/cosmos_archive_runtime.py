@@ -227,7 +227,8 @@ def copy_with_adf(time_slice: TimeSlice, settings: ArchiveSettings, store: Archi
         raise AzureDataFactoryPipelineRunException(
             f"ADF pipeline run {run_id} copying slice {time_slice.slice_id} again ended {run.status}: {run.message}"
         )
-    return index_adf_slice(store, time_slice, settings, run_id=run_id)
+    container, budget = paced_source(settings)
+    return index_adf_slice(store, time_slice, settings, container=container, budget=budget, run_id=run_id)
 
 
 def _adf_check_interval_s() -> float:

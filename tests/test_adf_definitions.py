@@ -30,7 +30,7 @@ from include.cosmos_archiver.archive.store import ArchiveStore, slice_folder
 from include.cosmos_archiver.cli.main import main as cli_main
 from include.cosmos_archiver.settings import ArchiveSettings
 from include.cosmos_archiver.slices import TimeSlice
-from include.cosmos_archiver.source.reader import slice_query
+from include.cosmos_archiver.source.reader import placed_filter, slice_query
 
 VALUES = {
     "keyVaultUrl": "https://kv-archive.vault.azure.net/",
@@ -233,7 +233,7 @@ def rendered_query(parameters: dict[str, Any]) -> str:
 def test_pipeline_query_selects_exactly_the_executors_slice(field: str, kind: str, pk_path: str, pk_expr: str) -> None:
     settings = ArchiveSettings(timestamp_field=field, timestamp_kind=kind, partition_key_path=pk_path)  # type: ignore[arg-type]
     query = slice_query(HOURS, field, kind)  # type: ignore[arg-type]
-    inlined = query["query"]
+    inlined = query["query"] + placed_filter(field, kind, pk_path)  # type: ignore[arg-type]
     for param in query["parameters"]:
         inlined = inlined.replace(param["name"], json.dumps(param["value"]))
     rendered = rendered_query(pipeline_parameters(HOURS, settings, page_size=10))

@@ -342,6 +342,39 @@ def test_adf_copied_slice_is_validated_deep_and_purged_on_the_etags_adf_wrote(se
     assert set(in_cosmos(seeded)) == {*OUTSIDE, "inv-002"}
 
 
+def test_adf_copy_places_other_timestamp_spellings_by_their_instant(seeded, archive_store):
+    """The pipeline's query holds only the canonical UTC spelling (its placedFilter); indexing adds the slice's
+    other spellings by their UTC instant, so an ADF slice validates and purges like a local one."""
+    from devstack.adf_standin.copy_runner import write_adf_layout
+    from include.cosmos_archiver.adf.indexing import index_adf_slice
+    from include.cosmos_archiver.adf.parameters import pipeline_parameters
+    from tests.test_adf_definitions import rendered_query
+
+    spelled = [
+        {"id": "offset", "customerId": "c-1", "issuedAt": "2025-02-28T22:00:00-05:00"},  # 2025-03-01T03:00Z: in
+        {"id": "date-only", "customerId": "c-2", "issuedAt": "2025-03-01"},  # its UTC midnight: in
+        {"id": "next-day", "customerId": "c-3", "issuedAt": "2025-03-01T22:00:00-05:00"},  # 03-02T03:00Z: out
+    ]
+    for doc in spelled:
+        seeded.upsert_item(doc)
+    query = rendered_query(pipeline_parameters(DAY, SETTINGS, page_size=10))  # what ADF sends, run by the emulator
+    selected = {d["id"] for d in seeded.query_items(query, enable_cross_partition_query=True)}
+    assert len(selected) == 24 and not selected & {d["id"] for d in spelled}  # the string range would take next-day
+
+    write_adf_layout(seeded, archive_store, DAY, SETTINGS)
+    assert len(index_adf_slice(archive_store, DAY, SETTINGS).records) == 24  # without the source: ADF's files only
+    manifest = index_adf_slice(archive_store, DAY, SETTINGS, container=seeded)
+    assert {r.id for r in manifest.records} == {f"inv-{i:03d}" for i in range(24)} | {"offset", "date-only"}
+    assert any(n.startswith("2 document(s) in other ISO 8601 spellings of issuedAt") for n in manifest.notes)
+    adf_parts = [f for f in manifest.files if "/adf_" in f.path]
+    assert adf_parts and len(manifest.files) == len(adf_parts) + 1, manifest.files  # ADF's files and one of ours
+
+    result = validate_slice(seeded, archive_store, DAY, SETTINGS)
+    assert result.ok and result.sink_count == 26, result.message()
+    assert purge_slice(seeded, archive_store, DAY, SETTINGS).purged == 26
+    assert set(in_cosmos(seeded)) == {*OUTSIDE, "next-day"}
+
+
 def test_plan_follows_the_purge_over_several_slices(cosmos_container, archive_store):
     days = [TimeSlice(DAY.start + dt.timedelta(days=i), DAY.end + dt.timedelta(days=i)) for i in range(3)]
     for i, the_slice in enumerate(days):

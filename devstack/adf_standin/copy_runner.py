@@ -32,7 +32,7 @@ from include.cosmos_archiver.clients import blob_container, cosmos_client
 from include.cosmos_archiver.pipeline.copy import copy_slice
 from include.cosmos_archiver.settings import ArchiveSettings
 from include.cosmos_archiver.slices import TimeSlice
-from include.cosmos_archiver.source.reader import ReadStats, read_slice
+from include.cosmos_archiver.source.reader import ReadStats, read_placed
 
 RunCopy = Callable[[dict[str, Any]], dict[str, Any]]
 Layout = Literal["adf", "archive"]
@@ -106,13 +106,14 @@ def write_adf_layout(
     """
     sink = sink or AdfSinkFormat.from_definitions()
     stats = ReadStats()
-    pages = read_slice(
+    pages = read_placed(  # the pipeline's query: the range with its placedFilter, nothing placed by instant
         container,
         time_slice,
         timestamp_field=settings.timestamp_field,
         timestamp_kind=settings.timestamp_kind,
         page_size=settings.page_size,
         stats=stats,
+        partition_key_path=settings.partition_key_path,
     )
     folder = store.slice_dir(time_slice.slice_id)
     rows = files = written = 0
@@ -167,7 +168,7 @@ def copy_runner(
         time_slice, field, page_size = slice_from_parameters(parameters)
         slice_settings = dataclasses.replace(settings, timestamp_field=field, page_size=page_size)
         expected = pipeline_parameters(time_slice, slice_settings, page_size, int(parameters["parallelCopies"]))
-        keys = ("sliceStart", "sliceEnd", "partitionKeyPath", "outputPath")
+        keys = ("sliceStart", "sliceEnd", "partitionKeyPath", "outputPath", "placedFilter")
         mismatched = {k: parameters[k] for k in keys if parameters[k] != expected[k]}
         if mismatched:
             wanted = {k: expected[k] for k in mismatched}

@@ -6,6 +6,11 @@ spacing, escapes). :func:`index_adf_slice` reads every Parquet file in the slice
 ``adf_NNNNN.parquet``), canonicalises and hashes each document, and writes ``<slice folder>/_manifest.json`` with
 status ``copied`` and executor ``adf``. :func:`validation.validate_slice` then proves the slice against the source
 exactly as it does for the local executor's output.
+
+The pipeline's query holds only what a range query places right (``placedFilter``: for ISO 8601 timestamps the
+canonical UTC spelling). Given the source container, indexing adds the slice's documents in other ISO 8601
+spellings (an offset, a date only), placed by their UTC instant, as a part of the local executor's own, so the slice
+holds exactly what validation reads.
 """
 
 from __future__ import annotations
@@ -14,15 +19,20 @@ import logging
 import posixpath
 import time
 
-from include.cosmos_archiver.archive.canonical import sha256_hex
+from azure.cosmos import ContainerProxy
+
+from include.cosmos_archiver.archive.canonical import record_key, sha256_hex
 from include.cosmos_archiver.archive.manifest import FileEntry, Manifest, RecordEntry
 from include.cosmos_archiver.archive.parquet_layout import decode_any
 from include.cosmos_archiver.archive.slice_lease import SliceLease, under_slice_lease
 from include.cosmos_archiver.archive.slice_manifest import copied_manifest, remove_stale_parts
 from include.cosmos_archiver.archive.store import ArchiveStore
 from include.cosmos_archiver.errors import TerminalError
+from include.cosmos_archiver.pipeline.part_writer import PartWriter
+from include.cosmos_archiver.ru.budget import RuBudget
 from include.cosmos_archiver.settings import ArchiveSettings
 from include.cosmos_archiver.slices import TimeSlice
+from include.cosmos_archiver.source.reader import ReadStats, read_other_spellings
 
 log = logging.getLogger(__name__)
 OWN_PART_PREFIX = "part-"  # ArchiveStore.part_path: the local executor's files, never an ADF copy's
@@ -47,10 +57,15 @@ def index_adf_slice(
     time_slice: TimeSlice,
     settings: ArchiveSettings,
     *,
+    container: ContainerProxy | None = None,
+    budget: RuBudget | None = None,
     run_id: str | None = None,
     force: bool = False,
 ) -> Manifest:
     """Write (and return) the manifest of a slice an ADF pipeline run has just copied.
+
+    ``container`` (the source, paced by ``budget``): add the documents in other ISO 8601 spellings (module
+    docstring); without it an ISO 8601 slice that holds any is left for validation to name.
 
     A slice already ``verified`` is returned untouched (unless ``force``). Parts a former local copy left in the
     folder are removed (the ADF run is the newer copy and the slice is not verified), as ``copy_slice`` removes
@@ -63,7 +78,7 @@ def index_adf_slice(
     return under_slice_lease(
         store, time_slice.slice_id, settings,
         answer=lambda existing: _already_verified(existing, force),
-        work=lambda lease, _: _index(store, time_slice, settings, lease, run_id),
+        work=lambda lease, _: _index(store, time_slice, settings, lease, run_id, container, budget),
     )  # fmt: skip
 
 
@@ -75,7 +90,13 @@ def _already_verified(existing: Manifest | None, force: bool) -> Manifest | None
 
 
 def _index(
-    store: ArchiveStore, time_slice: TimeSlice, settings: ArchiveSettings, lease: SliceLease, run_id: str | None
+    store: ArchiveStore,
+    time_slice: TimeSlice,
+    settings: ArchiveSettings,
+    lease: SliceLease,
+    run_id: str | None,
+    container: ContainerProxy | None,
+    budget: RuBudget | None,
 ) -> Manifest:
     slice_id = time_slice.slice_id
     started = time.perf_counter()
@@ -113,11 +134,36 @@ def _index(
             record_bytes += len(row.doc)
         files.append(FileEntry(path=path, sha256=sha256_hex(data), bytes=len(data), records=count))
 
+    stats = ReadStats()
+    if container is not None:
+        writer = PartWriter(store, slice_id, settings, lease, first_index=len(files))
+        pages = read_other_spellings(
+            container, time_slice, timestamp_field=settings.timestamp_field, timestamp_kind=settings.timestamp_kind,
+            page_size=settings.page_size, budget=budget, stats=stats, partition_key_path=settings.partition_key_path,
+        )  # fmt: skip
+        for page in pages:
+            for doc in page:
+                key = record_key(doc, settings.partition_key_path)
+                if key in records:  # an ADF file of a pipeline without placedFilter: validation judges its place
+                    notes.append(f"record {key[0]}/{key[1]} in another ISO 8601 spelling is in {found_in[key]} too")
+                    continue
+                records[key] = writer.add_document(doc, key)
+        writer.flush()
+        files += writer.files
+        record_bytes += writer.record_bytes
+        added = sum(f.records for f in writer.files)
+        if added:
+            notes.append(f"{added} document(s) in other ISO 8601 "
+                         f"spellings of {settings.timestamp_field} placed by their UTC instant and copied by the "
+                         f"local executor ({stats.ru_charged:.0f} RU)")
+
     total_s = time.perf_counter() - started
     manifest = copied_manifest(
         time_slice, settings, files=files, records=records.values(), record_bytes=record_bytes, notes=notes,
         executor=EXECUTOR, timings_s={"total": round(total_s, 3), "index": round(total_s, 3)},
     )
+    if stats.ru_charged:
+        manifest.add_ru("copy", stats.ru_charged)
     lease.ensure_held()  # renewed: ours for another lease period, enough for the commit
     store.write_manifest(manifest)
     log.info("indexed ADF copy of slice %s: %s", slice_id, manifest.summary())

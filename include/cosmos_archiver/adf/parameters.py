@@ -4,7 +4,8 @@
 timestamp field: JSON numbers for epoch seconds, JSON (double-quoted) strings for ISO-8601 — both valid Cosmos SQL
 constants, so the pipeline's query can splice them in without knowing the representation. ``partitionKeyPath`` is
 the container's partition key path as a dotted property path (``/customerId`` -> ``customerId``): the query projects
-it as the ``partition_key`` column.
+it as the ``partition_key`` column. ``placedFilter`` is the reader's :func:`placed_filter`, appended to the query's
+WHERE clause so the pipeline copies exactly what the local executor's range query reads.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from include.cosmos_archiver.archive.store import slice_folder
 from include.cosmos_archiver.errors import TerminalError
 from include.cosmos_archiver.settings import ArchiveSettings
 from include.cosmos_archiver.slices import TimeSlice, bound_value, validate_field
+from include.cosmos_archiver.source.reader import placed_filter
 
 PARAMETER_NAMES = (
     "sliceStart",
@@ -26,6 +28,7 @@ PARAMETER_NAMES = (
     "outputPath",
     "pageSize",
     "parallelCopies",
+    "placedFilter",
 )
 MAX_PARALLEL_COPIES = 256  # the Copy activity's documented upper bound
 
@@ -69,6 +72,9 @@ def pipeline_parameters(
         "outputPath": slice_folder(settings.blob_prefix, time_slice.slice_id),
         "pageSize": page_size,
         "parallelCopies": parallel_copies,
+        # the reader's own narrowing of the range query: the pipeline copies what the local executor's range query
+        # reads; documents in other ISO 8601 spellings are added by index_adf_slice, placed by their instant
+        "placedFilter": placed_filter(settings.timestamp_field, settings.timestamp_kind, settings.partition_key_path),
     }
 
 

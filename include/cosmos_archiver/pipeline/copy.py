@@ -14,74 +14,22 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 from azure.cosmos import ContainerProxy
 
-from include.cosmos_archiver.archive.canonical import canonical_json, record_key, sha256_hex
-from include.cosmos_archiver.archive.manifest import FileEntry, Manifest, RecordEntry
-from include.cosmos_archiver.archive.parquet_layout import ArchivedRow, encode_rows
+from include.cosmos_archiver.archive.canonical import record_key
+from include.cosmos_archiver.archive.manifest import Manifest, RecordEntry
 from include.cosmos_archiver.archive.slice_lease import SliceLease, under_slice_lease
 from include.cosmos_archiver.archive.slice_manifest import copied_manifest, remove_stale_parts
 from include.cosmos_archiver.archive.store import ArchiveStore
+from include.cosmos_archiver.pipeline.part_writer import PartWriter
 from include.cosmos_archiver.ru.budget import RuBudget
 from include.cosmos_archiver.settings import ArchiveSettings
 from include.cosmos_archiver.slices import TimeSlice
 from include.cosmos_archiver.source.reader import ReadStats, count_slice, read_slice
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class _PartWriter:
-    """Buffers rows and uploads a Parquet part whenever the buffer reaches ``max_file_bytes`` of documents."""
-
-    store: ArchiveStore
-    slice_id: str
-    settings: ArchiveSettings
-    lease: SliceLease | None = None  # renewed before every upload when set (bench/ writes without one)
-    first_index: int = 0  # parts of earlier generations keep their numbers
-    generation: int = 0
-    rows: list[ArchivedRow] = field(default_factory=list)
-    buffered_bytes: int = 0
-    files: list[FileEntry] = field(default_factory=list)
-    encode_s: float = 0.0
-    upload_s: float = 0.0
-
-    @property
-    def current_index(self) -> int:
-        return self.first_index + len(self.files)
-
-    def add(self, row: ArchivedRow) -> None:
-        self.rows.append(row)
-        self.buffered_bytes += len(row.doc)
-        if self.buffered_bytes >= self.settings.max_file_bytes:
-            self.flush()
-
-    def flush(self) -> None:
-        if not self.rows:
-            return
-        started = time.perf_counter()
-        # Clustered by partition key: one customer's records of a slice share few row groups (read-through lists).
-        self.rows.sort(key=lambda r: (r.partition_key, r.id))
-        avg = max(1, self.buffered_bytes // len(self.rows))
-        data = encode_rows(
-            self.rows,
-            row_group_rows=max(1, self.settings.row_group_bytes // avg),
-            compression_level=self.settings.compression_level,
-        )
-        digest = sha256_hex(data)
-        encoded = time.perf_counter()
-        path = self.store.part_path(self.slice_id, self.current_index)
-        if self.lease is not None:
-            self.lease.ensure_held()
-        self.store.upload(path, data)
-        self.upload_s += time.perf_counter() - encoded
-        self.encode_s += encoded - started
-        self.files.append(FileEntry(path=path, sha256=digest, bytes=len(data), records=len(self.rows),
-                                    generation=self.generation))
-        self.rows, self.buffered_bytes = [], 0
 
 
 def copy_slice(
@@ -184,10 +132,9 @@ def _copy(
     generation = base.verified_generation + 1 if base is not None else 0
     kept_files, kept_records = base.kept_before(generation) if base is not None else ([], [])
     archived = {(r.partition_key, r.id): r.etag for r in sorted(kept_records, key=lambda r: r.generation)}
-    writer = _PartWriter(store, slice_id, settings, lease, first_index=len(kept_files), generation=generation)
+    writer = PartWriter(store, slice_id, settings, lease, first_index=len(kept_files), generation=generation)
     records: list[RecordEntry] = []
     seen: set[tuple[str, str]] = set()
-    record_bytes = 0
     notes: list[str] = []
     read_s = 0.0
     pages = read_slice(
@@ -208,13 +155,7 @@ def _copy(
             seen.add(key)
             if doc.get("_etag") is not None and archived.get(key) == doc.get("_etag"):
                 continue  # this very version is in a verified generation already (its purge has not run yet)
-            canon = canonical_json(doc)
-            digest = sha256_hex(canon)
-            record_bytes += len(canon)
-            records.append(RecordEntry(partition_key=key[0], id=key[1], sha256=digest, file=writer.current_index,
-                                       etag=doc.get("_etag"), generation=generation))
-            writer.add(ArchivedRow(id=key[1], partition_key=key[0], ts=_int_or_none(doc.get("_ts")),
-                                   etag=doc.get("_etag"), sha256=digest, doc=canon))
+            records.append(writer.add_document(doc, key))
     writer.flush()
 
     written = {f.path for f in kept_files + writer.files}
@@ -223,7 +164,7 @@ def _copy(
 
     total_s = time.perf_counter() - started
     manifest = copied_manifest(
-        time_slice, settings, files=writer.files, records=records, record_bytes=record_bytes, notes=notes,
+        time_slice, settings, files=writer.files, records=records, record_bytes=writer.record_bytes, notes=notes,
         source=source, ru_charged=stats.ru_charged, throttled_requests=stats.throttled_requests,
         base=base, generation=generation,
         timings_s={
@@ -240,10 +181,6 @@ def _copy(
     store.write_manifest(manifest)
     log.info("copied slice %s: %s", slice_id, manifest.summary())
     return manifest
-
-
-def _int_or_none(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def needs_local_copy(store: ArchiveStore, slice_id: str) -> bool:

@@ -143,21 +143,61 @@ def read_slice(
     select: str = "*",
 ) -> Iterator[list[Any]]:
     """Yield the slice's documents (or ``select``'s projection; ``VALUE COUNT(1)`` yields partial counts) a page at
-    a time; charges and throttling land in ``stats``."""
+    a time; charges and throttling land in ``stats``. The range query's placed documents come first
+    (:func:`read_placed`), then the other ISO 8601 spellings placed by their instant (:func:`read_other_spellings`)."""
     budget = budget or UnlimitedBudget()
     stats = stats if stats is not None else ReadStats()
     pk_path = container_partition_key_path(container)
+    yield from read_placed(container, time_slice, timestamp_field=timestamp_field, timestamp_kind=timestamp_kind,
+                           page_size=page_size, budget=budget, stats=stats, select=select, partition_key_path=pk_path)
+    yield from read_other_spellings(container, time_slice, timestamp_field=timestamp_field,
+                                    timestamp_kind=timestamp_kind, page_size=page_size, budget=budget, stats=stats,
+                                    select=select, partition_key_path=pk_path)
+
+
+def read_placed(
+    container: ContainerProxy,
+    time_slice: TimeSlice,
+    *,
+    timestamp_field: str,
+    timestamp_kind: TimestampKind,
+    page_size: int = 100,
+    budget: RuBudget | None = None,
+    stats: ReadStats | None = None,
+    select: str = "*",
+    partition_key_path: str | None = None,
+) -> Iterator[list[Any]]:
+    """The documents the server-side range query places right (what the ADF pipeline's query selects too)."""
     query = slice_query(time_slice, timestamp_field, timestamp_kind, select)
-    query["query"] += placed_filter(timestamp_field, timestamp_kind, pk_path)
-    yield from query_pages(container, query, page_size=page_size, budget=budget, stats=stats)
+    query["query"] += placed_filter(timestamp_field, timestamp_kind, partition_key_path)
+    yield from query_pages(container, query, page_size=page_size, budget=budget or UnlimitedBudget(),
+                           stats=stats if stats is not None else ReadStats())
+
+
+def read_other_spellings(
+    container: ContainerProxy,
+    time_slice: TimeSlice,
+    *,
+    timestamp_field: str,
+    timestamp_kind: TimestampKind,
+    page_size: int = 100,
+    budget: RuBudget | None = None,
+    stats: ReadStats | None = None,
+    select: str = "*",
+    partition_key_path: str | None = None,
+) -> Iterator[list[Any]]:
+    """The ISO 8601 documents in another spelling than the canonical UTC one whose instant lies in the slice (none
+    for epoch seconds): the range query cannot place them, so they are read near the slice and placed here."""
     if timestamp_kind != "iso8601":
         return
+    budget = budget or UnlimitedBudget()
+    stats = stats if stats is not None else ReadStats()
     counting = select.replace(" ", "").upper() == COUNT.replace(" ", "")
     expr = field_expression(timestamp_field)
     projection = f"VALUE {expr}" if counting else "*" if select == "*" else f"{select}, {expr} AS {_T_ALIAS}"
     placed = 0
-    for page in query_pages(container, spelling_query(time_slice, timestamp_field, projection, pk_path),
-                            page_size=page_size, budget=budget, stats=stats):
+    query = spelling_query(time_slice, timestamp_field, projection, partition_key_path)
+    for page in query_pages(container, query, page_size=page_size, budget=budget, stats=stats):
         if counting:
             placed += sum(instant_in(v, time_slice, timestamp_kind) for v in page)
             continue
