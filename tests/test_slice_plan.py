@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 
 import pytest
 
 from include.cosmos_archiver.archive.manifest import Manifest
+from include.cosmos_archiver.archive.slice_grid import SliceGridError
 from include.cosmos_archiver.planning.due_slices import DueSlicesError, select_due_slices
 from include.cosmos_archiver.settings import ArchiveSettings, SettingsError
 from include.cosmos_archiver.slices import SliceError, TimeSlice, cutoff, slice_grid
+from include.cosmos_archiver.source.census import take_census
 
 NOW = dt.datetime(2026, 6, 1, 13, 30, tzinfo=dt.UTC)
 SETTINGS = ArchiveSettings(cutoff_days=90, lookback_days=100, slice_hours=24)
@@ -49,6 +52,21 @@ def test_backfill_window_archives_exactly_its_slices_and_never_newer_than_the_cu
     assert hot.due == [] and hot.not_cold_yet > 0
     with pytest.raises(DueSlicesError, match="must be after its start"):
         select_due_slices(archive_store, SETTINGS, now=NOW, window=(window[1], window[0]))
+
+
+def test_a_changed_slice_hours_is_refused_naming_the_archived_grid(archive_store, cosmos_container):
+    day = TimeSlice(dt.datetime(2026, 2, 21, tzinfo=dt.UTC), dt.datetime(2026, 2, 22, tzinfo=dt.UTC))
+    _mark(archive_store, day, "verified")
+    assert archive_store.manifest_metadata()["2026/02/21"]["slice_hours"] == "24"
+    assert select_due_slices(archive_store, SETTINGS, now=NOW).already_verified == 1  # the same grid plans as before
+
+    six_hours = dataclasses.replace(SETTINGS, slice_hours=6)  # 2026/02/21 would read as its first 6 hours
+    named = (r"slice_hours=6, but 1 archived slice\(s\) under blob prefix 'records' span 24 h \(e.g. 2026/02/21\): "
+             "set slice_hours back to 24")
+    with pytest.raises(SliceGridError, match=named):
+        select_due_slices(archive_store, six_hours, now=NOW)
+    with pytest.raises(SliceGridError, match=named):
+        take_census(cosmos_container, archive_store, six_hours, now=NOW)
 
 
 def test_grid_is_fixed_so_replanning_is_idempotent():

@@ -16,6 +16,9 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from include.cosmos_archiver.archive.slice_grid import METADATA_KEY as SLICE_HOURS_KEY
+from include.cosmos_archiver.archive.slice_grid import slice_hours_between
+
 MANIFEST_VERSION = 1
 MANIFEST_NAME = "_manifest.json"
 Status = Literal["copied", "verified", "failed"]
@@ -117,9 +120,11 @@ class Manifest:
         return int(purge.get("generation", -1)) if purge.get("state") == "complete" else -1
 
     def blob_metadata(self) -> dict[str, str]:
-        """What planning reads from one listing: status, record count and the generations verified/purged."""
+        """What planning reads from one listing: status, record count, the generations verified/purged and the
+        slice's length in hours (its grid)."""
         return {"status": self.status, "records": str(self.record_count), "generation": str(self.generation),
-                "purged_generation": str(self.purged_generation)}
+                "purged_generation": str(self.purged_generation),
+                SLICE_HOURS_KEY: str(slice_hours_between(self.slice_start, self.slice_end))}
 
     def kept_before(self, generation: int) -> tuple[list[FileEntry], list[RecordEntry]]:
         """The files and records of the generations before ``generation``: what a new generation keeps as it is."""

@@ -68,9 +68,11 @@ class ArchiveStore:
         self.upload(self.manifest_path(manifest.slice_id), manifest.to_json(), content_type="application/json",
                     metadata=manifest.blob_metadata())
 
-    def manifest_statuses(self) -> dict[str, str]:
-        """slice_id -> manifest status for every slice under this prefix, from a single listing."""
-        return {slice_id: meta.get("status", "unknown") for slice_id, meta in self.manifest_metadata().items()}
+    def manifest_statuses(self, metadata: dict[str, dict[str, str]] | None = None) -> dict[str, str]:
+        """slice_id -> manifest status for every slice under this prefix, from a single listing (``metadata``: that
+        listing, when the caller has it already)."""
+        metadata = self.manifest_metadata() if metadata is None else metadata
+        return {slice_id: meta.get("status", "unknown") for slice_id, meta in metadata.items()}
 
     def manifest_metadata(self) -> dict[str, dict[str, str]]:
         """slice_id -> the manifest's blob metadata (Manifest.blob_metadata) for every slice, from one listing."""

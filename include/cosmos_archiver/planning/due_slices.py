@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from azure.cosmos import ContainerProxy
 
+from include.cosmos_archiver.archive.slice_grid import check_slice_grid
 from include.cosmos_archiver.archive.store import ArchiveStore
 from include.cosmos_archiver.errors import TerminalError
 from include.cosmos_archiver.ru.budget import RuBudget
@@ -78,6 +79,7 @@ def select_due_slices(
                                  slice_hours=settings.slice_hours)
     cold = [s for s in candidates if s.end <= limit]
     metadata = store.manifest_metadata()
+    check_slice_grid(metadata, settings.slice_hours, store.prefix)
     due = [s for s in cold if metadata.get(s.slice_id, {}).get("status") != "verified"]
     pending: list[TimeSlice] = []
     remainders: list[TimeSlice] = []

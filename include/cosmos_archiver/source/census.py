@@ -33,6 +33,7 @@ from azure.cosmos import ContainerProxy
 
 from include.cosmos_archiver.archive.canonical import partition_key_text
 from include.cosmos_archiver.archive.manifest import Manifest
+from include.cosmos_archiver.archive.slice_grid import check_slice_grid
 from include.cosmos_archiver.archive.store import ArchiveStore
 from include.cosmos_archiver.clients import endpoint_of, waiting_for
 from include.cosmos_archiver.ru.budget import RuBudget, UnlimitedBudget
@@ -219,7 +220,9 @@ def take_census(
             list_where(reason, where)
 
     # Verified slices: what their ranges hold now against what their manifests hold.
-    statuses = store.manifest_statuses()
+    metadata = store.manifest_metadata()
+    check_slice_grid(metadata, settings.slice_hours, store.prefix)
+    statuses = store.manifest_statuses(metadata)
     verified = {sid: slice_from_id(sid, settings.slice_hours) for sid, status in statuses.items()
                 if status == "verified"}
     manifests: dict[str, Manifest | None] = {}
