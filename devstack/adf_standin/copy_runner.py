@@ -32,7 +32,7 @@ from include.cosmos_archiver.clients import blob_container, cosmos_client
 from include.cosmos_archiver.pipeline.copy import copy_slice
 from include.cosmos_archiver.settings import ArchiveSettings
 from include.cosmos_archiver.slices import TimeSlice
-from include.cosmos_archiver.source.reader import ReadStats, read_placed
+from include.cosmos_archiver.source.reader import ReadStats, SliceRead, read_placed
 
 RunCopy = Callable[[dict[str, Any]], dict[str, Any]]
 Layout = Literal["adf", "archive"]
@@ -106,15 +106,10 @@ def write_adf_layout(
     """
     sink = sink or AdfSinkFormat.from_definitions()
     stats = ReadStats()
-    pages = read_placed(  # the pipeline's query: the range with its placedFilter, nothing placed by instant
-        container,
-        time_slice,
-        timestamp_field=settings.timestamp_field,
-        timestamp_kind=settings.timestamp_kind,
-        page_size=settings.page_size,
-        stats=stats,
+    pages = read_placed(SliceRead(  # the pipeline's query: the range with its placedFilter, nothing placed by instant
+        container, time_slice, settings.timestamp_field, settings.timestamp_kind, settings.page_size, stats=stats,
         partition_key_path=settings.partition_key_path,
-    )
+    ))  # fmt: skip
     folder = store.slice_dir(time_slice.slice_id)
     rows = files = written = 0
     for index, docs in enumerate(_chunks(pages, sink.max_rows_per_file)):

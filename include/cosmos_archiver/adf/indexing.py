@@ -29,10 +29,10 @@ from include.cosmos_archiver.archive.slice_manifest import copied_manifest, remo
 from include.cosmos_archiver.archive.store import ArchiveStore
 from include.cosmos_archiver.errors import TerminalError
 from include.cosmos_archiver.pipeline.part_writer import PartWriter
-from include.cosmos_archiver.ru.budget import RuBudget
+from include.cosmos_archiver.ru.budget import RuBudget, UnlimitedBudget
 from include.cosmos_archiver.settings import ArchiveSettings
 from include.cosmos_archiver.slices import TimeSlice
-from include.cosmos_archiver.source.reader import ReadStats, read_other_spellings
+from include.cosmos_archiver.source.reader import ReadStats, SliceRead, read_other_spellings
 
 log = logging.getLogger(__name__)
 OWN_PART_PREFIX = "part-"  # ArchiveStore.part_path: the local executor's files, never an ADF copy's
@@ -137,10 +137,10 @@ def _index(
     stats = ReadStats()
     if container is not None:
         writer = PartWriter(store, slice_id, settings, lease, first_index=len(files))
-        pages = read_other_spellings(
-            container, time_slice, timestamp_field=settings.timestamp_field, timestamp_kind=settings.timestamp_kind,
-            page_size=settings.page_size, budget=budget, stats=stats, partition_key_path=settings.partition_key_path,
-        )  # fmt: skip
+        pages = read_other_spellings(SliceRead(
+            container, time_slice, settings.timestamp_field, settings.timestamp_kind, settings.page_size,
+            budget=budget or UnlimitedBudget(), stats=stats, partition_key_path=settings.partition_key_path,
+        ))  # fmt: skip
         for page in pages:
             for doc in page:
                 key = record_key(doc, settings.partition_key_path)

@@ -131,6 +131,22 @@ def instant_in(value: Any, time_slice: TimeSlice, kind: TimestampKind) -> bool:
     return time_slice.start <= instant < time_slice.end
 
 
+@dataclass
+class SliceRead:
+    """One read of a slice: the source, the slice, how its timestamp is stored, and the pacing; charges and
+    throttling land in ``stats``. ``select``: the projection (``VALUE COUNT(1)`` yields partial counts)."""
+
+    container: ContainerProxy
+    time_slice: TimeSlice
+    timestamp_field: str
+    timestamp_kind: TimestampKind
+    page_size: int = 100
+    budget: RuBudget = field(default_factory=UnlimitedBudget)
+    stats: ReadStats = field(default_factory=ReadStats)
+    select: str = "*"
+    partition_key_path: str | None = None  # the container's, e.g. "/customerId"; None: not filtered on
+
+
 def read_slice(
     container: ContainerProxy,
     time_slice: TimeSlice,
@@ -145,59 +161,33 @@ def read_slice(
     """Yield the slice's documents (or ``select``'s projection; ``VALUE COUNT(1)`` yields partial counts) a page at
     a time; charges and throttling land in ``stats``. The range query's placed documents come first
     (:func:`read_placed`), then the other ISO 8601 spellings placed by their instant (:func:`read_other_spellings`)."""
-    budget = budget or UnlimitedBudget()
-    stats = stats if stats is not None else ReadStats()
-    pk_path = container_partition_key_path(container)
-    yield from read_placed(container, time_slice, timestamp_field=timestamp_field, timestamp_kind=timestamp_kind,
-                           page_size=page_size, budget=budget, stats=stats, select=select, partition_key_path=pk_path)
-    yield from read_other_spellings(container, time_slice, timestamp_field=timestamp_field,
-                                    timestamp_kind=timestamp_kind, page_size=page_size, budget=budget, stats=stats,
-                                    select=select, partition_key_path=pk_path)
+    read = SliceRead(container, time_slice, timestamp_field, timestamp_kind, page_size,
+                     budget=budget or UnlimitedBudget(), stats=stats if stats is not None else ReadStats(),
+                     select=select, partition_key_path=container_partition_key_path(container))
+    yield from read_placed(read)
+    yield from read_other_spellings(read)
 
 
-def read_placed(
-    container: ContainerProxy,
-    time_slice: TimeSlice,
-    *,
-    timestamp_field: str,
-    timestamp_kind: TimestampKind,
-    page_size: int = 100,
-    budget: RuBudget | None = None,
-    stats: ReadStats | None = None,
-    select: str = "*",
-    partition_key_path: str | None = None,
-) -> Iterator[list[Any]]:
+def read_placed(read: SliceRead) -> Iterator[list[Any]]:
     """The documents the server-side range query places right (what the ADF pipeline's query selects too)."""
-    query = slice_query(time_slice, timestamp_field, timestamp_kind, select)
-    query["query"] += placed_filter(timestamp_field, timestamp_kind, partition_key_path)
-    yield from query_pages(container, query, page_size=page_size, budget=budget or UnlimitedBudget(),
-                           stats=stats if stats is not None else ReadStats())
+    query = slice_query(read.time_slice, read.timestamp_field, read.timestamp_kind, read.select)
+    query["query"] += placed_filter(read.timestamp_field, read.timestamp_kind, read.partition_key_path)
+    yield from query_pages(read.container, query, page_size=read.page_size, budget=read.budget, stats=read.stats)
 
 
-def read_other_spellings(
-    container: ContainerProxy,
-    time_slice: TimeSlice,
-    *,
-    timestamp_field: str,
-    timestamp_kind: TimestampKind,
-    page_size: int = 100,
-    budget: RuBudget | None = None,
-    stats: ReadStats | None = None,
-    select: str = "*",
-    partition_key_path: str | None = None,
-) -> Iterator[list[Any]]:
+def read_other_spellings(read: SliceRead) -> Iterator[list[Any]]:
     """The ISO 8601 documents in another spelling than the canonical UTC one whose instant lies in the slice (none
     for epoch seconds): the range query cannot place them, so they are read near the slice and placed here."""
-    if timestamp_kind != "iso8601":
+    if read.timestamp_kind != "iso8601":
         return
-    budget = budget or UnlimitedBudget()
-    stats = stats if stats is not None else ReadStats()
+    container, time_slice, select, stats = read.container, read.time_slice, read.select, read.stats
+    timestamp_field, timestamp_kind = read.timestamp_field, read.timestamp_kind
     counting = select.replace(" ", "").upper() == COUNT.replace(" ", "")
     expr = field_expression(timestamp_field)
     projection = f"VALUE {expr}" if counting else "*" if select == "*" else f"{select}, {expr} AS {_T_ALIAS}"
     placed = 0
-    query = spelling_query(time_slice, timestamp_field, projection, partition_key_path)
-    for page in query_pages(container, query, page_size=page_size, budget=budget, stats=stats):
+    query = spelling_query(time_slice, timestamp_field, projection, read.partition_key_path)
+    for page in query_pages(container, query, page_size=read.page_size, budget=read.budget, stats=stats):
         if counting:
             placed += sum(instant_in(v, time_slice, timestamp_kind) for v in page)
             continue
