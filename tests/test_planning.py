@@ -140,6 +140,20 @@ def test_cli_prints_the_steps_for_both_billing_models(capsys: pytest.CaptureFixt
     assert "remainder fraction 2.0 must be in [0, 1]" in capsys.readouterr().err
 
 
+def test_the_headline_is_labelled_the_copy_and_small_plans_show_their_unit(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plan", *SEED]) == 0
+    seed = capsys.readouterr().out
+    assert "copy read:            600 M RU (600,000,000)  (the read alone; every step and the total below)" in seed
+    assert "copy ETA:             4.63 days (111.1 h) at full headroom" in seed
+    assert "at Microsoft's published ~150 RU per delete of a 256-512 KB item" in seed  # 300 KB records: it applies
+    small = ["--records", "2000", "--avg-size-kb", "30", "--ru-per-record", "30", "--provisioned-ru-s", "5000"]
+    assert main(["plan", *small]) == 0
+    out = capsys.readouterr().out
+    assert "copy ETA:             40 s at full headroom" in out and "0.00 days" not in out
+    assert "3.33 min" in out  # the purge of 2,000 x 30 KB at 5 RU/KB
+    assert "256-512 KB" not in out  # that published figure is not for 30 KB records
+
+
 def test_recorded_step_charges_sum_the_manifests() -> None:
     class M:
         def __init__(self, steps: dict, ru: float, records: int) -> None:

@@ -154,15 +154,17 @@ def _fmt_ru(value: float) -> str:
 
 def format_plan(plan: CapacityEstimate) -> str:
     i = plan.inputs
-    eta = "never (no headroom)" if math.isinf(plan.eta_s) else f"{plan.eta_days:.2f} days ({plan.eta_s / 3600:,.1f} h)"
+    eta = "never (no headroom)" if math.isinf(plan.eta_s) else _days(plan.eta_s)
+    if plan.eta_s >= SECONDS_PER_DAY and not math.isinf(plan.eta_s):
+        eta += f" ({plan.eta_s / 3600:,.1f} h)"
     lines = [
         f"records:              {i.records:,} x {i.avg_size_kb:g} KB, {i.ru_per_record:g} RU per record",
         f"throughput:           {i.provisioned_ru_s:,.0f} RU/s provisioned, client load {i.client_load:.0%}, "
         f"ceiling {i.ceiling:.0%}",
-        f"total RU:             {_fmt_ru(plan.total_ru)}",
+        f"copy read:            {_fmt_ru(plan.total_ru)}  (the read alone; every step and the total below)",
         f"headroom:             {plan.headroom_ru_s:,.0f} RU/s  (= ({i.ceiling:g} - {i.client_load:g}) x "
         f"{i.provisioned_ru_s:,.0f})",
-        f"ETA at full headroom: {eta}",
+        f"copy ETA:             {eta} at full headroom",
         f"data:                 {plan.data_gb:,.1f} GB in Cosmos -> {plan.blob_gb:,.1f} GB in Blob ({i.blob_tier}, "
         f"compression ratio {i.compression_ratio:g})",
         "monthly cost (USD)        before      after",
@@ -170,7 +172,8 @@ def format_plan(plan: CapacityEstimate) -> str:
         f"  blob storage        {0.0:10,.2f} {plan.blob_storage_month_after:10,.2f}",
         f"  provisioned RU/s    {plan.throughput_month_before:10,.2f} {plan.throughput_month_after:10,.2f}",
         f"  total               {plan.monthly_before:10,.2f} {plan.monthly_after:10,.2f}",
-        f"archive run uses ~${plan.archive_throughput_share:,.2f} of already-provisioned throughput (no extra bill)",
+        f"the copy read uses ~${plan.archive_throughput_share:,.2f} of already-provisioned throughput (no extra bill; "
+        "every step below)",
         "prices are list-price defaults (USD, pay-as-you-go); override them with --price-* for your region/agreement",
     ]
     return "\n".join(lines)
@@ -227,6 +230,7 @@ def survey_container(container: object, *, sample: int = 20, where: str | None =
 SERVERLESS_USD_PER_MILLION_RU = 0.25  # Microsoft's serverless docs' demonstration price: override with yours
 STEPS = ("copy read", "validation", "purge", "remainder sweep")
 PUBLISHED_DELETE_RU = 150.0  # mid-range of Microsoft's published ~98-185 RU for deleting a 256-512 KB item
+PUBLISHED_DELETE_KB = (256.0, 512.0)  # the item sizes that published figure is for
 
 
 @dataclass(frozen=True)
@@ -344,7 +348,13 @@ def estimate_steps(inputs: CapacityInput, model: StepModel | None = None) -> Ste
 
 
 def _days(seconds: float) -> str:
-    return "never" if math.isinf(seconds) else f"{seconds / SECONDS_PER_DAY:.2f} days"
+    """A duration in the unit that shows it: days from a day up, else hours, minutes or seconds."""
+    if math.isinf(seconds):
+        return "never"
+    for unit, size in (("days", SECONDS_PER_DAY), ("h", 3600.0), ("min", 60.0)):
+        if seconds >= size:
+            return f"{seconds / size:.2f} {unit}"
+    return f"{seconds:.0f} s"
 
 
 def format_steps(step_plan: StepPlan) -> str:
@@ -365,7 +375,8 @@ def format_steps(step_plan: StepPlan) -> str:
         "provisioned: the archive spends headroom already paid for (the $ column is that share, not an extra bill); "
         "deletes go at Low priority where the account offers priority-based execution",
     ]
-    if m.purge != "off" and m.delete_ru_per_record is None:
+    if m.purge != "off" and m.delete_ru_per_record is None and PUBLISHED_DELETE_KB[0] <= p.inputs.avg_size_kb <= \
+            PUBLISHED_DELETE_KB[1]:
         published = p.inputs.records * PUBLISHED_DELETE_RU
         lines.append(f"note: the purge above uses the seed model's {m.write_ru_per_kb:g} RU/KB; at Microsoft's "
                      f"published ~{PUBLISHED_DELETE_RU:g} RU per delete of a 256-512 KB item it would be "
