@@ -3,6 +3,7 @@ document is named, and a slice sealed under a wrong timestamp_field is caught.""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import time
@@ -14,6 +15,7 @@ from include.cosmos_archiver.cli.main import main
 from include.cosmos_archiver.cli.targets import BLOB_CONNECTION_STRING_ENV, COSMOS_ENDPOINT_ENV, COSMOS_KEY_ENV
 from include.cosmos_archiver.pipeline.copy import copy_slice
 from include.cosmos_archiver.pipeline.validate import validate_slice
+from include.cosmos_archiver.planning.due_slices import select_due_slices
 from include.cosmos_archiver.settings import ArchiveSettings
 from include.cosmos_archiver.slices import TimeSlice
 from include.cosmos_archiver.source.census import CATEGORIES, take_census
@@ -100,11 +102,31 @@ def test_census_counts_match_the_seeded_truth_and_name_every_left_out_document(a
         "missing_from_verified": ["c-1/s1", "c-1/s2"],
     }
     assert census.has_left_out
-    assert census.slices_to_reopen == ["2026/02/25", "2026/02/26", "2026/02/28"]
+    # a2 and "late" go into a new generation by themselves (purge keeps them, the sweep copies them): no re-open
+    assert (census.slices_to_reopen, census.slices_to_sweep) == (["2026/02/28"], ["2026/02/25", "2026/02/26"])
+    assert "the next run archives the changed documents of 2 verified slice(s) as a new generation" in census.line()
+    unpurged = take_census(container, store, dataclasses.replace(SETTINGS, purge="off"), now=NOW)
+    assert unpurged.slices_to_reopen == ["2026/02/25", "2026/02/26", "2026/02/28"] and not unpurged.slices_to_sweep
     assert any("issuedOn" in n for n in census.notes)
     line = census.line()
     assert "6 archived" in line and "2 changed since archived" in line and "12 left out" in line, line
     assert "c-1/s1" in census.details() and census.to_dict()["has_left_out"] is True
+
+
+def test_documents_before_the_cutoff_in_a_slice_not_cold_yet_are_hot_as_the_plan_sees_them(
+    cosmos_container, archive_store
+):
+    for doc_id, issued in {**WAITING, **HOT}.items():
+        cosmos_container.upsert_item({"id": doc_id, "customerId": "c-1", "issuedAt": issued})
+    daily = take_census(cosmos_container, archive_store, SETTINGS, now=NOW)
+    assert (daily.counts["waiting"], daily.counts["hot"]) == (len(WAITING), len(HOT))
+    # weekly slices (the grid starts on a Thursday): 2026-02-26..03-05 holds the cutoff (03-03), so it is not cold
+    # and the plan does not archive it yet; every WAITING document lies in it
+    weekly = dataclasses.replace(SETTINGS, slice_hours=168)
+    planned = select_due_slices(archive_store, weekly, now=NOW).due
+    assert planned and planned[-1].end == dt.datetime(2026, 2, 26, tzinfo=dt.UTC)
+    counted = take_census(cosmos_container, archive_store, weekly, now=NOW)
+    assert (counted.counts["waiting"], counted.counts["hot"]) == (0, len(WAITING) + len(HOT)), counted.line()
 
 
 def test_a_clean_archive_has_nothing_left_out(cosmos_container, archive_store):

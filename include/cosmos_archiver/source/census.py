@@ -4,9 +4,11 @@ Each document is in exactly one category:
 
 - ``archived``: in a verified slice, unchanged since its validation read it;
 - ``changed_since_archived``: in a verified slice, written (updated or inserted) in or after the second its
-  validation began (``_ts`` has whole seconds, so this errs on the side of "changed"): re-open the slice;
-- ``waiting``: due (older than the cutoff, inside the lookback) in a slice not verified yet;
-- ``hot``: not older than the cutoff yet;
+  validation began (``_ts`` has whole seconds, so this errs on the side of "changed"). With a purge, the next run
+  archives them as a new generation of the slice (its purge keeps them, the sweep after it copies them); with
+  ``purge: off`` nothing does: re-open the slice;
+- ``waiting``: due (in a slice that ends by the cutoff, inside the lookback) and not verified yet;
+- ``hot``: in a slice that is not cold yet (it ends after the cutoff), as the plan sees it;
 - left out, with a reason: ``timestamp_missing`` (no such property, or null), ``timestamp_wrong_kind`` (e.g. a
   number where an ISO 8601 string is configured), ``timestamp_unparseable``, ``partition_key_missing`` (never
   archived: see source.reader), ``older_than_lookback`` (before the first slice any run plans), and
@@ -71,7 +73,8 @@ class Census:
     total: int
     counts: dict[str, int]
     left_out_ids: dict[str, list[str]]  # reason -> "partition key/id" (up to max_listed each)
-    slices_to_reopen: list[str]  # verified slices holding changed or missing documents
+    slices_to_reopen: list[str]  # verified slices only a re-open repairs (missing documents; changed, purge off)
+    slices_to_sweep: list[str] = field(default_factory=list)  # changed documents the next run archives itself
     other_spellings: int = 0  # ISO 8601 values not in the canonical UTC spelling (placed by their parsed instant)
     ru_charged: float = 0.0
     queries: int = 0
@@ -99,9 +102,11 @@ class Census:
                 f"{', '.join(parts)}, {self.left_out} left out" + (f" ({', '.join(reasons)})" if reasons else ""))
         if self.other_spellings:
             text += f"; {self.other_spellings} timestamp(s) in other spellings than canonical UTC"
+        if self.slices_to_sweep:
+            text += (f"; the next run archives the changed documents of {len(self.slices_to_sweep)} verified "
+                     f"slice(s) as a new generation: {_shown(self.slices_to_sweep)}")
         if self.slices_to_reopen:
-            shown = ", ".join(self.slices_to_reopen[:5]) + (" …" if len(self.slices_to_reopen) > 5 else "")
-            text += f"; re-open {len(self.slices_to_reopen)} verified slice(s): {shown}"
+            text += f"; re-open {len(self.slices_to_reopen)} verified slice(s): {_shown(self.slices_to_reopen)}"
         if not self.balanced:
             text += f"; UNBALANCED: categories sum to {sum(self.counts.values())}"
         return text
@@ -121,6 +126,10 @@ class Census:
         data = asdict(self)
         data.update(left_out=self.left_out, has_left_out=self.has_left_out, balanced=self.balanced, line=self.line())
         return data
+
+
+def _shown(slice_ids: list[str], most: int = 5) -> str:
+    return ", ".join(slice_ids[:most]) + (" …" if len(slice_ids) > most else "")
 
 
 RECORDS_ONLY = f"NOT IS_DEFINED(c.{STUB_MARKER}) AND NOT IS_DEFINED(c.{TOMBSTONE_MARKER})"
@@ -194,6 +203,7 @@ def take_census(
     pk_path = settings.partition_key_path
     pk = field_expression(pk_path.strip("/").replace("/", "."))
     limit = cutoff(now, settings.cutoff_days)
+    due_end = slice_of(limit, settings.slice_hours).start  # the slice holding the cutoff is not cold yet
     lookback = slice_of(now - dt.timedelta(days=settings.lookback_days), settings.slice_hours).start
     fast = f"(IS_STRING({t}) AND {canonical_iso_sql(t)})" if kind == "iso8601" else f"IS_NUMBER({t})"
     placed = f"{fast} AND IS_DEFINED({pk})"
@@ -249,12 +259,13 @@ def take_census(
         return math.floor(started)
 
     reopen: set[str] = set()
+    changed_in: set[str] = set()
     in_verified = {"older": 0, "due": 0, "hot": 0}
     for slice_id, time_slice in sorted(verified.items()):
         rng = {"@start": bound_value(time_slice.start, kind), "@end": bound_value(time_slice.end, kind)}
         in_range = f"{placed} AND {t} >= @start AND {t} < @end"
         held = q.count_where(in_range, rng)
-        zone = "older" if time_slice.end <= lookback else "hot" if time_slice.start >= limit else "due"
+        zone = "older" if time_slice.end <= lookback else "hot" if time_slice.start >= due_end else "due"
         in_verified[zone] += held
         if not held:
             continue
@@ -264,7 +275,7 @@ def take_census(
         unchanged = held - changed
         counts["changed_since_archived"] += changed
         if changed:
-            reopen.add(slice_id)
+            changed_in.add(slice_id)
         record_count = manifest.record_count if manifest else 0
         foreign = manifest is not None and manifest.timestamp_field != settings.timestamp_field
         if exact or foreign or unchanged > record_count:
@@ -286,7 +297,7 @@ def take_census(
             counts["archived"] += unchanged
 
     # Documents of the fast kind outside verified slices, by range counts.
-    bounds = {"@lookback": bound_value(lookback, kind), "@cutoff": bound_value(limit, kind)}
+    bounds = {"@lookback": bound_value(lookback, kind), "@cutoff": bound_value(due_end, kind)}
     older = f"{placed} AND {t} < @lookback"
     counts["older_than_lookback"] = q.count_where(older, bounds) - in_verified["older"]
     counts["hot"] = q.count_where(f"{placed} AND {t} >= @cutoff", bounds) - in_verified["hot"]
@@ -326,7 +337,7 @@ def take_census(
                 key = (partition_key_text(row["pk"]), str(row["id"]))
                 if (row.get("ts") or 0) >= read_since(manifest):
                     counts["changed_since_archived"] += 1
-                    reopen.add(slice_id)
+                    changed_in.add(slice_id)
                 elif key in keys_of(slice_id):
                     counts["archived"] += 1
                 else:
@@ -334,16 +345,19 @@ def take_census(
                     _left(counts, listed, "missing_from_verified", name(row), max_listed)
             elif instant < lookback:
                 _left(counts, listed, "older_than_lookback", name(row), max_listed)
-            elif instant >= limit:
+            elif instant >= due_end:
                 counts["hot"] += 1
             else:
                 counts["waiting"] += 1
 
+    if settings.purge == "off":  # no purge, no sweep: the archive keeps the old version until a re-open
+        reopen |= changed_in
     census = Census(
         source=f"{settings.database}/{settings.container}", taken_at=dt.datetime.now(dt.UTC).isoformat(),
         cutoff=limit.isoformat(), lookback_start=lookback.isoformat(),
         timestamp=f"{settings.timestamp_field} ({kind})", total=total, counts=counts,
         left_out_ids={r: ids for r, ids in listed.items() if ids}, slices_to_reopen=sorted(reopen),
+        slices_to_sweep=sorted(changed_in - reopen),
         other_spellings=seen, ru_charged=round(q.ru, 2), queries=q.count, notes=notes,
     )
     (log.warning if census.has_left_out or not census.balanced else log.info)(census.line())
