@@ -375,6 +375,20 @@ def test_adf_copy_places_other_timestamp_spellings_by_their_instant(seeded, arch
     assert set(in_cosmos(seeded)) == {*OUTSIDE, "next-day"}
 
 
+def test_reopening_a_purged_slice_says_what_it_could_not_read_again(seeded, archive_store):
+    from include.cosmos_archiver.pipeline.reopen import reopen_slice
+
+    copy_slice(seeded, archive_store, DAY, SETTINGS)
+    assert validate_slice(seeded, archive_store, DAY, SETTINGS).ok
+    assert purge_slice(seeded, archive_store, DAY, SETTINGS).purged == 24
+
+    result = reopen_slice(seeded, archive_store, DAY, SETTINGS)
+
+    assert result.verified and "its purge had started" in result.message, result.message
+    assert "(0 document(s))" in result.message and "Blob versioning or soft delete" in result.message
+    assert len(archived_latest(archive_store)) == 24 and set(in_cosmos(seeded)) == set(OUTSIDE)  # nothing lost
+
+
 def test_plan_follows_the_purge_over_several_slices(cosmos_container, archive_store):
     days = [TimeSlice(DAY.start + dt.timedelta(days=i), DAY.end + dt.timedelta(days=i)) for i in range(3)]
     for i, the_slice in enumerate(days):

@@ -2,7 +2,8 @@
 verified.
 
 For when the census finds documents a verified slice lacks (sealed under a wrong setting, late inserts, changes)
-or scrub finds it damaged while its records are still in Cosmos DB. Each slice: its files and manifest are copied
+or scrub finds it damaged while its records are still in Cosmos DB (once a slice's purge has started, only what
+Cosmos DB still holds is read again, and the result says so). Each slice: its files and manifest are copied
 aside to ``<prefix>/_reopened/<slice_id>/<stamp>/`` (the manifest as ``manifest.json``, so planning never takes
 the copy for a slice), the slice is copied again (``copy_slice(force=True)``) and validated; only a verified new
 copy removes the kept one (and any scrub mark). A new copy that fails validation leaves the old one where the
@@ -110,6 +111,11 @@ def reopen_slice(
         clear_scrub_mark(store, slice_id)
         message = (f"slice {slice_id} re-opened: verified again with {result.sink_count} records "
                    f"(was {before if before is not None else 'not archived'})")
+        if old is not None and old.purge_started:
+            message += (f"; its purge had started, so only what Cosmos DB still holds in its range was read again "
+                        f"({result.source_count} document(s)): the purged records stay as they were archived (a "
+                        "damaged file of a purged slice cannot be re-read from Cosmos DB: recover it from Blob "
+                        "versioning or soft delete)")
         log.info(message)
         return ReopenResult(slice_id, True, before, result.sink_count, None, message)
     message = (f"slice {slice_id} re-opened but the new copy did not verify ({result.message()}); the previous copy "
