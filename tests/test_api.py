@@ -188,7 +188,8 @@ def test_bad_writes_are_400_and_write_nothing(api, cosmos_container):
         r = call(url, json=body)
         assert r.status_code == 400 and r.json()["parameter"] == parameter, (url, body, r.text)
     r = api.post("/billing-records", content=b"{not json", headers={"Content-Type": "application/json"})
-    assert r.status_code == 400, r.text
+    assert r.status_code == 400 and r.json()["parameter"] == "body", r.text
+    assert r.json()["message"].startswith("the request body is not valid JSON (") and "at character 1" in r.text
     stored = list(cosmos_container.query_items("SELECT c.id FROM c", enable_cross_partition_query=True))
     assert sorted(d["id"] for d in stored) == sorted(d["id"] for d in docs)
     r = api.put(f"/billing-records/{docs[3]['id']}", json=docs[3], headers={"If-Match": '"stale"'})

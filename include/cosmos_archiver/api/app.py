@@ -94,6 +94,10 @@ def create_app(repository: ReadThroughRepository) -> FastAPI:
             parameter = "body" if len(loc) == 1 else ".".join(loc[1:])
         value = first.get("input")
         message = f"{parameter}={value!r}: {first.get('msg', 'invalid')}"
+        if first.get("type") == "json_invalid":  # loc is ("body", <character offset>)
+            why = (first.get("ctx") or {}).get("error", "JSON decode error")
+            parameter, value = "body", None
+            message = f"the request body is not valid JSON ({why} at character {loc[-1]}); send a JSON object"
         body = {"code": "BadRequest", "message": message[:500], "parameter": parameter,
                 "value": jsonable_encoder(value, custom_encoder={bytes: lambda b: b.decode("utf-8", "replace")})}
         return JSONResponse(body, status_code=400)
