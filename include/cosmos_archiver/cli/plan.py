@@ -67,6 +67,7 @@ def _from_container(
     args: argparse.Namespace, records: int | None, size_kb: float | None, ru: float | None, provisioned: float | None
 ) -> tuple[int | None, float | None, float | None, float | None]:
     from include.cosmos_archiver.clients import cosmos_client
+    from include.cosmos_archiver.source.preflight import require_container
 
     if not (args.endpoint and args.database and args.container):
         raise UsageError("--from-container needs --endpoint, --database and --container")
@@ -77,6 +78,7 @@ def _from_container(
         )
     client = cosmos_client(args.endpoint, key)
     container = client.get_database_client(args.database).get_container_client(args.container)
+    require_container(container, args.database, args.container)
     survey = survey_container(container, sample=args.sample, where=args.where)
     print(
         f"container {args.database}/{args.container}: {survey.records:,} records; {survey.sampled} sampled: "
