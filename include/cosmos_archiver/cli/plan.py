@@ -11,7 +11,6 @@ from include.cosmos_archiver.cli.main import UsageError
 from include.cosmos_archiver.cli.options import settings_from
 from include.cosmos_archiver.planning.capacity import (
     CapacityInput,
-    CapacityInputError,
     Prices,
     StepModel,
     estimate_capacity,
@@ -105,12 +104,9 @@ def _step_model(args: argparse.Namespace) -> StepModel:
 
 
 def _run(args: argparse.Namespace) -> int:
-    try:
-        inputs = _inputs(args)
-        plan = estimate_capacity(inputs)
-        steps = estimate_steps(inputs, _step_model(args))
-    except CapacityInputError as exc:
-        raise UsageError(str(exc)) from None
+    inputs = _inputs(args)  # a CapacityInputError is a terminal error: main prints it and exits 2
+    plan = estimate_capacity(inputs)
+    steps = estimate_steps(inputs, _step_model(args))
     print(format_plan(plan))
     print(format_steps(steps))
     if args.survey:
