@@ -39,6 +39,11 @@ SCRUB_NAME = "_scrub.json"
 ScrubStatus = Literal["ok", "damaged"]
 
 
+class UnknownSliceError(TerminalError, ValueError):
+    """A slice id to scrub has no manifest (a typo, or a date that is no slice start): nothing is scrubbed or
+    written, so a wrong id cannot leave a slice marked damaged."""
+
+
 class ScrubDamagedError(TerminalError, RuntimeError):
     """A scrub found archived files or records that no longer match their manifest (named in the message)."""
 
@@ -184,9 +189,13 @@ def scrub_archive(
     max_bytes: int | None = None,
     max_bytes_per_s: float | None = None,
 ) -> ScrubReport:
-    """Scrub the verified slices (or ``slice_ids``), least recently scrubbed first, within the IO budget."""
+    """Scrub the verified slices (or ``slice_ids``: UnknownSliceError, before anything is written, when one has no
+    manifest), least recently scrubbed first, within the IO budget."""
     started = time.perf_counter()
     statuses = store.manifest_statuses()
+    unknown = [s for s in slice_ids or () if s not in statuses]
+    if unknown:
+        raise UnknownSliceError(store.unknown_slice_message(unknown[0], statuses))
     candidates = slice_ids if slice_ids is not None else [s for s, st in statuses.items() if st == "verified"]
     last = _last_scrubbed(store)
     order = sorted(candidates, key=lambda s: (last.get(s, ""), s))

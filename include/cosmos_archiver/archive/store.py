@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+from collections.abc import Iterable
 
 from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob import ContainerClient, ContentSettings
@@ -67,6 +68,15 @@ class ArchiveStore:
         # The status is also blob metadata, so planning learns every slice's state from one listing.
         self.upload(self.manifest_path(manifest.slice_id), manifest.to_json(), content_type="application/json",
                     metadata=manifest.blob_metadata())
+
+    def unknown_slice_message(self, slice_id: str, known: Iterable[str] | None = None) -> str:
+        """What to say about a slice id with no manifest (a typo, a date that is no slice start): a few archived
+        ids (``known``, or one listing) and how to list them all."""
+        ids = sorted(self.manifest_metadata() if known is None else known)
+        some = (f"archived slices: {', '.join(ids[:3])}{', ...' if len(ids) > 3 else ''} ({len(ids)} in all)"
+                if ids else "the archive has no slices yet")
+        return (f"unknown slice {slice_id!r}: no manifest at {self.manifest_path(slice_id)}; {some}; "
+                "`cosmos-archive summary --all` lists them (ids like 2025/03/01)")
 
     def manifest_statuses(self, metadata: dict[str, dict[str, str]] | None = None) -> dict[str, str]:
         """slice_id -> manifest status for every slice under this prefix, from a single listing (``metadata``: that

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import logging
+import os
+import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
-from include.cosmos_archiver.errors import TerminalError
+from azure.core.exceptions import ServiceRequestError, ServiceResponseError
+
+from include.cosmos_archiver.errors import ArchiveError, TerminalError
 
 # Each module listed here defines `register(subparsers)` adding its subcommand(s) with `set_defaults(func=...)`.
 SUBCOMMAND_MODULES = (
@@ -21,13 +27,21 @@ SUBCOMMAND_MODULES = (
     "include.cosmos_archiver.cli.scrub",
 )
 
+EXIT_FOUND = 1  # the command ran and found something to act on (left out, damaged, not verified, ...)
+EXIT_BAD_INPUT = 2  # bad input or settings, or another terminal error: fix it, then re-run
+EXIT_UNAVAILABLE = 3  # a service is unreachable or busy (a transient error): start it or wait, then re-run
+EXIT_STATUS = (f"exit status: 0 done; {EXIT_FOUND} the command found something to act on (see its help); "
+               f"{EXIT_BAD_INPUT} bad input or settings; {EXIT_UNAVAILABLE} a service is unreachable or busy "
+               "(start it, or try again later)")
+START_HINT = "is the service running? (the local stack: `cosmos-archive stack up`)"
+
 
 class UsageError(TerminalError):
     """Bad input: the message names the value and what to do instead."""
 
 
 def build_parser(modules: Sequence[str] = SUBCOMMAND_MODULES) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cosmos-archive", description=__doc__)
+    parser = argparse.ArgumentParser(prog="cosmos-archive", description=__doc__, epilog=EXIT_STATUS)
     subparsers = parser.add_subparsers(dest="command", required=True)
     for name in modules:
         importlib.import_module(name).register(subparsers)
@@ -36,8 +50,58 @@ def build_parser(modules: Sequence[str] = SUBCOMMAND_MODULES) -> argparse.Argume
 
 def main(argv: Sequence[str] | None = None, *, modules: Sequence[str] = SUBCOMMAND_MODULES) -> int:
     args = build_parser(modules).parse_args(argv)
+    return run_command(args)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Run the subcommand; the errors a user can cause or fix become one ``cosmos-archive: error: ...`` line on
+    stderr and an exit status (EXIT_STATUS), not a traceback. Anything else (a bug) still shows its traceback."""
     try:
-        return int(args.func(args) or 0)
-    except UsageError as exc:
-        print(f"cosmos-archive: error: {exc}", file=sys.stderr)
-        return 2
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, not at exit
+        return code
+    except BrokenPipeError:  # the reader went away (`| head`): stop quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_FOUND
+    except (ServiceRequestError, ServiceResponseError) as exc:
+        return _fail(f"cannot reach {_endpoint_in(exc)}: {_first_line(exc)}; {START_HINT}", EXIT_UNAVAILABLE)
+    except TerminalError as exc:
+        return _fail(str(exc), EXIT_BAD_INPUT)
+    except ArchiveError as exc:  # TransientError: the same command may succeed later
+        return _fail(f"{exc} (try again later)", EXIT_UNAVAILABLE)
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"cosmos-archive: error: {message}", file=sys.stderr)
+    return code
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "message", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _endpoint_in(exc: BaseException) -> str:
+    """The endpoint the SDK could not reach (``host:port`` from its connection error, named as the configured
+    endpoint it is), or "the service" when the error does not say."""
+    from include.cosmos_archiver.cli.targets import endpoint_named  # targets imports this module
+
+    match = re.search(r"host='([^']+)', port=(\d+)", str(exc))
+    return endpoint_named(f"{match.group(1)}:{match.group(2)}") if match else "the service"
+
+
+@contextlib.contextmanager
+def printed_here(*logger_names: str) -> Iterator[None]:
+    """While a command prints what these loggers say (its report, on stdout), keep them off stderr, so no line
+    appears twice; they are restored afterwards (other callers and the DAG keep their logs)."""
+    loggers = [logging.getLogger(name) for name in logger_names]
+    saved = [(lg.propagate, lg.handlers[:]) for lg in loggers]
+    for lg in loggers:
+        lg.propagate = False
+        lg.handlers = [logging.NullHandler()]
+    try:
+        yield
+    finally:
+        for lg, (propagate, handlers) in zip(loggers, saved, strict=True):
+            lg.propagate, lg.handlers = propagate, handlers

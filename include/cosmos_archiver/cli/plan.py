@@ -11,7 +11,6 @@ from include.cosmos_archiver.cli.main import UsageError
 from include.cosmos_archiver.cli.options import settings_from
 from include.cosmos_archiver.planning.capacity import (
     CapacityInput,
-    CapacityInputError,
     Prices,
     StepModel,
     estimate_capacity,
@@ -67,6 +66,7 @@ def _from_container(
     args: argparse.Namespace, records: int | None, size_kb: float | None, ru: float | None, provisioned: float | None
 ) -> tuple[int | None, float | None, float | None, float | None]:
     from include.cosmos_archiver.clients import cosmos_client
+    from include.cosmos_archiver.source.preflight import require_container
 
     if not (args.endpoint and args.database and args.container):
         raise UsageError("--from-container needs --endpoint, --database and --container")
@@ -77,6 +77,7 @@ def _from_container(
         )
     client = cosmos_client(args.endpoint, key)
     container = client.get_database_client(args.database).get_container_client(args.container)
+    require_container(container, args.database, args.container)
     survey = survey_container(container, sample=args.sample, where=args.where)
     print(
         f"container {args.database}/{args.container}: {survey.records:,} records; {survey.sampled} sampled: "
@@ -103,12 +104,9 @@ def _step_model(args: argparse.Namespace) -> StepModel:
 
 
 def _run(args: argparse.Namespace) -> int:
-    try:
-        inputs = _inputs(args)
-        plan = estimate_capacity(inputs)
-        steps = estimate_steps(inputs, _step_model(args))
-    except CapacityInputError as exc:
-        raise UsageError(str(exc)) from None
+    inputs = _inputs(args)  # a CapacityInputError is a terminal error: main prints it and exits 2
+    plan = estimate_capacity(inputs)
+    steps = estimate_steps(inputs, _step_model(args))
     print(format_plan(plan))
     print(format_steps(steps))
     if args.survey:

@@ -9,7 +9,7 @@ from include.cosmos_archiver.cli.main import UsageError
 from include.cosmos_archiver.cli.options import add_settings_option, settings_from
 from include.cosmos_archiver.cli.targets import archive_store, source_container
 from include.cosmos_archiver.pipeline.reopen import ReopenError, parse_slice_range, reopen_slices
-from include.cosmos_archiver.source.preflight import PreflightError, check_source
+from include.cosmos_archiver.source.preflight import check_source
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -19,10 +19,7 @@ def _run(args: argparse.Namespace) -> int:
     except ReopenError as exc:
         raise UsageError(f"--slices: {exc}") from None
     container = source_container(settings)
-    try:
-        check_source(container, settings)
-    except PreflightError as exc:
-        raise UsageError(str(exc)) from None
+    check_source(container, settings)
     results = reopen_slices(container, archive_store(settings), slices, settings)
     for result in results:
         print(result.message)

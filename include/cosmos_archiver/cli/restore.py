@@ -8,7 +8,6 @@ from include.cosmos_archiver.cli.main import UsageError
 from include.cosmos_archiver.cli.options import add_settings_option, settings_from
 from include.cosmos_archiver.cli.targets import archive_store, source_container
 from include.cosmos_archiver.pipeline.restore import (
-    RestoreError,
     RestoreIntegrityError,
     parse_record_ids,
     restore_records,
@@ -25,14 +24,12 @@ def _run(args: argparse.Namespace) -> int:
     budget = StaticBudget(RateControlSettings(provisioned_ru_s=args.max_ru_s, ceiling=1.0, assumed_client_load=0.0))
     container = source_container(settings, user_agent="cosmos-archive-restore")
     store = archive_store(settings)
-    try:
+    try:  # a RestoreError (unknown slice, unknown ids) is terminal: main prints it and exits 2
         if args.ids:
             result = restore_records(container, store, parse_record_ids(args.ids), settings, slice_id=args.slice,
                                      budget=budget)
         else:
             result = restore_slice(container, store, args.slice, settings, budget=budget)
-    except RestoreError as exc:
-        raise UsageError(str(exc)) from None
     except RestoreIntegrityError as exc:
         print(f"cosmos-archive: restore refused: {exc}")
         return 1

@@ -84,8 +84,7 @@ def restore_slice(
     """Restore every record of one archived slice (newest versions)."""
     manifest = store.read_manifest(slice_id)
     if manifest is None:
-        raise RestoreError(f"unknown slice {slice_id!r}: no manifest at {store.manifest_path(slice_id)}; "
-                           "`cosmos-archive summary` lists the archived slices (ids like 2025/03/01)")
+        raise RestoreError(store.unknown_slice_message(slice_id))
     result = RestoreResult()
     _restore(container, store, manifest, set(manifest.latest_records()), settings, budget, result)
     return result
@@ -103,7 +102,7 @@ def restore_records(
     for sid in slice_ids:
         manifest = store.read_manifest(sid)
         if manifest is None:
-            raise RestoreError(f"unknown slice {sid!r}: no manifest at {store.manifest_path(sid)}")
+            raise RestoreError(store.unknown_slice_message(sid))
         here = wanted & set(manifest.latest_records())
         if here:
             found[sid] = (manifest, here)

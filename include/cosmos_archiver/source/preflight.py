@@ -42,18 +42,26 @@ class PreflightResult:
             f" ({bad}; the census counts all of them)" if bad else "")
 
 
-def check_source(container: ContainerProxy, settings: ArchiveSettings, *, sample: int = SAMPLE_SIZE) -> PreflightResult:
-    """Raise PreflightError when the container is missing or the settings do not fit its documents."""
-    where = (f"database {settings.database!r}, container {settings.container!r} at the Cosmos DB account "
-             f"{endpoint_of(container)}")
+def _where(container: ContainerProxy, database: str, name: str) -> str:
+    return f"database {database!r}, container {name!r} at the Cosmos DB account {endpoint_of(container)}"
+
+
+def require_container(container: ContainerProxy, database: str, name: str) -> dict[str, Any]:
+    """The container's properties; PreflightError naming the database and container when either does not exist."""
     try:
-        with waiting_for(f"Cosmos DB at {endpoint_of(container)} (reading container {settings.container!r})"):
-            properties = container.read()
+        with waiting_for(f"Cosmos DB at {endpoint_of(container)} (reading container {name!r})"):
+            return container.read()
     except CosmosResourceNotFoundError:
         raise PreflightError(
-            f"{where} does not exist: check the archive settings 'database' and 'container' (and the connection's "
-            "account), or create the container; nothing was archived"
+            f"{_where(container, database, name)} does not exist: check the archive settings 'database' and "
+            "'container' (and the connection's account), or create the container; nothing was archived"
         ) from None
+
+
+def check_source(container: ContainerProxy, settings: ArchiveSettings, *, sample: int = SAMPLE_SIZE) -> PreflightResult:
+    """Raise PreflightError when the container is missing or the settings do not fit its documents."""
+    where = _where(container, settings.database, settings.container)
+    properties = require_container(container, settings.database, settings.container)
     paths = (properties.get("partitionKey") or {}).get("paths") or []
     if paths and paths[0] != settings.partition_key_path:
         raise PreflightError(
