@@ -30,6 +30,7 @@ SUBCOMMAND_MODULES = (
 EXIT_FOUND = 1  # the command ran and found something to act on (left out, damaged, not verified, ...)
 EXIT_BAD_INPUT = 2  # bad input or settings, or another terminal error: fix it, then re-run
 EXIT_UNAVAILABLE = 3  # a service is unreachable or busy (a transient error): start it or wait, then re-run
+EXIT_CLOSED_PIPE = 141  # the reader of stdout went away (`| head`): 128 + SIGPIPE, as the shell reports it
 EXIT_STATUS = (f"exit status: 0 done; {EXIT_FOUND} the command found something to act on (see its help); "
                f"{EXIT_BAD_INPUT} bad input or settings; {EXIT_UNAVAILABLE} a service is unreachable or busy "
                "(start it, or try again later)")
@@ -63,7 +64,7 @@ def run_command(args: argparse.Namespace) -> int:
     except BrokenPipeError:  # the reader went away (`| head`): stop quietly
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
-        return EXIT_FOUND
+        return EXIT_CLOSED_PIPE
     except (ServiceRequestError, ServiceResponseError) as exc:
         return _fail(f"cannot reach {_endpoint_in(exc)}: {_first_line(exc)}; {START_HINT}", EXIT_UNAVAILABLE)
     except TerminalError as exc:
