@@ -29,6 +29,7 @@ from pathlib import Path
 
 from devstack.ru_gateway.config import ACCOUNT_MODES
 from devstack.tls import TlsFiles, ensure_local_tls
+from include.cosmos_archiver.clients import CA_BUNDLE_ENV
 
 REPO_ROOT = Path(__file__).resolve().parents[1]  # the dev kit lives at the project root
 LOOPBACK = "127.0.0.1"
@@ -372,9 +373,11 @@ def status(config: StackConfig | None = None) -> dict[str, str]:
 
 
 def client_env(config: StackConfig) -> dict[str, str]:
-    """Environment that makes the SDKs trust the local CA (verification stays on)."""
+    """Environment that makes the SDKs trust the local CA (verification stays on). ``COSMOS_ARCHIVE_CA_BUNDLE`` is
+    what the product's clients verify loopback endpoints with first (``clients.ca_bundle``)."""
     tls = ensure_local_tls(config.state_dir)
-    return {"REQUESTS_CA_BUNDLE": str(tls.ca_bundle), "SSL_CERT_FILE": str(tls.ca_bundle)}
+    return {CA_BUNDLE_ENV: str(tls.ca_bundle), "REQUESTS_CA_BUNDLE": str(tls.ca_bundle),
+            "SSL_CERT_FILE": str(tls.ca_bundle)}
 
 
 @contextmanager

@@ -13,7 +13,10 @@ from include.cosmos_archiver.settings import ArchiveSettings
 
 
 def use_local_stack() -> None:
-    """Default the product CLI's environment (endpoints, keys, CA trust) to the local stack's; set values win."""
+    """Default the product CLI's environment (endpoints, keys, CA trust) to the local stack's; set values win.
+
+    The local CA reaches the clients through COSMOS_ARCHIVE_CA_BUNDLE (read before REQUESTS_CA_BUNDLE by
+    ``clients.ca_bundle``), so a shell-wide REQUESTS_CA_BUNDLE (e.g. the system bundle) does not hide it."""
     config = StackConfig.from_env()
     defaults = {
         **client_env(config),

@@ -1,38 +1,24 @@
 """Apply airflow_settings.yaml (Astro CLI format) to the Airflow metadata DB: connections, pools, variables.
 
 Idempotent: existing entries with the same id are replaced. Values may use ${VAR:-default} from the environment.
-Usage: python scripts/apply_airflow_settings.py [path/to/airflow_settings.yaml]
+Usage: python scripts/apply_airflow_settings.py [path/to/airflow_settings.yaml] (with the repo root on PYTHONPATH,
+as scripts/env.sh sets it)
 """
 
 from __future__ import annotations
 
 import json
-import os
-import re
 import sys
 from pathlib import Path
-from typing import Any
 
-import yaml
-
-_VAR = re.compile(r"\$\{([A-Z0-9_]+)(?::-([^}]*))?\}")
-
-
-def expand(value: Any) -> Any:
-    if isinstance(value, str):
-        return _VAR.sub(lambda m: os.environ.get(m.group(1), m.group(2) or ""), value)
-    if isinstance(value, dict):
-        return {k: expand(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [expand(v) for v in value]
-    return value
+from devstack.airflow_settings import load
 
 
 def apply(path: Path) -> dict[str, int]:
     from airflow.models import Connection, Pool, Variable
     from airflow.utils.session import create_session
 
-    doc = expand(yaml.safe_load(path.read_text()) or {}).get("airflow", {})
+    doc = load(path)
     counts = {"connections": 0, "pools": 0, "variables": 0}
     with create_session() as session:
         for item in doc.get("connections") or []:

@@ -13,3 +13,4 @@ export COSMOS_ARCHIVE_STATE_DIR="${COSMOS_ARCHIVE_STATE_DIR:-$COSMOS_ARCHIVE_ROO
 # Trust the project's local CA (public roots included) so TLS verification stays on against the local stack.
 export REQUESTS_CA_BUNDLE="$COSMOS_ARCHIVE_STATE_DIR/tls/ca-bundle.pem"
 export SSL_CERT_FILE="$REQUESTS_CA_BUNDLE"
+export COSMOS_ARCHIVE_CA_BUNDLE="$REQUESTS_CA_BUNDLE"  # what the clients verify loopback endpoints with first

@@ -106,9 +106,14 @@ DEFAULT_PATIENCE = EndpointPatience()
 _PATIENCE_ATTR = "_cosmos_archive_patience"
 
 
+CA_BUNDLE_ENV = "COSMOS_ARCHIVE_CA_BUNDLE"
+
+
 def ca_bundle() -> str | None:
-    """The CA file that verifies loopback endpoints (the local CA): REQUESTS_CA_BUNDLE, else SSL_CERT_FILE."""
-    return os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("SSL_CERT_FILE")
+    """The CA file that verifies loopback endpoints (the local CA): COSMOS_ARCHIVE_CA_BUNDLE, else
+    REQUESTS_CA_BUNDLE, else SSL_CERT_FILE. The project's own variable comes first so that a shell-wide
+    REQUESTS_CA_BUNDLE (often the system bundle, without the local CA) cannot hide the local CA."""
+    return os.environ.get(CA_BUNDLE_ENV) or os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("SSL_CERT_FILE")
 
 
 def cosmos_client(
