@@ -154,7 +154,8 @@ def test_rerun_from_reference_reuses_parameters(standin: AdfStandin, client: Any
 def test_bad_requests_get_adf_shaped_errors(standin: AdfStandin, client: Any, tls: TlsFiles) -> None:
     params = _params()
     with pytest.raises(HttpResponseError) as missing:
-        client.pipelines.create_run(RG, FACTORY, PIPELINE_NAME, parameters={k: params[k] for k in list(params)[:-1]})
+        client.pipelines.create_run(RG, FACTORY, PIPELINE_NAME,
+                                    parameters={k: v for k, v in params.items() if k != "parallelCopies"})
     assert missing.value.status_code == 400 and "missing ['parallelCopies']" in str(missing.value)
     with pytest.raises(HttpResponseError) as unknown:
         client.pipelines.create_run(RG, FACTORY, PIPELINE_NAME, parameters={**params, "batch": 3})
