@@ -372,30 +372,43 @@ def status(config: StackConfig | None = None) -> dict[str, str]:
     return result
 
 
-def client_env(config: StackConfig) -> dict[str, str]:
-    """Environment that makes the SDKs trust the local CA (verification stays on). ``COSMOS_ARCHIVE_CA_BUNDLE`` is
+def trust_env(ca_bundle: Path) -> dict[str, str]:
+    """Environment that makes the SDKs trust ``ca_bundle`` (verification stays on). ``COSMOS_ARCHIVE_CA_BUNDLE`` is
     what the product's clients verify loopback endpoints with first (``clients.ca_bundle``)."""
-    tls = ensure_local_tls(config.state_dir)
-    return {CA_BUNDLE_ENV: str(tls.ca_bundle), "REQUESTS_CA_BUNDLE": str(tls.ca_bundle),
-            "SSL_CERT_FILE": str(tls.ca_bundle)}
+    return {CA_BUNDLE_ENV: str(ca_bundle), "REQUESTS_CA_BUNDLE": str(ca_bundle), "SSL_CERT_FILE": str(ca_bundle)}
+
+
+def client_env(config: StackConfig) -> dict[str, str]:
+    """Environment that makes the SDKs trust the stack's local CA."""
+    return trust_env(ensure_local_tls(config.state_dir).ca_bundle)
 
 
 @contextmanager
-def running_stack(config: StackConfig) -> Iterator[StackConfig]:
-    """Start the stack for a block (tests, benchmarks), trusting its CA in this process, then stop it and restore
-    the environment as it was."""
-    trust = client_env(config)
+def trusting(ca_bundle: Path) -> Iterator[None]:
+    """Trust ``ca_bundle`` in this process for a block (every variable of :func:`trust_env`), then restore the
+    environment as it was: a server a test starts with its own CA must not inherit another stack's."""
+    trust = trust_env(ca_bundle)
     saved = {key: os.environ.get(key) for key in trust}
-    up(config)
     os.environ.update(trust)
     try:
-        yield config
+        yield
     finally:
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+@contextmanager
+def running_stack(config: StackConfig) -> Iterator[StackConfig]:
+    """Start the stack for a block (tests, benchmarks), trusting its CA in this process, then stop it and restore
+    the environment as it was."""
+    up(config)
+    try:
+        with trusting(ensure_local_tls(config.state_dir).ca_bundle):
+            yield config
+    finally:
         down(config)
 
 

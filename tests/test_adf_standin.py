@@ -21,6 +21,7 @@ from azure.core.exceptions import HttpResponseError
 from azure.mgmt.datafactory import DataFactoryManagementClient
 
 from devstack.adf_standin.server import LOCAL_FACTORY, LOCAL_RESOURCE_GROUP, AdfStandin, Faults
+from devstack.stack import trust_env
 from devstack.tls import TlsFiles, ensure_local_tls
 from include.cosmos_archiver.adf import PIPELINE_NAME
 from include.cosmos_archiver.adf.definitions import load_definitions
@@ -187,7 +188,8 @@ def test_local_client_refuses_a_non_loopback_url() -> None:
 def test_deploy_puts_every_resource_in_order(
     tls: TlsFiles, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tls.ca_bundle))
+    for key, value in trust_env(tls.ca_bundle).items():  # its own CA, also over a session stack's
+        monkeypatch.setenv(key, value)
     recorder = Recorder()
     with AdfStandin(recorder, tls_cert=tls.server_cert, tls_key=tls.server_key, preload=False) as standin:
         args = [

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-import os
 import shutil
 import subprocess
 import sys
@@ -29,7 +28,7 @@ from devstack.ru_gateway import (
     GatewaySettingsError,
     start_gateway,
 )
-from devstack.stack import EMULATOR_COSMOS_KEY, REPO_ROOT, free_port
+from devstack.stack import EMULATOR_COSMOS_KEY, REPO_ROOT, free_port, trusting
 from devstack.tls import ensure_local_tls
 from include.cosmos_archiver.clients import cosmos_client
 from include.cosmos_archiver.ru.budget import served_at
@@ -74,28 +73,22 @@ def backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
         stderr=subprocess.STDOUT,
         cwd=state,
     )
-    old_env = {k: os.environ.get(k) for k in ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE")}
-    os.environ["REQUESTS_CA_BUNDLE"] = os.environ["SSL_CERT_FILE"] = str(tls.ca_bundle)
     try:
-        url = f"https://127.0.0.1:{port}"
-        _wait_https(url + "/", tls.ca_cert)
-        client = cosmos_client(url + "/", EMULATOR_COSMOS_KEY)
-        container = client.create_database_if_not_exists(DB).create_container_if_not_exists(
-            COLL, PartitionKey("/customerId")
-        )
-        ids = tuple(f"rec-{i}" for i in range(4))
-        for i, doc_id in enumerate(ids):
-            container.upsert_item({"id": doc_id, "customerId": f"cust-{i}", "payload": "x" * DOC_BYTES})
-        yield Backend(url, state, ids)
+        with trusting(tls.ca_bundle):  # its own CA, also over a session stack's
+            url = f"https://127.0.0.1:{port}"
+            _wait_https(url + "/", tls.ca_cert)
+            client = cosmos_client(url + "/", EMULATOR_COSMOS_KEY)
+            container = client.create_database_if_not_exists(DB).create_container_if_not_exists(
+                COLL, PartitionKey("/customerId")
+            )
+            ids = tuple(f"rec-{i}" for i in range(4))
+            for i, doc_id in enumerate(ids):
+                container.upsert_item({"id": doc_id, "customerId": f"cust-{i}", "payload": "x" * DOC_BYTES})
+            yield Backend(url, state, ids)
     finally:
         proc.terminate()
         proc.wait(timeout=10)
         log.close()
-        for k, v in old_env.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def _container(endpoint: str, **kwargs: object):  # type: ignore[no-untyped-def]
