@@ -5,6 +5,7 @@ step cost; census and scrub print their report once."""
 from __future__ import annotations
 
 import argparse
+import base64
 import datetime as dt
 import json
 import os
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 from azure.core.exceptions import ServiceRequestError
 
-from devstack.stack import EMULATOR_COSMOS_KEY, free_port
+from devstack.stack import AZURITE_KEY, EMULATOR_COSMOS_KEY, free_port
 from include.cosmos_archiver.archive.scrub import SCRUB_NAME, UnknownSliceError, scrub_archive
 from include.cosmos_archiver.archive.slice_grid import SliceGridError
 from include.cosmos_archiver.cli.main import EXIT_BAD_INPUT, EXIT_UNAVAILABLE, main
@@ -108,6 +109,15 @@ def test_an_unreachable_service_is_named_with_how_to_start_it(stack, archive_sto
     assert blob_down.returncode == EXIT_UNAVAILABLE
     assert f"cannot reach Blob Storage at http://127.0.0.1:{port}/" in blob_down.stderr
     assert "Traceback" not in blob_down.stderr
+
+
+def test_a_refused_key_is_named_not_a_traceback(stack, archive_store):
+    wrong = stack.blob_connection_string.replace(AZURITE_KEY, base64.b64encode(b"not the key").decode())
+    refused = _cli(_env(stack, **{BLOB_CONNECTION_STRING_ENV: wrong}), "summary")
+    assert refused.returncode == EXIT_BAD_INPUT, refused.stderr
+    named = f"Blob Storage at http://127.0.0.1:{stack.blob_port}/devstoreaccount1 (from ${BLOB_CONNECTION_STRING_ENV})"
+    assert f"{named} refused the credentials (HTTP 403" in refused.stderr, refused.stderr
+    assert "Traceback" not in refused.stderr
 
 
 @pytest.fixture

@@ -11,7 +11,12 @@ import re
 import sys
 from collections.abc import Iterator, Sequence
 
-from azure.core.exceptions import ServiceRequestError, ServiceResponseError
+from azure.core.exceptions import (
+    ClientAuthenticationError,
+    HttpResponseError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
 
 from include.cosmos_archiver.errors import ArchiveError, TerminalError
 
@@ -67,6 +72,11 @@ def run_command(args: argparse.Namespace) -> int:
         return EXIT_CLOSED_PIPE
     except (ServiceRequestError, ServiceResponseError) as exc:
         return _fail(f"cannot reach {_endpoint_in(exc)}: {_first_line(exc)}; {START_HINT}", EXIT_UNAVAILABLE)
+    except (ClientAuthenticationError, HttpResponseError) as exc:
+        if not isinstance(exc, ClientAuthenticationError) and getattr(exc, "status_code", None) not in (401, 403):
+            raise
+        return _fail(f"{_service_of(exc)} refused the credentials (HTTP {getattr(exc, 'status_code', '?')}: "
+                     f"{_first_line(exc)}); check the key or connection string it was given", EXIT_BAD_INPUT)
     except TerminalError as exc:
         return _fail(str(exc), EXIT_BAD_INPUT)
     except ArchiveError as exc:  # TransientError: the same command may succeed later
@@ -83,13 +93,24 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+def _service_of(exc: HttpResponseError) -> str:
+    """The configured endpoint an HTTP error came from (its request's URL), or "the service"."""
+    url = getattr(getattr(exc, "response", None), "url", None) or ""
+    match = re.match(r"\w+://([^/]+)", str(url))
+    return _named(match.group(1)) if match else "the service"
+
+
+def _named(host_port: str) -> str:
+    from include.cosmos_archiver.cli.targets import endpoint_named  # targets imports this module
+
+    return endpoint_named(host_port)
+
+
 def _endpoint_in(exc: BaseException) -> str:
     """The endpoint the SDK could not reach (``host:port`` from its connection error, named as the configured
     endpoint it is), or "the service" when the error does not say."""
-    from include.cosmos_archiver.cli.targets import endpoint_named  # targets imports this module
-
     match = re.search(r"host='([^']+)', port=(\d+)", str(exc))
-    return endpoint_named(f"{match.group(1)}:{match.group(2)}") if match else "the service"
+    return _named(f"{match.group(1)}:{match.group(2)}") if match else "the service"
 
 
 @contextlib.contextmanager
