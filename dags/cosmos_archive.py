@@ -59,7 +59,6 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from cosmos_archive_adf import CosmosArchiveAdfRunPipelineOperator
 from cosmos_archive_gate import ArchiveRuGate
 
-from include.cosmos_archiver.adf.indexing import index_adf_slice
 from include.cosmos_archiver.pipeline.copy import copy_slice
 from include.cosmos_archiver.pipeline.purge import PurgeResult, purge_slice
 from include.cosmos_archiver.pipeline.reopen import ReopenError, parse_slice_range, reopen_slices
@@ -216,9 +215,8 @@ def cosmos_archive():
         def index_adf_output(time_slice: dict) -> dict:
             """ADF writes no hashes: build the slice's manifest from the files it wrote (validation re-reads both)."""
             settings = runtime.load_settings()
-            container, budget = runtime.paced_source(settings)  # adds the timestamps ADF's query cannot place
-            manifest = index_adf_slice(runtime.archive_store(settings), TimeSlice.from_dict(time_slice), settings,
-                                       container=container, budget=budget)
+            manifest = runtime.index_adf_copy(runtime.archive_store(settings), TimeSlice.from_dict(time_slice),
+                                              settings)
             log.info("ADF copy of %s: %s", manifest.slice_id, manifest.summary())
             return manifest.summary()
 

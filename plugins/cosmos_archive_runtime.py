@@ -227,6 +227,13 @@ def copy_with_adf(time_slice: TimeSlice, settings: ArchiveSettings, store: Archi
         raise AzureDataFactoryPipelineRunException(
             f"ADF pipeline run {run_id} copying slice {time_slice.slice_id} again ended {run.status}: {run.message}"
         )
+    return index_adf_copy(store, time_slice, settings, run_id=run_id)
+
+
+def index_adf_copy(store: ArchiveStore, time_slice: TimeSlice, settings: ArchiveSettings, *,
+                   run_id: str | None = None) -> Manifest:
+    """Index what an ADF run wrote for the slice, adding from the paced source the timestamps its query cannot
+    place (other ISO 8601 spellings)."""
     container, budget = paced_source(settings)
     return index_adf_slice(store, time_slice, settings, container=container, budget=budget, run_id=run_id)
 

@@ -9,8 +9,7 @@ import json
 from include.cosmos_archiver.cli.main import UsageError, printed_here
 from include.cosmos_archiver.cli.options import add_settings_option, settings_from
 from include.cosmos_archiver.cli.targets import archive_store, source_container
-from include.cosmos_archiver.source import census as census_module
-from include.cosmos_archiver.source.census import MAX_LISTED
+from include.cosmos_archiver.source.census import MAX_LISTED, take_census
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -21,9 +20,9 @@ def _run(args: argparse.Namespace) -> int:
         raise UsageError(f"--now {args.now!r} is not an ISO date/time, e.g. 2026-06-01T00:00:00+00:00") from None
     if now.tzinfo is None:
         now = now.replace(tzinfo=dt.UTC)
-    with printed_here(census_module.__name__):
-        census = census_module.take_census(source_container(settings), archive_store(settings), settings, now=now,
-                                           max_listed=args.max_listed, exact=args.exact)
+    with printed_here(take_census.__module__):
+        census = take_census(source_container(settings), archive_store(settings), settings, now=now,
+                             max_listed=args.max_listed, exact=args.exact)
     print(json.dumps(census.to_dict(), indent=1) if args.json else census.details())
     return 1 if census.has_left_out or census.slices_to_reopen or not census.balanced else 0
 

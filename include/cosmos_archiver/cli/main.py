@@ -72,8 +72,8 @@ def run_command(args: argparse.Namespace) -> int:
         return EXIT_CLOSED_PIPE
     except (ServiceRequestError, ServiceResponseError) as exc:
         return _fail(f"cannot reach {_endpoint_in(exc)}: {_first_line(exc)}; {START_HINT}", EXIT_UNAVAILABLE)
-    except (ClientAuthenticationError, HttpResponseError) as exc:
-        if not isinstance(exc, ClientAuthenticationError) and getattr(exc, "status_code", None) not in (401, 403):
+    except HttpResponseError as exc:  # ClientAuthenticationError (Blob's refused key) is one
+        if not isinstance(exc, ClientAuthenticationError) and exc.status_code not in (401, 403):
             raise
         return _fail(f"{_service_of(exc)} refused the credentials (HTTP {getattr(exc, 'status_code', '?')}: "
                      f"{_first_line(exc)}); check the key or connection string it was given", EXIT_BAD_INPUT)

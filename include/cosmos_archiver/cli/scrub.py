@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from include.cosmos_archiver.archive import scrub as scrub_module
+from include.cosmos_archiver.archive.scrub import scrub_archive
 from include.cosmos_archiver.cli.main import UsageError, printed_here
 from include.cosmos_archiver.cli.options import add_settings_option, settings_from
 from include.cosmos_archiver.cli.targets import archive_store
@@ -14,8 +14,8 @@ def _run(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     if (args.max_mb is not None and args.max_mb <= 0) or (args.mb_per_s is not None and args.mb_per_s <= 0):
         raise UsageError("--max-mb and --mb-per-s must be > 0 (leave them out for no limit)")
-    with printed_here(scrub_module.__name__):
-        report = scrub_module.scrub_archive(
+    with printed_here(scrub_archive.__module__):
+        report = scrub_archive(
             archive_store(settings), settings, slice_ids=args.slice or None,
             max_bytes=int(args.max_mb * 1e6) if args.max_mb else None,
             max_bytes_per_s=args.mb_per_s * 1e6 if args.mb_per_s else None)
