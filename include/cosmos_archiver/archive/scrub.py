@@ -23,7 +23,7 @@ import json
 import logging
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 from azure.core.exceptions import ResourceNotFoundError
 
@@ -243,9 +243,3 @@ def damaged_slices(store: ArchiveStore) -> list[str]:
 def clear_scrub_mark(store: ArchiveStore, slice_id: str) -> None:
     """Forget the slice's scrub outcome (its data was rewritten and verified again)."""
     store.delete(scrub_path(store, slice_id))
-
-
-def scrub_summary(report: ScrubReport) -> dict[str, Any]:
-    return {"line": report.line(), "damaged": [s.message() for s in report.damaged],
-            "not_reached": report.not_reached, "bytes_read": report.bytes_read}
-
