@@ -12,8 +12,8 @@ import json
 from azure.cosmos import ContainerProxy
 
 from devstack.targets import local_container
+from include.cosmos_archiver.readthrough.markers import is_stub
 from include.cosmos_archiver.settings import ArchiveSettings
-from include.cosmos_archiver.source.reader import STUB_MARKER
 
 
 def stored_bytes(container: ContainerProxy) -> tuple[int, int, int]:
@@ -21,7 +21,7 @@ def stored_bytes(container: ContainerProxy) -> tuple[int, int, int]:
     documents = stubs = size = 0
     for doc in container.query_items("SELECT * FROM c", enable_cross_partition_query=True):
         documents += 1
-        stubs += STUB_MARKER in doc
+        stubs += is_stub(doc)
         size += len(json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode())
     return documents, stubs, size
 

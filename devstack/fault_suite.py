@@ -59,9 +59,9 @@ from include.cosmos_archiver.pipeline.copy import copy_slice
 from include.cosmos_archiver.pipeline.purge import PurgeError, PurgeResult, purge_slice
 from include.cosmos_archiver.pipeline.restore import SYSTEM_PROPERTIES, RestoreResult, restore_slice
 from include.cosmos_archiver.pipeline.validate import ValidationResult, validate_slice
+from include.cosmos_archiver.readthrough.markers import is_stub
 from include.cosmos_archiver.settings import ArchiveSettings
 from include.cosmos_archiver.slices import TimeSlice
-from include.cosmos_archiver.source.reader import STUB_MARKER
 
 log = logging.getLogger(__name__)
 DATABASE = "faults"
@@ -324,7 +324,7 @@ def inspect(lab: FaultLab) -> ArchiveCheck:
     source: dict[str, str] = {}
     content: dict[str, str] = {}
     for doc in lab.source(lab.backend_endpoint).query_items("SELECT * FROM c", enable_cross_partition_query=True):
-        if STUB_MARKER in doc:
+        if is_stub(doc):
             continue  # a purge stub: the record lives in the archive
         pk, rid = record_key(doc, lab.settings.partition_key_path)
         source[f"{pk}/{rid}"] = sha256_hex(canonical_json(doc))

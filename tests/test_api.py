@@ -181,7 +181,8 @@ def test_bad_writes_are_400_and_write_nothing(api, cosmos_container):
         (api.post, "/billing-records", {"customerId": "cust-1"}, "id"),
         (api.post, "/billing-records", {"id": "a/b", "customerId": "cust-1"}, "id"),
         (api.post, "/billing-records", {"id": "ok-1", "customerId": ""}, "customerId"),
-        (api.post, "/billing-records", {"id": "ok-2", "customerId": "c", "_archiveDeleted": 1}, "_archiveDeleted"),
+        (api.post, "/billing-records", {"id": "ok-2", "customerId": "c",
+                                        "_cosmosArchive": {"v": 1, "kind": "tombstone"}}, "_cosmosArchive"),
         (api.put, f"/billing-records/{docs[1]['id']}", {**docs[2]}, "id"),
     ]
     for call, url, body, parameter in cases:

@@ -21,6 +21,7 @@ from include.cosmos_archiver.pipeline.copy import copy_slice, needs_local_copy
 from include.cosmos_archiver.pipeline.purge import PurgeIntegrityError, SliceNotVerifiedError, purge_slice
 from include.cosmos_archiver.pipeline.validate import validate_slice, verify_archive
 from include.cosmos_archiver.planning.due_slices import select_due_slices
+from include.cosmos_archiver.readthrough.markers import MARKER_FIELD, is_stub
 from include.cosmos_archiver.settings import ArchiveSettings, SettingsError
 from include.cosmos_archiver.slices import TimeSlice
 from include.cosmos_archiver.source.reader import count_slice
@@ -155,8 +156,9 @@ def test_stub_mode_leaves_pointers_that_are_never_archived_again(seeded, archive
     stub = seeded.read_item("inv-007", partition_key="c-3")  # still one point read away
     archived = archived_latest(archive_store)["inv-007"]
     assert stub["issuedAt"] == archived["issuedAt"] and "text" not in stub
-    assert stub["_archived"]["sha256"] == sha256_hex(canonical_json(archived))
-    assert stub["_archived"]["location"].endswith(".parquet") and stub["_archived"]["etag"] == archived["_etag"]
+    mark = stub[MARKER_FIELD]
+    assert is_stub(stub) and mark["sha256"] == sha256_hex(canonical_json(archived))
+    assert mark["location"].endswith(".parquet") and mark["etag"] == archived["_etag"]
     assert left_in_range(seeded) == 0
     assert copy_slice(seeded, archive_store, DAY, SETTINGS).generation == 0  # stubs are not a remainder
 

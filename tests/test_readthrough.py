@@ -13,7 +13,7 @@ from include.cosmos_archiver.archive.parquet_layout import decode_rows
 from include.cosmos_archiver.readthrough.erasure import erase_deleted
 from include.cosmos_archiver.readthrough.errors import BadRequest, Conflict, NotFound, PreconditionFailed
 from include.cosmos_archiver.readthrough.index import ArchiveIndex, compact_index
-from include.cosmos_archiver.readthrough.markers import TOMBSTONE_MARKER
+from include.cosmos_archiver.readthrough.markers import is_tombstone
 from include.cosmos_archiver.readthrough.paging import build_query, encode_token
 from include.cosmos_archiver.readthrough.repository import ReadThroughRepository
 from tests.readthrough_helpers import (
@@ -98,7 +98,7 @@ def test_create_of_archived_id_conflicts_and_delete_never_comes_back(archived, a
             repo.get(r, p)
         with pytest.raises(NotFound):
             repo.delete(r, p)
-        assert TOMBSTONE_MARKER in cosmos_container.read_item(r, p)
+        assert is_tombstone(cosmos_container.read_item(r, p))
         assert r not in {json.loads(x.body)["id"] for x in repo.list(p, page_size=1000).records}
     # a fresh process (empty caches) agrees
     with pytest.raises(NotFound):

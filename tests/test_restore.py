@@ -19,6 +19,7 @@ from include.cosmos_archiver.pipeline.restore import (
     restore_slice,
 )
 from include.cosmos_archiver.pipeline.validate import validate_slice
+from include.cosmos_archiver.readthrough.markers import is_stub
 from tests.test_purge import DAY, OUTSIDE, SETTINGS, documents, in_cosmos
 
 
@@ -60,8 +61,8 @@ def test_restore_replaces_stubs_and_named_records_only(purged, archive_store):
 
     assert sorted(result.restored) == ["c-1/inv-005", "c-2/inv-006"] and not result.exists
     now = in_cosmos(container)
-    assert _user_fields(now["inv-005"]) == originals["inv-005"] and "_archived" not in now["inv-005"]
-    assert "_archived" in now["inv-007"]  # not asked for: still a stub
+    assert _user_fields(now["inv-005"]) == originals["inv-005"] and not is_stub(now["inv-005"])
+    assert is_stub(now["inv-007"])  # not asked for: still a stub
 
 
 def test_unknown_slice_or_record_and_a_damaged_archive_write_nothing(purged, archive_store):

@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, StringConstraints
 
 from include.cosmos_archiver.readthrough.errors import HTTP_ERRORS, ReadThroughError
-from include.cosmos_archiver.readthrough.markers import STUB_MARKER, TOMBSTONE_MARKER
+from include.cosmos_archiver.readthrough.markers import MARKER_SCHEMA
 from include.cosmos_archiver.readthrough.paging import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from include.cosmos_archiver.readthrough.repository import ID_RE, Page, ReadThroughRepository, Record
 
@@ -34,11 +34,10 @@ class ErrorBody(BaseModel):
 
 
 class BillingRecordIn(BaseModel):
-    """A billing record as written: any JSON object with an id and a customerId; the archive's markers are
-    reserved, and system properties (_rid, _etag, ...) are Cosmos DB's to set."""
+    """A billing record as written: any JSON object with an id and a customerId; a marker object of the archive's
+    (readthrough/markers.py) is reserved, and system properties (_rid, _etag, ...) are Cosmos DB's to set."""
 
-    model_config = ConfigDict(extra="allow", json_schema_extra={
-        "not": {"anyOf": [{"required": [STUB_MARKER]}, {"required": [TOMBSTONE_MARKER]}]}})
+    model_config = ConfigDict(extra="allow", json_schema_extra={"not": MARKER_SCHEMA})
     id: Annotated[str, StringConstraints(pattern=ID_PATTERN)]
     customerId: Annotated[str, StringConstraints(min_length=1, max_length=255)]
 
@@ -134,8 +133,9 @@ def create_app(repository: ReadThroughRepository) -> FastAPI:
     @app.get("/archive/records/{partitionKey}/{id}", responses={200: RECORD, **_errors(400, 404, 503)})
     def lookup_archived(partition_key: Annotated[str, Path(alias="partitionKey", min_length=1, max_length=255)],
                         id: RecordId) -> Response:
-        """For an API in another language: call on a Cosmos DB 404, or on a document carrying the stub marker
-        ``_archived``; a document carrying ``_archiveDeleted`` is a deleted record (answer 404 without calling)."""
+        """For an API in another language: call on a Cosmos DB 404, or on a stub (``_cosmosArchive`` holding
+        ``{"v": 1, "kind": "stub", ...}``); a tombstone (``"kind": "tombstone"``) is a deleted record (answer 404
+        without calling). Any other value of that field is business data."""
         return _record(repository.hydrate_only(partition_key, id))
 
     return app

@@ -14,8 +14,9 @@ run, never while the archive is halted). It:
 4. logs every outcome in ``_purge.json`` beside the manifest (a killed purge resumes from it) and finally records
    the purge's counts and RU in the manifest.
 
-A stub keeps the id, partition key and timestamp field, plus ``_archived`` (slice, file, sha256, archived etag and
-time): point reads still answer in one hop; every slice query leaves stubs out, so a stub is never archived again.
+A stub keeps the id, partition key and timestamp field, plus the marker object ``_cosmosArchive`` of kind ``stub``
+(slice, file, the archive's sha256 of the record, archived etag and time; see readthrough/markers.py): point reads
+still answer in one hop; every slice query leaves stubs out, so a stub is never archived again.
 """
 
 from __future__ import annotations
@@ -41,11 +42,11 @@ from include.cosmos_archiver.archive.store import ArchiveStore
 from include.cosmos_archiver.errors import TerminalError
 from include.cosmos_archiver.id_lists import name_ids
 from include.cosmos_archiver.pipeline.validate import record_name, verify_archive
+from include.cosmos_archiver.readthrough.markers import MARKER_FIELD, stub_marker
 from include.cosmos_archiver.ru.budget import RuBudget
 from include.cosmos_archiver.ru.paid_requests import PaidRequests, ResponseHook
 from include.cosmos_archiver.settings import ArchiveSettings, PurgeMode
 from include.cosmos_archiver.slices import TimeSlice
-from include.cosmos_archiver.source.reader import STUB_MARKER
 
 log = logging.getLogger(__name__)
 LOG_EVERY_RECORDS = 50  # _purge.json is rewritten at least this often ...
@@ -283,10 +284,10 @@ def stub_document(
     _set_path(stub, settings.partition_key_path.strip("/").split("/"), essentials["pk"])
     if not settings.timestamp_field.startswith("_"):  # _ts is the server's: it moves to the stub's write time
         _set_path(stub, settings.timestamp_field.split("."), essentials["ts"])
-    stub[STUB_MARKER] = {
-        "slice": manifest.slice_id, "location": location, "sha256": entry.sha256, "etag": etag,
-        "generation": entry.generation, "archived_at": manifest.copied_at,
-    }
+    stub[MARKER_FIELD] = stub_marker(
+        slice=manifest.slice_id, location=location, sha256=entry.sha256, etag=etag, generation=entry.generation,
+        archived_at=manifest.copied_at,
+    )
     return stub
 
 

@@ -6,8 +6,9 @@ For each record asked for, the newest archived version (newest generation wins) 
    every restored row's sha256 is recomputed again right before its write: a mismatch writes nothing;
 2. the system properties Cosmos sets (``_rid``, ``_self``, ``_etag``, ``_ts``, ``_attachments``) are stripped;
 3. it is created conditionally (``create_item``): a record that exists in Cosmos again (re-created or updated
-   meanwhile) is not overwritten and is reported; a purge stub (``_archived``) is replaced by the full document
-   with If-Match on the stub's etag;
+   meanwhile, or deleted through the API: a tombstone) is not overwritten and is reported; a purge stub is replaced
+   by the full document with If-Match on the stub's etag, and only a stub that names this record's sha256 (the
+   archive agrees it stands for this version: readthrough/markers.py);
 4. each request is paid through an RU budget, like the copy.
 """
 
@@ -24,20 +25,24 @@ from azure.core import MatchConditions
 from azure.cosmos import ContainerProxy
 from azure.cosmos.exceptions import CosmosAccessConditionFailedError, CosmosResourceExistsError
 
-from include.cosmos_archiver.archive.canonical import partition_key_value, sha256_hex
+from include.cosmos_archiver.archive.canonical import (
+    partition_key_from_text,
+    partition_key_text,
+    partition_key_value,
+    sha256_hex,
+)
 from include.cosmos_archiver.archive.manifest import Manifest, RecordEntry
 from include.cosmos_archiver.archive.parquet_layout import decode_any
 from include.cosmos_archiver.archive.store import ArchiveStore
 from include.cosmos_archiver.errors import TerminalError
 from include.cosmos_archiver.id_lists import name_ids
 from include.cosmos_archiver.pipeline.validate import record_name, verify_archive
+from include.cosmos_archiver.readthrough.markers import SYSTEM_PROPERTIES, stub_sha256
 from include.cosmos_archiver.ru.budget import RuBudget
 from include.cosmos_archiver.ru.paid_requests import PaidRequests
 from include.cosmos_archiver.settings import ArchiveSettings
-from include.cosmos_archiver.source.reader import STUB_MARKER
 
 log = logging.getLogger(__name__)
-SYSTEM_PROPERTIES = ("_rid", "_self", "_etag", "_ts", "_attachments")
 
 
 class RestoreError(TerminalError, ValueError):
@@ -66,14 +71,21 @@ class RestoreResult:
         return asdict(self)
 
 
+KEY_SPELLING = ("a partition key is written as the archive names it (archive.canonical.partition_key_text): a "
+                "string as it is, unless it reads as JSON or starts with '~', then JSON-quoted ('\"12345\"', "
+                "'\"null\"'); a number, boolean or null as JSON (12345, true, null)")
+
+
 def parse_record_ids(text: str) -> list[tuple[str, str]]:
-    """``PK/ID,PK/ID,...`` -> [(pk, id)]; a Cosmos id cannot hold '/', so the last '/' splits each item."""
+    """``PK/ID,PK/ID,...`` -> [(archived key text, id)]; a Cosmos id cannot hold '/', so the last '/' splits each
+    item. PK is read as :data:`KEY_SPELLING` says (the spelling reports and manifests print), so ``12345`` is the
+    number and ``"12345"`` the string."""
     keys = []
     for item in (part.strip() for part in text.split(",")):
         pk, sep, rid = item.rpartition("/")
         if not sep or not pk or not rid:
             raise RestoreError(f"record {item!r} is not PARTITION_KEY/ID (e.g. cust-00042/inv-42-00000007)")
-        keys.append((pk, rid))
+        keys.append((partition_key_text(partition_key_from_text(pk)), rid))
     return keys
 
 
@@ -111,7 +123,7 @@ def restore_records(
         raise RestoreError(
             f"{len(wanted)} record(s) not in the archive{f' slice {slice_id}' if slice_id else ''}: "
             + name_ids([record_name(*k) for k in sorted(wanted)])
-            + "; check the partition key and id (PK/ID), nothing was restored")
+            + f"; check the partition key and id (PK/ID; {KEY_SPELLING}), nothing was restored")
     result = RestoreResult()
     for manifest, here in found.values():
         _restore(container, store, manifest, here, settings, budget, result)
@@ -142,14 +154,17 @@ def _restore(
                                             f"in {manifest.files[index].path} no longer matches its sha256; stopped")
             doc = {k: v for k, v in json.loads(row.doc).items() if k not in SYSTEM_PROPERTIES}
             name = record_name(row.partition_key, row.id)
-            (result.restored if _write_back(container, doc, settings, paid) else result.exists).append(name)
+            written = _write_back(container, doc, entry.sha256, settings, paid)
+            (result.restored if written else result.exists).append(name)
     result.seconds = round(result.seconds + time.perf_counter() - started, 3)
     result.ru_charged = round(result.ru_charged + paid.ru_charged, 2)
     log.info("slice %s: %s", manifest.slice_id, result.message())
 
 
-def _write_back(container: ContainerProxy, doc: dict[str, Any], settings: ArchiveSettings, paid: PaidRequests) -> bool:
-    """Create ``doc``; over a purge stub, replace the stub. False: a real document exists, left as it is."""
+def _write_back(container: ContainerProxy, doc: dict[str, Any], sha256: str, settings: ArchiveSettings,
+                paid: PaidRequests) -> bool:
+    """Create ``doc``; over the purge stub of this very version (``sha256``), replace the stub. False: another
+    document (a record, a tombstone, a stub of another version) holds the key, left as it is."""
     try:
         paid.call(lambda hook: container.create_item(doc, response_hook=hook))
         return True
@@ -157,7 +172,7 @@ def _write_back(container: ContainerProxy, doc: dict[str, Any], settings: Archiv
         pass
     pk = partition_key_value(doc, settings.partition_key_path)
     current = paid.call(lambda hook: container.read_item(doc["id"], partition_key=pk, response_hook=hook))
-    if STUB_MARKER not in current:
+    if stub_sha256(current) != sha256:
         return False
     try:
         paid.call(lambda hook: container.replace_item(

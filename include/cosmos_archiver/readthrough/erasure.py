@@ -19,14 +19,15 @@ from typing import Any
 import pyarrow.parquet as pq
 from azure.cosmos import ContainerProxy
 
-from include.cosmos_archiver.archive.canonical import sha256_hex, slice_digest
+from include.cosmos_archiver.archive.canonical import partition_key_text, sha256_hex, slice_digest
 from include.cosmos_archiver.archive.manifest import Manifest
 from include.cosmos_archiver.archive.parquet_layout import decode_rows, encode_rows
 from include.cosmos_archiver.archive.slice_lease import SliceLease, under_slice_lease
 from include.cosmos_archiver.archive.store import ArchiveStore
 from include.cosmos_archiver.readthrough.index import DEFAULT_SHARDS, ArchiveIndex, index_slice
-from include.cosmos_archiver.readthrough.markers import TOMBSTONE_MARKER
 from include.cosmos_archiver.settings import ArchiveSettings
+from include.cosmos_archiver.slices import MISSING
+from include.cosmos_archiver.source.reader import TOMBSTONE, marker_sql
 
 log = logging.getLogger(__name__)
 _GENERATION = re.compile(r"-e(\d+)\.parquet$")
@@ -46,10 +47,11 @@ class ErasedPart:
 
 
 def tombstoned_keys(container: ContainerProxy, partition_key_path: str) -> list[tuple[str, str]]:
-    """(partition key, id) of every tombstone in the container (one cross-partition query)."""
+    """(archived partition key text, id) of every tombstone in the container (one cross-partition query)."""
     pk = "c" + "".join(f'["{p}"]' for p in partition_key_path.strip("/").split("/"))
-    sql = f'SELECT c.id, {pk} AS pk FROM c WHERE IS_DEFINED(c["{TOMBSTONE_MARKER}"])'
-    return [(str(r["pk"]), r["id"]) for r in container.query_items(sql, enable_cross_partition_query=True)]
+    sql = f"SELECT c.id, {pk} AS pk FROM c WHERE {marker_sql(TOMBSTONE)}"
+    return [(partition_key_text(r.get("pk", MISSING)), r["id"])
+            for r in container.query_items(sql, enable_cross_partition_query=True)]
 
 
 def erase_deleted(container: ContainerProxy, store: ArchiveStore, settings: ArchiveSettings, *,

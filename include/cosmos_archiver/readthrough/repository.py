@@ -7,8 +7,15 @@
 - ``update``: replaces (or upserts) a live, stubbed or archived record; the new version lives in Cosmos DB and
   wins over the archive from then on. Every write is conditional on the ETag it read, so a concurrent purge
   (conditional on the archived ETag) and this update cannot both win: no update is lost.
-- ``delete``: a record that is (or may be about to be) archived is replaced by a tombstone in the same write, so
-  it never comes back from the archive; others are deleted as before.
+- ``delete``: every record is replaced by a tombstone in the same write, so it never comes back: not from the
+  archive, not after a later archive run, purge, restore, index compaction or erasure, whether it was live,
+  archived or both (an older version may be archived, or being copied, under another timestamp).
+
+Partition keys: a caller passes the key's value as its writer wrote it (the API's ``customerId`` is always a string;
+the library also takes numbers, booleans, None for JSON null and the empty string). The archive and its index name
+the key by :func:`partition_key_text`, the one mapping from a value to its archived key, used here, by the index
+writer, restore, the erasure and the census: the string ``"null"`` and JSON null, ``"12345"`` and 12345 are
+different keys, and a key never reaches another key's record.
 
 Bodies are the canonical JSON of the document (:func:`canonical_json`): the same bytes whether the document came
 from Cosmos DB or from the archive, which stores exactly that form.
@@ -28,8 +35,14 @@ from azure.core import MatchConditions
 from azure.core.exceptions import AzureError, ResourceNotFoundError
 from azure.cosmos import ContainerProxy
 from azure.cosmos.exceptions import CosmosHttpResponseError
+from azure.cosmos.partition_key import NullPartitionKeyValue
 
-from include.cosmos_archiver.archive.canonical import canonical_json, partition_key_value
+from include.cosmos_archiver.archive.canonical import (
+    canonical_json,
+    partition_key_text,
+    partition_key_value,
+    record_key,
+)
 from include.cosmos_archiver.archive.store import ArchiveStore
 from include.cosmos_archiver.readthrough.errors import (
     ArchiveUnavailable,
@@ -41,23 +54,24 @@ from include.cosmos_archiver.readthrough.errors import (
 )
 from include.cosmos_archiver.readthrough.index import ArchiveIndex, IndexEntry
 from include.cosmos_archiver.readthrough.markers import (
-    STUB_MARKER,
+    MARKER_FIELD,
     SYSTEM_PROPERTIES,
-    TOMBSTONE_MARKER,
     is_stub,
     is_tombstone,
+    marker_kind,
+    stub_sha256,
     tombstone,
 )
 from include.cosmos_archiver.readthrough.paging import ListQuery, build_query, encode_token, timestamp_of
 from include.cosmos_archiver.readthrough.rows import RowReader
 from include.cosmos_archiver.settings import ArchiveSettings
-from include.cosmos_archiver.slices import cutoff, field_expression, slice_grid
+from include.cosmos_archiver.slices import field_expression, slice_grid
+from include.cosmos_archiver.source.reader import STUB, TOMBSTONE, marker_sql
 
 Source = Literal["cosmos", "archive"]
 ID_RE = re.compile(r"^[A-Za-z0-9._:@+=-]{1,255}$")  # fullmatch: "$" alone would accept a final newline
 WRITE_ATTEMPTS = 5
 ROW_GROUP_READERS = 8  # a list page's archived records come from many row groups: read them side by side
-TOMBSTONE_MARGIN = dt.timedelta(days=2)  # a record this close to the archive cutoff may be copied any moment
 T = TypeVar("T")
 
 
@@ -83,6 +97,12 @@ def _status(exc: CosmosHttpResponseError) -> int:
     return int(exc.status_code or 0)
 
 
+def sdk_partition_key(value: Any) -> Any:
+    """The SDK's spelling of a partition key value: JSON null is NullPartitionKeyValue (a query's None would mean
+    "every partition")."""
+    return NullPartitionKeyValue if value is None else value
+
+
 class ReadThroughRepository:
     def __init__(self, container: ContainerProxy, store: ArchiveStore, settings: ArchiveSettings, *,
                  index: ArchiveIndex | None = None, rows: RowReader | None = None) -> None:
@@ -96,28 +116,30 @@ class ReadThroughRepository:
         self._pk_expr = "c" + "".join(f'["{p}"]' for p in settings.partition_key_path.strip("/").split("/"))
 
     # -- reads ---------------------------------------------------------------------------------------------------
-    def get(self, record_id: str, partition_key: str) -> Record:
+    def get(self, record_id: str, partition_key: Any) -> Record:
         doc = self._read(record_id, partition_key)
-        if doc is not None and is_tombstone(doc):
+        kind = None if doc is None else marker_kind(doc)
+        if kind == TOMBSTONE:
             raise NotFound(f"record {record_id!r} of {partition_key!r} was deleted", parameter="id", value=record_id)
-        if doc is not None and not is_stub(doc):
+        if doc is not None and kind is None:
             return Record(canonical_json(doc), doc.get("_etag"), "cosmos")
-        pointer = doc.get(STUB_MARKER) if doc is not None else None  # a stub names the version it stands for
-        archived_etag = pointer.get("etag") if isinstance(pointer, dict) else None
-        record = self._archived(partition_key, record_id, expect_etag=archived_etag)
+        stub_sha = None if doc is None else stub_sha256(doc)  # a stub names the version it stands for
+        record = self._archived(partition_key, record_id, expect_sha256=stub_sha, stub=doc is not None)
         if record is None:
             if doc is not None:
-                raise ArchiveUnavailable(f"{partition_key}/{record_id} is a stub but its slice is not in the archive "
-                                         "index: run index_slice for it (retry later)")
+                raise ArchiveUnavailable(f"{partition_key!r}/{record_id} is a stub but its slice is not in the "
+                                         "archive index: run index_slice for it (retry later)")
             raise NotFound(f"no record {record_id!r} for customerId {partition_key!r}", parameter="id",
                            value=record_id)
         return record
 
-    def list(self, customer: str, start: str | None = None, end: str | None = None, page_size: Any = 100,
+    def list(self, customer: Any, start: str | None = None, end: str | None = None, page_size: Any = 100,
              continuation: str | None = None) -> Page:
-        query = build_query(customer, start, end, page_size, continuation, self.settings.timestamp_kind)
-        archived_later = self._readers.submit(self.index.entries_of, customer)  # side by side with Cosmos DB
-        hot, stubs, gone = self._hot_keys(query)
+        # the token is bound to the key's JSON (never empty, "null" and null distinct), the index to its text
+        query = build_query(json.dumps(customer, ensure_ascii=False), start, end, page_size, continuation,
+                            self.settings.timestamp_kind)
+        archived_later = self._readers.submit(self.index.entries_of, partition_key_text(customer))
+        hot, stubs, gone = self._hot_keys(query, customer)
         archived = self._archive_call(archived_later.result)
         if not hot and not stubs and not archived and not self._customer_exists(customer):
             raise BadRequest(f"customerId={customer!r} is not a known customer (no records, hot or archived)",
@@ -127,7 +149,7 @@ class ReadThroughRepository:
             if e.id not in candidates and e.id not in gone and query.in_range(e.order, e.id):
                 candidates[e.id] = (e.order, e.id, e)
         ordered = sorted(candidates.values(), key=lambda c: (c[0], c[1]))
-        window = self._confirm_archived(query, ordered)
+        window = self._confirm_archived(query, customer, ordered)
         page, more = window[:query.page_size], len(window) > query.page_size
         records = self._bodies(customer, page)
         token = encode_token(query, page[-1][0], page[-1][1]) if more and page else None
@@ -179,7 +201,7 @@ class ReadThroughRepository:
                 raise self._cosmos_error(exc) from None
         raise ArchiveUnavailable(f"record {rid!r}: concurrent writes kept conflicting; retry")
 
-    def delete(self, record_id: str, partition_key: str, *, if_match: str | None = None) -> None:
+    def delete(self, record_id: str, partition_key: Any, *, if_match: str | None = None) -> None:
         for _ in range(WRITE_ATTEMPTS):
             existing = self._read(record_id, partition_key)
             try:
@@ -187,13 +209,10 @@ class ReadThroughRepository:
                     raise NotFound(f"record {record_id!r} of {partition_key!r} was deleted", parameter="id",
                                    value=record_id)
                 if existing is not None and not is_stub(existing):
+                    # always a tombstone: an older version may be archived (or being copied) under any timestamp
                     self._check(if_match, existing.get("_etag"), record_id)
                     order = timestamp_of(existing, self.settings.timestamp_field)
-                    if self._may_be_archived(partition_key, record_id, order):
-                        self._replace(record_id, self._tombstone(record_id, partition_key, order), existing)
-                    else:
-                        self.container.delete_item(record_id, partition_key, etag=existing["_etag"],
-                                                   match_condition=MatchConditions.IfNotModified)
+                    self._replace(record_id, self._tombstone(record_id, partition_key, order), existing)
                     return
                 entry = self._entry(partition_key, record_id)
                 if entry is None and existing is None:
@@ -213,13 +232,19 @@ class ReadThroughRepository:
         raise ArchiveUnavailable(f"record {record_id!r}: concurrent writes kept conflicting; retry")
 
     # -- helpers -------------------------------------------------------------------------------------------------
-    def _read(self, record_id: str, partition_key: str) -> dict[str, Any] | None:
+    def _read(self, record_id: str, partition_key: Any) -> dict[str, Any] | None:
+        """The document of exactly this key: one a store answers for another key (the local emulator files the
+        string "1" and the number 1 together) is not it."""
         try:
-            return self.container.read_item(record_id, partition_key=partition_key)
+            doc = self.container.read_item(record_id, partition_key=sdk_partition_key(partition_key))
         except CosmosHttpResponseError as exc:
             if _status(exc) == 404:
                 return None
             raise self._cosmos_error(exc) from None
+        return doc if self._key_text(doc) == partition_key_text(partition_key) else None
+
+    def _key_text(self, doc: dict[str, Any]) -> str:
+        return record_key(doc, self.settings.partition_key_path)[0]
 
     def _replace(self, record_id: str, doc: dict[str, Any], existing: dict[str, Any]) -> dict[str, Any]:
         return self.container.replace_item(record_id, doc, etag=existing["_etag"],
@@ -235,7 +260,7 @@ class ReadThroughRepository:
             raise PreconditionFailed(f"If-Match {if_match!r} is not the current ETag of {record_id!r} ({etag!r}): "
                                      "read the record again and retry", parameter="If-Match", value=if_match)
 
-    def _tombstone(self, record_id: str, partition_key: str, order: Any) -> dict[str, Any]:
+    def _tombstone(self, record_id: str, partition_key: Any, order: Any) -> dict[str, Any]:
         slice_id = self._slice_id(order)
         return tombstone(record_id, self.settings.partition_key_path, partition_key, order=order, slice_id=slice_id)
 
@@ -256,19 +281,6 @@ class ReadThroughRepository:
             return None
         return None
 
-    def _may_be_archived(self, partition_key: str, record_id: str, order: Any) -> bool:
-        """True when the archive holds, or may hold any moment, a copy of this record: then a delete leaves a
-        tombstone. Records without a valid timestamp are never in a slice, so never archived."""
-        moment = self._moment(order)
-        if moment is None:
-            return False
-        horizon = cutoff(dt.datetime.now(dt.UTC), self.settings.cutoff_days) + TOMBSTONE_MARGIN
-        if moment < horizon or self._entry(partition_key, record_id) is not None:
-            return True
-        slice_id = self._slice_id(order)
-        manifest = self.store.container.get_blob_client(self.store.manifest_path(slice_id or ""))
-        return self._archive_call(manifest.exists)
-
     def _writable(self, doc: Any) -> tuple[dict[str, Any], str, str]:
         if not isinstance(doc, dict):
             raise BadRequest("the body must be a JSON object (a billing record)", parameter="body",
@@ -282,22 +294,28 @@ class ReadThroughRepository:
         if not isinstance(pk, str) or not pk or len(pk) > 255:
             raise BadRequest(f"{pk_field}={pk!r} must be a non-empty string of at most 255 characters",
                              parameter=pk_field, value=pk)
-        for marker in (STUB_MARKER, TOMBSTONE_MARKER):
-            if marker in doc:
-                raise BadRequest(f"{marker!r} is reserved for the archive's own documents", parameter=marker,
-                                 value=doc[marker])
+        if (kind := marker_kind(doc)) is not None:
+            raise BadRequest(f"{MARKER_FIELD}={doc[MARKER_FIELD]!r} has the shape of the archive's own {kind} "
+                             f"documents, which is reserved: use another value or field name", parameter=MARKER_FIELD,
+                             value=doc[MARKER_FIELD])
         return {k: v for k, v in doc.items() if k not in SYSTEM_PROPERTIES}, pk, rid
 
-    def _entry(self, partition_key: str, record_id: str) -> IndexEntry | None:
-        return self._archive_call(lambda: self.index.lookup(partition_key, record_id))
+    def _entry(self, partition_key: Any, record_id: str, *, fresh: bool = False) -> IndexEntry | None:
+        key = partition_key_text(partition_key)  # the archived key of the caller's value
+        return self._archive_call(lambda: self.index.lookup(key, record_id, fresh=fresh))
 
-    def _archived(self, partition_key: str, record_id: str, *, expect_etag: str | None = None) -> Record | None:
-        """The archived record; ``expect_etag`` (a stub's pointer) re-lists the index when it names a newer
-        version than the cached entry."""
+    def _archived(self, partition_key: Any, record_id: str, *, expect_sha256: str | None = None,
+                  stub: bool = False) -> Record | None:
+        """The archived record. For a ``stub``, only the version the stub names (``expect_sha256``): the index is
+        re-listed when its entry differs, and a stub the archive does not confirm is not believed (503)."""
         for attempt in (1, 2):
             entry = self._entry(partition_key, record_id)
-            if entry is not None and expect_etag is not None and entry.etag != expect_etag:
-                entry = self._archive_call(lambda: self.index.lookup(partition_key, record_id, fresh=True))
+            if entry is not None and stub and entry.sha256 != expect_sha256:
+                entry = self._entry(partition_key, record_id, fresh=True)
+                if entry is not None and entry.sha256 != expect_sha256:
+                    raise ArchiveUnavailable(
+                        f"{partition_key!r}/{record_id} is a stub naming sha256 {expect_sha256!r}, but the archive "
+                        f"index holds {entry.sha256} ({entry.slice}): the stub is not believed; re-index its slice")
             if entry is None:
                 return None
             try:
@@ -318,17 +336,17 @@ class ReadThroughRepository:
         except AzureError as exc:
             raise ArchiveUnavailable(f"the archive could not be read ({exc.__class__.__name__}); retry") from None
 
-    def _hot_keys(self, query: ListQuery) -> tuple[dict[str, Any], set[str], set[str]]:
+    def _hot_keys(self, query: ListQuery, customer: Any) -> tuple[dict[str, Any], set[str], set[str]]:
         """(id -> timestamp of live docs in range after the token, ids of stubs, ids of tombstones)."""
         ts = self._ts_expr
         after = f" AND ({ts} > @ao OR ({ts} = @ao AND c.id > @ai))" if query.after else ""
-        sql = (f'SELECT c.id, {ts} AS o, IS_DEFINED(c["{STUB_MARKER}"]) AS s, IS_DEFINED(c["{TOMBSTONE_MARKER}"]) '
-               f'AS d FROM c WHERE ({ts} >= @start AND {ts} < @end{after}) OR IS_DEFINED(c["{TOMBSTONE_MARKER}"])')
+        sql = (f"SELECT c.id, {ts} AS o, {marker_sql(STUB)} AS s, {marker_sql(TOMBSTONE)} AS d FROM c "
+               f"WHERE ({ts} >= @start AND {ts} < @end{after}) OR {marker_sql(TOMBSTONE)}")
         params = [{"name": "@start", "value": query.start}, {"name": "@end", "value": query.end}]
         if query.after:
             params += [{"name": "@ao", "value": query.after[0]}, {"name": "@ai", "value": query.after[1]}]
         hot, stubs, gone = {}, set(), set()
-        for row in self._query(sql, params, query.customer):
+        for row in self._query(sql, params, customer):
             if row.get("d"):
                 gone.add(row["id"])
             elif row.get("s"):
@@ -337,7 +355,7 @@ class ReadThroughRepository:
                 hot[row["id"]] = row.get("o")
         return hot, stubs, gone
 
-    def _confirm_archived(self, query: ListQuery, ordered: list[tuple[Any, str, IndexEntry | None]]
+    def _confirm_archived(self, query: ListQuery, customer: Any, ordered: list[tuple[Any, str, IndexEntry | None]]
                           ) -> list[tuple[Any, str, IndexEntry | None]]:
         """Drop archived candidates that Cosmos DB holds a newer live version of (updated out of the range), until
         the window holds page_size + 1 confirmed records or none are left."""
@@ -349,12 +367,12 @@ class ReadThroughRepository:
             ids = [c[1] for c in window if c[2] is not None]
             live = set()
             if ids:
-                sql = (f'SELECT c.id FROM c WHERE ARRAY_CONTAINS(@ids, c.id) AND NOT IS_DEFINED(c["{STUB_MARKER}"])')
-                live = {row["id"] for row in self._query(sql, [{"name": "@ids", "value": ids}], query.customer)}
+                sql = f"SELECT c.id FROM c WHERE ARRAY_CONTAINS(@ids, c.id) AND NOT {marker_sql()}"
+                live = {row["id"] for row in self._query(sql, [{"name": "@ids", "value": ids}], customer)}
             confirmed += [c for c in window if c[2] is None or c[1] not in live]
         return confirmed
 
-    def _bodies(self, customer: str, page: list[tuple[Any, str, IndexEntry | None]]) -> list[Record]:
+    def _bodies(self, customer: Any, page: list[tuple[Any, str, IndexEntry | None]]) -> list[Record]:
         hot_ids = [rid for _, rid, e in page if e is None]
         sql = "SELECT * FROM c WHERE ARRAY_CONTAINS(@ids, c.id)"
         hot_later = self._readers.submit(self._query, sql, [{"name": "@ids", "value": hot_ids}], customer) if (
@@ -393,16 +411,17 @@ class ReadThroughRepository:
                     records.append(late)
         return records
 
-    def _customer_exists(self, customer: str) -> bool:
+    def _customer_exists(self, customer: Any) -> bool:
         return bool(self._query("SELECT TOP 1 c.id FROM c", [], customer))
 
-    def _query(self, sql: str, params: list[dict[str, Any]], partition_key: str) -> list[dict[str, Any]]:
+    def _query(self, sql: str, params: list[dict[str, Any]], partition_key: Any) -> list[dict[str, Any]]:
         """A single-partition query; the partition key is also a filter (the local emulator ignores the option)."""
         sql = sql.replace(" WHERE ", f" WHERE {self._pk_expr} = @pk AND (", 1) + ")" if " WHERE " in sql else (
             f"{sql} WHERE {self._pk_expr} = @pk")
         params = [*params, {"name": "@pk", "value": partition_key}]
         try:
-            return list(self.container.query_items(sql, parameters=params, partition_key=partition_key))
+            return list(self.container.query_items(sql, parameters=params,
+                                                   partition_key=sdk_partition_key(partition_key)))
         except CosmosHttpResponseError as exc:
             raise self._cosmos_error(exc) from None
 
@@ -414,7 +433,7 @@ class ReadThroughRepository:
             return BadRequest(f"Cosmos DB refused the record: {first}", parameter="body", value=None)
         return ArchiveUnavailable(f"Cosmos DB answered {status}: {first}; retry")
 
-    def hydrate_only(self, partition_key: str, record_id: str) -> Record:
+    def hydrate_only(self, partition_key: Any, record_id: str) -> Record:
         """The lookup service's answer: the archived record unless Cosmos DB holds a tombstone for it."""
         doc = self._read(record_id, partition_key)
         if doc is not None and is_tombstone(doc):

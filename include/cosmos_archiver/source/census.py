@@ -52,7 +52,7 @@ from include.cosmos_archiver.slices import (
     slice_of,
     timestamp_instant,
 )
-from include.cosmos_archiver.source.reader import STUB_MARKER, TOMBSTONE_MARKER
+from include.cosmos_archiver.source.reader import RECORDS_ONLY
 
 log = logging.getLogger(__name__)
 LEFT_OUT = ("timestamp_missing", "timestamp_wrong_kind", "timestamp_unparseable", "partition_key_missing",
@@ -130,9 +130,6 @@ class Census:
 
 def _shown(slice_ids: list[str], most: int = 5) -> str:
     return ", ".join(slice_ids[:most]) + (" …" if len(slice_ids) > most else "")
-
-
-RECORDS_ONLY = f"NOT IS_DEFINED(c.{STUB_MARKER}) AND NOT IS_DEFINED(c.{TOMBSTONE_MARKER})"
 
 
 class _Queries:

@@ -1,7 +1,8 @@
 """Read one time slice from Cosmos DB page by page, paying for each page through an RU budget.
 
-Every slice query leaves out purge stubs (documents carrying :data:`STUB_MARKER`): a stub is never archived again;
-and tombstones of records deleted through the read-through API (:data:`TOMBSTONE_MARKER`), which are no records.
+Every slice query leaves out purge stubs (:data:`MARKER_FIELD` holding the marker object of kind ``stub``): a stub
+is never archived again; and tombstones of records deleted through the read-through API (kind ``tombstone``), which
+are no records. A business field that only shares a name with ours is data (:func:`marker_sql`).
 Besides whole documents, a slice can be counted (``SELECT VALUE COUNT(1)``) or listed as ids and etags, the cheap
 completeness checks of fast validation and of the remainder sweep.
 
@@ -49,8 +50,13 @@ from include.cosmos_archiver.slices import (
 )
 
 log = logging.getLogger(__name__)
-STUB_MARKER = "_archived"  # the field a purge stub carries (pipeline/purge.py); never a business field
-TOMBSTONE_MARKER = "_archiveDeleted"  # a record deleted through the read-through API (readthrough/markers.py)
+# The archive's own documents in Cosmos DB (readthrough/markers.py) carry one namespaced object, recognised by its
+# shape: {"v": 1, "kind": "stub" | "tombstone", ...}. A business field of any name (``_archived`` included), even
+# this name with another value, is data like any other: archived, counted and served.
+MARKER_FIELD = "_cosmosArchive"
+MARKER_VERSION = 1
+STUB, TOMBSTONE = "stub", "tombstone"
+MARKER_KINDS = (STUB, TOMBSTONE)
 UNREACHABLE_ERRORS = (ServiceRequestError, ServiceResponseError, CosmosClientTimeoutError)
 COUNT = "VALUE COUNT(1)"
 _T_ALIAS = "_slice_t"  # the timestamp, projected next to a caller's projection so a spelling can be placed
@@ -70,6 +76,19 @@ class ReadStats:
     other_spellings: int = 0  # documents placed in the slice by the parsed instant of a non-canonical spelling
 
 
+def marker_sql(kind: str | None = None, alias: str = "c") -> str:
+    """The Cosmos SQL condition "this document is the archive's stub (``kind``) or either marker": the same shape
+    :func:`readthrough.markers.marker_kind` checks. Every term is a boolean (guarded by ``IS_*``), so ``NOT`` of it
+    is true, never undefined, for any business document: none is left out of a query by accident."""
+    m = f'{alias}["{MARKER_FIELD}"]'
+    kinds = ", ".join(f'"{k}"' for k in ((kind,) if kind else MARKER_KINDS))
+    return (f"(IS_OBJECT({m}) AND IS_NUMBER({m}.v) AND {m}.v = {MARKER_VERSION} AND IS_STRING({m}.kind) "
+            f"AND {m}.kind IN ({kinds}))")
+
+
+RECORDS_ONLY = f"NOT {marker_sql()}"  # leaves out stubs and tombstones: they are no records
+
+
 def slice_query(
     time_slice: TimeSlice, timestamp_field: str, kind: TimestampKind, select: str = "*"
 ) -> dict[str, Any]:
@@ -78,7 +97,7 @@ def slice_query(
     expr = field_expression(timestamp_field)
     return {
         "query": f"SELECT {select} FROM c WHERE {expr} >= @start AND {expr} < @end "
-                 f"AND NOT IS_DEFINED(c.{STUB_MARKER}) AND NOT IS_DEFINED(c.{TOMBSTONE_MARKER})",
+                 f"AND {RECORDS_ONLY}",
         "parameters": [
             {"name": "@start", "value": bound_value(time_slice.start, kind)},
             {"name": "@end", "value": bound_value(time_slice.end, kind)},
@@ -112,8 +131,7 @@ def spelling_query(
     pk = f" AND IS_DEFINED({_pk_expression(partition_key_path)})" if partition_key_path else ""
     return {
         "query": f"SELECT {select} FROM c WHERE IS_STRING({expr}) AND {expr} >= @low AND {expr} < @high "
-                 f"AND NOT {canonical_iso_sql(expr)} AND NOT IS_DEFINED(c.{STUB_MARKER}) "
-                 f"AND NOT IS_DEFINED(c.{TOMBSTONE_MARKER}){pk}",
+                 f"AND NOT {canonical_iso_sql(expr)} AND {RECORDS_ONLY}{pk}",
         "parameters": [{"name": "@low", "value": low}, {"name": "@high", "value": high}],
     }
 
