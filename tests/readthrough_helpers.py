@@ -4,12 +4,17 @@ archived record leaves Cosmos DB only if its _etag is still the archived one, de
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import uuid
+from collections.abc import Iterator
 
-from azure.cosmos import ContainerProxy
+from azure.cosmos import ContainerProxy, DatabaseProxy, PartitionKey
 
 from devstack.seed import SeedSpec, make_record
+from devstack.stack import StackConfig
 from include.cosmos_archiver.archive.store import ArchiveStore
+from include.cosmos_archiver.clients import blob_container
 from include.cosmos_archiver.pipeline.copy import copy_slice
 from include.cosmos_archiver.pipeline.purge import PurgeResult, purge_slice
 from include.cosmos_archiver.pipeline.validate import validate_slice
@@ -71,3 +76,23 @@ def purge_like_the_pipeline(container: ContainerProxy, store: ArchiveStore, slic
     # as the DAG must: index the slice, then purge no sooner than the API processes' index max age after that
     index_for_purge(store, slice_id, partition_key_path=settings.partition_key_path, wait_s=INDEX_MAX_AGE_S)
     return purge_slice(container, store, time_slice, settings, mode=mode)
+
+
+@contextlib.contextmanager
+def fresh_stores(stack: StackConfig, database: DatabaseProxy, partition_key_path: str = "/customerId"
+                 ) -> Iterator[tuple[ContainerProxy, ArchiveStore]]:
+    """A new Cosmos DB container and archive Blob container, deleted after: one per hypothesis example (function
+    fixtures are not reset between examples)."""
+    name = f"h-{uuid.uuid4().hex[:12]}"
+    container = database.create_container(name, PartitionKey(partition_key_path))
+    blobs = blob_container(stack.blob_connection_string, name)
+    try:
+        yield container, ArchiveStore(blobs, "records")
+    finally:
+        database.delete_container(name)
+        blobs.delete_container()
+
+
+def slice_at(moment: dt.datetime, settings: ArchiveSettings = SETTINGS) -> TimeSlice:
+    """The slice of the archive grid holding ``moment``."""
+    return slice_grid(moment, moment + dt.timedelta(microseconds=1), slice_hours=settings.slice_hours)[0]

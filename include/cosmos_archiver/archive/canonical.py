@@ -46,7 +46,9 @@ def partition_key_text(value: Any) -> str:
 
     - a string is written as it is, unless it would read as something else: a string that parses as JSON
       (``"null"``, ``"7"``, ``"true"``, ``"[1]"``, ``'"x"'``) or starts with ``~`` is written JSON-quoted;
-    - any other value (number, boolean, null, object) as compact JSON (``7``, ``true``, ``null``);
+    - any other value (number, boolean, null, object) as compact JSON (``7``, ``true``, ``null``); a float with a
+      whole value as the integer (``2.0`` -> ``2``): Cosmos DB keys a number by its double value (the SDK hashes
+      ``float(value)``: azure/cosmos/partition_key.py ``_write_for_hashing_core``), so 2 and 2.0 are one key;
     - a missing partition key (:data:`MISSING`) as ``~undefined``.
 
     Ordinary string keys (``c-1``) and numbers are unchanged from manifest version 1; before this encoding a missing
@@ -56,6 +58,8 @@ def partition_key_text(value: Any) -> str:
         return MISSING_KEY_TEXT
     if isinstance(value, str):
         return json.dumps(value, ensure_ascii=False) if _ambiguous(value) else value
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
     return json.dumps(value, separators=(",", ":"))
 
 

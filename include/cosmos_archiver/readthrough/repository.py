@@ -98,8 +98,11 @@ def _status(exc: CosmosHttpResponseError) -> int:
 
 
 def sdk_partition_key(value: Any) -> Any:
-    """The SDK's spelling of a partition key value: JSON null is NullPartitionKeyValue (a query's None would mean
-    "every partition")."""
+    """The SDK's spelling of a partition key value (a string, number, boolean or None for JSON null; anything else
+    is a BadRequest naming it): JSON null is NullPartitionKeyValue (a query's None would mean "every partition")."""
+    if value is not None and not isinstance(value, str | int | float | bool):
+        raise BadRequest(f"partition key {value!r} is a {type(value).__name__}: a partition key is a string, number, "
+                         "boolean or null", parameter="customerId", value=value)
     return NullPartitionKeyValue if value is None else value
 
 
@@ -136,6 +139,7 @@ class ReadThroughRepository:
     def list(self, customer: Any, start: str | None = None, end: str | None = None, page_size: Any = 100,
              continuation: str | None = None) -> Page:
         # the token is bound to the key's JSON (never empty, "null" and null distinct), the index to its text
+        sdk_partition_key(customer)
         query = build_query(json.dumps(customer, ensure_ascii=False), start, end, page_size, continuation,
                             self.settings.timestamp_kind)
         archived_later = self._readers.submit(self.index.entries_of, partition_key_text(customer))
