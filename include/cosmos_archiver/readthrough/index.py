@@ -7,8 +7,10 @@ Layout under the archive prefix::
     _index/delta/_generation.json              rewritten by each compaction: its etag tells a reader that the
                                                shards it cached are older (one small listing, not the shards')
 
-A delta supersedes the compacted entries of its slice (so re-indexing a slice, e.g. after an erasure, replaces
-them), and compaction folds deltas into the shards and then deletes them. A reader lists the deltas first, then
+A delta supersedes the compacted entries of its slice in every shard, also where it has none left (so re-indexing a
+slice, e.g. after an erasure, replaces them; the delta names its slice in its metadata), and compaction folds deltas
+into the shards and then deletes them: it rewrites every shard the slice had entries in (the generation file keeps
+each slice's shards) so that no entry the delta dropped survives. A reader lists the deltas first, then
 reads the shard, then the deltas: a compaction in between never hides an entry (a vanished delta is re-listed).
 
 A point lookup reads one shard (1/``shards`` of the archive, cached) — not the archive — and is refreshed when it
@@ -88,7 +90,7 @@ def shard_path(store: ArchiveStore, shard: int) -> str:
     return f"{_index_prefix(store)}/shards/{shard:05d}.parquet"
 
 
-def _encode(entries: list[IndexEntry], shards: int) -> bytes:
+def _encode(entries: list[IndexEntry], shards: int, slice_id: str | None = None) -> bytes:
     rows = sorted(entries, key=lambda e: (shard_of(e.partition_key, shards), e.partition_key, e.id))
     table = pa.table({
         "shard": pa.array([shard_of(e.partition_key, shards) for e in rows], pa.int32()),
@@ -99,10 +101,16 @@ def _encode(entries: list[IndexEntry], shards: int) -> bytes:
         "row_group": pa.array([e.row_group for e in rows], pa.int32()),
         "row": pa.array([e.row for e in rows], pa.int32()),
         "etag": [e.etag for e in rows], "sha256": [e.sha256 for e in rows],
-    }, schema=SCHEMA.with_metadata({"shards": str(shards)}))
+    }, schema=SCHEMA.with_metadata({"shards": str(shards), **({"slice": slice_id} if slice_id else {})}))
     sink = io.BytesIO()
     pq.write_table(table, sink, compression="zstd", row_group_size=4096, write_statistics=["shard", "partition_key"])
     return sink.getvalue()
+
+
+def _delta_slice(data: bytes, path: str) -> str:
+    """The slice a delta indexes: named in its metadata (older deltas: by their file name)."""
+    named = (pq.ParquetFile(io.BytesIO(data)).schema_arrow.metadata or {}).get(b"slice")
+    return named.decode() if named else path.rsplit("/", 1)[-1].removesuffix(".parquet").replace("-", "/")
 
 
 def _decode(data: bytes, shards: int, shard: int | None = None) -> list[IndexEntry]:
@@ -153,7 +161,7 @@ def index_slice(store: ArchiveStore, slice_id: str, *, shards: int = DEFAULT_SHA
         status = None if manifest is None else manifest.status
         raise ValueError(f"slice {slice_id} is {status or 'not copied'}, not verified: index it after validation")
     entries = slice_entries(store, manifest, partition_key_path)
-    store.upload(delta_path(store, slice_id), _encode(entries, shards))
+    store.upload(delta_path(store, slice_id), _encode(entries, shards, slice_id))
     return len(entries)
 
 
@@ -182,9 +190,20 @@ def compact_index(store: ArchiveStore, *, shards: int = DEFAULT_SHARDS) -> dict[
         return {"deltas": 0, "shards_written": 0, "entries": 0}
     by_slice: dict[str, list[IndexEntry]] = {}
     for path in deltas:
-        for e in _decode(store.download(path), shards):
-            by_slice.setdefault(e.slice, []).append(e)
-    touched = {shard_of(e.partition_key, shards) for es in by_slice.values() for e in es}
+        data = store.download(path)
+        by_slice.setdefault(_delta_slice(data, path), []).extend(_decode(data, shards))
+    try:  # where each slice's compacted entries are: those shards must drop what the new deltas no longer hold
+        slice_shards: dict[str, list[int]] | None = json.loads(store.download(generation_path(store)))["slice_shards"]
+    except (ResourceNotFoundError, KeyError, ValueError):
+        slice_shards = None  # an index compacted before the map was kept: rewrite every shard once
+    if slice_shards is None:
+        start = f"{_index_prefix(store)}/shards/"
+        slice_shards = {"": [int(b.rsplit("/", 1)[-1].removesuffix(".parquet")) for b in _list(store, "shards")
+                             if b.startswith(start)]}
+        old_shards = set(slice_shards.pop(""))
+    else:
+        old_shards = {n for sid in by_slice for n in slice_shards.get(sid, [])}
+    touched = old_shards | {shard_of(e.partition_key, shards) for es in by_slice.values() for e in es}
     total = 0
     for shard in sorted(touched):
         try:
@@ -194,8 +213,10 @@ def compact_index(store: ArchiveStore, *, shards: int = DEFAULT_SHARDS) -> dict[
         merged = kept + [e for es in by_slice.values() for e in es if shard_of(e.partition_key, shards) == shard]
         store.upload(shard_path(store, shard), _encode(merged, shards))
         total += len(merged)
-    store.upload(generation_path(store), json.dumps({"deltas_folded": len(deltas), "entries": total}).encode(),
-                 content_type="application/json")
+    for sid, entries in by_slice.items():
+        slice_shards[sid] = sorted({shard_of(e.partition_key, shards) for e in entries})
+    generation = {"deltas_folded": len(deltas), "entries": total, "slice_shards": slice_shards}
+    store.upload(generation_path(store), json.dumps(generation).encode(), content_type="application/json")
     for path in deltas:
         store.delete(path)
     return {"deltas": len(deltas), "shards_written": len(touched), "entries": total}
@@ -234,7 +255,8 @@ class ArchiveIndex:
         self.max_age_s = max_age_s
         self._lock = threading.Lock()
         self._views: OrderedDict[int, _ShardView] = OrderedDict()
-        self._deltas: dict[str, tuple[str, dict[int, list[IndexEntry]]]] = {}  # path -> (etag, shard -> entries)
+        # path -> (etag, its slice, shard -> entries)
+        self._deltas: dict[str, tuple[str, str, dict[int, list[IndexEntry]]]] = {}
         self.stats = {"shard_loads": 0, "delta_loads": 0, "refreshes": 0}
 
     def lookup(self, partition_key: str, record_id: str, *, fresh: bool = False) -> IndexEntry | None:
@@ -284,7 +306,7 @@ class ArchiveIndex:
         listing = _list(self.store, "delta")  # one small request: the deltas and the compaction generation
         base_etag = listing.pop(generation_path(self.store), None)
         listed = {p: e for p, e in listing.items() if p.endswith(".parquet")}
-        vanished = {p for p, (etag, _) in self._deltas.items() if listed.get(p) != etag}
+        vanished = {p for p, (etag, _, _) in self._deltas.items() if listed.get(p) != etag}
         refresh_only = reuse_base is not None and not vanished and reuse_base.base_etag == base_etag
         if refresh_only:
             self.stats["refreshes"] += 1
@@ -303,15 +325,17 @@ class ArchiveIndex:
         for path, etag in listed.items():
             if path not in self._deltas:
                 grouped: dict[int, list[IndexEntry]] = {}
-                for e in _decode(self.store.download(path), self.shards):
+                data = self.store.download(path)
+                for e in _decode(data, self.shards):
                     grouped.setdefault(shard_of(e.partition_key, self.shards), []).append(e)
                 self.stats["delta_loads"] += 1
                 with self._lock:
-                    self._deltas[path] = (etag, grouped)
-        deltas: dict[str, list[IndexEntry]] = {}
+                    self._deltas[path] = (etag, _delta_slice(data, path), grouped)
+        deltas: dict[str, list[IndexEntry]] = {}  # every listed delta's slice, even with no entry in this shard
         for path in listed:
-            for e in self._deltas.get(path, ("", {}))[1].get(shard, []):
-                deltas.setdefault(e.slice, []).append(e)
+            if path in self._deltas:
+                _, slice_id, grouped = self._deltas[path]
+                deltas.setdefault(slice_id, []).extend(grouped.get(shard, []))
         if base is None:
             assert reuse_base is not None
             base = list(reuse_base.by_key.values())
