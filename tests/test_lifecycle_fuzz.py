@@ -10,7 +10,7 @@ import datetime as dt
 import json
 
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
 from include.cosmos_archiver.archive.canonical import canonical_json
@@ -83,7 +83,10 @@ def _print_tried():
 
 
 @settings(max_examples=3, **_SETTINGS)
-@given(bodies=st.lists(BODIES, min_size=2, max_size=8))
+@given(bodies=st.lists(BODIES, min_size=4, max_size=10))
+@example(bodies=[{"_archived": {"slice": "2025/10/09", "sha256": "0" * 64}, "big": 2**64, "f": 1e300},
+                 {"_archiveDeleted": 1, "text": "ü€😀\u0000", "deep": [[[{"a": [1, -0.0, 1.5e-300]}]]]},
+                 {"_cosmosArchive": {"kind": "stub"}, "sha256": "x", "doc": None}, {}])
 def test_generated_documents_survive_the_life_cycle_byte_equal(stack, cosmos_database, bodies):
     _life_cycle(stack, cosmos_database, bodies)
 
