@@ -24,6 +24,7 @@ from azure.cosmos import CosmosClient, documents
 from azure.storage.blob import BlobServiceClient, ContainerClient, ExponentialRetry
 
 from include.cosmos_archiver.loopback import is_loopback
+from include.cosmos_archiver.ru.throttles import observe_response
 
 log = logging.getLogger(__name__)
 ARCHIVER_USER_AGENT = "cosmos-archive"
@@ -125,9 +126,10 @@ def cosmos_client(
     throughput_bucket: int | None = None,
     patience: EndpointPatience | None = DEFAULT_PATIENCE,
 ) -> CosmosClient:
-    """A CosmosClient that verifies TLS (also on loopback), identifies the archiver's traffic and gives up on an
-    unreachable endpoint within ``patience`` (None: the SDK's defaults)."""
-    kwargs: dict[str, object] = {"user_agent_suffix": user_agent}
+    """A CosmosClient that verifies TLS (also on loopback), identifies the archiver's traffic, counts every throttled
+    attempt (ru.throttles: the SDK's own 429 retries never reach a response_hook) and gives up on an unreachable
+    endpoint within ``patience`` (None: the SDK's defaults)."""
+    kwargs: dict[str, object] = {"user_agent_suffix": user_agent, "raw_response_hook": observe_response}
     bundle = ca_bundle()
     if is_loopback(endpoint) and bundle:
         kwargs["connection_verify"] = bundle

@@ -34,7 +34,8 @@ from include.cosmos_archiver.archive.canonical import partition_key_text
 from include.cosmos_archiver.clients import EndpointPatience, endpoint_of, patience_of, waiting_for
 from include.cosmos_archiver.errors import TransientError
 from include.cosmos_archiver.ru.budget import RuBudget, UnlimitedBudget, served_at
-from include.cosmos_archiver.ru.paid_requests import CHARGE_HEADER, THROTTLE_RETRY_HEADER
+from include.cosmos_archiver.ru.paid_requests import CHARGE_HEADER
+from include.cosmos_archiver.ru.throttles import ThrottleWatch
 from include.cosmos_archiver.slices import (
     MAX_UTC_OFFSET,
     MISSING,
@@ -270,13 +271,13 @@ def query_pages(
     """Run one query page by page through the budget, logging while a page is awaited and retrying an endpoint
     that does not answer from the last page's continuation (a query that already yielded pages and has none
     cannot resume: it fails, and the task's retry starts the slice again)."""
-    page_charge = [0.0, 0]  # RU and throttle retries of the requests behind the current page
+    page_charge = [0.0]  # RU of the requests behind the current page
+    throttles = ThrottleWatch()  # their 429s (the SDK retries them itself, out of the response hook's sight)
     page_served: list[float | None] = [None]  # the server's Date of the page's last answer
 
     def on_response(headers: Any, _result: Any) -> None:
         # Called once per HTTP request the SDK makes (a page may take several across partition ranges).
         page_charge[0] += float(headers.get(CHARGE_HEADER, 0) or 0)
-        page_charge[1] += int(headers.get(THROTTLE_RETRY_HEADER, 0) or 0)
         page_served[0] = served_at(headers)
 
     patience = patience_of(container)
@@ -300,7 +301,8 @@ def query_pages(
     yielded = False
     while True:
         budget.before_request(stats.page_charges[-1] if stats.page_charges else 1.0)
-        page_charge[0], page_charge[1] = 0.0, 0
+        page_charge[0] = 0.0
+        throttles.start()
         try:
             with waiting_for(_what(container)):
                 page = list(_retry_unreachable(attempt, patience, _what(container),
@@ -308,11 +310,12 @@ def query_pages(
                                                on_retry=reopen))
         except StopIteration:
             stats.ru_charged += page_charge[0]  # the request that found no more pages is charged too
+            stats.throttled_requests += throttles.seen()
             return
         except UNREACHABLE_ERRORS as exc:
             raise _unreachable(container, patience, exc) from exc
         state["continuation"] = getattr(state["pages"], "continuation_token", None)
-        charge, throttled = page_charge
+        charge, throttled = page_charge[0], throttles.seen()
         stats.ru_charged += charge
         stats.pages += 1
         stats.throttled_requests += throttled
