@@ -23,7 +23,7 @@ from airflow.providers.microsoft.azure.hooks.wasb import WasbHook
 from airflow.sdk import BaseHook, Variable
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from azure.cosmos import ContainerProxy
-from cosmos_archive_adf import CosmosArchiveAdfHook
+from cosmos_archive_adf import data_factory_hook
 
 from include.cosmos_archiver.adf import PIPELINE_NAME
 from include.cosmos_archiver.adf.indexing import index_adf_slice
@@ -214,9 +214,10 @@ def adf_parameters(time_slice: TimeSlice, settings: ArchiveSettings) -> dict[str
 def copy_with_adf(time_slice: TimeSlice, settings: ArchiveSettings, store: ArchiveStore) -> Manifest:
     """Run the copy pipeline for one slice, wait for it (in this worker), and index what it wrote.
 
-    The validate task's way to copy an ADF slice again; the first copy is the deferrable operator's.
+    The validate task's way to copy an ADF slice again; the first copy is the deferrable operator's. On Azure the
+    provider's own hook runs the pipeline; the loopback hook only for the stand-in (plugins/cosmos_archive_adf.py).
     """
-    hook = CosmosArchiveAdfHook(azure_data_factory_conn_id=ADF_CONN_ID)
+    hook = data_factory_hook(ADF_CONN_ID)
     run_id = hook.run_pipeline(PIPELINE_NAME, None, None, parameters=adf_parameters(time_slice, settings)).run_id
     log.info("ADF pipeline run %s copies slice %s again", run_id, time_slice.slice_id)
     succeeded = {AzureDataFactoryPipelineRunStatus.SUCCEEDED}
