@@ -46,6 +46,7 @@ from include.cosmos_archiver.ru.governance import RuGovernance
 from include.cosmos_archiver.ru.settings import RateControlError
 from include.cosmos_archiver.settings import ArchiveSettings, SettingsError
 from include.cosmos_archiver.slices import TimeSlice
+from include.cosmos_archiver.source.preflight import require_account_mode
 
 SETTINGS_VARIABLE = "cosmos_archive_settings"
 STATUS_VARIABLE = "cosmos_archive_status"
@@ -99,13 +100,14 @@ def load_settings() -> ArchiveSettings:
 
 
 def load_ru_governance() -> RuGovernance:
+    """The cosmos_archive_ru Variable, its account_mode known (set, or read from the account): every task that paces
+    or gates refuses to guess it (source.preflight.require_account_mode, a terminal error)."""
     raw = Variable.get(RU_VARIABLE, default=None)
-    if raw is None:
-        return RuGovernance()
     try:
-        return RuGovernance.from_mapping(json.loads(raw) if isinstance(raw, str) else raw)
+        governance = RuGovernance.from_mapping({} if raw is None else json.loads(raw) if isinstance(raw, str) else raw)
     except (json.JSONDecodeError, RateControlError, TypeError) as exc:
         raise ConfigurationError(f"Variable {RU_VARIABLE}: {exc}; fix it in Admin > Variables") from None
+    return require_account_mode(governance, RU_VARIABLE)
 
 
 def require_connection(conn_id: str, purpose: str):  # -> airflow Connection
@@ -147,7 +149,7 @@ def cosmos_container(settings: ArchiveSettings, **client_kwargs: object) -> Cont
             f"(as {AzureCosmosDBHook.__name__} expects)"
         )
     client = cosmos_client(conn.login, conn.password, patience=EndpointPatience.from_settings(settings),
-                           **client_kwargs)  # type: ignore[arg-type]
+                           consistency_level=settings.read_consistency, **client_kwargs)  # type: ignore[arg-type]
     return client.get_database_client(settings.database).get_container_client(settings.container)
 
 

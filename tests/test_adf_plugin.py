@@ -140,7 +140,8 @@ def test_validations_recopy_on_azure_runs_through_the_stock_hook(plugin: Any, mo
 
     monkeypatch.setenv("AIRFLOW_CONN_COSMOS_ARCHIVE_ADF",
                        json.dumps({"conn_type": "azure_data_factory", "extra": AZURE_EXTRAS}))
-    monkeypatch.setenv("AIRFLOW_VAR_COSMOS_ARCHIVE_RU", json.dumps({"controller": "static"}))
+    monkeypatch.setenv("AIRFLOW_VAR_COSMOS_ARCHIVE_RU",
+                       json.dumps({"controller": "static", "account_mode": "provisioned"}))
     runtime = importlib.import_module("cosmos_archive_runtime")
     started: list[Any] = []
 

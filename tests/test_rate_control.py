@@ -427,7 +427,7 @@ def test_ru_variable_account_mode() -> None:
     assert governance.client_kwargs() == {}
     budget = governance.budget()
     assert isinstance(budget, AdaptiveBudget) and budget.settings.cap_ru_s == pytest.approx(200)
-    assert RuGovernance.from_mapping({"throughput_bucket": 1}).client_kwargs() == {
+    assert RuGovernance.from_mapping({"throughput_bucket": 1, "account_mode": "provisioned"}).client_kwargs() == {
         "priority": "Low",
         "throughput_bucket": 1,
     }

@@ -3,18 +3,21 @@
 One validated object (from the ``cosmos_archive_ru`` Airflow Variable or a dict) that builds the usage source
 for the RU gate, the RuBudget for copy/validation, and the client options (low priority, throughput bucket).
 
-``account_mode``: ``provisioned`` (default) sends priority Low and the throughput bucket, Cosmos's server-side guard;
-``serverless`` (the seed's account) sends neither — Azure offers neither there — and the adaptive controller is the
-only guard, capped at ``archiver_cap`` (default 1 - ceiling) of ``provisioned_ru_s`` and stopping on a 429.
+``account_mode`` (no default: set it, or configure ``resource_id`` and it is read from the account, ru/account_mode.py):
+``provisioned`` sends priority Low and the throughput bucket, Cosmos's server-side guard; ``serverless`` (the seed's
+account) sends neither — Azure offers neither there — and the adaptive controller is the only guard, capped at
+``archiver_cap`` (default 1 - ceiling) of ``provisioned_ru_s`` and stopping on a 429.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from collections.abc import Callable
+from dataclasses import dataclass, fields, replace
 from datetime import timedelta
 from typing import Any
 
 from include.cosmos_archiver.loopback import StaticTokenCredential
+from include.cosmos_archiver.ru.account_mode import AccountModeError, missing_mode_message, read_account_mode
 from include.cosmos_archiver.ru.adaptive_budget import AdaptiveBudget
 from include.cosmos_archiver.ru.adf_sizing import CopySuggestion, suggest_copy
 from include.cosmos_archiver.ru.budget import RuBudget, UnlimitedBudget
@@ -41,7 +44,9 @@ class RuGovernance:
     usage_poll_s: float = 60.0
     stale_after_s: float = 300.0
     throughput_bucket: int | None = None
-    account_mode: str = "provisioned"  # or "serverless": no priority/throughput-bucket headers, own pacing only
+    # "provisioned" or "serverless" (no priority/throughput-bucket headers, own pacing only); None: not known yet —
+    # read from the account (resolve_account_mode) or refused by preflight; paced as serverless until then
+    account_mode: str | None = None
     archiver_cap: float | None = None  # share of provisioned the archiver never exceeds (None: serverless 1 - ceiling)
     # The margin kept free under the ceiling: at least `margin`, or the `error_quantile` of a normal fitted to the
     # upper half of the controller's last `error_window` graded errors (business above its estimate, archiver above
@@ -77,12 +82,23 @@ class RuGovernance:
         return RateControlSettings(
             provisioned_ru_s=self.provisioned_ru_s, ceiling=self.ceiling,
             assumed_client_load=self.assumed_client_load, usage_poll_s=self.usage_poll_s,
-            stale_after_s=self.stale_after_s, throughput_bucket=self.throughput_bucket,
-            account_mode=self.account_mode, archiver_cap=self.archiver_cap,
+            stale_after_s=self.stale_after_s,
+            throughput_bucket=self.throughput_bucket if self.account_mode else None,  # unknown mode: as serverless
+            account_mode=self.account_mode or "serverless", archiver_cap=self.archiver_cap,
             margin=self.margin, error_quantile=self.error_quantile, error_window=self.error_window,
             # enough grains for the trend line from the first poll: the line's grains + the unpublished ones + 2
             usage_window_s=self.grain_s * (RateControlSettings.smoothing_grains + self.lagging_grains + 2),
         )
+
+    def resolve_account_mode(self, variable: str,
+                             read: Callable[[str], str] = read_account_mode) -> RuGovernance:
+        """These settings with ``account_mode`` known: as set, else read from the account when ``resource_id`` names
+        it on Azure (``read(resource_id)``: azure-mgmt-cosmosdb), else AccountModeError naming the setting."""
+        if self.account_mode is not None:
+            return self
+        if self.resource_id is None or self.credential == "local":  # the local gateway serves no ARM
+            raise AccountModeError(missing_mode_message(variable))
+        return replace(self, account_mode=read(self.resource_id))
 
     def client_kwargs(self) -> dict[str, object]:
         return self.rate_settings().client_kwargs()
