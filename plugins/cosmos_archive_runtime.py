@@ -206,11 +206,11 @@ def run_dates(context: Mapping[str, Any]) -> RunDates:
 
 def adf_parameters(time_slice: TimeSlice, settings: ArchiveSettings) -> dict[str, Any]:
     """The copy pipeline's parameters; pageSize/parallelCopies from the RU/s the controller grants right now."""
-    suggestion = load_ru_governance().adf_copy_settings()
-    log.info("ADF copy sized for %.0f RU/s: pageSize %d, parallelCopies %d",
-             suggestion.budget_ru_s, suggestion.page_size, suggestion.parallel_copies)
-    return pipeline_parameters(time_slice, settings, page_size=suggestion.page_size,
-                               parallel_copies=suggestion.parallel_copies)
+    plan = load_ru_governance().adf_copy_settings()
+    (log.info if plan.fits and plan.measured else log.warning)(
+        "ADF copy sized for %.0f RU/s: pageSize %d, parallelCopies %d (%s); ADF's reads are not paced by the "
+        "archiver's controller", plan.budget_ru_s, plan.page_size, plan.parallel_copies, plan.note)
+    return pipeline_parameters(time_slice, settings, page_size=plan.page_size, parallel_copies=plan.parallel_copies)
 
 
 def copy_with_adf(time_slice: TimeSlice, settings: ArchiveSettings, store: ArchiveStore) -> Manifest:

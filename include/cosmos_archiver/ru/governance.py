@@ -19,7 +19,7 @@ from typing import Any
 from include.cosmos_archiver.loopback import StaticTokenCredential
 from include.cosmos_archiver.ru.account_mode import AccountModeError, missing_mode_message, read_account_mode
 from include.cosmos_archiver.ru.adaptive_budget import AdaptiveBudget
-from include.cosmos_archiver.ru.adf_sizing import CopySuggestion, suggest_copy
+from include.cosmos_archiver.ru.adf_sizing import AdfCopyPlan, AdfCopyRate, size_adf_copy
 from include.cosmos_archiver.ru.budget import RuBudget, UnlimitedBudget
 from include.cosmos_archiver.ru.settings import RateControlError, RateControlSettings
 from include.cosmos_archiver.ru.static_budget import StaticBudget
@@ -56,6 +56,9 @@ class RuGovernance:
     error_quantile: float | None = 0.99
     error_window: int = 60
     ru_per_record: float = 300.0  # sizes ADF pages until a slice's manifest has measured it
+    # one ADF copy's measured rate: {"records_per_s_per_copy": x, "page_size": n} from a Copy activity's output
+    # (rowsRead / copyDuration / usedParallelCopies, at that pageSize); None: sized on a guess (adf_sizing)
+    adf_copy_rate: dict[str, float] | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.account_mode, str):  # "Serverless" from an environment variable is fine
@@ -69,6 +72,7 @@ class RuGovernance:
         if (self.metrics_endpoint is None) != (self.resource_id is None):
             raise RateControlError("metrics_endpoint and resource_id go together: set both, or neither")
         self.rate_settings()  # validates the rest, naming any bad value
+        self._adf_rate()
 
     @classmethod
     def from_mapping(cls, values: dict[str, Any]) -> RuGovernance:
@@ -112,12 +116,24 @@ class RuGovernance:
             grain=timedelta(seconds=self.grain_s), lagging_grains=self.lagging_grains,
         )
 
-    def adf_copy_settings(self) -> CopySuggestion:
-        """ADF has no RU cap of its own: pageSize and parallelCopies come from the RU/s the archiver may use now."""
+    def adf_copy_settings(self) -> AdfCopyPlan:
+        """ADF has no RU cap of its own: parallelCopies (at the measured pageSize) from the RU/s the archiver may use
+        now and one copy's measured rate (``adf_copy_rate``); ``fits`` False when even one copy spends more."""
         budget = self.budget()
         rate = budget.available_ru_per_s() if hasattr(budget, "available_ru_per_s") else (
             self.rate_settings().static_rate_ru_s)
-        return suggest_copy(max(rate, self.ru_per_record), self.ru_per_record)
+        return size_adf_copy(rate, self.ru_per_record, self._adf_rate())
+
+    def _adf_rate(self) -> AdfCopyRate | None:
+        if self.adf_copy_rate is None:
+            return None
+        try:
+            return AdfCopyRate(float(self.adf_copy_rate["records_per_s_per_copy"]),
+                               int(self.adf_copy_rate["page_size"]))
+        except (KeyError, TypeError, ValueError):
+            raise RateControlError(
+                f"adf_copy_rate={self.adf_copy_rate!r} must be {{'records_per_s_per_copy': <rowsRead / copyDuration / "
+                "usedParallelCopies of a Copy activity>, 'page_size': <the pageSize it ran with>}") from None
 
     def budget(self) -> RuBudget:
         """The pacing for one task: adaptive (live usage + 429s), the static formula, or none."""
