@@ -88,7 +88,7 @@ def select_due_slices(
     if container is not None:
         if settings.purge != "off":
             pending, purged = _purge_states(cold, metadata)
-            remainders = _with_remainder(container, purged, settings, budget, stats)
+            remainders = _with_remainder(container, purged, settings, budget, stats, metadata)
             due = sorted({*due, *pending, *remainders})
         older = records_older_than_lookback(container, settings, now=now, budget=budget, stats=stats)
     deferred = 0
@@ -121,9 +121,13 @@ def _purge_states(
 
 def _with_remainder(
     container: ContainerProxy, purged: list[TimeSlice], settings: ArchiveSettings, budget: RuBudget | None,
-    stats: ReadStats,
+    stats: ReadStats, metadata: dict[str, dict[str, str]],
 ) -> list[TimeSlice]:
-    """The purged slices whose range holds documents again: one COUNT per contiguous run, then per slice."""
+    """The purged slices whose range holds documents again (beyond those the copy set aside as unarchivable, which
+    stay): one COUNT per contiguous run, then per slice."""
+    def set_aside(slices: list[TimeSlice]) -> int:
+        return sum(int(metadata.get(s.slice_id, {}).get("left_out", 0)) for s in slices)
+
     def count(start: dt.datetime, end: dt.datetime) -> int:
         return count_slice(container, TimeSlice(start, end), timestamp_field=settings.timestamp_field,
                            timestamp_kind=settings.timestamp_kind, budget=budget, stats=stats)
@@ -136,9 +140,9 @@ def _with_remainder(
             runs.append([s])
     found = []
     for run in runs:
-        if count(run[0].start, run[-1].end) == 0:
+        if count(run[0].start, run[-1].end) <= set_aside(run):
             continue
-        found.extend(s for s in run if len(run) == 1 or count(s.start, s.end) > 0)
+        found.extend(s for s in run if (len(run) == 1 or count(s.start, s.end) > set_aside([s])))
     return found
 
 

@@ -11,7 +11,8 @@ Each document is in exactly one category:
 - ``hot``: in a slice that is not cold yet (it ends after the cutoff), as the plan sees it;
 - left out, with a reason: ``timestamp_missing`` (no such property, or null), ``timestamp_wrong_kind`` (e.g. a
   number where an ISO 8601 string is configured), ``timestamp_unparseable``, ``partition_key_missing`` (never
-  archived: see source.reader), ``older_than_lookback`` (before the first slice any run plans), and
+  archived: see source.reader), ``older_than_lookback`` (before the first slice any run plans), ``unarchivable``
+  (in a verified slice, set aside by its copy: its manifest's ``left_out`` names the reason), and
   ``missing_from_verified`` (in a verified slice's range but not in its manifest: the slice was sealed without it,
   e.g. under a wrong ``timestamp_field``; re-open the slice).
 
@@ -33,7 +34,7 @@ from typing import Any
 
 from azure.cosmos import ContainerProxy
 
-from include.cosmos_archiver.archive.canonical import partition_key_text
+from include.cosmos_archiver.archive.canonical import partition_key_text, printable
 from include.cosmos_archiver.archive.manifest import Manifest
 from include.cosmos_archiver.archive.slice_grid import check_slice_grid
 from include.cosmos_archiver.archive.store import ArchiveStore
@@ -56,7 +57,7 @@ from include.cosmos_archiver.source.reader import STUB_MARKER, TOMBSTONE_MARKER
 
 log = logging.getLogger(__name__)
 LEFT_OUT = ("timestamp_missing", "timestamp_wrong_kind", "timestamp_unparseable", "partition_key_missing",
-            "older_than_lookback", "missing_from_verified")
+            "older_than_lookback", "unarchivable", "missing_from_verified")
 ACCOUNTED = ("archived", "changed_since_archived", "waiting", "hot")
 CATEGORIES = ACCOUNTED + LEFT_OUT
 MAX_LISTED = 50
@@ -212,7 +213,7 @@ def take_census(
     notes: list[str] = []
 
     def name(row: dict[str, Any]) -> str:
-        return f"{partition_key_text(row.get('pk', MISSING))}/{row.get('id')}"
+        return printable(f"{partition_key_text(row.get('pk', MISSING))}/{row.get('id')}")
 
     def list_where(reason: str, where: str, params: dict[str, Any] | None = None) -> None:
         if max_listed > 0:
@@ -249,6 +250,11 @@ def take_census(
             manifest_keys[slice_id] = {(r.partition_key, r.id) for r in manifest.records} if manifest else set()
         return manifest_keys[slice_id]
 
+    def set_aside(slice_id: str) -> dict[tuple[str, str], str]:
+        """key -> reason of the documents the slice's copy could not archive (they stay in Cosmos DB)."""
+        manifest = manifest_of(slice_id)
+        return {(e.partition_key, e.id): e.reason for e in manifest.left_out} if manifest else {}
+
     def read_since(manifest: Manifest | None) -> int:
         """The epoch second from which a document counts as written after the slice's validation read it."""
         validation = (manifest.validation if manifest else None) or {}
@@ -278,13 +284,17 @@ def take_census(
             changed_in.add(slice_id)
         record_count = manifest.record_count if manifest else 0
         foreign = manifest is not None and manifest.timestamp_field != settings.timestamp_field
-        if exact or foreign or unchanged > record_count:
+        unarchivable = set_aside(slice_id)
+        if exact or foreign or unchanged > record_count or unarchivable:
             keys = keys_of(slice_id)
             rows = q.rows(f"SELECT c.id, {pk} AS pk, c._ts AS ts FROM c WHERE {in_range} AND c._ts < @since",
                           {**rng, "@since": since})
             for row in rows:
-                if (partition_key_text(row.get("pk", MISSING)), str(row["id"])) in keys:
+                key = (partition_key_text(row.get("pk", MISSING)), str(row["id"]))
+                if key in keys:
                     counts["archived"] += 1
+                elif key in unarchivable:
+                    _left(counts, listed, "unarchivable", f"{name(row)}: {unarchivable[key]}", max_listed)
                 else:
                     counts["missing_from_verified"] += 1
                     reopen.add(slice_id)
@@ -340,6 +350,8 @@ def take_census(
                     changed_in.add(slice_id)
                 elif key in keys_of(slice_id):
                     counts["archived"] += 1
+                elif key in set_aside(slice_id):
+                    _left(counts, listed, "unarchivable", f"{name(row)}: {set_aside(slice_id)[key]}", max_listed)
                 else:
                     reopen.add(slice_id)
                     _left(counts, listed, "missing_from_verified", name(row), max_listed)

@@ -68,6 +68,7 @@ class ReadStats:
     throttled_requests: int = 0
     page_charges: list[float] = field(default_factory=list)
     other_spellings: int = 0  # documents placed in the slice by the parsed instant of a non-canonical spelling
+    first_served: float | None = None  # the server's Date of the first answer (epoch seconds), if it sent one
 
 
 def slice_query(
@@ -248,14 +249,16 @@ def slice_versions(
     page_size: int = 1000,
     budget: RuBudget | None = None,
     stats: ReadStats | None = None,
-) -> dict[tuple[str, str], str | None]:
-    """(partition key text, id) -> ``_etag`` of every document in the slice (stubs left out), without the bodies."""
+) -> dict[tuple[str, str], tuple[str | None, int | None]]:
+    """(partition key text, id) -> (``_etag``, ``_ts``) of every document in the slice (stubs left out), without
+    the bodies."""
     pk = _pk_expression(partition_key_path)
-    versions: dict[tuple[str, str], str | None] = {}
+    versions: dict[tuple[str, str], tuple[str | None, int | None]] = {}
     for page in read_slice(container, time_slice, timestamp_field=timestamp_field, timestamp_kind=timestamp_kind,
-                           page_size=page_size, budget=budget, stats=stats, select=f"c.id, c._etag, {pk} AS pk"):
+                           page_size=page_size, budget=budget, stats=stats,
+                           select=f"c.id, c._etag, c._ts, {pk} AS pk"):
         for row in page:
-            versions[(partition_key_text(row.get("pk", MISSING)), str(row["id"]))] = row.get("_etag")
+            versions[(partition_key_text(row.get("pk", MISSING)), str(row["id"]))] = (row.get("_etag"), row.get("_ts"))
     return versions
 
 
@@ -278,6 +281,8 @@ def query_pages(
         page_charge[0] += float(headers.get(CHARGE_HEADER, 0) or 0)
         page_charge[1] += int(headers.get(THROTTLE_RETRY_HEADER, 0) or 0)
         page_served[0] = served_at(headers)
+        if stats.first_served is None:
+            stats.first_served = page_served[0]
 
     patience = patience_of(container)
     state: dict[str, Any] = {"pages": None, "continuation": None}
