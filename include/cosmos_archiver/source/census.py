@@ -35,7 +35,7 @@ from typing import Any
 from azure.cosmos import ContainerProxy
 
 from include.cosmos_archiver.archive.canonical import partition_key_text, printable
-from include.cosmos_archiver.archive.manifest import Manifest
+from include.cosmos_archiver.archive.manifest import LeftOutEntry, Manifest
 from include.cosmos_archiver.archive.slice_grid import check_slice_grid
 from include.cosmos_archiver.archive.store import ArchiveStore
 from include.cosmos_archiver.clients import endpoint_of, waiting_for
@@ -250,10 +250,13 @@ def take_census(
             manifest_keys[slice_id] = {(r.partition_key, r.id) for r in manifest.records} if manifest else set()
         return manifest_keys[slice_id]
 
-    def set_aside(slice_id: str) -> dict[tuple[str, str], str]:
-        """key -> reason of the documents the slice's copy could not archive (they stay in Cosmos DB)."""
+    def set_aside(slice_id: str) -> dict[tuple[str, str], LeftOutEntry]:
+        """key -> entry of the documents the slice's copy could not archive (they stay in Cosmos DB)."""
         manifest = manifest_of(slice_id)
-        return {(e.partition_key, e.id): e.reason for e in manifest.left_out} if manifest else {}
+        return {(e.partition_key, e.id): e for e in manifest.left_out} if manifest else {}
+
+    def unarchivable(row: dict[str, Any], entry: LeftOutEntry) -> None:
+        _left(counts, listed, "unarchivable", f"{name(row)}: {printable(entry.reason)}", max_listed)
 
     def read_since(manifest: Manifest | None) -> int:
         """The epoch second from which a document counts as written after the slice's validation read it."""
@@ -279,13 +282,20 @@ def take_census(
         since = read_since(manifest)
         changed = q.count_where(f"{in_range} AND c._ts >= @since", {**rng, "@since": since})
         unchanged = held - changed
+        kept_aside = set_aside(slice_id)
+        if changed and kept_aside:  # a set-aside document as its copy saw it is unarchivable, not changed
+            for row in q.rows(f"SELECT c.id, {pk} AS pk, c._etag AS etag FROM c WHERE {in_range} AND c._ts >= @since",
+                              {**rng, "@since": since}):
+                entry = kept_aside.get((partition_key_text(row.get("pk", MISSING)), str(row["id"])))
+                if entry is not None and entry.etag == row.get("etag"):
+                    changed -= 1
+                    unarchivable(row, entry)
         counts["changed_since_archived"] += changed
         if changed:
             changed_in.add(slice_id)
         record_count = manifest.record_count if manifest else 0
         foreign = manifest is not None and manifest.timestamp_field != settings.timestamp_field
-        unarchivable = set_aside(slice_id)
-        if exact or foreign or unchanged > record_count or unarchivable:
+        if exact or foreign or unchanged > record_count or kept_aside:
             keys = keys_of(slice_id)
             rows = q.rows(f"SELECT c.id, {pk} AS pk, c._ts AS ts FROM c WHERE {in_range} AND c._ts < @since",
                           {**rng, "@since": since})
@@ -293,8 +303,8 @@ def take_census(
                 key = (partition_key_text(row.get("pk", MISSING)), str(row["id"]))
                 if key in keys:
                     counts["archived"] += 1
-                elif key in unarchivable:
-                    _left(counts, listed, "unarchivable", f"{name(row)}: {unarchivable[key]}", max_listed)
+                elif key in kept_aside:
+                    unarchivable(row, kept_aside[key])
                 else:
                     counts["missing_from_verified"] += 1
                     reopen.add(slice_id)
@@ -351,7 +361,7 @@ def take_census(
                 elif key in keys_of(slice_id):
                     counts["archived"] += 1
                 elif key in set_aside(slice_id):
-                    _left(counts, listed, "unarchivable", f"{name(row)}: {set_aside(slice_id)[key]}", max_listed)
+                    unarchivable(row, set_aside(slice_id)[key])
                 else:
                     reopen.add(slice_id)
                     _left(counts, listed, "missing_from_verified", name(row), max_listed)
