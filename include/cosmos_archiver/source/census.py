@@ -10,9 +10,11 @@ Each document is in exactly one category:
 - ``waiting``: due (in a slice that ends by the cutoff, inside the lookback) and not verified yet;
 - ``hot``: in a slice that is not cold yet (it ends after the cutoff), as the plan sees it;
 - left out, with a reason: ``timestamp_missing`` (no such property, or null), ``timestamp_wrong_kind`` (e.g. a
-  number where an ISO 8601 string is configured), ``timestamp_unparseable``, ``partition_key_missing`` (never
-  archived: see source.reader), ``older_than_lookback`` (before the first slice any run plans), ``unarchivable``
-  (in a verified slice, set aside by its copy: its manifest's ``left_out`` names the reason), and
+  number where an ISO 8601 string is configured), ``timestamp_unparseable`` (including impossible dates),
+  ``timestamp_out_of_range`` (an instant no slice holds, e.g. ``0001-01-01T00:30:00+01:00``),
+  ``partition_key_missing`` (never archived: see source.reader), ``older_than_lookback`` (before the first slice
+  any run plans), ``unarchivable`` (in a verified slice, set aside by its copy: its manifest's ``left_out`` names
+  the reason), and
   ``missing_from_verified`` (in a verified slice's range but not in its manifest: the slice was sealed without it,
   e.g. under a wrong ``timestamp_field``; re-open the slice).
 
@@ -56,7 +58,8 @@ from include.cosmos_archiver.slices import (
 from include.cosmos_archiver.source.reader import STUB_MARKER, TOMBSTONE_MARKER
 
 log = logging.getLogger(__name__)
-LEFT_OUT = ("timestamp_missing", "timestamp_wrong_kind", "timestamp_unparseable", "partition_key_missing",
+LEFT_OUT = ("timestamp_missing", "timestamp_wrong_kind", "timestamp_unparseable", "timestamp_out_of_range",
+            "partition_key_missing",
             "older_than_lookback", "unarchivable", "missing_from_verified")
 ACCOUNTED = ("archived", "changed_since_archived", "waiting", "hot")
 CATEGORIES = ACCOUNTED + LEFT_OUT
@@ -345,13 +348,13 @@ def take_census(
                 break
             try:
                 instant = timestamp_instant(row.get("t"), kind, settings.timestamp_field)
+                slice_id = slice_of(instant, settings.slice_hours).slice_id
             except TimestampError as exc:
                 _left(counts, listed, exc.problem, name(row), max_listed)
                 continue
             if "pk" not in row:
                 _left(counts, listed, "partition_key_missing", name(row), max_listed)
                 continue
-            slice_id = slice_of(instant, settings.slice_hours).slice_id
             if slice_id in verified:
                 manifest = manifest_of(slice_id)
                 key = (partition_key_text(row["pk"]), str(row["id"]))

@@ -98,10 +98,12 @@ def placed_filter(timestamp_field: str, kind: TimestampKind, partition_key_path:
 
 def spelling_window(time_slice: TimeSlice) -> tuple[str, str]:
     """Lexicographic bounds (dates ``YYYY-MM-DD``) holding every ISO 8601 string whose instant may be in the slice:
-    its written local date is at most MAX_UTC_OFFSET from the UTC one."""
-    low = (time_slice.start - MAX_UTC_OFFSET).date()
-    high = (time_slice.end + MAX_UTC_OFFSET).date() + dt.timedelta(days=1)
-    return low.isoformat(), high.isoformat()
+    its written local date is at most MAX_UTC_OFFSET from the UTC one (clamped to years 0001..9999)."""
+    first, last = dt.datetime.min.replace(tzinfo=dt.UTC), dt.datetime.max.replace(tzinfo=dt.UTC)
+    low = (max(time_slice.start, first + MAX_UTC_OFFSET) - MAX_UTC_OFFSET).date().isoformat()
+    high = "99999" if time_slice.end >= last - 2 * MAX_UTC_OFFSET else (
+        (time_slice.end + MAX_UTC_OFFSET).date() + dt.timedelta(days=1)).isoformat()
+    return low, high
 
 
 def spelling_query(
