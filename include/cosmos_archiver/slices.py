@@ -47,6 +47,21 @@ class TimeSlice:
         return cls(dt.datetime.fromisoformat(data["start"]), dt.datetime.fromisoformat(data["end"]))
 
 
+SLICE_ID_RE = re.compile(r"^\d{4}/\d{2}/\d{2}(/\d{2})?$")
+
+
+def slice_id_start(slice_id: str) -> dt.datetime:
+    """The UTC start a slice id ``yyyy/mm/dd[/HH]`` names; SliceError naming it when it is not one."""
+    try:
+        if not SLICE_ID_RE.match(slice_id):
+            raise ValueError(slice_id)
+        parts = [int(p) for p in slice_id.split("/")]
+        return dt.datetime(*parts[:3], parts[3] if len(parts) > 3 else 0, tzinfo=dt.UTC)
+    except ValueError:
+        raise SliceError(f"{slice_id!r} is not a slice id: use yyyy/mm/dd (e.g. 2025/03/01) or yyyy/mm/dd/HH for "
+                         "sub-day slices") from None
+
+
 def as_utc(moment: dt.datetime) -> dt.datetime:
     """A plain ``datetime`` in UTC (Airflow hands out pendulum DateTimes, whose arithmetic differs)."""
     if moment.tzinfo is None:

@@ -52,6 +52,7 @@ from include.cosmos_archiver.slices import (
     canonical_iso_sql,
     cutoff,
     field_expression,
+    slice_id_start,
     slice_of,
     timestamp_instant,
 )
@@ -183,8 +184,7 @@ class _Queries:
 
 def slice_from_id(slice_id: str, slice_hours: int) -> TimeSlice:
     """The slice a ``yyyy/mm/dd[/HH]`` id names, on the configured grid."""
-    parts = [int(p) for p in slice_id.split("/")]
-    start = dt.datetime(*parts[:3], parts[3] if len(parts) > 3 else 0, tzinfo=dt.UTC)
+    start = slice_id_start(slice_id)
     return TimeSlice(start, start + dt.timedelta(hours=slice_hours))
 
 
