@@ -79,6 +79,16 @@ def test_a_poison_document_is_set_aside_named_and_the_rest_of_its_slice_verified
     assert plan.due == [], plan.describe()
     assert copy_slice(seeded, archive_store, DAY, settings).generation == 0
 
+    # Its writer mends it: the next run archives it as a new generation, and purges it.
+    seeded.upsert_item({**POISON, "note": "mended"})
+    plan = select_due_slices(archive_store, settings, now=NOW, window=(DAY.start, DAY.end), container=seeded)
+    assert [s.slice_id for s in plan.due] == [DAY.slice_id], plan.describe()
+    mended = copy_slice(seeded, archive_store, DAY, settings)
+    assert mended.generation == 1 and mended.left_out == [] and mended.record_count == 25
+    assert validate_slice(seeded, archive_store, DAY, settings).ok
+    assert purge_slice(seeded, archive_store, DAY, settings).purged == 1
+    assert set(in_cosmos(seeded)) == set(OUTSIDE) and archived_latest(archive_store)["poison"]["note"] == "mended"
+
 
 class Busy:
     """Updates two records of the slice about every ``every_s`` seconds from its start until it is stopped."""

@@ -11,6 +11,7 @@ import hashlib
 import json
 from typing import Any
 
+from include.cosmos_archiver.errors import TerminalError
 from include.cosmos_archiver.slices import MISSING, field_value
 
 # "Maximum size of an item: 2 MB (UTF-8 length of JSON representation)" (Microsoft Learn, Azure Cosmos DB service
@@ -20,8 +21,9 @@ from include.cosmos_archiver.slices import MISSING, field_value
 COSMOS_ITEM_LIMIT_BYTES = 2 * 1024 * 1024
 
 
-class UnarchivableError(ValueError):
-    """A document the archive cannot encode or hash (its message is the reason, named in the manifest)."""
+class UnarchivableError(TerminalError, ValueError):
+    """A document the archive cannot encode or hash (its message is the reason, named in the manifest); the copy
+    sets such a document aside, so this never fails a task."""
 
 
 def canonical_json(document: dict[str, Any]) -> bytes:

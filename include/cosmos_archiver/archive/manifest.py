@@ -137,6 +137,11 @@ class Manifest:
         began = dt.datetime.fromisoformat(self.copied_at).timestamp() - float(self.timings_s.get("total", 0.0))
         return math.floor(began) - 1
 
+    def left_out_versions(self) -> dict[tuple[str, str], str | None]:
+        """(partition key, id) -> ``_etag`` of the documents the newest copy set aside: what a range may still hold
+        without anything new to archive (a set-aside document changed since is copied again)."""
+        return {(e.partition_key, e.id): e.etag for e in self.left_out}
+
     def add_ru(self, step: str, ru: float) -> None:
         self.ru_steps[step] = round(self.ru_steps.get(step, 0.0) + ru, 2)
 

@@ -34,7 +34,7 @@ from include.cosmos_archiver.pipeline.part_writer import PartWriter
 from include.cosmos_archiver.ru.budget import RuBudget
 from include.cosmos_archiver.settings import ArchiveSettings
 from include.cosmos_archiver.slices import TimeSlice
-from include.cosmos_archiver.source.reader import ReadStats, count_slice, read_slice, slice_versions
+from include.cosmos_archiver.source.reader import ReadStats, count_slice, documents_besides, read_slice
 
 log = logging.getLogger(__name__)
 
@@ -89,19 +89,13 @@ class _Remainder:
                                     timestamp_kind=self.settings.timestamp_kind, budget=self.budget, stats=stats)
             self.ru = stats.ru_charged
             if 0 < self.left <= len(manifest.left_out):
-                self.left = self._not_set_aside(manifest)
+                # maybe only the documents the copy set aside, unchanged: they alone would make an empty generation
+                self.left = documents_besides(
+                    self.container, self.time_slice, manifest.left_out_versions(),
+                    partition_key_path=self.settings.partition_key_path, timestamp_field=self.settings.timestamp_field,
+                    timestamp_kind=self.settings.timestamp_kind, budget=self.budget, stats=stats)
+                self.ru = stats.ru_charged
         return self.left
-
-    def _not_set_aside(self, manifest: Manifest) -> int:
-        """How many of the range's documents are not the unarchivable ones the manifest names, unchanged (those
-        alone would make a new, empty generation on every run). Ids and etags only, asked only then."""
-        stats = ReadStats()
-        versions = slice_versions(self.container, self.time_slice, partition_key_path=self.settings.partition_key_path,
-                                  timestamp_field=self.settings.timestamp_field,
-                                  timestamp_kind=self.settings.timestamp_kind, budget=self.budget, stats=stats)
-        self.ru += stats.ru_charged
-        set_aside = {(e.partition_key, e.id): e.etag for e in manifest.left_out}
-        return sum(1 for key, (etag, _ts) in versions.items() if key not in set_aside or set_aside[key] != etag)
 
 
 def _kept_generations(existing: Manifest | None, force: bool) -> Manifest | None:

@@ -264,6 +264,25 @@ def slice_versions(
     return versions
 
 
+def documents_besides(
+    container: ContainerProxy,
+    time_slice: TimeSlice,
+    known: dict[tuple[str, str], str | None],
+    *,
+    partition_key_path: str,
+    timestamp_field: str = "_ts",
+    timestamp_kind: TimestampKind = "epoch_seconds",
+    budget: RuBudget | None = None,
+    stats: ReadStats | None = None,
+) -> int:
+    """How many of the slice's documents are not one of ``known`` ((partition key text, id) -> ``_etag``) in that
+    very version: e.g. besides the unarchivable documents a copy set aside, unchanged. Ids and etags only."""
+    versions = slice_versions(container, time_slice, partition_key_path=partition_key_path,
+                              timestamp_field=timestamp_field, timestamp_kind=timestamp_kind, budget=budget,
+                              stats=stats)
+    return sum(1 for key, (etag, _ts) in versions.items() if key not in known or known[key] != etag)
+
+
 def query_pages(
     container: ContainerProxy,
     query: dict[str, Any],
