@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Iterator
 
 from azure.cosmos import ContainerProxy, DatabaseProxy, PartitionKey
+from hypothesis import HealthCheck, Phase
 
 from devstack.seed import SeedSpec, make_record
 from devstack.stack import StackConfig
@@ -96,3 +97,28 @@ def fresh_stores(stack: StackConfig, database: DatabaseProxy, partition_key_path
 def slice_at(moment: dt.datetime, settings: ArchiveSettings = SETTINGS) -> TimeSlice:
     """The slice of the archive grid holding ``moment``."""
     return slice_grid(moment, moment + dt.timedelta(microseconds=1), slice_hours=settings.slice_hours)[0]
+
+
+# Two due slices of the tests' grid: the first is purged by delete, the second by stubs (archive_and_purge_both)
+PURGE_MOMENTS = {"delete": dt.datetime(2025, 10, 10, 12, tzinfo=dt.UTC),
+                 "stub": dt.datetime(2025, 12, 20, 12, tzinfo=dt.UTC)}
+# hypothesis settings of examples that archive and purge (seconds each): no shrinking, the failing example is
+# printed as drawn; fixtures are session-wide or reset by fresh_stores
+ARCHIVING_EXAMPLES = {"deadline": None, "database": None, "phases": [Phase.explicit, Phase.generate],
+                      "suppress_health_check": [HealthCheck.too_slow, HealthCheck.function_scoped_fixture]}
+
+
+def issued_at(i: int) -> str:
+    """The timestamp of the ``i``-th test record: even ones in the delete-purged slice, odd ones in the stubbed."""
+    moment = PURGE_MOMENTS[("delete", "stub")[i % 2]] + dt.timedelta(minutes=i)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+
+def archive_and_purge_both(container: ContainerProxy, store: ArchiveStore) -> dict[str, PurgeResult]:
+    """Archive the two PURGE_MOMENTS slices and purge them like the pipeline, by delete and by stubs."""
+    results = {}
+    for mode, moment in PURGE_MOMENTS.items():
+        time_slice = slice_at(moment)
+        assert archive_slice(container, store, time_slice), time_slice.slice_id
+        results[mode] = purge_like_the_pipeline(container, store, time_slice.slice_id, mode=mode)  # type: ignore[arg-type]
+    return results

@@ -6,21 +6,22 @@ gives it new system properties). Bounded by default; ``slow`` tries more."""
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 
 import pytest
-from hypothesis import HealthCheck, Phase, example, given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from include.cosmos_archiver.archive.canonical import canonical_json
 from include.cosmos_archiver.pipeline.restore import restore_slice
 from include.cosmos_archiver.readthrough.markers import SYSTEM_PROPERTIES, marker_kind
 from tests.readthrough_helpers import (
+    ARCHIVING_EXAMPLES,
+    PURGE_MOMENTS,
     SETTINGS,
-    archive_slice,
+    archive_and_purge_both,
     fresh_stores,
-    purge_like_the_pipeline,
+    issued_at,
     repository,
     slice_at,
 )
@@ -34,9 +35,6 @@ _SCALARS = (st.none() | st.booleans() | st.integers(-(2**70), 2**70) | _TEXT
 _JSON = st.recursive(_SCALARS, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_NAMES, inner, max_size=4),
                      max_leaves=30)
 BODIES = st.dictionaries(_NAMES, _JSON, max_size=8).filter(lambda d: marker_kind(d) is None)
-MOMENTS = {"delete": dt.datetime(2025, 10, 10, 12, tzinfo=dt.UTC), "stub": dt.datetime(2025, 12, 20, 12, tzinfo=dt.UTC)}
-_SETTINGS = {"deadline": None, "database": None, "phases": [Phase.explicit, Phase.generate],
-             "suppress_health_check": [HealthCheck.too_slow, HealthCheck.function_scoped_fixture]}
 TRIED = {"examples": 0, "documents": 0}
 
 
@@ -49,23 +47,18 @@ def _life_cycle(stack, database, bodies: list[dict]) -> None:
         repo = repository(container, store)
         docs = []
         for i, body in enumerate(bodies):
-            mode = ("delete", "stub")[i % 2]
-            issued = (MOMENTS[mode] + dt.timedelta(minutes=i)).strftime("%Y-%m-%dT%H:%M:%S.000Z")
-            docs.append({**body, "id": f"f{i}", "customerId": f"cust-{i % 3}", "issuedAt": issued})
+            docs.append({**body, "id": f"f{i}", "customerId": f"cust-{i % 3}", "issuedAt": issued_at(i)})
             container.create_item(docs[-1])
         before = {d["id"]: canonical_json(container.read_item(d["id"], d["customerId"])) for d in docs}
         customers = sorted({d["customerId"] for d in docs})
         listed = {c: repo.list(c, page_size=1000).body() for c in customers}
-        for mode, moment in MOMENTS.items():
-            time_slice = slice_at(moment)
-            assert archive_slice(container, store, time_slice)
-            purge_like_the_pipeline(container, store, time_slice.slice_id, mode=mode)
+        archive_and_purge_both(container, store)
         fresh = repository(container, store)
         for d in docs:
             record = fresh.get(d["id"], d["customerId"])
             assert (record.source, record.body) == ("archive", before[d["id"]]), d["id"]
         assert {c: fresh.list(c, page_size=1000).body() for c in customers} == listed
-        for moment in MOMENTS.values():
+        for moment in PURGE_MOMENTS.values():
             restore_slice(container, store, slice_at(moment).slice_id, SETTINGS)
         for d in docs:
             restored = container.read_item(d["id"], d["customerId"])
@@ -82,7 +75,7 @@ def _print_tried():
           "archived, purged, read, listed and restored byte-equal")
 
 
-@settings(max_examples=3, **_SETTINGS)
+@settings(max_examples=2, **ARCHIVING_EXAMPLES)
 @given(bodies=st.lists(BODIES, min_size=4, max_size=10))
 @example(bodies=[{"_archived": {"slice": "2025/10/09", "sha256": "0" * 64}, "big": 2**64, "f": 1e300},
                  {"_archiveDeleted": 1, "text": "ü€😀\u0000", "deep": [[[{"a": [1, -0.0, 1.5e-300]}]]]},
@@ -92,7 +85,7 @@ def test_generated_documents_survive_the_life_cycle_byte_equal(stack, cosmos_dat
 
 
 @pytest.mark.slow
-@settings(max_examples=40, **_SETTINGS)
+@settings(max_examples=40, **ARCHIVING_EXAMPLES)
 @given(bodies=st.lists(BODIES, min_size=2, max_size=12))
 def test_generated_documents_survive_the_life_cycle_many_examples(stack, cosmos_database, bodies):
     _life_cycle(stack, cosmos_database, bodies)

@@ -12,8 +12,16 @@ from include.cosmos_archiver.archive.parquet_layout import decode_rows
 from include.cosmos_archiver.readthrough.markers import MARKER_FIELD, marker_kind
 from include.cosmos_archiver.source.census import take_census
 from include.cosmos_archiver.source.reader import marker_sql
-from tests.readthrough_helpers import NOW, SETTINGS, archive_slice, purge_like_the_pipeline, repository, slice_at
-from tests.test_partition_keys import MOMENTS
+from tests.readthrough_helpers import (
+    NOW,
+    PURGE_MOMENTS,
+    SETTINGS,
+    archive_and_purge_both,
+    archive_slice,
+    issued_at,
+    repository,
+    slice_at,
+)
 
 LOOK_ALIKES = [
     {"_archived": {"slice": "2025/10/09", "sha256": "0" * 64, "etag": "x", "location": "y"}},  # the old stub's
@@ -33,8 +41,7 @@ LOOK_ALIKES = [
 def _docs() -> list[dict]:
     docs = []
     for i, extra in enumerate([*LOOK_ALIKES, {}, {}]):
-        moment = MOMENTS[("delete", "stub")[i % 2]].strftime("%Y-%m-%dT%H:%M:%S.000Z")
-        docs.append({"id": f"m{i}", "customerId": "cust-m", "issuedAt": moment, "amount": i, **extra})
+        docs.append({"id": f"m{i}", "customerId": "cust-m", "issuedAt": issued_at(i), "amount": i, **extra})
     return docs
 
 
@@ -50,11 +57,8 @@ def test_business_fields_named_like_markers_are_archived_counted_and_served(cosm
     census = take_census(cosmos_container, archive_store, SETTINGS, now=NOW)
     assert census.total == len(docs), census.details()  # every document counted
 
-    for mode, moment in MOMENTS.items():
-        time_slice = slice_at(moment)
-        assert archive_slice(cosmos_container, archive_store, time_slice)
-        assert purge_like_the_pipeline(cosmos_container, archive_store, time_slice.slice_id, mode=mode).purged
-    archived = {r.id for s in MOMENTS.values() for r in archive_store.read_manifest(slice_at(s).slice_id).records}
+    assert all(r.purged for r in archive_and_purge_both(cosmos_container, archive_store).values())
+    archived = {r.id for m in PURGE_MOMENTS.values() for r in archive_store.read_manifest(slice_at(m).slice_id).records}
     assert archived == {d["id"] for d in docs}
     fresh = repository(cosmos_container, archive_store)
     for d in docs:
@@ -63,7 +67,7 @@ def test_business_fields_named_like_markers_are_archived_counted_and_served(cosm
     assert {json.loads(r.body)["id"]: r.body for r in fresh.list("cust-m", page_size=100).records} == before
 
     # a second archive run: the stubs are left out, nothing new is archived
-    stub_slice = slice_at(MOMENTS["stub"])
+    stub_slice = slice_at(PURGE_MOMENTS["stub"])
     manifest = archive_store.read_manifest(stub_slice.slice_id)
     assert archive_slice(cosmos_container, archive_store, stub_slice)
     again = archive_store.read_manifest(stub_slice.slice_id)

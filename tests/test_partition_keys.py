@@ -7,13 +7,12 @@ example gets its own Cosmos DB and Blob containers."""
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import json
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from hypothesis import HealthCheck, Phase, example, given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from include.cosmos_archiver.api.app import create_app
@@ -21,16 +20,18 @@ from include.cosmos_archiver.archive.canonical import canonical_json, partition_
 from include.cosmos_archiver.pipeline.restore import RestoreError, parse_record_ids, restore_records
 from include.cosmos_archiver.readthrough.errors import NotFound
 from tests.readthrough_helpers import (
+    ARCHIVING_EXAMPLES,
+    PURGE_MOMENTS,
     SETTINGS,
+    archive_and_purge_both,
     archive_slice,
     fresh_stores,
+    issued_at,
     purge_like_the_pipeline,
     repository,
     slice_at,
 )
 
-MOMENTS = {"delete": dt.datetime(2025, 10, 10, 12, tzinfo=dt.UTC),
-           "stub": dt.datetime(2025, 12, 20, 12, tzinfo=dt.UTC)}
 # strings that read as something else, and their look-alikes of another type
 READS_AS_JSON = ["12345", "null", "true", "false", "~x", "~undefined", "[1]", '"q"', "1.5", "-0", "", " ", "{}"]
 KEYS = st.one_of(
@@ -41,10 +42,7 @@ KEYS = st.one_of(
     st.booleans(),
     st.none(),
 )
-# each example archives and purges two slices (seconds): no shrinking, the failing example is printed as drawn;
-# the default run tries every family at once plus 2 drawn examples, the slow run 25 more
-_SETTINGS = {"deadline": None, "database": None, "phases": [Phase.explicit, Phase.generate],
-             "suppress_health_check": [HealthCheck.too_slow, HealthCheck.function_scoped_fixture]}
+# the default run tries every family at once plus 1 drawn example, the slow run 25 more
 EVERY_FAMILY = [*READS_AS_JSON, 12345, 0, -7, 1.5, 2.0, True, False, None, "c-1"]
 TRIED = {"examples": 0, "records": 0, "twin_lookups": 0}
 
@@ -78,20 +76,14 @@ def _every_key_reaches_its_own_record(stack, cosmos_database, keys: list[Any]) -
         repo = repository(container, store)
         docs = []
         for i, key in enumerate(keys):
-            mode = ("delete", "stub")[i % 2]
-            moment = MOMENTS[mode] + dt.timedelta(minutes=i)
-            docs.append({"id": f"r{i}", "customerId": key, "n": i,
-                         "issuedAt": moment.strftime("%Y-%m-%dT%H:%M:%S.000Z")})
+            docs.append({"id": f"r{i}", "customerId": key, "n": i, "issuedAt": issued_at(i)})
             container.create_item(docs[-1])
         before = {d["id"]: repo.get(d["id"], d["customerId"]).body for d in docs}
         listed = {d["id"]: _bodies(repo, d["customerId"]) for d in docs}
         assert all(listed[d["id"]] == {d["id"]: before[d["id"]]} for d in docs)
 
-        for mode, moment in MOMENTS.items():
-            time_slice = slice_at(moment)
-            assert archive_slice(container, store, time_slice)
-            purged = purge_like_the_pipeline(container, store, time_slice.slice_id, mode=mode)
-            assert purged.purged == sum(1 for i in range(len(keys)) if ("delete", "stub")[i % 2] == mode)
+        purged = archive_and_purge_both(container, store)
+        assert (purged["delete"].purged, purged["stub"].purged) == ((len(keys) + 1) // 2, len(keys) // 2)
 
         fresh = repository(container, store)  # empty caches: reads the index as a new API process would
         for r in (repo, fresh):
@@ -121,7 +113,7 @@ def _every_key_reaches_its_own_record(stack, cosmos_database, keys: list[Any]) -
 KEY_LISTS = st.lists(KEYS, min_size=2, max_size=10, unique_by=partition_key_text)
 
 
-@settings(max_examples=2, **_SETTINGS)
+@settings(max_examples=1, **ARCHIVING_EXAMPLES)
 @given(keys=KEY_LISTS)
 @example(keys=EVERY_FAMILY)
 def test_every_key_reaches_its_own_record_and_no_other_after_delete_and_stub_purges(stack, cosmos_database, keys):
@@ -129,7 +121,7 @@ def test_every_key_reaches_its_own_record_and_no_other_after_delete_and_stub_pur
 
 
 @pytest.mark.slow
-@settings(max_examples=25, **_SETTINGS)
+@settings(max_examples=25, **ARCHIVING_EXAMPLES)
 @given(keys=KEY_LISTS)
 def test_every_key_reaches_its_own_record_many_examples(stack, cosmos_database, keys):
     _every_key_reaches_its_own_record(stack, cosmos_database, keys)
@@ -143,7 +135,7 @@ def test_restore_ids_name_keys_as_the_archive_does(cosmos_container, archive_sto
     docs = [{"id": f"k{i}", "customerId": k, "issuedAt": "2025-10-10T12:00:00.000Z"} for i, k in enumerate(keys)]
     for d in docs:
         cosmos_container.create_item(d)
-    time_slice = slice_at(MOMENTS["delete"])
+    time_slice = slice_at(PURGE_MOMENTS["delete"])
     assert archive_slice(cosmos_container, archive_store, time_slice)
     purge_like_the_pipeline(cosmos_container, archive_store, time_slice.slice_id, mode="delete")
     spelled = ",".join(f"{partition_key_text(d['customerId'])}/{d['id']}" for d in docs)
