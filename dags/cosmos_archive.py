@@ -33,13 +33,16 @@ Runbook, in the order the tasks run:
 4. **census** counts every document of the source by what became of it (archived, hot, waiting, or left out
    with a reason: timestamp missing / of another kind / unparseable, partition key missing, older than the
    lookback) and warns and notifies when anything is left out, naming the documents.
-5. **report** writes a run report (per slice count, bytes, RU, duration, hash result, purge counts, RU plot)
-   next to the data.
+5. **report** writes the run report next to the data: this run's work per slice and step (copy, validate,
+   purge, sweep: records, MB, RU, money), the whole archive's progress, ETA and money, and a halt banner. Open it
+   in the run's **Run report** tab (or the DAG's **Archive status** tab, which lists every report).
 6. **run_outcome** fails the run (red) when any task above failed — a halt, a plan or copy error — since the
    report runs whatever happened and would otherwise be the only final task (Airflow's "watcher" pattern).
 
 A **Halted** archive starts no new slices until an operator clears the status: Admin > Variables >
 `cosmos_archive_status` = `{"status": "Running"}` (or `airflow variables delete cosmos_archive_status`).
+The failed run's **note** and the **Archive status** tab say since when, which slice, why and how to clear it;
+every later run fails in `preflight` with that one line ("Halted since …"). Mapped tasks are named by slice.
 
 **Retries**: a task failing on something that cannot heal by itself (a bad setting, a missing connection, a slice
 that failed validation) fails once, without retries, and its log says what to fix. Anything else (a slice lease
@@ -86,11 +89,10 @@ QUIET_SLICE = {**SLICE_NAME, "show_return_value_in_logs": False}
 
 
 def slice_of(task) -> str:
-    """The slice a mapped task of archive_slice works on: from its rendered arguments (``time_slice``, or the
-    ``validated`` outcome), or the ADF operator's output folder."""
-    kwargs = getattr(task, "op_kwargs", None) or {}
-    for name in ("time_slice", "validated"):
-        value = kwargs.get(name)
+    """The slice a mapped task of archive_slice works on: from its resolved argument (``time_slice``, or the
+    ``validated`` outcome; the TaskFlow operator holds them in ``op_args``), or the ADF operator's output folder."""
+    arguments = [*(getattr(task, "op_args", None) or ()), *(getattr(task, "op_kwargs", None) or {}).values()]
+    for value in arguments:
         if isinstance(value, dict) and value.get("slice_id"):
             return str(value["slice_id"])
     parameters = getattr(task, "parameters", None)

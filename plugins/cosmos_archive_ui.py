@@ -67,9 +67,25 @@ class HaltNote:
 
             line = halt_line(runtime.read_status())
             if line:
-                dag_run.note = line  # the run is in the session that is recording its failed state
+                _set_note(dag_run, line)
         except Exception as exc:
             log.warning("could not write the halt into run %s's note: %s", getattr(dag_run, "run_id", "?"), exc)
+
+
+def _set_note(dag_run: Any, text: str) -> None:
+    """In the session recording the run's failure (the scheduler's); `airflow dags test` hands over a detached
+    run, whose note is written in a session of its own."""
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+    from sqlalchemy.orm import object_session
+
+    if object_session(dag_run) is not None:
+        dag_run.note = text
+        return
+    with create_session() as session:
+        attached = session.get(DagRun, dag_run.id)
+        if attached is not None:
+            attached.note = text
 
 
 class CosmosArchiveUiPlugin(AirflowPlugin):
