@@ -22,6 +22,9 @@ from typing import Any, ClassVar
 from airflow.listeners import hookimpl
 from airflow.plugins_manager import AirflowPlugin
 
+from include.cosmos_archiver.pipeline.run_status import ArchiveStatus
+from include.cosmos_archiver.reporting.archive_status import halt_line
+
 DAG_ID = "cosmos_archive"
 URL_PREFIX = "/cosmos-archive"
 log = logging.getLogger(__name__)
@@ -61,15 +64,20 @@ class HaltNote:
         if getattr(dag_run, "dag_id", None) != DAG_ID:
             return
         try:
-            import cosmos_archive_runtime as runtime
-
-            from include.cosmos_archiver.reporting.archive_status import halt_line
-
-            line = halt_line(runtime.read_status())
+            line = halt_line(_status_from_metadata_db())
             if line:
                 _set_note(dag_run, line)
         except Exception as exc:
             log.warning("could not write the halt into run %s's note: %s", getattr(dag_run, "run_id", "?"), exc)
+
+
+def _status_from_metadata_db() -> ArchiveStatus:
+    """The status Variable read where the listener runs (the scheduler, `airflow dags test`: the metadata DB and the
+    secrets backends through Airflow's ORM Variable; the Task SDK's Variable serves tasks)."""
+    import cosmos_archive_runtime as runtime
+    from airflow.models.variable import Variable
+
+    return ArchiveStatus.from_json(Variable.get(runtime.STATUS_VARIABLE, default_var=None))
 
 
 def _set_note(dag_run: Any, text: str) -> None:
