@@ -323,7 +323,9 @@ def cosmos_archive():
         written = report_run(runtime.archive_store(settings), runtime.load_ru_governance(), ctx["run_id"],
                              [s["slice_id"] for s in planned], settings=settings, before=before,
                              started=ctx["dag_run"].start_date, status=runtime.read_status())
-        log.info("run report: %s (%s)", report_link(ctx["run_id"]), written.report.line())
+        started = ctx["dag_run"].start_date
+        took = f", {(dt.datetime.now(dt.UTC) - started).total_seconds():,.0f} s since it started" if started else ""
+        log.info("run report: %s (%s%s)", report_link(ctx["run_id"]), written.report.line(), took)
         if written.all_verified:
             notify.notify_success(ctx, slices_verified=len(written.manifests), records=written.report.totals.records,
                                   report_url=report_link(ctx["run_id"]))

@@ -38,7 +38,7 @@ def latest_runs(airflow_home: Path) -> tuple[str | None, str | None]:
 
 
 def pages(ok_run: str | None, failed_run: str | None) -> list[tuple[str, str]]:
-    """(file name, path) of each picture."""
+    """(file name, path) of each picture (the report page is taken whole: its slice table must fit)."""
     shots = [("dag-grid.png", f"/dags/{DAG_ID}"),
              ("archive-status-tab.png", f"/dags/{DAG_ID}/plugin/cosmos-archive-status")]
     if failed_run:
@@ -85,7 +85,7 @@ def main() -> None:
                         from None
                 time.sleep(2)
         for name, path in pages(ok_run, failed_run):
-            screenshot(f"{base}{path}", args.out / name)
+            screenshot(f"{base}{path}", args.out / name, height=2300 if name == "run-report.png" else 1000)
             print(f"{args.out / name}: {path}")
         (args.out / "api-server.log").unlink()
     finally:
