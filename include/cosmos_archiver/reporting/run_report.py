@@ -19,7 +19,7 @@ from urllib.parse import quote
 
 from azure.core.exceptions import ResourceNotFoundError
 
-from include.cosmos_archiver.archive.manifest import Manifest
+from include.cosmos_archiver.archive.manifest import Manifest, left_out_name
 from include.cosmos_archiver.archive.store import ArchiveStore
 from include.cosmos_archiver.errors import TerminalError
 from include.cosmos_archiver.id_lists import name_ids
@@ -57,6 +57,7 @@ class SliceRow:
     purge_ru: float = 0.0
     sweep_ru: float = 0.0
     removed: int = 0  # records this run's purge removed from Cosmos DB (deleted or stubbed)
+    left_out: tuple[str, ...] = ()  # "pk/id: reason" of documents the copy could not archive (kept in Cosmos DB)
 
 
 @dataclass(frozen=True)
@@ -207,6 +208,7 @@ def _row(manifest: Manifest, validation: dict[str, Any] | None, work: SliceWork 
             throttled=manifest.throttled_requests if copied else 0, digest=manifest.slice_digest,
             hash_result=result, detail=detail, purge=_counts_text(done.purge_counts) or "-",
             purge_ru=done.ru.get("purge", 0.0), sweep_ru=done.ru.get("sweep", 0.0), removed=done.removed,
+            left_out=tuple(left_out_name(e) for e in manifest.left_out),
         )
     return SliceRow(
         slice_id=manifest.slice_id,
@@ -226,6 +228,7 @@ def _row(manifest: Manifest, validation: dict[str, Any] | None, work: SliceWork 
         detail=detail,
         purge=_purge_text(manifest.purge),
         purge_ru=float((manifest.purge or {}).get("ru_charged") or 0.0),
+        left_out=tuple(left_out_name(e) for e in manifest.left_out),
     )
 
 
@@ -502,6 +505,11 @@ def _html(
     if failed:
         out.append("<h2>Failed validations</h2><ul>")
         out += [f'<li><span class="mono">{e(r.slice_id)}</span>: {e(r.detail)}</li>' for r in failed]
+        out.append("</ul>")
+    set_aside = [(r.slice_id, name) for r in rows for name in r.left_out]
+    if set_aside:
+        out.append("<h2>Documents left in Cosmos DB: the copy cannot archive them (never purged)</h2><ul>")
+        out += [f'<li><span class="mono">{e(sid)}</span>: {e(name)}</li>' for sid, name in set_aside]
         out.append("</ul>")
     out.append("</body></html>")
     return "\n".join(out)
