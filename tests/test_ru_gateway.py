@@ -692,3 +692,54 @@ def test_what_an_azure_cosmos_caller_sees_when_throttled(backend: Backend) -> No
         assert caught.value.status_code == 429 and caught.value.sub_status == 3200
         assert "x-ms-retry-after-ms" in caught.value.headers
         assert int(impatient.client_connection.last_response_headers["x-ms-throttle-retry-count"]) == 2
+
+
+def test_the_adf_standin_reads_through_the_gateway_as_its_own_class(backend: Backend) -> None:
+    """ADF's Copy activity reads unpaced, ``pageSize`` items a page, ``parallelCopies`` readers at once; the gateway
+    books its RU under traffic class ``adf`` (issue 17: before, the ADF route's RU were booked as the archiver's)."""
+    from devstack.adf_standin.copy_runner import adf_pages, adf_source
+    from include.cosmos_archiver.settings import ArchiveSettings
+    from include.cosmos_archiver.slices import TimeSlice
+    from include.cosmos_archiver.source.reader import ReadStats
+
+    settings = ArchiveSettings(database=DB, container=COLL, page_size=1)
+    now = dt.datetime.now(dt.UTC)
+    whole = TimeSlice(now - dt.timedelta(days=1), now + dt.timedelta(hours=1))
+    with start_gateway(backend.url, backend.state_dir) as gw:
+        stats = ReadStats()
+        source = adf_source(gw.endpoint, EMULATOR_COSMOS_KEY, settings)
+        docs = [d for page in adf_pages(source, whole, settings, 3, stats) for d in page]
+        assert {d["id"] for d in docs} >= set(backend.doc_ids)
+        totals = gw.stats()["totals"]
+        assert totals["archiver"]["requests"] == 0 and totals["business"]["requests"] == 0
+        assert totals["adf"]["ru"] >= stats.ru_charged > 0
+        assert stats.pages >= len(docs)  # one document a page: pageSize reached the service
+        # three readers: each pays a page at least, and together they load every document once
+        loaded = sum(_stored_sizes(backend)[d["id"]] for d in docs) / 1e6
+        page_ru = (stats.ru_charged - 10.15 * loaded) / 2.3  # requests made, empty last pages included
+        assert page_ru >= max(3, stats.pages) - 0.1 and page_ru == pytest.approx(round(page_ru), abs=0.1)
+
+
+def test_the_where_classifier_knows_which_predicates_the_index_serves() -> None:
+    """query_shape.py on the product's own query shapes and the functions' documented index use."""
+    from devstack.ru_gateway.query_shape import parse_query
+    from include.cosmos_archiver.slices import TimeSlice
+    from include.cosmos_archiver.source.reader import placed_filter, slice_query, spelling_query
+
+    day = TimeSlice(dt.datetime(2024, 1, 1, tzinfo=dt.UTC), dt.datetime(2024, 1, 2, tzinfo=dt.UTC))
+    placed = parse_query(slice_query(day, "ts", "iso8601")["query"] + placed_filter("ts", "iso8601", "/customerId"))
+    assert not placed.index_only and "@start" in placed.scope and "LENGTH" not in placed.scope  # range bounds it
+    assert next(c.reason for c in placed.conjuncts if not c.indexed) == "LENGTH does not use the index"
+    counted = parse_query(slice_query(day, "ts", "epoch_seconds", "VALUE COUNT(1)")["query"])
+    assert counted.aggregate and counted.index_only
+    assert not parse_query(spelling_query(day, "ts", "c.id, c._etag", "/customerId")["query"]).index_only
+    assert parse_query("SELECT VALUE COUNT(1) FROM c WHERE true").index_only
+    etag = parse_query('SELECT TOP 5 c.id FROM c WHERE c._etag = "x" ORDER BY c.id')
+    assert etag.top == 5 and etag.scope == "true" and not etag.index_only
+    assert parse_query('SELECT * FROM c WHERE SUBSTRING(c.a, 0, 3) = "abc" AND ENDSWITH(c.b, "Z")').index_only
+    assert not parse_query('SELECT * FROM c WHERE SUBSTRING(c.a, 1, 3) = "abc"').index_only
+    either = parse_query('SELECT * FROM c WHERE c.a = 1 OR UPPER(c.b) = "X"')
+    assert not either.index_only and either.scope == "true"  # one unindexed side: the OR loads everything
+    quoted = parse_query("SELECT * FROM c WHERE c.note = 'LENGTH(x) AND y' AND c.k = @k")
+    assert quoted.index_only and len(quoted.conjuncts) == 2  # keywords inside string literals are text
+    assert parse_query("SELECT c.id FROM c WHERE ARRAY_CONTAINS(@ids, c.id) AND NOT IS_DEFINED(c.s)").index_only
