@@ -609,6 +609,7 @@ def test_a_hot_partition_is_throttled_while_the_account_has_headroom(backend: Ba
         assert hot == [200, 200, 200, 200, 429] and cold == 200, (hot, cold)
         stats = gw.stats(seconds=30)
         assert stats["config"]["partition_count"] == 2 and stats["config"]["partition_budget_ru"] == 100
+        assert GatewaySettings(data_gb=600).partition_count == 12  # the seed's 600 GB: 50 GB per partition
         assert stats["partitions"]["0"]["throttled"] >= 1 and stats["partitions"]["1"]["throttled"] == 0
         row = next(r for r in stats["per_second"] if r["second"] == second)
         account_ru = row["archiver"]["ru"] + row["business"]["ru"]

@@ -15,7 +15,8 @@ Charging (charge_model.py, query_shape.py, query_probe.py, partitions.py): point
 query page by the documents it makes the service load, measured by an uncharged probe query to the backend on the
 query's first page; reads doubled under Strong/Bounded Staleness (``x-ms-consistency-level`` or the account's
 ``default_consistency``). Every charge is booked on the physical partition(s) it lands on (the request's partition
-key header; a cross-partition query: each partition pays a page and its share of the load), and each partition has
+key header; a cross-partition query: each partition pays a first page, then its share of later pages and of the
+load), and each partition has
 its own budget per second (throttle.py). When the client sends ``x-ms-documentdb-populatequerymetrics: True``, a
 query or feed answer carries ``x-ms-documentdb-query-metrics`` (query_probe.format_query_metrics).
 
@@ -372,14 +373,16 @@ class Gateway:
         if model.seed:
             total = model.query(load) * factor
             return {p: total / len(targets) for p in targets}, load, None
-        variable = model.query(load) - model.query_page_ru
-        parts = {p: model.query_page_ru for p in targets}  # each partition key range answers its own page
-        if shares:
-            for p, share in shares.items():
-                parts[p] = parts.get(p, model.query_page_ru) + variable * share
-        else:
-            for p in targets:
-                parts[p] += variable / len(targets)
+        # The SDK sends a cross-partition query to every partition key range, each answering at least one page:
+        # the first page pays a page on every targeted partition, later pages one page, spread like the load
+        # (approximates Azure's sum over ranges of max(1, pages of that range)).
+        page = model.query_page_ru
+        variable = model.query(load) - page
+        first = not lower.get("x-ms-continuation")
+        spread = shares or {p: 1 / len(targets) for p in targets}
+        parts = {p: page if first else 0.0 for p in targets}
+        for p, share in spread.items():
+            parts[p] = parts.get(p, 0.0) + (variable + (0.0 if first else page)) * share
         return {p: ru * factor for p, ru in parts.items()}, load, figures
 
     def point_charge(self, kind: RequestKind, lower: Mapping[str, str], status: int, request_bytes: int,
