@@ -21,14 +21,22 @@ uncharged, when it has not seen the document), as Cosmos charges a delete by wha
     .venv/bin/python bench/purge_ru.py [--records 120] [--target-kb 300] [--days 6]
 
 Measured under the seed model (2 shared cores, 2026-12-02, defaults: 120 realistic seeded invoices of ~285 KB over
-6 daily slices, ~1 min with the stack start):
+6 daily slices, ~1 min with the stack start; reproduced on 2026-12-04 with ``--charge-model seed``):
     reference one read 285.3 + one delete 1,426.4 = 1,711.6 RU per record;
     today: 571.3 RU/record booked (copy 285.6, validate 285.6) = 2.003 x one read; 120 documents left in Cosmos;
     new:   1,713.1 RU/record booked (copy 285.6, validate 0.3, purge 1,427.2) = 1.001 x (one read + one delete):
            goal <= 1.1 met; 0 documents left in Cosmos, 35.1 MB -> 0 MB (storage cut 100.0 %);
-    stub:  290.9 RU/record booked (the gateway charges a replace by its ~0.6 KB body; Cosmos charges about a delete
-           of the old version plus the write of the new one); 120 stubs left, 35.1 MB -> 0.070 MB (cut 99.8 %);
+    stub:  290.9 RU/record booked (the seed model charges a replace by its ~0.6 KB body); 120 stubs left,
+           35.1 MB -> 0.070 MB (cut 99.8 %);
     the reads alone (copy + validation) are 0.501 x today's.
+Measured under the published model (default; 2026-12-04, same defaults, 1 physical partition):
+    reference one read 22.6 + one delete 108.2 = 130.8 RU per record;
+    today: 25.8 RU/record booked (copy 12.9, validate 12.9) = 1.140 x one read;
+    new:   129.2 RU/record booked (copy 10.5, validate 10.5, purge 108.2) = 0.987 x (one read + one delete);
+    stub:  134.1 RU/record booked (purge 113.2: a delete of the old version plus the stub's write);
+    the reads alone are 0.811 x today's: the listing loads every document of its range like the copy (its
+    canonical-spelling filter is not served by the index), and each slice's other-spellings query loads the documents
+    of the three days around it.
 """
 
 from __future__ import annotations
