@@ -68,7 +68,7 @@ from urllib.parse import parse_qsl, urlsplit
 from devstack.ru_gateway.charge_model import ChargeModel, QueryLoad, RequestKind, classify
 from devstack.ru_gateway.config import GatewaySettings, GatewaySettingsError, settings_from_json
 from devstack.ru_gateway.faults import FaultPlan, FaultSpec, FaultSpecError
-from devstack.ru_gateway.metrics import BatchQuery, MetricsQueryError, MetricsStore
+from devstack.ru_gateway.metrics import TRAFFIC_CLASSES, BatchQuery, MetricsQueryError, MetricsStore
 from devstack.ru_gateway.partitions import PartitionKeyDef
 from devstack.ru_gateway.query_probe import (
     QueryRun,
@@ -89,7 +89,6 @@ LOOPBACK = "127.0.0.1"
 TRAFFIC_HEADER = "x-cosmos-archive-traffic"
 ARCHIVER_MARK = "cosmos-archive"
 ADF_MARK = "azure-data-factory"
-TRAFFIC_CLASSES = ("archiver", "business", "adf")
 SUBSCRIPTION_ID = LOCAL_SUBSCRIPTION_ID  # the one all-zero id, shared with the product (loopback.py)
 _HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer", "upgrade", "content-length"}
