@@ -51,8 +51,9 @@ from include.cosmos_archiver.clients import cosmos_client  # noqa: E402
 from include.cosmos_archiver.slices import TimeSlice, canonical_iso_sql, field_expression  # noqa: E402
 from include.cosmos_archiver.source.reader import (  # noqa: E402
     COUNT,
-    STUB_MARKER,
-    TOMBSTONE_MARKER,
+    STUB,
+    TOMBSTONE,
+    marker_sql,
     placed_filter,
     slice_query,
     spelling_query,
@@ -212,8 +213,8 @@ def query_shapes(gw: Any, client: Any, ledger: Ledger, docs: list[dict[str, Any]
 
     customer = "cust-3"
     mine = [d for d in docs if d["customerId"] == customer]
-    hot_sql = (f'SELECT c.id, {ts} AS o, IS_DEFINED(c["{STUB_MARKER}"]) AS s, IS_DEFINED(c["{TOMBSTONE_MARKER}"]) '
-               f'AS d FROM c WHERE ({ts} >= @start AND {ts} < @end) OR IS_DEFINED(c["{TOMBSTONE_MARKER}"])')
+    hot_sql = (f"SELECT c.id, {ts} AS o, {marker_sql(STUB)} AS s, {marker_sql(TOMBSTONE)} AS d FROM c "
+               f"WHERE ({ts} >= @start AND {ts} < @end) OR {marker_sql(TOMBSTONE)}")
     hot = [d for d in mine if strings(d) and start <= d[TS] < end]
 
     def one(sql: str, params: list[dict[str, Any]]) -> Callable[[], Any]:
