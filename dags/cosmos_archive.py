@@ -3,6 +3,8 @@
 
 Runbook, in the order the tasks run:
 
+First, **due** (a backfilled day, or a run with `from_date`/`to_date`, both inclusive): when every slice of its range is
+   already verified (and purged), the run ends here, one short task; every other task is skipped.
 0. **preflight** checks the settings, the connections, the archive status, and the source: the database and
    container exist, and sampled documents carry the timestamp field and the partition key (else it names them
    and shows a sample document's keys). A wrong setting fails here, once, before anything is archived.
@@ -59,18 +61,20 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from cosmos_archive_adf import CosmosArchiveAdfRunPipelineOperator
 from cosmos_archive_gate import ArchiveRuGate
 
-from include.cosmos_archiver.pipeline.copy import copy_slice
+from include.cosmos_archiver.archive.replica import repair_damaged
+from include.cosmos_archiver.pipeline.copy import copy_slice, needs_local_copy
 from include.cosmos_archiver.pipeline.purge import PurgeResult, purge_slice
 from include.cosmos_archiver.pipeline.reopen import ReopenError, parse_slice_range, reopen_slices
+from include.cosmos_archiver.pipeline.run_status import HALT_NOTE_KEY, RunActivity, halt_note
 from include.cosmos_archiver.pipeline.slice_workflow import SliceOutcome, SliceWorkflow, run_window
 from include.cosmos_archiver.pipeline.validate import validate_slice
-from include.cosmos_archiver.planning.due_slices import select_due_slices
+from include.cosmos_archiver.planning.due_slices import nothing_due, select_due_slices
 from include.cosmos_archiver.readthrough.index import compact_index as compact_archive_index
 from include.cosmos_archiver.readthrough.index import index_for_purge
 from include.cosmos_archiver.reporting.report_run import report_run
 from include.cosmos_archiver.slices import TimeSlice
 from include.cosmos_archiver.source.census import take_census
-from include.cosmos_archiver.source.preflight import check_source
+from include.cosmos_archiver.source.preflight import check_source, check_way_back
 
 log = logging.getLogger("cosmos_archive")
 POOL = "cosmos_archive"
@@ -97,7 +101,8 @@ NEXT_TASK = {"continue": "purge", "halt": "halt"}  # what decide picks after val
         "max_slices": Param(60, type="integer", minimum=1, description="Most slices archived in one run"),
         "from_date": Param(None, type=["null", "string"], format="date",
                            description="Archive exactly the slices from this date (with to_date)"),
-        "to_date": Param(None, type=["null", "string"], format="date", description="End of that range (exclusive)"),
+        "to_date": Param(None, type=["null", "string"], format="date",
+                         description="Last day of that range (inclusive, like a backfill's To)"),
         "validation_attempts": Param(3, type="integer", minimum=1, description="Copy+validate attempts per slice"),
         "validation_backoff_s": Param(30.0, type="number", minimum=0, description="First back-off, doubled each try"),
         "reopen_slices": Param(None, type=["null", "string"],
@@ -107,6 +112,20 @@ NEXT_TASK = {"continue": "purge", "halt": "halt"}  # what decide picks after val
     },
 )
 def cosmos_archive():
+    @task.short_circuit(pool=None, retries=0)
+    @runtime.archive_errors()
+    def due() -> bool:
+        """A backfilled day (or a from_date/to_date run) whose slices are all verified, and purged, is done here:
+        one short task, every other task skipped. Any other run goes on."""
+        ctx = get_current_context()
+        now, window = run_window(runtime.run_dates(ctx))
+        if window is None or ctx["params"].get("reopen_slices"):
+            return True
+        settings = runtime.load_settings()
+        reason = nothing_due(runtime.archive_store(settings), settings, now=now, window=window)
+        log.info("due: %s", reason or "slices of this run's range are due: planning them")
+        return reason is None
+
     @task(pool=None)
     @runtime.archive_errors()
     def preflight() -> dict:
@@ -117,6 +136,8 @@ def cosmos_archive():
         status = runtime.slice_workflow(get_current_context()["params"]).ensure_running()
         # the container exists; its documents carry the timestamp field and partition key the settings name
         log.info("source: %s", check_source(runtime.cosmos_container(settings), settings).line())
+        # a purge needs a second way back: a verified replica, or a storage account that keeps one
+        log.info("purge: %s", check_way_back(settings, runtime.storage_protection(settings)))
         log.info("settings: %s; RU governance: %s; archive status: %s", settings, governance, status.status)
         return {"status": status.status}
 
@@ -193,9 +214,12 @@ def cosmos_archive():
         @task
         @runtime.archive_errors()
         def copy(time_slice: dict) -> dict:
+            ctx = get_current_context()
             settings = runtime.load_settings()
             store, the_slice = runtime.archive_store(settings), TimeSlice.from_dict(time_slice)
             _only_on_route("local", store, the_slice)
+            # an older slice may have failed for good since route ran: then this one starts no copy
+            runtime.slice_workflow(ctx["params"]).ensure_may_start(the_slice, ctx["run_id"])
             container, budget = runtime.paced_source(settings)
             # another run's complete copy (a backfill's days share slices) is left to validation to judge
             manifest = copy_slice(container, store, the_slice, settings, budget=budget, reuse_copied=True)
@@ -233,6 +257,9 @@ def cosmos_archive():
                 the_slice, ctx["run_id"], route=runtime.copy_route(store, the_slice),
                 check=lambda s: validate_slice(container, store, s, settings, budget=budget),
                 copiers=runtime.copy_again(settings, store, container, budget),
+                # a damaged part of a purged slice is repaired from the replica, never copied again from Cosmos
+                purge_started=lambda s: needs_local_copy(store, s.slice_id),
+                repair=lambda s: repair_damaged(store, runtime.archive_replica(settings, store), s.slice_id, settings),
             ).to_dict()
 
         @task.branch
@@ -252,7 +279,9 @@ def cosmos_archive():
             def index_then_purge(the_slice: TimeSlice) -> PurgeResult:
                 # the read-through index finds every record of the slice before any of them leaves Cosmos DB
                 index_for_purge(store, the_slice.slice_id, partition_key_path=settings.partition_key_path)
-                return purge_slice(container, store, the_slice, settings, budget=budget)
+                return purge_slice(container, store, the_slice, settings, budget=budget,
+                                   protection=runtime.storage_protection(settings),
+                                   replica=runtime.archive_replica(settings, store))
 
             return runtime.slice_workflow(ctx["params"]).purge(
                 SliceOutcome.from_dict(validated), ctx["run_id"], purge=index_then_purge,
@@ -303,7 +332,9 @@ def cosmos_archive():
         """Runs only when a task of this run failed: makes the run itself fail, so it shows red."""
         raise AirflowFailException("a task of this run failed (see the red tasks and the run report): run failed")
 
+    settled = due()
     checked = preflight()
+    settled >> checked
     ru_gate = ArchiveRuGate(task_id="ru_gate", pool=None, retries=0, mode="reschedule", poke_interval=60,
                             timeout=6 * 3600)
     reopened = reopen()
@@ -326,14 +357,26 @@ def _only_on_route(route: str, store, the_slice: TimeSlice) -> None:
 
 
 def _notify_halt(ctx, store, slice_id: str):
-    """The halt notification of one slice (sent once per archive by the slice workflow)."""
+    """The halt notification of one slice (sent once per archive by the slice workflow): the reason with its remedy
+    and exactly what this run archived and purged before it; the same text becomes the run's note (XCom
+    HALT_NOTE_KEY, written into the DagRun note by plugins/cosmos_archive_halt_note.py)."""
     manifest_path = store.manifest_path(slice_id)
 
     def send(o: SliceOutcome) -> None:
-        notify.notify_halt(ctx, slice_id=o.slice_id, reason=o.message, validation=o.validation, slice_start=o.start,
-                           slice_end=o.end, attempts=o.attempts, manifest_path=manifest_path)
+        activity = _run_activity(ctx["ti"])
+        ctx["ti"].xcom_push(HALT_NOTE_KEY, halt_note(runtime.read_status(), activity))
+        notify.notify_halt(ctx, slice_id=o.slice_id, reason=f"{o.message}. {activity.line()}",
+                           validation=o.validation, slice_start=o.start, slice_end=o.end, attempts=o.attempts,
+                           manifest_path=manifest_path)
 
     return send
+
+
+def _run_activity(ti) -> RunActivity:
+    """What this run's mapped validate and purge tasks have done so far (their XComs, one per planned slice)."""
+    planned = range(len(ti.xcom_pull(task_ids="plan", map_indexes=None) or []))
+    return RunActivity.from_results(ti.xcom_pull(task_ids="archive_slice.validate", map_indexes=planned),
+                                    ti.xcom_pull(task_ids="archive_slice.purge", map_indexes=planned))
 
 
 cosmos_archive()

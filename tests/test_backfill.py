@@ -196,10 +196,12 @@ def test_backfill_archives_exactly_its_slices_and_a_second_backfill_changes_noth
         assert {copies[(d.isoformat(), 0)][0] for d in DAYS} == {"success"}
         assert _db(env, "SELECT count(*) FROM dag_run WHERE backfill_id IS NULL") == [(0,)]  # nothing else ran
 
-        # The same backfill again, re-running the completed runs: the plan finds both slices verified.
+        # The same backfill again, re-running the completed runs: each day's slice is verified and purged, so the
+        # run ends after its first task (due), every other task skipped.
         before = {b.name: b.etag for b in store.container.list_blobs()}
         second = _backfill(env, procs, tmp_path, "--reprocess-behavior", "completed")
         assert _runs(env, second) == {d.isoformat(): "success" for d in DAYS}
-        assert {_task_states(env, "plan")[(d.isoformat(), -1)] for d in DAYS} == {("success", 2)}  # re-ran
+        assert {_task_states(env, "due")[(d.isoformat(), -1)] for d in DAYS} == {("success", 2)}  # re-ran
+        assert {_task_states(env, "plan")[(d.isoformat(), -1)][0] for d in DAYS} == {"skipped"}
         assert not [k for k, (state, _) in _task_states(env, "archive_slice.copy").items() if state == "success"]
         assert {b.name: b.etag for b in store.container.list_blobs()} == before

@@ -209,7 +209,11 @@ def test_scheduled_run_plans_every_due_slice_as_of_its_interval_end():
 def test_from_to_dates_pick_exactly_that_range_and_need_each_other():
     now, window = run_window(RunDates(NOW, NOW, NOW, from_date="2026-01-05", to_date="2026-01-19"))
     assert now == NOW
-    assert window == (dt.datetime(2026, 1, 5, tzinfo=dt.UTC), dt.datetime(2026, 1, 19, tzinfo=dt.UTC))
+    # to_date is inclusive, like Airflow's backfill To: 2026-01-19 is archived too (issue 19: a 02-28 -> 03-08
+    # run left out 2026/03/08)
+    assert window == (dt.datetime(2026, 1, 5, tzinfo=dt.UTC), dt.datetime(2026, 1, 20, tzinfo=dt.UTC))
+    with pytest.raises(DueSlicesError, match="before from_date"):
+        run_window(RunDates(NOW, from_date="2026-01-19", to_date="2026-01-05"))
     with pytest.raises(DueSlicesError, match="give both"):
         run_window(RunDates(NOW, from_date="2026-01-05"))
     with pytest.raises(DueSlicesError, match="to_date='19/01/2026'") as bad:

@@ -77,6 +77,7 @@ class Manifest:
     verified_generation: int = -1  # the newest generation validation proved (-1: none)
     ru_steps: dict[str, float] = field(default_factory=dict)  # RU per step: copy, validate, purge (cumulative)
     purge: dict[str, Any] | None = None  # the last purge's summary (its generation, state, counts, RU)
+    replica: dict[str, Any] | None = None  # the verified replica (archive.replica): container, generation, files
 
     @property
     def file_bytes(self) -> int:
