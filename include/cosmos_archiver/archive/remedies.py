@@ -6,8 +6,8 @@ case it is and the remedy for that case.
 - ``damaged_purged``: a part whose records were purged is damaged: Cosmos DB no longer holds them, so copying again
   cannot help and waiting cannot either (no retry, no back-off). It is repaired from the replica (archive.replica)
   or a previous blob version; where neither exists the records at risk are named with how to restore the part.
-- ``changed``: records changed (or arrived, or left) in Cosmos DB after their copy: nothing to do; the slice is
-  copied again and the new versions are archived.
+- ``changed``: records differ between Cosmos DB and the archive, no file damaged (changed, arrived or left after
+  their copy, or copied wrong): nothing to do; the slice is copied again and the current versions are archived.
 """
 
 from __future__ import annotations
@@ -25,8 +25,9 @@ def remedy(cause: Cause, slice_id: str, records: Iterable[str] = (), not_repaire
     """The case and what to do about it, as one sentence for a log line, a task failure or a notification."""
     why = f" (not repaired: {not_repaired})" if not_repaired else ""
     if cause == "changed":
-        return ("Case: records changed in Cosmos DB after their copy. Nothing to do: the slice is copied again and "
-                "the new versions are archived")
+        return ("Case: records differ between Cosmos DB and the archive (changed in Cosmos DB after their copy, or "
+                "copied wrong), no archive file is damaged. Nothing to do: Cosmos DB still holds them, the slice is "
+                "copied again and the current versions are archived")
     if cause == "damaged":
         return (f"Case: damaged archive, not purged yet{why}. Cosmos DB still holds every record, nothing is lost: "
                 "the slice is copied again from Cosmos DB automatically (by validation, or by the next run once the "
