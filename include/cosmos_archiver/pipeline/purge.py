@@ -155,8 +155,8 @@ def _answer(store: ArchiveStore, slice_id: str, manifest: Manifest | None, mode:
     if is_damaged(store, slice_id):
         raise PurgeIntegrityError(
             f"slice {slice_id}: the last scrub found its archive damaged ({store.manifest_path(slice_id)} and "
-            "_scrub.json beside it name the files and records); nothing was purged. Repair or re-open the slice, then "
-            "scrub it again")
+            f"_scrub.json beside it name the files and records); nothing was purged now. "
+            f"{remedy_for_damage(manifest, ['(the records _scrub.json names)'])}")
     if manifest.purged_generation >= manifest.generation:
         return PurgeResult(slice_id, mode, manifest.generation,
                            skipped_reason=f"generation {manifest.generation} already purged "
