@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from typing import Any, ClassVar
 
 from airflow.listeners import hookimpl
 from airflow.plugins_manager import AirflowPlugin
@@ -52,4 +52,4 @@ class _HaltNoteListener:
 
 class CosmosArchiveHaltNotePlugin(AirflowPlugin):
     name = "cosmos_archive_halt_note"
-    listeners = [_HaltNoteListener()]
+    listeners: ClassVar[list[Any]] = [_HaltNoteListener()]

@@ -81,7 +81,7 @@ def test_without_a_replica_the_scrub_names_the_purged_records_at_risk(seeded, ar
 def test_no_replica_and_no_protection_refuses_the_purge_and_names_the_settings(seeded, archive_store):
     settings = dataclasses.replace(SETTINGS, blob_container=archive_store.container.container_name,
                                    replica_container="")
-    with pytest.raises(PreflightError, match="replica_container.*storage_account_id"):
+    with pytest.raises(PreflightError, match=r"replica_container.*storage_account_id"):
         check_way_back(settings)
     _verified(seeded, archive_store, settings)
     before = in_cosmos(seeded)
