@@ -91,12 +91,16 @@ def test_a_slice_failing_for_good_stops_newer_purges_and_the_run_says_what_it_di
     assert all(left[s.slice_id] == in_cosmos[s.slice_id] for s in due[1:]), (left, in_cosmos)
 
     # The notice lists exactly what the run had archived and purged when the halt was notified.
-    purged_before = [s.slice_id for i, s in enumerate(due)
-                     if tis.get(("archive_slice.purge", i), ("",))[0] == "success"
-                     and tis[("archive_slice.purge", i)][2] < halt_started]
+    def done_before_halt(task_id: str) -> list[str]:  # this run's slices whose task succeeded before the halt
+        return [s.slice_id for i, s in enumerate(due) if tis.get((task_id, i), ("",))[0] == "success"
+                and tis[(task_id, i)][2] < halt_started]
+
+    archived_before, purged_before = done_before_halt("archive_slice.validate"), done_before_halt("archive_slice.purge")
+    assert due[0].slice_id in archived_before and bad.slice_id not in archived_before
     (halt,) = [w for w in webhook if w["event"] == "halted"]
     text = json.dumps(halt)
-    assert f"archived and verified 1 slice(s): {due[0].slice_id}" in text, text
+    archived_line = f"archived and verified {len(archived_before)} slice(s): {', '.join(archived_before)};"
+    assert archived_line in text, text
     assert f"purged {len(purged_before)} slice(s)" in text, text
     for slice_id in purged_before:
         records = store.read_manifest(slice_id).purge["counts"]["purged"]
@@ -106,7 +110,7 @@ def test_a_slice_failing_for_good_stops_newer_purges_and_the_run_says_what_it_di
     # The reason, readable through the REST API on the run: its note.
     note = _run_via_rest_api(airflow_env, _latest_run_id(airflow_env), tmp_path)["note"]
     assert note.startswith("HALTED since") and bad.slice_id in note, note
-    assert f"archived and verified 1 slice(s): {due[0].slice_id}" in note and "To resume" in note, note
+    assert archived_line in note and "To resume" in note, note
 
 
 def _counts(container, settings, slices) -> dict[str, int]:
