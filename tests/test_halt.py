@@ -11,6 +11,7 @@ import os
 import signal
 import sqlite3
 import subprocess
+import sys
 import time
 import urllib.request
 from contextlib import suppress
@@ -21,6 +22,7 @@ from test_dag import AIRFLOW, RUN_DATE, _adf_standin, _dags_test, _seed, _settin
 
 from devstack import drills
 from devstack.stack import free_port
+from include.cosmos_archiver.pipeline.run_status import HALT_NOTE_KEY
 from include.cosmos_archiver.planning.due_slices import select_due_slices
 from include.cosmos_archiver.source.reader import count_slice
 
@@ -34,8 +36,22 @@ def _get(url: str, token: str | None = None) -> dict:
         return json.loads(resp.read())
 
 
-def _run_via_rest_api(env: dict[str, str], run_id: str, logs) -> dict:
-    """The run as `GET /api/v2/dags/cosmos_archive/dagRuns/{run_id}` answers it (an api-server of our own)."""
+# What the scheduler does when a run fails: call the DagRun listeners (plugins/cosmos_archive_halt_note.py among
+# them) in its session. `airflow dags test` does not call them (seen on Airflow 3.3.2), so the test does, the same way.
+_SCHEDULER_MARKS_FAILED = """
+import sys
+from sqlalchemy import select
+from airflow.listeners.listener import get_listener_manager
+from airflow.models.dagrun import DagRun
+from airflow.utils.session import create_session
+with create_session() as session:
+    run = session.scalar(select(DagRun).where(DagRun.run_id == sys.argv[1]))
+    get_listener_manager().hook.on_dag_run_failed(dag_run=run, msg="task_failure")
+"""
+
+
+def _rest_api(env: dict[str, str], paths: list[str], logs) -> list[dict]:
+    """GET each of ``paths`` under /api/v2 from an api-server of our own (all-admins simple auth)."""
     port = free_port()
     api_env = {**env, "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
                "AIRFLOW__API_AUTH__JWT_SECRET": "test-halt-only", "AIRFLOW__API__SECRET_KEY": "test-halt-only"}
@@ -53,8 +69,7 @@ def _run_via_rest_api(env: dict[str, str], run_id: str, logs) -> dict:
                 log_tail = (logs / "api-server.log").read_text()[-3000:]
                 assert proc.poll() is None and time.monotonic() < deadline, log_tail
                 time.sleep(1)
-        quoted = urllib.request.quote(run_id, safe="")
-        return _get(f"{base}/api/v2/dags/cosmos_archive/dagRuns/{quoted}", token)
+        return [_get(f"{base}/api/v2/{path}", token) for path in paths]
     finally:
         with suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)
@@ -107,10 +122,20 @@ def test_a_slice_failing_for_good_stops_newer_purges_and_the_run_says_what_it_di
         assert f"{slice_id} ({records} records)" in text, text
     assert "Case: records differ between Cosmos DB and the archive" in text, text  # the stand-in's copy was wrong
 
-    # The reason, readable through the REST API on the run: its note.
-    note = _run_via_rest_api(airflow_env, _latest_run_id(airflow_env), tmp_path)["note"]
-    assert note.startswith("HALTED since") and bad.slice_id in note, note
-    assert archived_line in note and "To resume" in note, note
+    # The reason, readable through the REST API on the run: the halt task's XCom, and the run's note once the
+    # scheduler's DagRun listener wrote it.
+    run_id = _latest_run_id(airflow_env)
+    subprocess.run([sys.executable, "-c", _SCHEDULER_MARKS_FAILED, run_id], env=airflow_env, check=True,
+                   capture_output=True, timeout=120)
+    quoted = urllib.request.quote(run_id, safe="")
+    run, xcom = _rest_api(airflow_env, [
+        f"dags/cosmos_archive/dagRuns/{quoted}",
+        f"dags/cosmos_archive/dagRuns/{quoted}/taskInstances/archive_slice.halt/xcomEntries/{HALT_NOTE_KEY}"
+        "?map_index=1&deserialize=true",
+    ], tmp_path)
+    for note in (run["note"], str(xcom["value"])):
+        assert note.startswith("HALTED since") and bad.slice_id in note, note
+        assert archived_line in note and "To resume" in note, note
 
 
 def _counts(container, settings, slices) -> dict[str, int]:
