@@ -21,11 +21,16 @@ First, **due** (a backfilled day, or a run with `from_date`/`to_date`, both incl
    **copy** (Azure Data Factory when the `cosmos_archive_adf` connection exists, else the local executor; a slice
    whose purge has started always locally) -> **validate** (the archive re-read against the sha256 taken at copy
    time and the source's ids and etags listed; `validation: deep` or an ADF copy re-reads the source too; on a
-   mismatch it copies the slice again the same way and tries again with back-off, `validation_attempts` times;
-   still failing: status Failed) -> **decide** -> **purge**, or **halt**: notify once, status Halted; every newer
-   slice is then skipped with the reason in its log.
+   mismatch it acts by the cause, which every message names: records that differ, or a damaged archive not
+   purged yet, are copied again the same way and tried again with back-off, `validation_attempts` times; a
+   damaged part of a slice whose purge has started is repaired from the replica, never copied again or waited
+   for; failing for good: status Failed at once) -> **decide** -> **purge**, or **halt**: notify once, status
+   Halted; from the failure on, no newer slice of any run starts its copy, validation or purge (the reason is in
+   its log), and the notice and the run's note list what the run archived and purged before the halt.
    **purge** (verified slices only; setting `purge` = off | delete | stub): the archive is re-verified from Blob,
-   then each record is deleted (or replaced by a stub) on the `_etag` it was archived with; a record changed
+   every part is copied to the replica container and proven by its sha256 (or the storage account's versioning,
+   soft delete or immutability is the way back: settings `replica_container`, `storage_account_id`), then each
+   record is deleted (or replaced by a stub) on the `_etag` it was archived with; a record changed
    since its copy stays in Cosmos and the next run archives it as a new generation of the slice; a damaged archive
    deletes nothing and halts like a failed validation. A killed purge resumes from `_purge.json` beside the
    manifest. (Rules: `include/cosmos_archiver/pipeline/slice_workflow.py`.)
