@@ -9,6 +9,10 @@ purge with a replica), then runs ``airflow backfill create --max-active-runs 1``
 recommends), and again with ``--reprocess-behavior completed``. Prints wall-clock seconds per backfill and per
 day, and the extrapolation to 365 days (a linear one: per-day scheduling overhead dominates; the per-slice work
 adds once per 30 days). The machine's other load is not controlled: say what ran beside it.
+
+Measured 2026-12-04 (shared 2-core machine, load average ~11: other engineers' test suites), ``--days 20
+--records 200``: first backfill 254 s (20 day runs, 19 ended at due), again 146 s (all 20 ended at due, 7.3 s
+per day, up to 30 s of it the scheduler's backfill-complete check).
 """
 
 from __future__ import annotations
