@@ -32,8 +32,8 @@ First, **due** (a backfilled day, or a run with `from_date`/`to_date`, both incl
    soft delete or immutability is the way back: settings `replica_container`, `storage_account_id`), then each
    record is deleted (or replaced by a stub) on the `_etag` it was archived with; a record changed
    since its copy stays in Cosmos and the next run archives it as a new generation of the slice; a damaged archive
-   deletes nothing and halts like a failed validation. A killed purge resumes from `_purge.json` beside the
-   manifest. (Rules: `include/cosmos_archiver/pipeline/slice_workflow.py`.)
+   deletes nothing and halts like a failed validation. A killed purge resumes from its log (`_purge-*.jsonl`)
+   beside the manifest. (Rules: `include/cosmos_archiver/pipeline/slice_workflow.py`.)
    Before the purge the slice is written to the read-through index (include/cosmos_archiver/readthrough/), so
    the billing API finds each record in the archive the moment it leaves Cosmos DB; **compact_index** then folds
    the run's index entries into their shards.
@@ -66,6 +66,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from cosmos_archive_adf import CosmosArchiveAdfRunPipelineOperator
 from cosmos_archive_gate import ArchiveRuGate
 
+from include.cosmos_archiver.archive.manifest import left_out_name
 from include.cosmos_archiver.archive.replica import repair_damaged
 from include.cosmos_archiver.pipeline.copy import copy_slice, needs_local_copy
 from include.cosmos_archiver.pipeline.purge import PurgeResult, purge_slice
@@ -229,6 +230,12 @@ def cosmos_archive():
             # another run's complete copy (a backfill's days share slices) is left to validation to judge
             manifest = copy_slice(container, store, the_slice, settings, budget=budget, reuse_copied=True)
             log.info("copy %s: %s", manifest.slice_id, manifest.summary())
+            if manifest.left_out and manifest.status == "copied":  # set aside, named; the slice goes on
+                names = [left_out_name(e) for e in manifest.left_out]
+                notify.notify_attention(
+                    get_current_context(), text="\n".join(names),
+                    payload={"slice_id": the_slice.slice_id, "left_out": names},
+                    topic=f"documents of slice {the_slice.slice_id} the copy cannot archive (left in Cosmos DB)")
             return manifest.summary()
 
         @task(pool=None)
