@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-HALT_NOTE_KEY = "cosmos_archive_halt"  # the XCom holding a halted run's note (plugins/cosmos_archive_halt_note.py)
+HALT_NOTE_KEY = "cosmos_archive_halt"  # XCom: a halted run's note (read by plugins/cosmos_archive_ui.py)
 State = Literal["Running", "Failed", "Halted"]
 STATES: tuple[State, ...] = ("Running", "Failed", "Halted")
 CLEAR_HINT = (
