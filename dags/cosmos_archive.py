@@ -359,8 +359,9 @@ def cosmos_archive():
             return None
         ctx = get_current_context()
         settings = runtime.load_settings()
-        before = [SliceCounters.from_dict(c) for c in ctx["ti"].xcom_pull(task_ids="archive_slice.route", key=BEFORE)
-                  or [] if c]
+        # map_indexes given: a list even when one slice was planned (else xcom_pull returns that one dict)
+        before = [SliceCounters.from_dict(c) for c in ctx["ti"].xcom_pull(
+            task_ids="archive_slice.route", key=BEFORE, map_indexes=range(len(planned))) or [] if c]
         written = report_run(runtime.archive_store(settings), runtime.load_ru_governance(), ctx["run_id"],
                              [s["slice_id"] for s in planned], settings=settings, before=before,
                              started=ctx["dag_run"].start_date, status=runtime.read_status())

@@ -81,10 +81,15 @@ def _halt_note_of_run(dag_run: Any) -> str | None:
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
     from sqlalchemy import select
+    from sqlalchemy.orm import object_session
 
-    with create_session() as session:
-        value = session.scalar(select(XComModel.value).where(XComModel.dag_run_id == dag_run.id,
-                                                             XComModel.key == HALT_NOTE_KEY).limit(1))
+    query = select(XComModel.value).where(XComModel.dag_run_id == dag_run.id, XComModel.key == HALT_NOTE_KEY)
+    session = object_session(dag_run)
+    if session is not None:  # the scheduler's session: read in it, never commit it (its HA locks)
+        value = session.scalar(query.limit(1))
+    else:  # `airflow dags test` hands over a detached run
+        with create_session() as own:
+            value = own.scalar(query.limit(1))
     if isinstance(value, str):
         with contextlib.suppress(ValueError):
             value = json.loads(value)
