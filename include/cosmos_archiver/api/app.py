@@ -178,7 +178,8 @@ def create_app(repository: ReadThroughRepository, *, max_body_bytes: int = MAX_I
                 "value": jsonable_encoder(value, custom_encoder={bytes: lambda b: b.decode("utf-8", "replace")})}
         return _error(body, 400)
 
-    @app.get("/billing-records/{id:any_id}", operation_id="get_record", responses={200: RECORD, **_errors(400, 404, 503)})
+    @app.get("/billing-records/{id:any_id}", operation_id="get_record",
+             responses={200: RECORD, **_errors(400, 404, 503)})
     def get_record(id: RecordId, customer: CustomerId) -> Response:
         return _record(repository.get(check_id(id), customer))
 

@@ -45,6 +45,8 @@ def parse_body(raw: bytes, max_bytes: int = MAX_ITEM_BYTES) -> Any:
     check_size(len(raw), max_bytes)
     try:
         value = json.loads(raw, parse_constant=_refuse_constant)
+    except BadRequest:
+        raise
     except RecursionError:
         raise BadRequest(f"the body is nested deeper than {MAX_DEPTH} levels (Cosmos DB's limit)",
                          parameter="body", value=None) from None

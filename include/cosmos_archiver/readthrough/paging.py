@@ -108,11 +108,12 @@ def timestamp_of(doc: dict[str, Any], timestamp_field: str) -> Any:
     return partition_key_value(doc, "/" + timestamp_field.replace(".", "/"))
 
 
-def parse_moment(text: str | None, parameter: str) -> dt.datetime | None:
-    """``YYYY-MM-DD`` (UTC midnight) or an ISO-8601 date-time with a UTC offset, as a UTC instant; None for none
-    given. An instant before 0001-01-01T00:00Z is FIRST, one after 9999-12-31T23:59:59.999999Z is None (open)."""
+def parse_moment(text: str | None, parameter: str) -> tuple[dt.datetime | None, int]:
+    """``YYYY-MM-DD`` (UTC midnight) or an ISO-8601 date-time with a UTC offset, as ``(UTC instant, 0)``;
+    ``(None, 0)`` for none given; an instant before 0001-01-01T00:00Z is ``(None, -1)``, one after
+    9999-12-31T23:59:59.999999Z ``(None, 1)`` (datetime cannot hold them)."""
     if text is None or text == "":
-        return None
+        return None, 0
     try:
         moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00")) if "T" in text else (
             dt.datetime.combine(dt.date.fromisoformat(text), dt.time(), dt.UTC))
@@ -122,9 +123,9 @@ def parse_moment(text: str | None, parameter: str) -> dt.datetime | None:
     if moment.tzinfo is None:
         raise BadRequest(f"{parameter}={text!r} has no UTC offset: add Z or +00:00", parameter=parameter, value=text)
     try:
-        return as_utc(moment)
-    except OverflowError:  # its UTC instant is outside years 0001..9999: an open bound on that side
-        return FIRST if moment.year == 1 else None
+        return as_utc(moment), 0
+    except OverflowError:  # its UTC instant is outside years 0001..9999
+        return None, -1 if moment.year == 1 else 1
 
 
 def page_size_of(value: Any) -> int:
@@ -145,8 +146,10 @@ def build_query(customer: str, start: str | None, end: str | None, page_size: An
     if not customer:
         raise BadRequest("customerId is required", parameter="customerId", value=customer)
     size = page_size_of(page_size)
-    lo, hi = parse_moment(start, "from"), parse_moment(end, "to")
-    if lo is not None and hi is not None and lo >= hi:
+    (lo, lo_beyond), (hi, hi_beyond) = parse_moment(start, "from"), parse_moment(end, "to")
+    if lo_beyond > 0 or hi_beyond < 0:  # from after the last instant, or to before the first: nothing is in range
+        lo = hi = FIRST
+    elif lo is not None and hi is not None and lo >= hi:
         raise BadRequest(f"from={start!r} must be before to={end!r}", parameter="from", value=start)
     query = ListQuery(customer, lo, hi, size, None, kind)
     if continuation:
