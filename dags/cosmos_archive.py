@@ -59,6 +59,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from cosmos_archive_adf import CosmosArchiveAdfRunPipelineOperator
 from cosmos_archive_gate import ArchiveRuGate
 
+from include.cosmos_archiver.archive.manifest import left_out_name
 from include.cosmos_archiver.pipeline.copy import copy_slice
 from include.cosmos_archiver.pipeline.purge import PurgeResult, purge_slice
 from include.cosmos_archiver.pipeline.reopen import ReopenError, parse_slice_range, reopen_slices
@@ -200,6 +201,12 @@ def cosmos_archive():
             # another run's complete copy (a backfill's days share slices) is left to validation to judge
             manifest = copy_slice(container, store, the_slice, settings, budget=budget, reuse_copied=True)
             log.info("copy %s: %s", manifest.slice_id, manifest.summary())
+            if manifest.left_out and manifest.status == "copied":  # set aside, named; the slice goes on
+                names = [left_out_name(e) for e in manifest.left_out]
+                notify.notify_attention(
+                    get_current_context(), text="\n".join(names),
+                    payload={"slice_id": the_slice.slice_id, "left_out": names},
+                    topic=f"documents of slice {the_slice.slice_id} the copy cannot archive (left in Cosmos DB)")
             return manifest.summary()
 
         @task(pool=None)

@@ -13,7 +13,7 @@ Runbook:
    proven by hashes. Runs after the scrub, so it never rewrites a damaged slice unnoticed.
 3. To repair a damaged slice: re-open it from its source if its records are still in Cosmos DB (DAG
    `cosmos_archive`, param `reopen_slices`), or restore the damaged blob from a soft-deleted version or blob
-   versioning (README, "Keeping the archive safe"); then scrub it again (param `slices`).
+   versioning (docs/azure.md, "Storage protection"); then scrub it again (param `slices`).
 """
 
 from __future__ import annotations

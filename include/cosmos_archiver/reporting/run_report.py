@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from include.cosmos_archiver.archive.manifest import Manifest
+from include.cosmos_archiver.archive.manifest import Manifest, left_out_name
 from include.cosmos_archiver.archive.store import ArchiveStore
 from include.cosmos_archiver.errors import TerminalError
 from include.cosmos_archiver.id_lists import name_ids
@@ -49,6 +49,7 @@ class SliceRow:
     detail: str  # what failed, or the validation message
     purge: str = "-"  # the last purge: its counts (purged / changed since copy / already gone), or its state
     purge_ru: float = 0.0
+    left_out: tuple[str, ...] = ()  # "pk/id: reason" of documents the copy could not archive (kept in Cosmos DB)
 
 
 @dataclass(frozen=True)
@@ -182,6 +183,7 @@ def _row(manifest: Manifest, validation: dict[str, Any] | None) -> SliceRow:
         detail=detail,
         purge=_purge_text(manifest.purge),
         purge_ru=float((manifest.purge or {}).get("ru_charged") or 0.0),
+        left_out=tuple(left_out_name(e) for e in manifest.left_out),
     )
 
 
@@ -422,6 +424,11 @@ def _html(
     if failed:
         out.append("<h2>Failed validations</h2><ul>")
         out += [f'<li><span class="mono">{e(r.slice_id)}</span>: {e(r.detail)}</li>' for r in failed]
+        out.append("</ul>")
+    set_aside = [(r.slice_id, name) for r in rows for name in r.left_out]
+    if set_aside:
+        out.append("<h2>Documents left in Cosmos DB: the copy cannot archive them (never purged)</h2><ul>")
+        out += [f'<li><span class="mono">{e(sid)}</span>: {e(name)}</li>' for sid, name in set_aside]
         out.append("</ul>")
     out.append("</body></html>")
     return "\n".join(out)

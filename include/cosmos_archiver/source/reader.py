@@ -68,6 +68,7 @@ class ReadStats:
     throttled_requests: int = 0
     page_charges: list[float] = field(default_factory=list)
     other_spellings: int = 0  # documents placed in the slice by the parsed instant of a non-canonical spelling
+    first_served: float | None = None  # the server's Date of the first answer (epoch seconds), if it sent one
 
 
 def slice_query(
@@ -97,10 +98,12 @@ def placed_filter(timestamp_field: str, kind: TimestampKind, partition_key_path:
 
 def spelling_window(time_slice: TimeSlice) -> tuple[str, str]:
     """Lexicographic bounds (dates ``YYYY-MM-DD``) holding every ISO 8601 string whose instant may be in the slice:
-    its written local date is at most MAX_UTC_OFFSET from the UTC one."""
-    low = (time_slice.start - MAX_UTC_OFFSET).date()
-    high = (time_slice.end + MAX_UTC_OFFSET).date() + dt.timedelta(days=1)
-    return low.isoformat(), high.isoformat()
+    its written local date is at most MAX_UTC_OFFSET from the UTC one (clamped to years 0001..9999)."""
+    first, last = dt.datetime.min.replace(tzinfo=dt.UTC), dt.datetime.max.replace(tzinfo=dt.UTC)
+    low = (max(time_slice.start, first + MAX_UTC_OFFSET) - MAX_UTC_OFFSET).date().isoformat()
+    high = "99999" if time_slice.end >= last - 2 * MAX_UTC_OFFSET else (
+        (time_slice.end + MAX_UTC_OFFSET).date() + dt.timedelta(days=1)).isoformat()
+    return low, high
 
 
 def spelling_query(
@@ -248,15 +251,36 @@ def slice_versions(
     page_size: int = 1000,
     budget: RuBudget | None = None,
     stats: ReadStats | None = None,
-) -> dict[tuple[str, str], str | None]:
-    """(partition key text, id) -> ``_etag`` of every document in the slice (stubs left out), without the bodies."""
+) -> dict[tuple[str, str], tuple[str | None, int | None]]:
+    """(partition key text, id) -> (``_etag``, ``_ts``) of every document in the slice (stubs left out), without
+    the bodies."""
     pk = _pk_expression(partition_key_path)
-    versions: dict[tuple[str, str], str | None] = {}
+    versions: dict[tuple[str, str], tuple[str | None, int | None]] = {}
     for page in read_slice(container, time_slice, timestamp_field=timestamp_field, timestamp_kind=timestamp_kind,
-                           page_size=page_size, budget=budget, stats=stats, select=f"c.id, c._etag, {pk} AS pk"):
+                           page_size=page_size, budget=budget, stats=stats,
+                           select=f"c.id, c._etag, c._ts, {pk} AS pk"):
         for row in page:
-            versions[(partition_key_text(row.get("pk", MISSING)), str(row["id"]))] = row.get("_etag")
+            versions[(partition_key_text(row.get("pk", MISSING)), str(row["id"]))] = (row.get("_etag"), row.get("_ts"))
     return versions
+
+
+def documents_besides(
+    container: ContainerProxy,
+    time_slice: TimeSlice,
+    known: dict[tuple[str, str], str | None],
+    *,
+    partition_key_path: str,
+    timestamp_field: str = "_ts",
+    timestamp_kind: TimestampKind = "epoch_seconds",
+    budget: RuBudget | None = None,
+    stats: ReadStats | None = None,
+) -> int:
+    """How many of the slice's documents are not one of ``known`` ((partition key text, id) -> ``_etag``) in that
+    very version: e.g. besides the unarchivable documents a copy set aside, unchanged. Ids and etags only."""
+    versions = slice_versions(container, time_slice, partition_key_path=partition_key_path,
+                              timestamp_field=timestamp_field, timestamp_kind=timestamp_kind, budget=budget,
+                              stats=stats)
+    return sum(1 for key, (etag, _ts) in versions.items() if key not in known or known[key] != etag)
 
 
 def query_pages(
@@ -278,6 +302,8 @@ def query_pages(
         page_charge[0] += float(headers.get(CHARGE_HEADER, 0) or 0)
         page_charge[1] += int(headers.get(THROTTLE_RETRY_HEADER, 0) or 0)
         page_served[0] = served_at(headers)
+        if stats.first_served is None:
+            stats.first_served = page_served[0]
 
     patience = patience_of(container)
     state: dict[str, Any] = {"pages": None, "continuation": None}
