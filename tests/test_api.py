@@ -204,5 +204,7 @@ def test_cli_registers_api_and_names_bad_options(capsys):
     assert (args.host, args.port) == ("127.0.0.1", 8000)
     assert main(["api", "--port", "70000"]) == 2
     assert "--port 70000" in capsys.readouterr().err
+    assert main(["api", "--max-body-bytes", "0"]) == 2
+    assert "--max-body-bytes 0" in capsys.readouterr().err
     assert main(["api", "--settings-json", '{"page_sizes": 1}']) == 2
     assert "page_sizes" in capsys.readouterr().err
