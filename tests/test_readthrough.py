@@ -168,6 +168,9 @@ def test_list_tokens_are_bound_to_their_query():
     token = encode_token(q, "2025-01-05T00:00:00.000000+00:00", "inv-9")
     assert build_query("c-1", "2025-01-01", "2025-02-01", 5, token, "iso8601").after == (
         "2025-01-05T00:00:00.000000+00:00", "inv-9")
+    for crafted in ("2025-01-05", "2025-01-05T00:00:00", "2025-01-05T01:00:00.000000+01:00"):
+        with pytest.raises(BadRequest):  # a naive or offset key would compare wrongly (or raise): refused
+            build_query("c-1", "2025-01-01", "2025-02-01", 5, encode_token(q, crafted, "inv-9"), "iso8601")
     for customer, start in (("c-2", "2025-01-01"), ("c-1", "2025-01-02")):
         with pytest.raises(BadRequest) as bad:
             build_query(customer, start, "2025-02-01", 10, token, "iso8601")

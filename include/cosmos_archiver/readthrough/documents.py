@@ -2,8 +2,8 @@
 
 A body is refused (BadRequest, nothing written) when it is:
 
-- over ``max_bytes`` (default :data:`MAX_ITEM_BYTES`, Cosmos DB's item size limit: "Maximum size of an item: 2 MB
-  (UTF-8 length of JSON representation)", Azure Cosmos DB service quotas, per-item limits);
+- over ``max_bytes`` (default :data:`MAX_ITEM_BYTES`, Cosmos DB's item size limit, with its source in
+  :mod:`..archive.canonical`);
 - not JSON by RFC 8259: ``NaN``, ``Infinity`` and numbers too large for a double (``1e400``) are not JSON numbers
   (Python's json reads them; Cosmos DB and the archive's canonical JSON cannot hold them);
 - nested deeper than :data:`MAX_DEPTH` (Cosmos DB's per-item limit "Maximum level of nesting for embedded objects /
@@ -18,9 +18,11 @@ import json
 import math
 from typing import Any
 
+from include.cosmos_archiver.archive.canonical import COSMOS_ITEM_LIMIT_BYTES as MAX_ITEM_BYTES
 from include.cosmos_archiver.readthrough.errors import BadRequest
 
-MAX_ITEM_BYTES = 2 * 1024 * 1024
+__all__ = ["MAX_DEPTH", "MAX_ITEM_BYTES", "BodyTooLarge", "check_document", "check_size", "parse_body"]
+
 MAX_DEPTH = 128
 
 

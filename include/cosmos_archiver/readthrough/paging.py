@@ -177,8 +177,9 @@ def decode_token(token: str, query: ListQuery) -> tuple[str, str]:
     if not (isinstance(raw, list) and len(raw) == 6 and raw[0] == TOKEN_VERSION
             and raw[1:4] == [query.customer, *_bounds(query)] and isinstance(raw[4], str) and isinstance(raw[5], str)):
         raise bad
-    try:
-        dt.datetime.fromisoformat(raw[4])
-    except ValueError:
+    try:  # a key this API wrote: fixed-width UTC (a crafted naive or offset one would compare wrongly)
+        if instant_key(dt.datetime.fromisoformat(raw[4])) != raw[4]:
+            raise bad
+    except (ValueError, OverflowError):
         raise bad from None
     return raw[4], raw[5]
