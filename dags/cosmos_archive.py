@@ -25,8 +25,8 @@ Runbook, in the order the tasks run:
    **purge** (verified slices only; setting `purge` = off | delete | stub): the archive is re-verified from Blob,
    then each record is deleted (or replaced by a stub) on the `_etag` it was archived with; a record changed
    since its copy stays in Cosmos and the next run archives it as a new generation of the slice; a damaged archive
-   deletes nothing and halts like a failed validation. A killed purge resumes from `_purge.json` beside the
-   manifest. (Rules: `include/cosmos_archiver/pipeline/slice_workflow.py`.)
+   deletes nothing and halts like a failed validation. A killed purge resumes from its log (`_purge-*.jsonl`)
+   beside the manifest. (Rules: `include/cosmos_archiver/pipeline/slice_workflow.py`.)
    Before the purge the slice is written to the read-through index (include/cosmos_archiver/readthrough/), so
    the billing API finds each record in the archive the moment it leaves Cosmos DB; **compact_index** then folds
    the run's index entries into their shards.

@@ -42,7 +42,8 @@ from include.cosmos_archiver.archive.slice_grid import check_slice_grid
 from include.cosmos_archiver.archive.store import ArchiveStore
 from include.cosmos_archiver.clients import endpoint_of, waiting_for
 from include.cosmos_archiver.ru.budget import RuBudget, UnlimitedBudget
-from include.cosmos_archiver.ru.paid_requests import CHARGE_HEADER, THROTTLE_RETRY_HEADER
+from include.cosmos_archiver.ru.paid_requests import CHARGE_HEADER
+from include.cosmos_archiver.ru.throttles import ThrottleWatch
 from include.cosmos_archiver.settings import ArchiveSettings
 from include.cosmos_archiver.slices import (
     MISSING,
@@ -152,11 +153,11 @@ class _Queries:
 
     def rows(self, query: str, params: dict[str, Any] | None = None) -> Iterator[Any]:
         self.count += 1
-        charge = [0.0, 0]
+        charge = [0.0]
+        throttles = ThrottleWatch()
 
         def hook(headers: Any, _result: Any) -> None:
             charge[0] += float(headers.get(CHARGE_HEADER, 0) or 0)
-            charge[1] += int(headers.get(THROTTLE_RETRY_HEADER, 0) or 0)
 
         if " FROM c WHERE " in query:  # records only: purge stubs and read-through tombstones are not documents
             query = query.replace(" FROM c WHERE ", f" FROM c WHERE {RECORDS_ONLY} AND (", 1) + ")"
@@ -166,13 +167,14 @@ class _Queries:
         last = 1.0
         while True:
             self.budget.before_request(last)
-            charge[0], charge[1] = 0.0, 0
+            charge[0] = 0.0
+            throttles.start()
             with waiting_for(self.what):
                 page = next(pages, None)
                 page = None if page is None else list(page)
             self.ru += charge[0]
             last = charge[0] or 1.0
-            self.budget.after_request(charge[0], charge[1] > 0)
+            self.budget.after_request(charge[0], throttles.seen() > 0)
             if page is None:
                 return
             yield from page

@@ -34,7 +34,8 @@ from include.cosmos_archiver.archive.canonical import partition_key_text
 from include.cosmos_archiver.clients import EndpointPatience, endpoint_of, patience_of, waiting_for
 from include.cosmos_archiver.errors import TransientError
 from include.cosmos_archiver.ru.budget import RuBudget, UnlimitedBudget, served_at
-from include.cosmos_archiver.ru.paid_requests import CHARGE_HEADER, THROTTLE_RETRY_HEADER
+from include.cosmos_archiver.ru.paid_requests import CHARGE_HEADER
+from include.cosmos_archiver.ru.throttles import ThrottleWatch
 from include.cosmos_archiver.slices import (
     MAX_UTC_OFFSET,
     MISSING,
@@ -291,25 +292,35 @@ def query_pages(
     budget: RuBudget,
     stats: ReadStats,
 ) -> Iterator[list[Any]]:
-    """Run one query page by page through the budget, logging while a page is awaited and retrying an endpoint
-    that does not answer from the last page's continuation (a query that already yielded pages and has none
-    cannot resume: it fails, and the task's retry starts the slice again)."""
-    page_charge = [0.0, 0]  # RU and throttle retries of the requests behind the current page
+    """Run one cross-partition query page by page through the budget, logging while a page is awaited, and restart
+    it safely when the endpoint did not answer.
+
+    A restart never resumes from a continuation token: the Python SDK supports them for single-partition queries
+    only (Microsoft Learn, query pagination; a cross-partition query's token is the last partition key range's, which
+    the SDK would send to every range). The query starts again from the beginning instead, and every row already
+    yielded is left out by its identity (:func:`_row_identity`: the document's ``_rid``, or partition key and id);
+    what it re-reads is paid again. A ``SELECT VALUE`` query (partial counts, timestamps) has rows without identity:
+    its pages are held until it is complete, so a restart simply discards them. A query whose yielded rows have no
+    identity cannot restart once it has yielded: it fails, and the task's retry starts the slice again."""
+    page_charge = [0.0]  # RU of the requests behind the current page
+    throttles = ThrottleWatch()  # their 429s (the SDK retries them itself, out of the response hook's sight)
     page_served: list[float | None] = [None]  # the server's Date of the page's last answer
 
     def on_response(headers: Any, _result: Any) -> None:
         # Called once per HTTP request the SDK makes (a page may take several across partition ranges).
         page_charge[0] += float(headers.get(CHARGE_HEADER, 0) or 0)
-        page_charge[1] += int(headers.get(THROTTLE_RETRY_HEADER, 0) or 0)
         page_served[0] = served_at(headers)
         if stats.first_served is None:
             stats.first_served = page_served[0]
 
     patience = patience_of(container)
-    state: dict[str, Any] = {"pages": None, "continuation": None}
+    state: dict[str, Any] = {"pages": None}
+    held: list[list[Any]] = []  # the pages of a SELECT VALUE query, until it is complete
+    holding = query["query"].lstrip().upper().startswith("SELECT VALUE")
+    yielded: set[Any] | None = set()  # identities of the rows yielded; None: a row without one was yielded
 
     def attempt(remaining: float) -> Any:
-        if state["pages"] is None:  # opened lazily: opening may itself need the endpoint
+        if state["pages"] is None:  # opened lazily (opening may itself need the endpoint), always from the start
             state["pages"] = container.query_items(
                 query=query["query"],
                 parameters=query["parameters"],
@@ -317,36 +328,61 @@ def query_pages(
                 max_item_count=page_size,
                 response_hook=on_response,
                 timeout=remaining,  # azure-cosmos' client-side bound on each page request with its own retries
-            ).by_page(state["continuation"])
+            ).by_page()
         return next(state["pages"])
 
-    def reopen() -> None:
+    def restart() -> None:
         state["pages"] = None
+        held.clear()
 
-    yielded = False
     while True:
         budget.before_request(stats.page_charges[-1] if stats.page_charges else 1.0)
-        page_charge[0], page_charge[1] = 0.0, 0
+        page_charge[0] = 0.0
+        throttles.start()
         try:
             with waiting_for(_what(container)):
-                page = list(_retry_unreachable(attempt, patience, _what(container),
-                                               resumable=not (yielded and not state["continuation"]),
-                                               on_retry=reopen))
+                page = list(_retry_unreachable(attempt, patience, _what(container), resumable=yielded is not None,
+                                               on_retry=restart))
         except StopIteration:
             stats.ru_charged += page_charge[0]  # the request that found no more pages is charged too
+            stats.throttled_requests += throttles.seen()
+            yield from held
             return
         except UNREACHABLE_ERRORS as exc:
             raise _unreachable(container, patience, exc) from exc
-        state["continuation"] = getattr(state["pages"], "continuation_token", None)
-        charge, throttled = page_charge
+        charge, throttled = page_charge[0], throttles.seen()
         stats.ru_charged += charge
         stats.pages += 1
         stats.throttled_requests += throttled
         stats.page_charges.append(charge)
         budget.after_request(charge, throttled > 0, page_served[0])
-        if page:
-            yielded = True
-            yield page
+        if holding:
+            held.append(page)
+            continue
+        fresh = []
+        for row in page:
+            key = _row_identity(row)
+            if key is None:
+                yielded = None
+            elif yielded is not None and key in yielded:
+                continue  # yielded before a restart
+            elif yielded is not None:
+                yielded.add(key)
+            fresh.append(row)
+        if fresh:
+            yield fresh
+
+
+def _row_identity(row: Any) -> Any:
+    """What tells a row's document apart from every other in the container: its ``_rid``, else its partition key
+    (the ``pk`` alias of an id listing) and id; None when the row carries neither (ids repeat across partitions)."""
+    if not isinstance(row, dict):
+        return None
+    if row.get("_rid") is not None:
+        return ("_rid", str(row["_rid"]))
+    if "pk" in row and "id" in row:
+        return ("pk", partition_key_text(row["pk"]), str(row["id"]))
+    return None
 
 
 def _what(container: ContainerProxy) -> str:
