@@ -83,7 +83,7 @@ def _fuzz(cosmos_container, archive_store, scale: int) -> None:
     # The stack keeps its state between scenarios (a replayed POST answers 409 where it answered 201), so
     # Hypothesis may call a scenario inconsistent: like schemathesis' own runner, start another run then.
     restarts = 0
-    while statuses.total() < FUZZ_REQUESTS * scale and restarts < 20:
+    while statuses.total() < FUZZ_REQUESTS * scale and restarts < 25 * scale:  # a restart: ~150 requests
         try:
             Linked.run(settings=settings(max_examples=50 * scale, stateful_step_count=10, deadline=None,
                                          database=None, phases=[Phase.generate],
