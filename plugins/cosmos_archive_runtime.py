@@ -20,7 +20,7 @@ from airflow.providers.microsoft.azure.hooks.data_factory import (
     AzureDataFactoryPipelineRunStatus,
 )
 from airflow.providers.microsoft.azure.hooks.wasb import WasbHook
-from airflow.sdk import BaseHook, Variable
+from airflow.sdk import BaseHook, ExceptionRetryPolicy, RetryAction, RetryRule, Variable
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from azure.cosmos import ContainerProxy
 from cosmos_archive_adf import data_factory_hook
@@ -35,12 +35,15 @@ from include.cosmos_archiver.errors import TerminalError
 from include.cosmos_archiver.pipeline.copy import copy_slice, needs_local_copy
 from include.cosmos_archiver.pipeline.run_status import ArchiveStatus
 from include.cosmos_archiver.pipeline.slice_workflow import (
+    ArchiveHaltedError,
     CopyAgain,
     Route,
     RunDates,
+    SliceIntegrityError,
     SliceSkipped,
     SliceWorkflow,
 )
+from include.cosmos_archiver.reporting.archive_status import halt_line, one_line
 from include.cosmos_archiver.ru.budget import RuBudget
 from include.cosmos_archiver.ru.governance import RuGovernance
 from include.cosmos_archiver.ru.settings import RateControlError
@@ -67,20 +70,48 @@ class ConfigurationError(TerminalError, ValueError):
     """Raised before any work starts; the message names the missing connection or the bad value."""
 
 
+class HaltedExit(SystemExit):
+    """A task ends failed on a halted archive, with one line in its log and no traceback.
+
+    Airflow's task runner logs every exception with its traceback (``log.exception("Task failed with exception")``
+    in airflow/sdk/execution_time/task_runner.py, AirflowFailException included) except SystemExit, which it logs as
+    one line (``log.error("Task exited", exit_code=...)``) and then fails or retries; ``HALTED_NOT_RETRIED`` makes
+    it fail at once. The message is the line the operator reads first: "Halted since …: slice …".
+    """
+
+
+# Every task's retry policy (default_args): a halted archive is not retried, anything else as the task's retries say.
+HALTED_NOT_RETRIED = ExceptionRetryPolicy(rules=[RetryRule(
+    exception=HaltedExit, action=RetryAction.FAIL, reason="the archive is halted until an operator clears it")])
+
+
 @contextmanager
 def archive_errors() -> Iterator[None]:
     """Map the library's outcomes onto Airflow's, as a decorator (under ``@task``) or a ``with`` block.
 
     TerminalError (bad settings, a missing connection, a slice that failed validation for good) fails the task
-    at once, without its retries; SliceSkipped marks it skipped. Anything else (TransientError, the SDKs' errors)
+    at once, without its retries; SliceSkipped marks it skipped. A halted archive (and the halt itself) ends the
+    task with one line and no traceback (HaltedExit). Anything else (TransientError, the SDKs' errors)
     propagates unchanged, so the task's retries with back-off take it again.
     """
     try:
         yield
+    except ArchiveHaltedError as exc:
+        raise HaltedExit(_halted_line(exc)) from None
+    except SliceIntegrityError as exc:
+        raise HaltedExit(one_line(str(exc), limit=2000)) from None
     except TerminalError as exc:
         raise AirflowFailException(f"{exc} [{type(exc).__name__}: not retried]") from exc
     except SliceSkipped as exc:
         raise AirflowSkipException(str(exc)) from exc
+
+
+def _halted_line(exc: Exception) -> str:
+    """The status worded for people ("Halted since …"); the library's own message if the status cannot be read."""
+    try:
+        return halt_line(read_status()) or one_line(str(exc), limit=2000)
+    except Exception:  # the one line must come out whatever the Variable holds
+        return one_line(str(exc), limit=2000)
 
 
 def load_settings() -> ArchiveSettings:

@@ -56,8 +56,13 @@ def copied_manifest(
     kept_files, kept_records = base.kept_before(generation) if base is not None else ([], [])
     new_records = list(records)
     all_records = kept_records + new_records
+    per_generation = {g: b for g, b in (base.generation_bytes if base is not None else {}).items()
+                      if int(g) < generation}
+    if base is not None and not base.generation_bytes:  # written before bytes were kept per generation
+        per_generation = {str(base.generation): base.record_bytes} if base.generation < generation else {}
+    per_generation[str(generation)] = record_bytes
+    record_bytes = sum(per_generation.values())  # JSON bytes of the kept generations + this one: a re-copy replaces
     if base is not None:
-        record_bytes += base.record_bytes  # JSON bytes archived over all generations (a re-copied one counts again)
         ru_charged += base.ru_charged
         notes = [*base.notes, f"generation {generation}: {len(new_records)} record(s) changed or arrived after the "
                  f"purge of generation {base.verified_generation}", *notes]
@@ -85,6 +90,7 @@ def copied_manifest(
         verified_generation=base.verified_generation if base is not None else -1,
         ru_steps=dict(base.ru_steps) if base is not None else {},
         purge=base.purge if base is not None else None,
+        generation_bytes=per_generation,
         left_out=list(left_out or []),
         read_since=read_since,
     )
