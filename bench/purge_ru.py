@@ -9,24 +9,34 @@ delta of the gateway's ``/_gateway/stats`` totals around the run (seeding and in
 
 Each run also prints the JSON bytes its container holds before and after (the Cosmos storage cut, measured).
 
-Printed per archived record next to the reference "one read + one delete" under the gateway's charge model
-(devstack/ru_gateway/charge_model.py: reads 1 RU/KB, writes/deletes 5 RU/KB of the document, min 5), taken from
-the documents' own sizes. Goal: new <= 1.1 x (one read + one delete).
+Printed per archived record next to the reference "one point read + one delete" under the gateway's charge model
+(devstack/ru_gateway/charge_model.py, default ``published``: Microsoft's size table; ``--charge-model seed``: reads
+1 RU/KB, writes/deletes 5 RU/KB), taken from the documents' own sizes. Goal: new <= 1.1 x (one read + one delete).
+Under the published model the copy and the listing are queries, charged by the documents they load (~10 RU/MB), so
+they cost well under a point read each.
 
 The gateway charges a delete by the size of the document it removes (it reads the size from the backend,
 uncharged, when it has not seen the document), as Cosmos charges a delete by what it removes.
 
     .venv/bin/python bench/purge_ru.py [--records 120] [--target-kb 300] [--days 6]
 
-Measured (2 shared cores, 2026-12-02, defaults: 120 realistic seeded invoices of ~285 KB over 6 daily slices, ~1
-min with the stack start):
+Measured under the seed model (2 shared cores, 2026-12-02, defaults: 120 realistic seeded invoices of ~285 KB over
+6 daily slices, ~1 min with the stack start; reproduced on 2026-12-04 with ``--charge-model seed``):
     reference one read 285.3 + one delete 1,426.4 = 1,711.6 RU per record;
     today: 571.3 RU/record booked (copy 285.6, validate 285.6) = 2.003 x one read; 120 documents left in Cosmos;
     new:   1,713.1 RU/record booked (copy 285.6, validate 0.3, purge 1,427.2) = 1.001 x (one read + one delete):
            goal <= 1.1 met; 0 documents left in Cosmos, 35.1 MB -> 0 MB (storage cut 100.0 %);
-    stub:  290.9 RU/record booked (the gateway charges a replace by its ~0.6 KB body; Cosmos charges about a delete
-           of the old version plus the write of the new one); 120 stubs left, 35.1 MB -> 0.070 MB (cut 99.8 %);
+    stub:  290.9 RU/record booked (the seed model charges a replace by its ~0.6 KB body); 120 stubs left,
+           35.1 MB -> 0.070 MB (cut 99.8 %);
     the reads alone (copy + validation) are 0.501 x today's.
+Measured under the published model (default; 2026-12-04, same defaults, 1 physical partition):
+    reference one read 22.6 + one delete 108.2 = 130.8 RU per record;
+    today: 25.8 RU/record booked (copy 12.9, validate 12.9) = 1.140 x one read;
+    new:   129.2 RU/record booked (copy 10.5, validate 10.5, purge 108.2) = 0.987 x (one read + one delete);
+    stub:  134.1 RU/record booked (purge 113.2: a delete of the old version plus the stub's write);
+    the reads alone are 0.811 x today's: the listing loads every document of its range like the copy (its
+    canonical-spelling filter is not served by the index), and each slice's other-spellings query loads the documents
+    of the three days around it.
 """
 
 from __future__ import annotations
@@ -110,11 +120,13 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=120)
     parser.add_argument("--target-kb", type=int, default=300)
     parser.add_argument("--days", type=int, default=6, help="daily slices the records spread over")
+    parser.add_argument("--charge-model", default="published", help="the gateway's preset: published or seed")
     args = parser.parse_args()
 
     config = StackConfig(state_dir=Path(tempfile.mkdtemp(prefix="purge-ru-")), cosmos_port=free_port(),
-                         cosmos_backend_port=free_port(), blob_port=free_port(), provisioned_ru=1_000_000)
-    model = ChargeModel()
+                         cosmos_backend_port=free_port(), blob_port=free_port(), provisioned_ru=1_000_000,
+                         charge_model=args.charge_model)
+    model = ChargeModel(preset=args.charge_model)
     with running_stack(config):
         client = cosmos_client(config.cosmos_endpoint, EMULATOR_COSMOS_KEY)
         database = client.create_database_if_not_exists("bench")
@@ -139,10 +151,10 @@ def main() -> None:
 
         sizes = [len(json.dumps(d, separators=(",", ":"), ensure_ascii=False).encode()) for d in docs]
         n = len(sizes)
-        read_ref = sum(max(model.min_ru, model.read_ru_per_kb * s / 1024) for s in sizes) / n
-        delete_ref = sum(max(model.min_write_ru, model.write_ru_per_kb * s / 1024) for s in sizes) / n
+        read_ref = sum(model.point("Read", s) for s in sizes) / n
+        delete_ref = sum(model.point("Delete", s) for s in sizes) / n
         reference = read_ref + delete_ref
-        print(f"{n} records of ~{sum(sizes) / n / 1024:,.0f} KB over {len(slices)} daily slices; gateway model: "
+        print(f"{n} records of ~{sum(sizes) / n / 1024:,.0f} KB over {len(slices)} daily slices; {model.preset} model: "
               f"one read {read_ref:,.1f} RU + one delete {delete_ref:,.1f} RU = {reference:,.1f} RU per record")
         for r in results:
             per = r["booked"] / r["records"]
