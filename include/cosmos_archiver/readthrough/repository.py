@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -44,14 +43,15 @@ from include.cosmos_archiver.archive.canonical import (
     record_key,
 )
 from include.cosmos_archiver.archive.store import ArchiveStore
+from include.cosmos_archiver.readthrough.documents import check_document
 from include.cosmos_archiver.readthrough.errors import (
     ArchiveUnavailable,
     BadRequest,
     Conflict,
     NotFound,
-    PreconditionFailed,
     ReadThroughError,
 )
+from include.cosmos_archiver.readthrough.ids import check_id
 from include.cosmos_archiver.readthrough.index import ArchiveIndex, IndexEntry
 from include.cosmos_archiver.readthrough.markers import (
     MARKER_FIELD,
@@ -63,13 +63,13 @@ from include.cosmos_archiver.readthrough.markers import (
     tombstone,
 )
 from include.cosmos_archiver.readthrough.paging import ListQuery, build_query, encode_token, timestamp_of
+from include.cosmos_archiver.readthrough.preconditions import check_if_match
 from include.cosmos_archiver.readthrough.rows import RowReader
 from include.cosmos_archiver.settings import ArchiveSettings
 from include.cosmos_archiver.slices import field_expression, slice_grid
 from include.cosmos_archiver.source.reader import STUB, TOMBSTONE, marker_sql
 
 Source = Literal["cosmos", "archive"]
-ID_RE = re.compile(r"^[A-Za-z0-9._:@+=-]{1,255}$")  # fullmatch: "$" alone would accept a final newline
 WRITE_ATTEMPTS = 5
 ROW_GROUP_READERS = 8  # a list page's archived records come from many row groups: read them side by side
 T = TypeVar("T")
@@ -150,8 +150,9 @@ class ReadThroughRepository:
                              parameter="customerId", value=customer)
         candidates: dict[str, tuple[Any, str, IndexEntry | None]] = {rid: (o, rid, None) for rid, o in hot.items()}
         for e in archived:
-            if e.id not in candidates and e.id not in gone and query.in_range(e.order, e.id):
-                candidates[e.id] = (e.order, e.id, e)
+            key = query.place(e.order, e.id) if e.id not in candidates and e.id not in gone else None
+            if key is not None:
+                candidates[e.id] = (key, e.id, e)
         ordered = sorted(candidates.values(), key=lambda c: (c[0], c[1]))
         window = self._confirm_archived(query, customer, ordered)
         page, more = window[:query.page_size], len(window) > query.page_size
@@ -190,11 +191,13 @@ class ReadThroughRepository:
                     return self._written(self._replace(rid, doc, existing))
                 if existing is not None and is_tombstone(existing):
                     if not upsert:
+                        self._check(if_match, None, rid)
                         raise NotFound(f"record {rid!r} of {pk!r} was deleted", parameter="id", value=rid)
                     self._check(if_match, None, rid)
                     return self._written(self._replace(rid, doc, existing))
                 entry = self._entry(pk, rid)
                 if entry is None and existing is None and not upsert:
+                    self._check(if_match, None, rid)
                     raise NotFound(f"no record {rid!r} for customerId {pk!r}", parameter="id", value=rid)
                 self._check(if_match, entry.etag if entry else None, rid)
                 written = self._replace(rid, doc, existing) if existing else self.container.create_item(doc)
@@ -210,6 +213,7 @@ class ReadThroughRepository:
             existing = self._read(record_id, partition_key)
             try:
                 if existing is not None and is_tombstone(existing):
+                    self._check(if_match, None, record_id)
                     raise NotFound(f"record {record_id!r} of {partition_key!r} was deleted", parameter="id",
                                    value=record_id)
                 if existing is not None and not is_stub(existing):
@@ -220,6 +224,7 @@ class ReadThroughRepository:
                     return
                 entry = self._entry(partition_key, record_id)
                 if entry is None and existing is None:
+                    self._check(if_match, None, record_id)
                     raise NotFound(f"no record {record_id!r} for customerId {partition_key!r}", parameter="id",
                                    value=record_id)
                 self._check(if_match, entry.etag if entry else None, record_id)
@@ -237,8 +242,10 @@ class ReadThroughRepository:
 
     # -- helpers -------------------------------------------------------------------------------------------------
     def _read(self, record_id: str, partition_key: Any) -> dict[str, Any] | None:
-        """The document of exactly this key: one a store answers for another key (the local emulator files the
-        string "1" and the number 1 together) is not it."""
+        """The one entry point of every route (get, list's lookups, create, update, delete, lookup): the id is
+        checked here, so no request is built for anything but one document (:mod:`.ids`). A document the store
+        answers for another key (the local emulator files the string "1" and the number 1 together) is not it."""
+        check_id(record_id)
         try:
             doc = self.container.read_item(record_id, partition_key=sdk_partition_key(partition_key))
         except CosmosHttpResponseError as exc:
@@ -258,11 +265,7 @@ class ReadThroughRepository:
     def _written(doc: dict[str, Any]) -> Record:
         return Record(canonical_json(doc), doc.get("_etag"), "cosmos")
 
-    @staticmethod
-    def _check(if_match: str | None, etag: str | None, record_id: str) -> None:
-        if if_match is not None and if_match.strip('"') != (etag or "").strip('"'):
-            raise PreconditionFailed(f"If-Match {if_match!r} is not the current ETag of {record_id!r} ({etag!r}): "
-                                     "read the record again and retry", parameter="If-Match", value=if_match)
+    _check = staticmethod(check_if_match)
 
     def _tombstone(self, record_id: str, partition_key: Any, order: Any) -> dict[str, Any]:
         slice_id = self._slice_id(order)
@@ -289,10 +292,8 @@ class ReadThroughRepository:
         if not isinstance(doc, dict):
             raise BadRequest("the body must be a JSON object (a billing record)", parameter="body",
                              value=type(doc).__name__)
-        rid = doc.get("id")
-        if not isinstance(rid, str) or not ID_RE.fullmatch(rid):
-            raise BadRequest(f"id={rid!r} must be 1-255 characters of letters, digits and . _ : @ + = -",
-                             parameter="id", value=rid)
+        check_document(doc)
+        rid = check_id(doc.get("id"))
         pk_field = self.settings.partition_key_path.strip("/").replace("/", ".")
         pk = partition_key_value(doc, self.settings.partition_key_path)
         if not isinstance(pk, str) or not pk or len(pk) > 255:
@@ -341,22 +342,19 @@ class ReadThroughRepository:
             raise ArchiveUnavailable(f"the archive could not be read ({exc.__class__.__name__}); retry") from None
 
     def _hot_keys(self, query: ListQuery, customer: Any) -> tuple[dict[str, Any], set[str], set[str]]:
-        """(id -> timestamp of live docs in range after the token, ids of stubs, ids of tombstones)."""
+        """(id -> instant key of live docs in range after the token, ids of stubs, ids of tombstones)."""
         ts = self._ts_expr
-        after = f" AND ({ts} > @ao OR ({ts} = @ao AND c.id > @ai))" if query.after else ""
+        in_range, params = query.server_filter(ts)
         sql = (f"SELECT c.id, {ts} AS o, {marker_sql(STUB)} AS s, {marker_sql(TOMBSTONE)} AS d FROM c "
-               f"WHERE ({ts} >= @start AND {ts} < @end{after}) OR {marker_sql(TOMBSTONE)}")
-        params = [{"name": "@start", "value": query.start}, {"name": "@end", "value": query.end}]
-        if query.after:
-            params += [{"name": "@ao", "value": query.after[0]}, {"name": "@ai", "value": query.after[1]}]
+               f"WHERE {in_range} OR {marker_sql(TOMBSTONE)}")  # AND binds first
         hot, stubs, gone = {}, set(), set()
         for row in self._query(sql, params, customer):
             if row.get("d"):
                 gone.add(row["id"])
             elif row.get("s"):
                 stubs.add(row["id"])
-            elif query.in_range(row.get("o"), row["id"]):
-                hot[row["id"]] = row.get("o")
+            elif (key := query.place(row.get("o"), row["id"])) is not None:
+                hot[row["id"]] = key
         return hot, stubs, gone
 
     def _confirm_archived(self, query: ListQuery, customer: Any, ordered: list[tuple[Any, str, IndexEntry | None]]
