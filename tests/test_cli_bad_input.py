@@ -21,7 +21,9 @@ DEPLOY = ["adf", "deploy", "--subscription-id", "s", "--resource-group", "g", "-
 # error line must name
 BAD = {
     "summary": [(["summary", "--settings-json", "{not json"], "--settings-json"),
-                (["summary", "--settings-json", '{"slice_hours": 5}'], "slice_hours")],
+                (["summary", "--settings-json", '{"slice_hours": 5}'], "slice_hours"),
+                (["summary", "--settings-json", "[]"], "must be a JSON object"),
+                (["summary", "--settings-json", "null"], "must be a JSON object")],
     "plan": [([*PLAN[:2], "-5", *PLAN[3:]], "-5"), ([*PLAN[:4], "nan", *PLAN[5:]], "nan"),
              (["plan", "--from-container", "--endpoint", "{endpoint}", "--key-env", COSMOS_KEY_ENV, "--database",
                "tests", "--container", "{container}", "--where", "c.x = ))"], "--where")],
