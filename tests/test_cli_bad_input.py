@@ -25,6 +25,7 @@ BAD = {
                 (["summary", "--settings-json", "[]"], "must be a JSON object"),
                 (["summary", "--settings-json", "null"], "must be a JSON object")],
     "plan": [([*PLAN[:2], "-5", *PLAN[3:]], "-5"), ([*PLAN[:4], "nan", *PLAN[5:]], "nan"),
+             ([*PLAN[:4], "inf", *PLAN[5:]], "inf"), ([*PLAN, "--write-ru-per-kb", "inf"], "inf"),
              (["plan", "--from-container", "--endpoint", "{endpoint}", "--key-env", COSMOS_KEY_ENV, "--database",
                "tests", "--container", "{container}", "--where", "c.x = ))"], "--where")],
     "adf": [([*DEPLOY, "--cosmos-endpoint", "not a url"], "not a url")],

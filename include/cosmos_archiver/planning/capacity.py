@@ -23,6 +23,12 @@ class CapacityInputError(TerminalError, ValueError):
     """An input to the plan is out of range; the message names it and says what to do."""
 
 
+def _require_finite(name: str, value: float | None) -> None:
+    """Infinity passes every range check (inf > 0) and NaN fails them all with a misleading message: refuse both."""
+    if value is not None and not math.isfinite(value):
+        raise CapacityInputError(f"{name.replace('_', ' ')} {value} is not a finite number; give a real figure")
+
+
 @dataclass(frozen=True)
 class Prices:
     """USD list-price defaults (pay-as-you-go, single region, LRS, 2025/2026 public price pages); override them."""
@@ -60,6 +66,9 @@ class CapacityInput:
             if not ok:
                 raise CapacityInputError(message)
 
+        for name in ("records", "avg_size_kb", "ru_per_record", "provisioned_ru_s", "client_load", "ceiling",
+                     "compression_ratio", "provisioned_ru_s_after"):
+            _require_finite(name, getattr(self, name))
         check(self.records >= 0, f"records={self.records} is negative; give the number of records to archive (>= 0)")
         check(self.avg_size_kb >= 0, f"avg size {self.avg_size_kb} KB is negative; give a size >= 0")
         check(self.ru_per_record >= 0, f"RU per record {self.ru_per_record} is negative; give a charge >= 0")
@@ -79,6 +88,7 @@ class CapacityInput:
             ("cosmos RU price", self.prices.cosmos_ru_per_100_ru_s_hour),
             *((f"blob {tier} price", p) for tier, p in self.prices.blob_gb_month.items()),
         ]:
+            _require_finite(name, price)
             check(price >= 0, f"{name} {price} is negative; prices must be >= 0")
         self.prices.blob_price(self.blob_tier)
 
@@ -261,6 +271,9 @@ class StepModel:
             raise CapacityInputError(f"validation {self.validation!r} must be 'fast' or 'deep'")
         if self.purge not in ("off", "delete", "stub"):
             raise CapacityInputError(f"purge {self.purge!r} must be 'off', 'delete' or 'stub'")
+        for name in ("remainder_fraction", "write_ru_per_kb", "listing_kb_per_record", "query_page_overhead_ru",
+                     "stub_kb", "count_ru_per_slice", "serverless_usd_per_million_ru", "delete_ru_per_record"):
+            _require_finite(name, getattr(self, name))
         if not 0 <= self.remainder_fraction <= 1:
             raise CapacityInputError(
                 f"remainder fraction {self.remainder_fraction} must be in [0, 1], a share of records")
