@@ -46,6 +46,11 @@ def _inputs(args: argparse.Namespace) -> CapacityInput:
         ]
         if value is None
     ]
+    if missing and args.from_container:  # the survey counts, samples and measures; only the throughput can be unread
+        raise UsageError(
+            f"--from-container could not read the provisioned throughput of {args.database}/{args.container} (a "
+            f"serverless account, throughput shared at the database, or an emulator without offers): pass "
+            f"{', '.join(missing)} with the RU/s the archive may plan against")
     if missing:
         raise UsageError(f"missing {', '.join(missing)}: give them, or read a live container with --from-container")
     return CapacityInput(
