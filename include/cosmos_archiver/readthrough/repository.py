@@ -52,7 +52,15 @@ from include.cosmos_archiver.readthrough.paging import ListQuery, build_query, e
 from include.cosmos_archiver.readthrough.preconditions import check_if_match
 from include.cosmos_archiver.readthrough.rows import RowReader
 from include.cosmos_archiver.settings import ArchiveSettings
-from include.cosmos_archiver.slices import cutoff, field_expression, slice_grid
+from include.cosmos_archiver.slices import (
+    MISSING,
+    TimestampError,
+    cutoff,
+    field_expression,
+    field_value,
+    slice_grid,
+    timestamp_instant,
+)
 
 Source = Literal["cosmos", "archive"]
 WRITE_ATTEMPTS = 5
@@ -288,7 +296,24 @@ class ReadThroughRepository:
             if marker in doc:
                 raise BadRequest(f"{marker!r} is reserved for the archive's own documents", parameter=marker,
                                  value=doc[marker])
+        self._check_timestamp(doc)
         return {k: v for k, v in doc.items() if k not in SYSTEM_PROPERTIES}, pk, rid
+
+    def _check_timestamp(self, doc: dict[str, Any]) -> None:
+        """BadRequest when the timestamp field holds a value the archiver can never place in a slice (an impossible
+        date such as ``2026-02-30``, the wrong kind, out of range): :func:`slices.timestamp_instant`, the archiver's
+        own rule. A record without the field (or with null) is accepted: a business choice (such a record stays hot
+        and the census lists it), documented in docs/read-through-api.md."""
+        field = self.settings.timestamp_field
+        value = field_value(doc, field)
+        if value is MISSING or value is None:
+            return
+        try:
+            timestamp_instant(value, self.settings.timestamp_kind, field)
+        except TimestampError as exc:
+            raise BadRequest(f"{exc}: the archiver could never place this record in a time slice; send a real "
+                             f"{self.settings.timestamp_kind} timestamp, or leave {field} out", parameter=field,
+                             value=value) from None
 
     def _entry(self, partition_key: str, record_id: str) -> IndexEntry | None:
         return self._archive_call(lambda: self.index.lookup(partition_key, record_id))
