@@ -28,9 +28,9 @@ from azure.core.exceptions import AzureError, ResourceNotFoundError
 from azure.cosmos import ContainerProxy
 from azure.cosmos.exceptions import CosmosHttpResponseError
 
-from include.cosmos_archiver.archive.canonical import canonical_json, partition_key_value
+from include.cosmos_archiver.archive.canonical import partition_key_value
 from include.cosmos_archiver.archive.store import ArchiveStore
-from include.cosmos_archiver.readthrough.documents import check_document
+from include.cosmos_archiver.readthrough.documents import check_document, served_json
 from include.cosmos_archiver.readthrough.errors import (
     ArchiveUnavailable,
     BadRequest,
@@ -109,7 +109,7 @@ class ReadThroughRepository:
         if doc is not None and is_tombstone(doc):
             raise NotFound(f"record {record_id!r} of {partition_key!r} was deleted", parameter="id", value=record_id)
         if doc is not None and not is_stub(doc):
-            return Record(canonical_json(doc), doc.get("_etag"), "cosmos")
+            return Record(served_json(doc), doc.get("_etag"), "cosmos")
         pointer = doc.get(STUB_MARKER) if doc is not None else None  # a stub names the version it stands for
         archived_etag = pointer.get("etag") if isinstance(pointer, dict) else None
         record = self._archived(partition_key, record_id, expect_etag=archived_etag)
@@ -243,7 +243,7 @@ class ReadThroughRepository:
 
     @staticmethod
     def _written(doc: dict[str, Any]) -> Record:
-        return Record(canonical_json(doc), doc.get("_etag"), "cosmos")
+        return Record(served_json(doc), doc.get("_etag"), "cosmos")
 
     _check = staticmethod(check_if_match)
 
@@ -408,7 +408,7 @@ class ReadThroughRepository:
         for _, rid, entry in page:
             doc = docs.get(rid)
             if entry is None and doc is not None and not is_stub(doc) and not is_tombstone(doc):
-                records.append(Record(canonical_json(doc), doc.get("_etag"), "cosmos"))
+                records.append(Record(served_json(doc), doc.get("_etag"), "cosmos"))
             elif entry is not None and rid in archived:
                 records.append(Record(archived[rid], entry.etag, "archive"))
             elif doc is None or is_stub(doc):  # purged between the two queries: now it is in the archive
