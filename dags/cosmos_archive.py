@@ -59,6 +59,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from cosmos_archive_adf import CosmosArchiveAdfRunPipelineOperator
 from cosmos_archive_gate import ArchiveRuGate
 
+from include.cosmos_archiver.archive.source_facts import note_other_spellings
 from include.cosmos_archiver.pipeline.copy import copy_slice
 from include.cosmos_archiver.pipeline.purge import PurgeResult, purge_slice
 from include.cosmos_archiver.pipeline.reopen import ReopenError, parse_slice_range, reopen_slices
@@ -116,7 +117,11 @@ def cosmos_archive():
         runtime.require_connection(runtime.BLOB_CONN_ID, "Azure Blob Storage sink")
         status = runtime.slice_workflow(get_current_context()["params"]).ensure_running()
         # the container exists; its documents carry the timestamp field and partition key the settings name
-        log.info("source: %s", check_source(runtime.cosmos_container(settings), settings).line())
+        sampled = check_source(runtime.cosmos_container(settings), settings)
+        log.info("source: %s", sampled.line())
+        if sampled.other_spellings:  # slice queries look for non-canonical timestamps only where the source has them
+            note_other_spellings(runtime.archive_store(settings), found_by="preflight's sample",
+                                 count=sampled.other_spellings)
         log.info("settings: %s; RU governance: %s; archive status: %s", settings, governance, status.status)
         return {"status": status.status}
 

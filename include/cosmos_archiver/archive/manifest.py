@@ -77,6 +77,9 @@ class Manifest:
     verified_generation: int = -1  # the newest generation validation proved (-1: none)
     ru_steps: dict[str, float] = field(default_factory=dict)  # RU per step: copy, validate, purge (cumulative)
     purge: dict[str, Any] | None = None  # the last purge's summary (its generation, state, counts, RU)
+    # what the newest generation's copy read from each partition key range (range key -> documents its range query
+    # placed), whether it read other spellings and how many: validation's index-served count proof (local copies)
+    source_counts: dict[str, Any] | None = None
 
     @property
     def file_bytes(self) -> int:
