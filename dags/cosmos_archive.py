@@ -30,9 +30,11 @@ Runbook, in the order the tasks run:
    Before the purge the slice is written to the read-through index (include/cosmos_archiver/readthrough/), so
    the billing API finds each record in the archive the moment it leaves Cosmos DB; **compact_index** then folds
    the run's index entries into their shards.
-4. **census** counts every document of the source by what became of it (archived, hot, waiting, or left out
-   with a reason: timestamp missing / of another kind / unparseable, partition key missing, older than the
-   lookback) and warns and notifies when anything is left out, naming the documents.
+4. **census** counts what this run's slices still hold in Cosmos DB (index-served counts, a few RU per slice):
+   documents changed or arrived after a purge are archived by the next run. The full census of every document
+   (archived, hot, waiting, or left out with a reason, named, with a notification) loads the whole container on
+   Azure, so it is the weekly **cosmos_archive_scrub** DAG's (or `cosmos-archive census`), which prints its cost
+   estimate first.
 5. **report** writes a run report (per slice count, bytes, RU, duration, hash result, purge counts, RU plot)
    next to the data.
 6. **run_outcome** fails the run (red) when any task above failed — a halt, a plan or copy error — since the
@@ -70,8 +72,8 @@ from include.cosmos_archiver.readthrough.index import compact_index as compact_a
 from include.cosmos_archiver.readthrough.index import index_for_purge
 from include.cosmos_archiver.reporting.report_run import report_run
 from include.cosmos_archiver.slices import TimeSlice
-from include.cosmos_archiver.source.census import take_census
 from include.cosmos_archiver.source.preflight import check_source
+from include.cosmos_archiver.source.run_census import census_of_run
 
 log = logging.getLogger("cosmos_archive")
 POOL = "cosmos_archive"
@@ -168,19 +170,19 @@ def cosmos_archive():
 
     @task(pool=None, trigger_rule="all_done")
     @runtime.archive_errors()
-    def census() -> dict:
-        """Every document of the source accounted for: archived, hot, waiting, or left out with a reason (named).
-        Anything left out, or a verified slice holding changed documents, is a warning and a notification."""
+    def census(planned: list[dict]) -> dict:
+        """What this run's slices still hold in Cosmos DB, from index-served counts (a few RU per slice). The full
+        census of every document, with the reasons for each left out, is the weekly cosmos_archive_scrub DAG's."""
         ctx = get_current_context()
         settings = runtime.load_settings()
         container, budget = runtime.paced_source(settings)
         now, _ = run_window(runtime.run_dates(ctx))
-        counted = take_census(container, runtime.archive_store(settings), settings, now=now, budget=budget)
+        counted = census_of_run(container, runtime.archive_store(settings), settings,
+                                [TimeSlice.from_dict(s) for s in planned or []], now=now, budget=budget)
         log.info("census: %s", counted.line())
-        if counted.has_left_out or counted.slices_to_reopen:
-            log.warning("census: documents need an operator: %s", counted.details())
-            notify.notify_attention(ctx, topic="documents the archive leaves out",
-                                    text=counted.details(), payload=counted.to_dict())
+        if counted.has_left_out:
+            notify.notify_attention(ctx, topic="documents the archive leaves out", text=counted.line(),
+                                    payload=counted.to_dict())
         return counted.to_dict()
 
     @task_group(group_id="archive_slice")
@@ -316,7 +318,7 @@ def cosmos_archive():
     checked >> ru_gate >> reopened >> slices
     archived = archive_slice.expand(time_slice=slices)
     compacted = compact_index()
-    counted = census()
+    counted = census(slices)
     reported = report(slices)
     archived >> compacted >> counted >> reported
     [checked, ru_gate, reopened, slices, archived, compacted, counted, reported] >> run_outcome()
