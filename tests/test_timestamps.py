@@ -13,6 +13,7 @@ from include.cosmos_archiver.archive.canonical import (
     partition_key_text,
     record_key,
 )
+from include.cosmos_archiver.archive.source_facts import other_spellings_seen
 from include.cosmos_archiver.pipeline.copy import copy_slice
 from include.cosmos_archiver.pipeline.validate import validate_slice
 from include.cosmos_archiver.settings import ArchiveSettings
@@ -25,7 +26,6 @@ from include.cosmos_archiver.slices import (
     slice_of,
     timestamp_instant,
 )
-from include.cosmos_archiver.archive.source_facts import other_spellings_seen
 from include.cosmos_archiver.source.reader import read_slice
 
 UTC = dt.UTC
