@@ -4,7 +4,10 @@ cosmosdb-server listens on an internal backend port (``cosmos_backend_port``, de
 gateway (``devstack.ru_gateway``, a separate process) listens on ``cosmos_port``, so
 ``cosmos_endpoint`` — what every client uses — charges and throttles RU like Cosmos DB (``provisioned_ru``), as a
 ``provisioned`` account (priority-based execution and throughput buckets honoured) or a ``serverless`` one (neither;
-``account_mode``, env COSMOS_ARCHIVE_ACCOUNT_MODE).
+``account_mode``, env COSMOS_ARCHIVE_ACCOUNT_MODE), under a charge model (``charge_model``: ``published``, Microsoft's
+figures, the default, or ``seed``; env COSMOS_ARCHIVE_CHARGE_MODEL) with ``physical_partitions`` physical partitions
+(0: derived from ``data_gb`` and the RU/s as Azure splits; env COSMOS_ARCHIVE_PHYSICAL_PARTITIONS,
+COSMOS_ARCHIVE_DATA_GB).
 
 Every server listens on 127.0.0.1 only. State (pid files, logs, TLS material) lives in one state directory, so
 ``up`` is idempotent (a healthy service already running is reused) and ``down`` stops exactly what ``up`` started.
@@ -27,6 +30,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from devstack.ru_gateway.charge_model import PRESETS
 from devstack.ru_gateway.config import ACCOUNT_MODES
 from devstack.tls import TlsFiles, ensure_local_tls
 from include.cosmos_archiver.clients import CA_BUNDLE_ENV
@@ -55,8 +59,15 @@ class StackConfig:
     provisioned_ru: float = 5000.0
     metrics_delay_s: float = 0.0  # the gateway's Azure Monitor reporting delay (Azure: ~120 s)
     account_mode: str = "provisioned"  # or "serverless": the gateway ignores priority and throughput buckets
+    charge_model: str = "published"  # or "seed" (the design seed's 1 RU/KB read, 5 RU/KB write)
+    physical_partitions: int = 0  # 0: derived from data_gb and provisioned_ru (partitions.py)
+    data_gb: float = 0.0
 
     def __post_init__(self) -> None:
+        if self.charge_model not in PRESETS:
+            raise StackError(
+                f"charge model {self.charge_model!r} must be one of {', '.join(PRESETS)} (COSMOS_ARCHIVE_CHARGE_MODEL)"
+            )
         if self.account_mode not in ACCOUNT_MODES:
             raise StackError(
                 f"account mode {self.account_mode!r} must be one of {', '.join(ACCOUNT_MODES)} "
@@ -76,6 +87,9 @@ class StackConfig:
             provisioned_ru=_positive(env, "COSMOS_ARCHIVE_PROVISIONED_RU", base.provisioned_ru),
             metrics_delay_s=_positive(env, "COSMOS_ARCHIVE_METRICS_DELAY_S", base.metrics_delay_s, allow_zero=True),
             account_mode=env.get("COSMOS_ARCHIVE_ACCOUNT_MODE", base.account_mode).strip().lower(),
+            charge_model=env.get("COSMOS_ARCHIVE_CHARGE_MODEL", base.charge_model).strip().lower(),
+            physical_partitions=int(_positive(env, "COSMOS_ARCHIVE_PHYSICAL_PARTITIONS", 0, allow_zero=True)),
+            data_gb=_positive(env, "COSMOS_ARCHIVE_DATA_GB", base.data_gb, allow_zero=True),
         )
 
     @property
@@ -233,6 +247,12 @@ def services(config: StackConfig, tls: TlsFiles) -> list[Service]:
                 f"{config.metrics_delay_s:g}",
                 "--account",
                 config.account_mode,
+                "--charge-model",
+                config.charge_model,
+                "--physical-partitions",
+                str(config.physical_partitions),
+                "--data-gb",
+                f"{config.data_gb:g}",
             ],
             port=config.cosmos_port,
             healthy=_https_ok(f"{config.cosmos_endpoint}_gateway/health", tls.ca_cert),

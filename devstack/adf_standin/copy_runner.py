@@ -8,6 +8,15 @@ Two layouts:
   ``doc`` as JSON text NOT in canonical form (key order as served, default separators, non-ASCII escaped), and no
   manifest. ``indexing.index_adf_slice`` and validation have to cope with exactly that.
 * ``"archive"``: the local executor's layout and manifest (``copy_slice``).
+
+How it reads Cosmos DB, as ADF does (issue 17): through the RU gateway like every client, identified by the user agent
+``azure-data-factory-standin`` so the gateway books its RU under its own traffic class ``adf`` (totals, per-second
+stats, the ``TrafficClass`` metric dimension); unpaced (an ADF Copy activity's Cosmos DB source has no RU rate
+setting, only ``pageSize``: shared README, facts of 2026-12-04); each query page asks for ``pageSize`` items; and
+``parallelCopies`` readers run at once (``adf_pages``). ADF splits a Cosmos DB source among its parallel copies by
+physical partition; the local gateway serves one partition key range (proxy.py says why), so the stand-in splits
+the slice's time range into ``parallelCopies`` equal parts instead (a guess at the shape; the RU load it sends at
+once, what matters to the account, is the same: one query per reader, each paying its pages).
 """
 
 from __future__ import annotations
@@ -15,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import queue
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any, Literal
@@ -35,6 +45,7 @@ from include.cosmos_archiver.slices import TimeSlice
 from include.cosmos_archiver.source.reader import ReadStats, SliceRead, read_placed
 
 RunCopy = Callable[[dict[str, Any]], dict[str, Any]]
+ADF_USER_AGENT = "azure-data-factory-standin"  # the RU gateway books it as traffic class "adf"
 Layout = Literal["adf", "archive"]
 LAYOUTS: tuple[Layout, ...] = ("adf", "archive")
 ADF_SCHEMA = pa.schema(
@@ -93,12 +104,69 @@ def _chunks(pages: Iterator[list[dict[str, Any]]], size: int) -> Iterator[list[d
         yield buffered
 
 
+def adf_pages(
+    container: ContainerProxy,
+    time_slice: TimeSlice,
+    settings: ArchiveSettings,
+    parallel_copies: int = 1,
+    stats: ReadStats | None = None,
+) -> Iterator[list[dict[str, Any]]]:
+    """The pipeline query's pages (``settings.page_size`` items each), read by ``parallel_copies`` concurrent readers
+    over equal parts of the slice, unpaced; charges and 429s add up in ``stats``."""
+    stats = stats if stats is not None else ReadStats()
+    span = (time_slice.end - time_slice.start) / max(1, parallel_copies)
+    parts = [TimeSlice(time_slice.start + span * i, time_slice.start + span * (i + 1)) for i in range(parallel_copies)]
+    parts[-1] = TimeSlice(parts[-1].start, time_slice.end)
+    pages: queue.Queue[list[dict[str, Any]] | BaseException | None] = queue.Queue(maxsize=2 * len(parts))
+    part_stats = [ReadStats() for _ in parts]
+
+    def reader(part: TimeSlice, own: ReadStats) -> None:
+        try:
+            for page in read_placed(SliceRead(  # the pipeline's query: the range with its placedFilter
+                container, part, settings.timestamp_field, settings.timestamp_kind, settings.page_size, stats=own,
+                partition_key_path=settings.partition_key_path,
+            )):  # fmt: skip
+                pages.put(page)
+            pages.put(None)
+        except BaseException as exc:  # handed to the consumer, which raises it
+            pages.put(exc)
+
+    threads = [
+        threading.Thread(target=reader, args=(part, own), daemon=True)
+        for part, own in zip(parts, part_stats, strict=True)
+    ]
+    for thread in threads:
+        thread.start()
+    try:
+        done = 0
+        while done < len(threads):
+            item = pages.get()
+            if item is None:
+                done += 1
+            elif isinstance(item, BaseException):
+                raise item
+            else:
+                yield item
+    finally:
+        for own in part_stats:
+            stats.ru_charged += own.ru_charged
+            stats.pages += own.pages
+            stats.throttled_requests += own.throttled_requests
+
+
+def adf_source(cosmos_endpoint: str, cosmos_key: str, settings: ArchiveSettings) -> ContainerProxy:
+    """The container as ADF's Cosmos DB source reaches it: its own user agent, no priority, no throughput bucket."""
+    client = cosmos_client(cosmos_endpoint, cosmos_key, user_agent=ADF_USER_AGENT)
+    return client.get_database_client(settings.database).get_container_client(settings.container)
+
+
 def write_adf_layout(
     container: ContainerProxy,
     store: ArchiveStore,
     time_slice: TimeSlice,
     settings: ArchiveSettings,
     sink: AdfSinkFormat | None = None,
+    parallel_copies: int = 1,
 ) -> dict[str, Any]:
     """Copy the slice the way the ADF pipeline does (see the module docstring); return an ADF-like run output.
 
@@ -106,10 +174,8 @@ def write_adf_layout(
     """
     sink = sink or AdfSinkFormat.from_definitions()
     stats = ReadStats()
-    pages = read_placed(SliceRead(  # the pipeline's query: the range with its placedFilter, nothing placed by instant
-        container, time_slice, settings.timestamp_field, settings.timestamp_kind, settings.page_size, stats=stats,
-        partition_key_path=settings.partition_key_path,
-    ))  # fmt: skip
+    # the pipeline's query: the range with its placedFilter, nothing placed by instant
+    pages = adf_pages(container, time_slice, settings, parallel_copies, stats)
     folder = store.slice_dir(time_slice.slice_id)
     rows = files = written = 0
     for index, docs in enumerate(_chunks(pages, sink.max_rows_per_file)):
@@ -152,8 +218,7 @@ def copy_runner(
     def container() -> ContainerProxy:
         with lock:
             if "cosmos" not in clients:
-                db = cosmos_client(cosmos_endpoint, cosmos_key).get_database_client(settings.database)
-                clients["cosmos"] = db.get_container_client(settings.container)
+                clients["cosmos"] = adf_source(cosmos_endpoint, cosmos_key, settings)
                 clients["store"] = ArchiveStore(
                     blob_container(blob_connection_string, settings.blob_container), settings.blob_prefix
                 )
@@ -162,7 +227,8 @@ def copy_runner(
     def run_copy(parameters: dict[str, Any]) -> dict[str, Any]:
         time_slice, field, page_size = slice_from_parameters(parameters)
         slice_settings = dataclasses.replace(settings, timestamp_field=field, page_size=page_size)
-        expected = pipeline_parameters(time_slice, slice_settings, page_size, int(parameters["parallelCopies"]))
+        parallel_copies = int(parameters["parallelCopies"])
+        expected = pipeline_parameters(time_slice, slice_settings, page_size, parallel_copies)
         keys = ("sliceStart", "sliceEnd", "partitionKeyPath", "outputPath", "placedFilter")
         mismatched = {k: parameters[k] for k in keys if parameters[k] != expected[k]}
         if mismatched:
@@ -173,7 +239,8 @@ def copy_runner(
             )
         source = container()
         if layout == "adf":
-            return write_adf_layout(source, clients["store"], time_slice, slice_settings)
+            store = clients["store"]
+            return write_adf_layout(source, store, time_slice, slice_settings, parallel_copies=parallel_copies)
         manifest = copy_slice(
             source,
             clients["store"],

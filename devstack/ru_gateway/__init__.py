@@ -2,11 +2,12 @@
 which honours neither) and reports Cosmos DB RU.
 
 Public API (see each module's docstring): ``start_gateway``/``Gateway`` (proxy.py), ``GatewaySettings`` (config.py),
-``ChargeModel`` (charge_model.py), ``classify_traffic``, ``FaultSpec`` (faults.py: service faults on request);
+``ChargeModel`` (charge_model.py: presets ``published``, the default, and ``seed``),
+``classify_traffic``, ``FaultSpec`` (faults.py: service faults on request);
 process entry point: ``python -m devstack.ru_gateway --help``.
 """
 
-from devstack.ru_gateway.charge_model import ChargeModel, RequestKind, classify
+from devstack.ru_gateway.charge_model import ChargeModel, QueryLoad, RequestKind, classify
 from devstack.ru_gateway.config import ACCOUNT_MODES, DEFAULT_PROVISIONED_RU, GatewaySettings, GatewaySettingsError
 from devstack.ru_gateway.faults import FAULT_KINDS, FaultSpec, FaultSpecError
 from devstack.ru_gateway.metrics import NAMESPACE as METRICS_NAMESPACE
@@ -28,6 +29,7 @@ __all__ = [
     "Gateway",
     "GatewaySettings",
     "GatewaySettingsError",
+    "QueryLoad",
     "RequestKind",
     "classify",
     "classify_traffic",

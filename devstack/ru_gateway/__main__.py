@@ -1,7 +1,8 @@
 """Run the RU gateway as a process (the local stack does): ``python -m devstack.ru_gateway --port P
 --backend https://127.0.0.1:B --provisioned-ru 5000 --state-dir D [--account provisioned|serverless]
 [--low-priority-fraction F]
-[--throughput-bucket N=PCT ...] [--reporting-delay-s S] [--read-ru-per-kb R] [--write-ru-per-kb W]``.
+[--throughput-bucket N=PCT ...] [--reporting-delay-s S] [--charge-model published|seed] [--read-ru-per-kb R]
+[--write-ru-per-kb W] [--physical-partitions N] [--data-gb G] [--default-consistency LEVEL]``.
 
 TLS material comes from ``ensure_local_tls(D)``. Bad arguments exit with status 2 and a message naming the value.
 """
@@ -17,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
-from devstack.ru_gateway.charge_model import ChargeModel
+from devstack.ru_gateway.charge_model import PRESETS, ChargeModel
 from devstack.ru_gateway.config import DEFAULT_PROVISIONED_RU, GatewaySettings, GatewaySettingsError
 from devstack.ru_gateway.proxy import Gateway
 from devstack.tls import ensure_local_tls
@@ -52,8 +53,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--low-priority-fraction", type=float, default=GatewaySettings.low_priority_fraction)
     parser.add_argument("--throughput-bucket", type=_bucket, action="append", default=[], metavar="N=PCT")
     parser.add_argument("--reporting-delay-s", type=float, default=0.0)
-    parser.add_argument("--read-ru-per-kb", type=float, default=ChargeModel.read_ru_per_kb)
-    parser.add_argument("--write-ru-per-kb", type=float, default=ChargeModel.write_ru_per_kb)
+    parser.add_argument(
+        "--charge-model",
+        default="published",
+        help=f"charge model preset: {' or '.join(PRESETS)} (published: Microsoft's figures; seed: 1/5 RU per KB)",
+    )
+    parser.add_argument("--read-ru-per-kb", type=float, default=ChargeModel.read_ru_per_kb, help="seed preset only")
+    parser.add_argument("--write-ru-per-kb", type=float, default=ChargeModel.write_ru_per_kb, help="seed preset only")
+    parser.add_argument("--physical-partitions", type=int, default=0, help="0: derived from --data-gb and RU/s")
+    parser.add_argument("--data-gb", type=float, default=0.0, help="data size the partition count is derived from")
+    parser.add_argument("--default-consistency", default="Session", help="the account's consistency level")
     parser.add_argument("--log-level", default="INFO")
     return parser
 
@@ -70,8 +79,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             throughput_buckets=dict(args.throughput_bucket),
             reporting_delay_s=args.reporting_delay_s,
             account_mode=args.account,
+            physical_partitions=args.physical_partitions,
+            data_gb=args.data_gb,
+            default_consistency=args.default_consistency,
         )
-        model = ChargeModel(read_ru_per_kb=args.read_ru_per_kb, write_ru_per_kb=args.write_ru_per_kb)
+        model = ChargeModel(
+            preset=args.charge_model, read_ru_per_kb=args.read_ru_per_kb, write_ru_per_kb=args.write_ru_per_kb
+        )
         gateway = Gateway(
             args.backend, ensure_local_tls(args.state_dir), port=args.port, settings=settings, charge_model=model
         )
@@ -88,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ru = settings.provisioned_ru
     print(
         f"ru-gateway listening on {gateway.endpoint} -> {gateway.backend}; {settings.account_mode} account, "
-        f"{ru:g} RU/s",
+        f"{ru:g} RU/s, {settings.partition_count} physical partition(s), {model.preset} charge model",
         flush=True,
     )
     with contextlib.suppress(KeyboardInterrupt):

@@ -11,8 +11,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from devstack.ru_gateway.partitions import derived_partition_count
+
 DEFAULT_PROVISIONED_RU = 5000.0
 ACCOUNT_MODES = ("provisioned", "serverless")
+CONSISTENCY_LEVELS = ("Strong", "BoundedStaleness", "Session", "ConsistentPrefix", "Eventual")
 
 
 class GatewaySettingsError(ValueError):
@@ -26,15 +29,32 @@ class GatewaySettings:
     request competes for the same budget; ``provisioned_ru`` is then the account's per-partition serverless limit).
     ``low_priority_fraction``: share of each second's budget that requests with priority Low may use (High and
     unmarked requests may use all of it). ``throughput_buckets``: bucket number (1-5) -> maxThroughputPercentage.
-    ``reporting_delay_s``: how late metrics become visible (Azure Monitor: a few minutes)."""
+    ``reporting_delay_s``: how late metrics become visible (Azure Monitor: a few minutes).
+    ``physical_partitions``: how many physical partitions the container has (0: derived from ``data_gb`` and the
+    RU/s as Azure splits, partitions.py); ``data_gb``: the data size the derivation assumes (the local data stands for
+    it). ``default_consistency``: the account's consistency level, used when a request names none
+    (``x-ms-consistency-level``); Strong and BoundedStaleness double read charges."""
 
     provisioned_ru: float = DEFAULT_PROVISIONED_RU
     low_priority_fraction: float = 0.9
     throughput_buckets: Mapping[int, float] = field(default_factory=dict)
     reporting_delay_s: float = 0.0
     account_mode: str = "provisioned"
+    physical_partitions: int = 0
+    data_gb: float = 0.0
+    default_consistency: str = "Session"
 
     def __post_init__(self) -> None:
+        if not isinstance(self.physical_partitions, int) or not 0 <= self.physical_partitions <= 1000:
+            raise GatewaySettingsError(
+                f"physical partitions {self.physical_partitions!r} must be an integer 0-1000 (0: derived from data_gb)"
+            )
+        if not isinstance(self.data_gb, int | float) or not self.data_gb >= 0:
+            raise GatewaySettingsError(f"data_gb {self.data_gb!r} must be a number of GB >= 0")
+        if self.default_consistency not in CONSISTENCY_LEVELS:
+            raise GatewaySettingsError(
+                f"default consistency {self.default_consistency!r} must be one of {', '.join(CONSISTENCY_LEVELS)}"
+            )
         if self.account_mode not in ACCOUNT_MODES:
             raise GatewaySettingsError(
                 f"account mode {self.account_mode!r} must be one of {', '.join(ACCOUNT_MODES)} "
@@ -77,11 +97,26 @@ class GatewaySettings:
             "throughput_buckets": {str(k): v for k, v in sorted(self.throughput_buckets.items())},
             "reporting_delay_s": self.reporting_delay_s,
             "account_mode": self.account_mode,
+            "physical_partitions": self.physical_partitions,
+            "data_gb": self.data_gb,
+            "default_consistency": self.default_consistency,
         }
 
     @property
     def serverless(self) -> bool:
         return self.account_mode == "serverless"
+
+    @property
+    def partition_count(self) -> int:
+        if self.physical_partitions:
+            return self.physical_partitions
+        return derived_partition_count(self.data_gb, self.provisioned_ru, self.serverless)
+
+    @property
+    def partition_budget(self) -> float:
+        """RU/s each physical partition may use: provisioned RU/s divided evenly; serverless: ``provisioned_ru`` is
+        already the per-partition limit (Microsoft Learn serverless-performance; the figure is configurable)."""
+        return self.provisioned_ru if self.serverless else self.provisioned_ru / self.partition_count
 
 
 def settings_from_json(current: GatewaySettings, payload: Any) -> GatewaySettings:

@@ -2,17 +2,22 @@
 
 API:
 - ``MetricsStore(retention_s)``: ``record(when, traffic_class, status, operation, database, collection, ru,
-  provisioned_ru)``; ``stats(now, seconds)`` (the ``GET /_gateway/stats`` JSON); ``get_batch(query, now, delay_s)``.
+  partition_budget, partitions)`` (``partitions``: physical partition -> its RU of this request);
+  ``stats(now, seconds)`` (the ``GET /_gateway/stats`` JSON, with per-partition totals);
+  ``get_batch(query, now, delay_s)``.
 - ``BatchQuery.from_params(params, body)``: the query parameters ``MetricsClient.query_resources`` sends
   (``starttime``, ``endtime``, ``interval``, ``metricnamespace``, ``metricnames``, ``aggregation``, ``filter``).
 - ``MetricsQueryError``: answered as HTTP 400 with Azure's ``{"error": {"code", "message"}}`` body.
 
 Metrics (namespace ``Microsoft.DocumentDB/databaseAccounts``), dimensions ``StatusCode``, ``OperationType``,
-``DatabaseName``, ``CollectionName`` and the local-only ``TrafficClass`` (``archiver``/``business``):
+``DatabaseName``, ``CollectionName`` and the local-only ``TrafficClass`` (``archiver``/``business``/``adf``):
 - ``TotalRequestUnits`` (Total; also Count and Average per request): RU charged; throttled requests count 0 RU.
 - ``TotalRequests`` (Count): requests, including the ones answered 429.
-- ``NormalizedRUConsumption`` (Maximum; also Average): per second, RU used / provisioned RU/s in %, capped at 100;
-  the interval's value is the maximum (or mean) over its seconds.
+- ``NormalizedRUConsumption`` (Maximum; also Average): per second, the busiest physical partition's RU / its own
+  budget (provisioned RU/s / partitions, or the serverless per-partition limit) in %, capped at 100; the interval's
+  value is the maximum (or mean) over its seconds (Microsoft Learn "Monitor normalized RU/s": "the maximum of the
+  normalized RU consumption across all partition key ranges"). Requests that touch no partition (metadata) count
+  in TotalRequestUnits only.
 
 Grain: any whole number of seconds; ``PT1M`` is Azure's, ``PT1S`` (and other sub-minute grains) are a local
 extension for tests. Reporting delay: a second's data becomes visible only once ``now - delay_s`` has passed its
@@ -35,7 +40,7 @@ from typing import Any
 import isodate
 
 NAMESPACE = "Microsoft.DocumentDB/databaseAccounts"
-TRAFFIC_CLASSES = ("archiver", "business")
+TRAFFIC_CLASSES = ("archiver", "business", "adf")
 # key tuple order inside the store
 _DIMENSIONS = {
     "trafficclass": 0,
@@ -169,10 +174,11 @@ class MetricsStore:
     def __init__(self, retention_s: int = 3 * 3600) -> None:
         self._retention_s = retention_s
         self._lock = threading.Lock()
-        # second -> key -> [ru, requests]
-        self._seconds: dict[int, dict[Key, list[float]]] = {}
-        self._provisioned: dict[int, float] = {}
+        # second -> key -> [ru, requests, {partition: ru}]
+        self._seconds: dict[int, dict[Key, list[Any]]] = {}
+        self._provisioned: dict[int, float] = {}  # second -> per-partition budget
         self._totals: dict[str, list[float]] = {c: [0.0, 0, 0] for c in TRAFFIC_CLASSES}
+        self._partition_totals: dict[int, list[float]] = {}  # partition -> [ru, requests, throttled]
         self._last_pruned = 0
 
     def record(
@@ -184,16 +190,23 @@ class MetricsStore:
         database: str,
         collection: str,
         ru: float,
-        provisioned_ru: float,
+        partition_budget: float,
+        partitions: Mapping[int, float] | None = None,
     ) -> None:
         second = math.floor(when)
         key: Key = (traffic_class, str(status), operation, database, collection)
         with self._lock:
             bucket = self._seconds.setdefault(second, {})
-            cell = bucket.setdefault(key, [0.0, 0])
+            cell = bucket.setdefault(key, [0.0, 0, {}])
             cell[0] += ru
             cell[1] += 1
-            self._provisioned[second] = provisioned_ru
+            for partition, part_ru in (partitions or {}).items():
+                cell[2][partition] = cell[2].get(partition, 0.0) + part_ru
+                ptotal = self._partition_totals.setdefault(partition, [0.0, 0, 0])
+                ptotal[0] += part_ru
+                ptotal[1] += 1
+                ptotal[2] += 1 if status == 429 else 0
+            self._provisioned[second] = partition_budget
             totals = self._totals.setdefault(traffic_class, [0.0, 0, 0])
             totals[0] += ru
             totals[1] += 1
@@ -217,17 +230,29 @@ class MetricsStore:
                 row: dict[str, Any] = {"second": second, "time": _iso(second)}
                 for cls in TRAFFIC_CLASSES:
                     row[cls] = {"ru": 0.0, "requests": 0, "throttled": 0}
-                for key, (ru, count) in self._seconds.get(second, {}).items():
+                partitions: dict[str, float] = {}
+                for key, (ru, count, by_partition) in self._seconds.get(second, {}).items():
                     cell = row.setdefault(key[0], {"ru": 0.0, "requests": 0, "throttled": 0})
                     cell["ru"] += ru
                     cell["requests"] += int(count)
                     cell["throttled"] += int(count) if key[1] == "429" else 0
+                    for partition, part_ru in by_partition.items():
+                        partitions[str(partition)] = partitions.get(str(partition), 0.0) + part_ru
+                row["partitions"] = partitions
+                budget = self._provisioned.get(second)
+                row["normalized_ru_percent"] = (
+                    round(min(100.0, 100.0 * max(partitions.values()) / budget), 3) if partitions and budget else 0.0
+                )
                 per_second.append(row)
             totals = {
                 cls: {"ru": round(v[0], 3), "requests": int(v[1]), "throttled": int(v[2])}
                 for cls, v in self._totals.items()
             }
-        return {"totals": totals, "per_second": per_second}
+            by_partition = {
+                str(p): {"ru": round(v[0], 3), "requests": int(v[1]), "throttled": int(v[2])}
+                for p, v in sorted(self._partition_totals.items())
+            }
+        return {"totals": totals, "partitions": by_partition, "per_second": per_second}
 
     # -- Azure Monitor metrics:getBatch ----------------------------------------------------------------------------
     def get_batch(self, query: BatchQuery, now: float, delay_s: float) -> dict[str, Any]:
@@ -237,8 +262,8 @@ class MetricsStore:
         points = list(range(int(first), math.ceil(query.end), step))
         split = sorted(query.filters)
         with self._lock:
-            # series key (split values) -> point start -> list of per-second (ru, requests, provisioned)
-            cells: dict[tuple[str, ...], dict[int, dict[int, list[float]]]] = defaultdict(lambda: defaultdict(dict))
+            # series key (split values) -> point start -> second -> [ru, requests, budget, {partition: ru}]
+            cells: dict[tuple[str, ...], dict[int, dict[int, list[Any]]]] = defaultdict(lambda: defaultdict(dict))
             for second in range(int(first), math.ceil(query.end)):
                 if second + 1 > visible_until:
                     break
@@ -246,13 +271,15 @@ class MetricsStore:
                 if not bucket:
                     continue
                 point = second - (second - int(first)) % step
-                for key, (ru, count) in bucket.items():
+                for key, (ru, count, by_partition) in bucket.items():
                     if any(allowed is not None and key[i] not in allowed for i, allowed in query.filters.items()):
                         continue
                     series = tuple(key[i] for i in split)
-                    per_second = cells[series][point].setdefault(second, [0.0, 0, self._provisioned[second]])
+                    per_second = cells[series][point].setdefault(second, [0.0, 0, self._provisioned[second], {}])
                     per_second[0] += ru
                     per_second[1] += count
+                    for partition, part_ru in by_partition.items():
+                        per_second[3][partition] = per_second[3].get(partition, 0.0) + part_ru
         if not split and not cells:
             cells[()] = defaultdict(dict)
         visible_points = {p for p in points if p + 1 <= visible_until}
@@ -281,7 +308,7 @@ class MetricsStore:
         query: BatchQuery,
         points: list[int],
         visible_points: set[int],
-        cells: Mapping[tuple[str, ...], Mapping[int, Mapping[int, list[float]]]],
+        cells: Mapping[tuple[str, ...], Mapping[int, Mapping[int, list[Any]]]],
         split: list[int],
     ) -> dict[str, Any]:
         definition = METRICS[name]
@@ -318,11 +345,11 @@ class MetricsStore:
         }
 
 
-def _aggregate(name: str, aggregation: str, seconds: Mapping[int, list[float]], interval_s: int) -> float:
+def _aggregate(name: str, aggregation: str, seconds: Mapping[int, list[Any]], interval_s: int) -> float:
     ru = sum(v[0] for v in seconds.values())
     requests = sum(v[1] for v in seconds.values())
     if name == "NormalizedRUConsumption":
-        percents = [min(100.0, 100.0 * v[0] / v[2]) for v in seconds.values() if v[2] > 0]
+        percents = [min(100.0, 100.0 * max(v[3].values()) / v[2]) for v in seconds.values() if v[2] > 0 and v[3]]
         if aggregation == "average":
             return round(sum(percents) / interval_s, 6)
         return round(max(percents, default=0.0), 6)

@@ -6,8 +6,23 @@ API:
 - ``Gateway``: ``start()``/``stop()``, ``endpoint`` (``https://127.0.0.1:<port>/``, what Cosmos clients use),
   ``metrics_endpoint`` (for ``azure.monitor.querymetrics.MetricsClient``), ``settings``/``update_settings(**kw)``,
   ``stats(seconds)`` (same JSON as ``GET /_gateway/stats``), ``resource_id`` (an ARM-shaped id to query).
-- ``classify_traffic(headers)``: ``"archiver"`` if ``x-cosmos-archive-traffic: archiver`` or the User-Agent contains
-  ``cosmos-archive`` (the archiver's ``user_agent_suffix``), else ``"business"``.
+- ``classify_traffic(headers)``: ``x-cosmos-archive-traffic: archiver|business|adf`` if given; else ``"adf"`` if the
+  User-Agent contains ``azure-data-factory`` (the ADF stand-in's), ``"archiver"`` if it contains ``cosmos-archive``
+  (the archiver's ``user_agent_suffix``), else ``"business"``.
+
+Charging (charge_model.py, query_shape.py, query_probe.py, partitions.py): point operations by document size; a
+query page by the documents it makes the service load, measured by an uncharged probe query to the backend on the
+query's first page; reads doubled under Strong/Bounded Staleness (``x-ms-consistency-level`` or the account's
+``default_consistency``). Every charge is booked on the physical partition(s) it lands on (the request's partition
+key header; a cross-partition query: each partition pays a page and its share of the load), and each partition has
+its own budget per second (throttle.py). When the client sends ``x-ms-documentdb-populatequerymetrics: True``, a
+query or feed answer carries ``x-ms-documentdb-query-metrics`` (query_probe.format_query_metrics).
+
+Partition key ranges: the gateway still serves cosmosdb-server's single range (``pkranges``). Serving N ranges would
+make azure-cosmos fan a cross-partition query out to N requests (one per range, ``x-ms-documentdb-partitionkeyrangeid``)
+and cosmosdb-server ignores that header, so each would return the whole result (N duplicates); the gateway could
+filter ``SELECT *`` answers by EPK, but not projections without the key, aggregates (COUNT) or continuation tokens
+without rewriting the SQL. Physical partitions are therefore modelled for charging, throttling and metrics only.
 
 HTTP surface besides the proxied Cosmos REST API:
 - ``POST /subscriptions/{id}/metrics:getBatch`` — Azure Monitor's batch metrics API (any bearer token).
@@ -46,10 +61,20 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from devstack.ru_gateway.charge_model import ChargeModel, RequestKind, classify
+from devstack.ru_gateway.charge_model import ChargeModel, QueryLoad, RequestKind, classify
 from devstack.ru_gateway.config import GatewaySettings, GatewaySettingsError, settings_from_json
 from devstack.ru_gateway.faults import FaultPlan, FaultSpec, FaultSpecError
 from devstack.ru_gateway.metrics import BatchQuery, MetricsQueryError, MetricsStore
+from devstack.ru_gateway.partitions import PartitionKeyDef
+from devstack.ru_gateway.query_probe import (
+    QueryRun,
+    QueryRuns,
+    figures_from_rows,
+    format_query_metrics,
+    page_load,
+    probe_sql,
+)
+from devstack.ru_gateway.query_shape import QueryShape, parse_query
 from devstack.ru_gateway.throttle import SUBSTATUS_RU_BUDGET_EXCEEDED, Admission, Throttle
 from devstack.tls import TlsFiles, ensure_local_tls
 from include.cosmos_archiver.loopback import LOCAL_SUBSCRIPTION_ID
@@ -59,6 +84,8 @@ log = logging.getLogger(__name__)
 LOOPBACK = "127.0.0.1"
 TRAFFIC_HEADER = "x-cosmos-archive-traffic"
 ARCHIVER_MARK = "cosmos-archive"
+ADF_MARK = "azure-data-factory"
+TRAFFIC_CLASSES = ("archiver", "business", "adf")
 SUBSCRIPTION_ID = LOCAL_SUBSCRIPTION_ID  # the one all-zero id, shared with the product (loopback.py)
 _HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer", "upgrade", "content-length"}
@@ -69,9 +96,12 @@ _SIZE_CACHE_LIMIT = 200_000
 
 def classify_traffic(headers: Mapping[str, str]) -> str:
     explicit = headers.get(TRAFFIC_HEADER, "").strip().lower()
-    if explicit in ("archiver", "business"):
+    if explicit in TRAFFIC_CLASSES:
         return explicit
-    return "archiver" if ARCHIVER_MARK in headers.get("user-agent", "") else "business"
+    agent = headers.get("user-agent", "")
+    if ADF_MARK in agent:
+        return "adf"
+    return "archiver" if ARCHIVER_MARK in agent else "business"
 
 
 def _parse_backend(backend: str) -> tuple[str, int]:
@@ -111,6 +141,8 @@ class Gateway:
         self._read_bytes_ema: dict[str, float] = {}
         self._page_ru_ema: dict[str, float] = {}
         self._cache_lock = threading.Lock()
+        self._pk_defs: dict[tuple[str, str], PartitionKeyDef] = {}
+        self.runs = QueryRuns()
         self._backend_origins = tuple(
             f"https://{host}:{self._backend_port}".encode() for host in {self._backend_host, LOOPBACK, "localhost"}
         )
@@ -181,6 +213,8 @@ class Gateway:
             **self._settings.to_json(),
             "backend": self.backend,
             "charge_model": vars(self.charge_model),
+            "partition_count": self._settings.partition_count,
+            "partition_budget_ru": self._settings.partition_budget,
         }
         return body
 
@@ -237,6 +271,134 @@ class Gateway:
             page_guess = self._page_ru_ema.get(kind.collection, 0.0)
         return self.charge_model.estimate(kind, request_bytes, known, page_guess)
 
+    def pk_def(self, kind: RequestKind, headers: list[tuple[str, str]]) -> PartitionKeyDef:
+        """The container's partition key definition, read once from the backend (uncharged)."""
+        key = (kind.database, kind.collection)
+        with self._cache_lock:
+            found = self._pk_defs.get(key)
+        if found is not None:
+            return found
+        plain = [(k, v) for k, v in headers if k.lower() in ("authorization", "x-ms-date", "x-ms-version")]
+        try:
+            status, _, _, data = self.forward("GET", f"/dbs/{kind.database}/colls/{kind.collection}", plain, b"")
+        except OSError:
+            return PartitionKeyDef()
+        if status != 200:
+            return PartitionKeyDef()
+        found = PartitionKeyDef.from_collection(json.loads(data))
+        with self._cache_lock:
+            self._pk_defs[key] = found
+        return found
+
+    def partitions_of(self, kind: RequestKind, lower: Mapping[str, str], headers: list[tuple[str, str]]) -> list[int]:
+        """The physical partitions a request lands on: its partition key's, or all of them (cross-partition)."""
+        count = self._settings.partition_count
+        if kind.operation in ("Metadata", "QueryPlan") or not kind.collection:
+            return []
+        if count == 1:
+            return [0]
+        key = lower.get("x-ms-documentdb-partitionkey")
+        if key is not None:
+            return [self.pk_def(kind, headers).partition(key, count)]
+        return list(range(count))
+
+    def probe(self, kind: RequestKind, shape: QueryShape, query: Mapping[str, Any], headers: list[tuple[str, str]]):  # type: ignore[no-untyped-def]
+        """Measure, uncharged, the documents the query's scope holds (query_probe.py); None if the backend refuses."""
+        pk_def = self.pk_def(kind, headers)
+        body = json.dumps({"query": probe_sql(shape, pk_def.expression(shape.alias)),
+                           "parameters": query.get("parameters") or []}).encode()
+        keep = ("authorization", "x-ms-date", "x-ms-version", "x-ms-documentdb-partitionkey",
+                "x-ms-documentdb-query-enablecrosspartition")
+        base = [(k, v) for k, v in headers if k.lower() in keep]
+        base += [("Content-Type", "application/query+json"), ("x-ms-documentdb-isquery", "True"),
+                 ("x-ms-max-item-count", "1000")]
+        if not any(k.lower() == "x-ms-documentdb-query-enablecrosspartition" for k, _ in base):
+            base.append(("x-ms-documentdb-query-enablecrosspartition", "True"))
+        docs = f"/dbs/{kind.database}/colls/{kind.collection}/docs"
+        rows: list[Any] = []
+        continuation = None
+        for _ in range(100_000):
+            extra = [("x-ms-continuation", continuation)] if continuation else []
+            try:
+                status, _, resp_headers, data = self.forward("POST", docs, base + extra, body)
+            except OSError:
+                return None
+            if status != 200:
+                log.debug("ru-gateway: probe refused (%s): %s", status, data[:300])
+                return None
+            rows.extend(json.loads(data).get("Documents") or [])
+            continuation = dict((k.lower(), v) for k, v in resp_headers).get("x-ms-continuation")
+            if not continuation:
+                break
+        return figures_from_rows(rows, pk_def, self._settings.partition_count)
+
+    def query_charge(
+        self,
+        kind: RequestKind,
+        lower: Mapping[str, str],
+        run: tuple[QueryShape, QueryRun] | None,
+        targets: list[int],
+        output_docs: int,
+        output_bytes: int,
+        last_page: bool,
+    ) -> tuple[dict[int, float], QueryLoad, Any]:
+        """A query/feed page's RU per physical partition, the load it was charged for, and the scope figures."""
+        model = self.charge_model
+        factor = model.consistency_factor(lower.get("x-ms-consistency-level") or self._settings.default_consistency)
+        figures = None
+        if run is not None and not model.seed:
+            shape, query_run = run
+            load, shares = page_load(shape, query_run, output_docs, output_bytes, last_page)
+            figures = query_run.figures
+        else:
+            load = QueryLoad(output_docs, output_bytes, output_docs, output_bytes, output_docs, True)
+            shares = {}
+        if model.seed:
+            total = model.query(load) * factor
+            return {p: total / len(targets) for p in targets}, load, None
+        variable = model.query(load) - model.query_page_ru
+        parts = {p: model.query_page_ru for p in targets}  # each partition key range answers its own page
+        if shares:
+            for p, share in shares.items():
+                parts[p] = parts.get(p, model.query_page_ru) + variable * share
+        else:
+            for p in targets:
+                parts[p] += variable / len(targets)
+        return {p: ru * factor for p, ru in parts.items()}, load, figures
+
+    def point_charge(self, kind: RequestKind, lower: Mapping[str, str], status: int, request_bytes: int,
+                     response_bytes: int) -> float:
+        factor = 1.0
+        if kind.operation == "Read":
+            factor = self.charge_model.consistency_factor(
+                lower.get("x-ms-consistency-level") or self._settings.default_consistency
+            )
+        return self.charge(kind, status, request_bytes, response_bytes) * factor
+
+    def query_run(
+        self, kind: RequestKind, lower: Mapping[str, str], headers: list[tuple[str, str]], body: bytes
+    ) -> tuple[Any, QueryShape, QueryRun] | None:
+        """For a query page under the published model: its run key, shape and scope figures (probed on the first
+        page, i.e. without ``x-ms-continuation``, and kept while it is paged); None for anything else."""
+        if kind.operation != "Query" or self.charge_model.seed:
+            return None
+        try:
+            query = json.loads(body)
+            sql = str(query["query"])
+            params = json.dumps(query.get("parameters") or [], sort_keys=True)
+        except (ValueError, KeyError, TypeError):
+            return None
+        shape = parse_query(sql)
+        key = (kind.database, kind.collection, lower.get("x-ms-documentdb-partitionkey"),
+               lower.get("x-ms-documentdb-partitionkeyrangeid"), sql, params)
+        run = self.runs.get(key) if lower.get("x-ms-continuation") else None
+        if run is None:
+            figures = self.probe(kind, shape, query, headers)
+            if figures is None:
+                return None
+            run = self.runs.start(key, figures)
+        return key, shape, run
+
     def learn_size(self, kind: RequestKind, path: str, headers: list[tuple[str, str]]) -> None:
         """Before a delete or replace of a document whose size it has not seen (written by a create or upsert, found
         by a query), read it from the backend, uncharged: Cosmos charges a delete by the size of what it removes."""
@@ -257,7 +419,7 @@ class Gateway:
     def charge(self, kind: RequestKind, status: int, request_bytes: int, response_bytes: int) -> float:
         with self._cache_lock:
             known = self._doc_sizes.get(kind.doc_link) if kind.doc_link else None
-            ru = self.charge_model.charge(kind, status, request_bytes, response_bytes, known)
+            ru = self.charge_model.charge_point(kind, status, request_bytes, response_bytes, known)
             ok = 200 <= status < 300
             if kind.operation == "Read" and ok:
                 self._remember(kind.doc_link, response_bytes)
@@ -269,10 +431,12 @@ class Gateway:
                 self._remember(kind.doc_link, request_bytes)
             elif (kind.operation == "Delete" and ok) or status == 404:
                 self._doc_sizes.pop(kind.doc_link, None)
-            elif kind.is_paged and ok:
-                old = self._page_ru_ema.get(kind.collection)
-                self._page_ru_ema[kind.collection] = ru if old is None else 0.8 * old + 0.2 * ru
         return ru
+
+    def learn_page(self, kind: RequestKind, ru: float) -> None:
+        with self._cache_lock:
+            old = self._page_ru_ema.get(kind.collection)
+            self._page_ru_ema[kind.collection] = ru if old is None else 0.8 * old + 0.2 * ru
 
     def _remember(self, link: str, size: int) -> None:
         if not link:
@@ -500,6 +664,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _proxy(self, body: bytes) -> None:
         gateway = self.server.gateway
         lower = {k.lower(): v for k, v in self.headers.items()}
+        raw_headers = list(self.headers.items())
         kind = classify(self.command, self.path, lower)
         traffic = classify_traffic(lower)
         priority = lower.get("x-ms-cosmos-priority-level")
@@ -508,20 +673,24 @@ class _Handler(BaseHTTPRequestHandler):
             bucket = int(lower["x-ms-cosmos-throughput-bucket"])
         except (KeyError, ValueError):
             bucket = None
-        fault = gateway.faults.draw(traffic, metadata=kind.operation == "Metadata")
+        settings = gateway.settings
+        budget = settings.partition_budget
+
+        def book(status: int, ru: float, parts: Mapping[int, float] | None) -> float:
+            booked_at = time.time()
+            gateway.metrics.record(
+                booked_at, traffic, status, kind.operation, kind.database, kind.collection, ru, budget, parts
+            )
+            return booked_at
+
+        fault = gateway.faults.draw(traffic, metadata=kind.is_metadata)
         if fault is not None:
             if fault.kind in ("reset", "down"):
-                gateway.metrics.record(
-                    time.time(), traffic, 0, kind.operation, kind.database, kind.collection, 0.0,
-                    gateway.settings.provisioned_ru,
-                )  # fmt: skip
+                book(0, 0.0, None)
                 self._reset()
                 return
             if fault.kind == "error":
-                gateway.metrics.record(
-                    time.time(), traffic, fault.status, kind.operation, kind.database, kind.collection, 0.0,
-                    gateway.settings.provisioned_ru,
-                )  # fmt: skip
+                book(fault.status, 0.0, None)
                 message = f"ru-gateway: injected fault: {fault.status}"
                 self._send(
                     fault.status,
@@ -531,25 +700,23 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             if fault.kind == "slow":
                 time.sleep(fault.delay_s)
-        gateway.learn_size(kind, self.path, list(self.headers.items()))
+        gateway.learn_size(kind, self.path, raw_headers)
+        targets = gateway.partitions_of(kind, lower, raw_headers)
         estimate = gateway.estimate(kind, len(body))
+        reserved = {p: estimate / len(targets) for p in targets}
         if fault is not None and fault.kind == "throttle":
             reason = "injected 429 storm"
             admission = Admission(False, fault.retry_after_ms, SUBSTATUS_RU_BUDGET_EXCEEDED, reason)
-        elif kind.operation == "Metadata":
-            # Like Cosmos DB, metadata calls (account, database, container, pkranges) are not refused for the
-            # data-plane budget; their RU still counts in the window.
-            gateway.throttle.settle(estimate, None)
+        elif kind.is_metadata:
+            # Like Cosmos DB, metadata calls (account, database, container, pkranges, query plans) are not refused
+            # for the data-plane budget and land on no physical partition.
             admission = Admission(True)
         else:
-            admission = gateway.throttle.admit(estimate, priority, bucket)
-        settings = gateway.settings
+            admission = gateway.throttle.admit(reserved, priority, bucket)
         if not admission.admitted:
             activity_id = str(uuid.uuid4())
-            booked_at = time.time()
-            gateway.metrics.record(
-                booked_at, traffic, 429, kind.operation, kind.database, kind.collection, 0.0, settings.provisioned_ru
-            )
+            hit = admission.partition if admission.partition is not None else (targets[0] if targets else None)
+            booked_at = book(429, 0.0, None if hit is None else {hit: 0.0})
             headers = [
                 ("Content-Type", "application/json"),
                 ("x-ms-retry-after-ms", str(admission.retry_after_ms)),
@@ -559,30 +726,54 @@ class _Handler(BaseHTTPRequestHandler):
             ]
             self._send(429, headers, _throttled_body(activity_id, admission), "Too Many Requests", booked_at=booked_at)
             return
+        run = gateway.query_run(kind, lower, raw_headers, body)
+        started = time.monotonic()
         try:
-            status, reason, headers, data = gateway.forward(self.command, self.path, list(self.headers.items()), body)
+            status, reason, headers, data = gateway.forward(self.command, self.path, raw_headers, body)
         except OSError as exc:
-            gateway.throttle.settle(-estimate, bucket)
+            gateway.throttle.settle({p: -ru for p, ru in reserved.items()}, bucket)
             self._send_json(503, {"code": "ServiceUnavailable", "message": f"ru-gateway: backend failed: {exc}"})
             return
+        elapsed_ms = (time.monotonic() - started) * 1000
         status, reason, data = _missing_document_as_404(self.command, self.path, status, reason, data)
-        ru = gateway.charge(kind, status, len(body), len(data))
-        gateway.throttle.settle(ru - estimate, bucket)
-        booked_at = time.time()
-        gateway.metrics.record(
-            booked_at, traffic, status, kind.operation, kind.database, kind.collection, ru, settings.provisioned_ru
-        )
-        if kind.operation == "Metadata":
+        backend_headers = {k.lower(): v for k, v in headers}
+        metrics_header = None
+        if kind.is_paged and 200 <= status < 300:
+            try:
+                output_docs = int(backend_headers["x-ms-item-count"])
+            except (KeyError, ValueError):
+                output_docs = len(json.loads(data).get("Documents") or [])
+            last_page = not backend_headers.get("x-ms-continuation")
+            parts, load, figures = gateway.query_charge(
+                kind, lower, run[1:] if run else None, targets, output_docs, len(data), last_page
+            )
+            if run is not None and last_page:
+                gateway.runs.end(run[0])
+            ru = sum(parts.values())
+            gateway.learn_page(kind, ru)
+            if lower.get("x-ms-documentdb-populatequerymetrics", "").lower() == "true":
+                metrics_header = format_query_metrics(load, figures, elapsed_ms)
+        else:
+            ru = gateway.point_charge(kind, lower, status, len(body), len(data))
+            parts = {p: ru / len(targets) for p in targets}
+        if ru > 0:  # book what the answer says (2 decimals), so a client's sum of charges matches the metrics
+            scale = round(ru, 2) / ru
+            ru, parts = round(ru, 2), {p: part * scale for p, part in parts.items()}
+        gateway.throttle.settle({p: parts.get(p, 0.0) - reserved.get(p, 0.0) for p in {*parts, *reserved}}, bucket)
+        booked_at = book(status, ru, parts)
+        if kind.is_metadata:
             data = gateway.rewrite(data)
         out = []
         for k, v in headers:
             lk = k.lower()
-            if lk in _HOP_BY_HOP or lk in ("x-ms-request-charge", "date", "server"):
-                continue  # the gateway charges, books and dates the answer
+            if lk in _HOP_BY_HOP or lk in ("x-ms-request-charge", "date", "server", "x-ms-documentdb-query-metrics"):
+                continue  # the gateway charges, books, dates and measures the answer
             if "://" in v:
                 v = gateway.rewrite(v.encode("latin-1")).decode("latin-1")
             out.append((k, v))
         out.append(("x-ms-request-charge", f"{ru:.2f}"))
+        if metrics_header is not None:
+            out.append(("x-ms-documentdb-query-metrics", metrics_header))
         self._send(status, out, data, reason, booked_at=booked_at)
 
 
