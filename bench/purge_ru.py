@@ -110,11 +110,14 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=120)
     parser.add_argument("--target-kb", type=int, default=300)
     parser.add_argument("--days", type=int, default=6, help="daily slices the records spread over")
+    parser.add_argument("--charge-model", default="published", choices=("published", "seed"),
+                        help="the gateway's charge model (default: Microsoft's published figures)")
     args = parser.parse_args()
 
     config = StackConfig(state_dir=Path(tempfile.mkdtemp(prefix="purge-ru-")), cosmos_port=free_port(),
-                         cosmos_backend_port=free_port(), blob_port=free_port(), provisioned_ru=1_000_000)
-    model = ChargeModel()
+                         cosmos_backend_port=free_port(), blob_port=free_port(), provisioned_ru=1_000_000,
+                         charge_model=args.charge_model)
+    model = ChargeModel.preset_named(args.charge_model)
     with running_stack(config):
         client = cosmos_client(config.cosmos_endpoint, EMULATOR_COSMOS_KEY)
         database = client.create_database_if_not_exists("bench")
@@ -139,8 +142,8 @@ def main() -> None:
 
         sizes = [len(json.dumps(d, separators=(",", ":"), ensure_ascii=False).encode()) for d in docs]
         n = len(sizes)
-        read_ref = sum(max(model.min_ru, model.read_ru_per_kb * s / 1024) for s in sizes) / n
-        delete_ref = sum(max(model.min_write_ru, model.write_ru_per_kb * s / 1024) for s in sizes) / n
+        read_ref = sum(model.point("Read", s) for s in sizes) / n
+        delete_ref = sum(model.point("Delete", s) for s in sizes) / n
         reference = read_ref + delete_ref
         print(f"{n} records of ~{sum(sizes) / n / 1024:,.0f} KB over {len(slices)} daily slices; gateway model: "
               f"one read {read_ref:,.1f} RU + one delete {delete_ref:,.1f} RU = {reference:,.1f} RU per record")

@@ -9,6 +9,7 @@
   retrieves 400 MB for ~4,060 RU, ~10.15 RU per MB loaded. A COUNT whose filter the index serves loads nothing;
   its charge here is a few RU per physical partition (a guess: the page gives no figure for it).
 - Strong and Bounded Staleness consistency double read charges (optimize-cost-reads-writes).
+- Physical partitions: up to 50 GB each (learn.microsoft.com/azure/cosmos-db/partitioning-overview).
 - Serverless: RU billed per million consumed; the docs' examples use $0.25 per million ("demonstration only").
   Provisioned standard throughput: $0.008 per 100 RU/s per hour (list price, single region).
 """
@@ -28,6 +29,7 @@ QUERY_RU_PER_MB_LOADED = 4060.0 / 400.0
 INDEX_COUNT_RU = 3.0  # an index-served COUNT per physical partition (guess; no published figure)
 QUERY_PAGE_RU = 2.9  # the smallest query charge (~2.8-3 RU for an index-served query page; guess)
 SERVERLESS_USD_PER_MILLION_RU = 0.25
+PARTITION_MAX_GB = 50.0  # a physical partition holds up to 50 GB (partitioning-overview): the count by data size
 
 
 def _interpolate(size_kb: float, charges: tuple[float, ...]) -> float:
