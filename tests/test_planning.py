@@ -114,13 +114,13 @@ def test_published_point_charges_are_the_size_table_interpolated() -> None:
     assert published.point_read_ru(256) == 20.28 and published.delete_ru(512) == 184.57
     assert published.point_read_ru(300) == pytest.approx(23.83, abs=0.01)  # "about 24 RU to read 300 KB"
     assert published.delete_ru(300) == pytest.approx(113.12, abs=0.01)  # "~113 RU to delete it"
-    assert published.query_load_ru(1024) == pytest.approx(10.15)  # 4,060 RU for 400 MB loaded
+    assert published.query_load_ru(1000) == pytest.approx(10.15)  # 4,060 RU for 400 MB loaded
 
 
 def test_seed_case_per_step_figures_follow_the_published_model() -> None:
     plan = plan_steps(SEED_TARGET)
     steps = {s.step: s for s in plan.steps}
-    per_record_copy = 10.15 * 300 / 1024 + published.QUERY_PAGE_RU / 100
+    per_record_copy = 10.15 * 300 / 1000 + published.QUERY_PAGE_RU / 100
     assert steps["copy"].ru == pytest.approx(2_000_000 * per_record_copy)
     # serverless: the archiver runs at the cap, (1 - 0.8) x 5,000 = 1,000 RU/s, not the 1,500 RU/s headroom
     assert SEED_TARGET.rate_ru_s == pytest.approx(1000)

@@ -61,6 +61,6 @@ def test_the_full_census_estimate_is_its_loads_at_the_published_rate(cosmos_cont
     for i in range(4):
         cosmos_container.upsert_item({"id": f"d{i}", "customerId": "c", "body": "x" * 10_000})
     cost = estimate_census_cost(cosmos_container, sample=2)
-    assert cost.documents == 4 and 9.5 < cost.avg_kb < 10.5
-    assert abs(cost.ru - 4 * cost.avg_kb / 1024 * cost.ru_per_mb * FULL_LOADS) < 1e-6
+    assert cost.documents == 4 and 10 < cost.avg_kb < 10.5
+    assert abs(cost.ru - 4 * cost.avg_kb / 1000 * cost.ru_per_mb * FULL_LOADS) < 1e-6
     assert "full census estimate" in cost.line() and "troubleshoot-query-performance" in cost.line()

@@ -53,5 +53,6 @@ def delete_ru(size_kb: float) -> float:
 
 
 def query_load_ru(size_kb: float) -> float:
-    """RU a query spends per document of ``size_kb`` KB it must load (~10 RU per MB loaded)."""
-    return QUERY_RU_PER_MB_LOADED * size_kb / 1024.0
+    """RU a query spends per document of ``size_kb`` KB it must load (~10 RU per MB loaded; KB and MB decimal, as
+    the plan's sizes and the query metrics' ``retrievedDocumentSize`` bytes are)."""
+    return QUERY_RU_PER_MB_LOADED * size_kb / 1000.0

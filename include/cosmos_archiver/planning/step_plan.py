@@ -59,7 +59,7 @@ class ChargeFigures:
         return self.delete_ru if self.delete_ru is not None else published.delete_ru(size_kb)
 
     def load_ru(self, size_kb: float) -> float:
-        return self.ru_per_mb_loaded * size_kb / 1024.0
+        return self.ru_per_mb_loaded * size_kb / 1000.0  # decimal KB and MB (query metrics count bytes)
 
     @classmethod
     def from_file(cls, path: str | Path) -> ChargeFigures:

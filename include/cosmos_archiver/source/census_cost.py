@@ -32,7 +32,7 @@ class CensusCost:
 
     @property
     def ru(self) -> float:
-        return self.documents * self.avg_kb / 1024.0 * self.ru_per_mb * self.loads
+        return self.documents * self.avg_kb / 1000.0 * self.ru_per_mb * self.loads  # decimal KB/MB
 
     def line(self) -> str:
         return (f"full census estimate: ~{self.ru:,.0f} RU ({self.documents:,} documents x ~{self.avg_kb:,.1f} KB "
@@ -52,6 +52,6 @@ def estimate_census_cost(container: ContainerProxy, *, sample: int = 10,
         "SELECT VALUE COUNT(1) FROM c", enable_cross_partition_query=True, response_hook=hook))
     docs = list(container.query_items(f"SELECT TOP {int(sample)} * FROM c", enable_cross_partition_query=True,
                                       response_hook=hook))
-    sizes = [len(json.dumps(d, separators=(",", ":"), ensure_ascii=False).encode()) / 1024.0 for d in docs]
+    sizes = [len(json.dumps(d, separators=(",", ":"), ensure_ascii=False).encode()) / 1000.0 for d in docs]
     return CensusCost(documents=documents, avg_kb=sum(sizes) / len(sizes) if sizes else 0.0, loads=FULL_LOADS,
                       ru_per_mb=ru_per_mb, sample_ru=round(charged[0], 2))
