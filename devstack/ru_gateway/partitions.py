@@ -77,6 +77,19 @@ class PartitionKeyDef:
         except (ValueError, TypeError):
             return 0
 
+    def key_filter(self, alias: str, header: str) -> str | None:
+        """Cosmos SQL restricting to the logical partition named by an ``x-ms-documentdb-partitionkey`` header (what
+        Azure does with it; cosmosdb-server ignores the header), or None when it names no plain value."""
+        try:
+            values = json.loads(header)
+        except ValueError:
+            return None
+        if not isinstance(values, list) or not values or any(isinstance(v, dict | list) for v in values):
+            return None
+        paths = [alias + "".join("[" + json.dumps(p) + "]" for p in path.strip("/").split("/") if p)
+                 for path in self.paths]
+        return " AND ".join(f"{expr} = {json.dumps(value)}" for expr, value in zip(paths, values, strict=False))
+
     def expression(self, alias: str) -> str:
         """Cosmos SQL for the key's values as an array, e.g. ``[c["customerId"]]``."""
         exprs = [alias + "".join("[" + json.dumps(p) + "]" for p in path.strip("/").split("/") if p)

@@ -5,7 +5,8 @@ API:
   context manager that runs a ``Gateway`` in threads of this process and stops it afterwards (tests, benches).
 - ``Gateway``: ``start()``/``stop()``, ``endpoint`` (``https://127.0.0.1:<port>/``, what Cosmos clients use),
   ``metrics_endpoint`` (for ``azure.monitor.querymetrics.MetricsClient``), ``settings``/``update_settings(**kw)``,
-  ``stats(seconds)`` (same JSON as ``GET /_gateway/stats``), ``resource_id`` (an ARM-shaped id to query).
+  ``stats(seconds)`` (same JSON as ``GET /_gateway/stats``), ``resource_id`` (an ARM-shaped id to query),
+  ``ledger`` (the last 10,000 booked requests: ``Booked(traffic, operation, status, ru, partitions)``, for benches).
 - ``classify_traffic(headers)``: ``x-cosmos-archive-traffic: archiver|business|adf`` if given; else ``"adf"`` if the
   User-Agent contains ``azure-data-factory`` (the ADF stand-in's), ``"archiver"`` if it contains ``cosmos-archive``
   (the archiver's ``user_agent_suffix``), else ``"business"``.
@@ -44,6 +45,7 @@ charge depends on their size) and sent with a Content-Length; backend connection
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import http.client
 import json
@@ -56,6 +58,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -111,6 +114,15 @@ def _parse_backend(backend: str) -> tuple[str, int]:
     return parts.hostname, parts.port
 
 
+@dataclass(frozen=True)
+class Booked:
+    traffic: str
+    operation: str
+    status: int
+    ru: float
+    partitions: Mapping[int, float]
+
+
 class Gateway:
     def __init__(
         self,
@@ -143,6 +155,7 @@ class Gateway:
         self._cache_lock = threading.Lock()
         self._pk_defs: dict[tuple[str, str], PartitionKeyDef] = {}
         self.runs = QueryRuns()
+        self.ledger: collections.deque[Booked] = collections.deque(maxlen=10_000)
         self._backend_origins = tuple(
             f"https://{host}:{self._backend_port}".encode() for host in {self._backend_host, LOOPBACK, "localhost"}
         )
@@ -305,14 +318,17 @@ class Gateway:
     def probe(self, kind: RequestKind, shape: QueryShape, query: Mapping[str, Any], headers: list[tuple[str, str]]):  # type: ignore[no-untyped-def]
         """Measure, uncharged, the documents the query's scope holds (query_probe.py); None if the backend refuses."""
         pk_def = self.pk_def(kind, headers)
-        body = json.dumps({"query": probe_sql(shape, pk_def.expression(shape.alias)),
+        header = next((v for k, v in headers if k.lower() == "x-ms-documentdb-partitionkey"), None)
+        key_filter = pk_def.key_filter(shape.alias, header) if header else None
+        body = json.dumps({"query": probe_sql(shape, pk_def.expression(shape.alias), key_filter),
                            "parameters": query.get("parameters") or []}).encode()
         keep = ("authorization", "x-ms-date", "x-ms-version", "x-ms-documentdb-partitionkey",
                 "x-ms-documentdb-query-enablecrosspartition")
         base = [(k, v) for k, v in headers if k.lower() in keep]
         base += [("Content-Type", "application/query+json"), ("x-ms-documentdb-isquery", "True"),
                  ("x-ms-max-item-count", "1000")]
-        if not any(k.lower() == "x-ms-documentdb-query-enablecrosspartition" for k, _ in base):
+        if not any(k.lower() in ("x-ms-documentdb-partitionkey", "x-ms-documentdb-query-enablecrosspartition")
+                   for k, _ in base):
             base.append(("x-ms-documentdb-query-enablecrosspartition", "True"))
         docs = f"/dbs/{kind.database}/colls/{kind.collection}/docs"
         rows: list[Any] = []
@@ -681,6 +697,7 @@ class _Handler(BaseHTTPRequestHandler):
             gateway.metrics.record(
                 booked_at, traffic, status, kind.operation, kind.database, kind.collection, ru, budget, parts
             )
+            gateway.ledger.append(Booked(traffic, kind.operation, status, ru, dict(parts or {})))
             return booked_at
 
         fault = gateway.faults.draw(traffic, metadata=kind.is_metadata)

@@ -7,8 +7,8 @@ count)``; ``QueryRuns`` (the figures of the queries being paged, so that every p
 ``format_query_metrics(load, figures, elapsed_ms)`` (the ``x-ms-documentdb-query-metrics`` header).
 
 Design: the charge follows the documents loaded, not the bytes returned. Before forwarding a query's first page the
-gateway runs, uncharged, ``SELECT VALUE [LENGTH(ToString(c)), [pk...], (<whole filter>) = true] FROM c WHERE
-<index-served part>`` with the query's parameters and partition key: one small row per document in the scope the
+gateway runs, uncharged, ``SELECT VALUE {"s": LENGTH(ToString(c)), "k": [pk...], "m": (<whole filter>) = true} FROM c
+WHERE <index-served part>`` with the query's parameters and partition key: one small row per document in the scope the
 index leaves (query_shape.py), with its stored size, its partition key and whether the whole filter matches it.
 An index-only query loads only what it matches; otherwise it loads the whole scope. Each page is charged
 ``output documents / matched documents`` of that load (a TOP query: only ``TOP / matched`` of it in all), the last
@@ -49,19 +49,24 @@ class QueryRun:
     charged: float = 0.0  # fraction of the run's total load charged so far
 
 
-def probe_sql(shape: QueryShape, pk_expression: str) -> str:
+def probe_sql(shape: QueryShape, pk_expression: str, key_filter: str | None = None) -> str:
+    """``key_filter``: the logical partition a single-partition query is confined to (partitions.key_filter)."""
     a = shape.alias
-    return f"SELECT VALUE [LENGTH(ToString({a})), {pk_expression}, ({shape.where}) = true] FROM {a} WHERE {shape.scope}"
+    scope = f"({key_filter}) AND {shape.scope}" if key_filter else shape.scope
+    # an object, not an array: cosmosdb-server drops undefined array elements (shifting the others)
+    return (f'SELECT VALUE {{"s": LENGTH(ToString({a})), "k": {pk_expression}, "m": ({shape.where}) = true}} '
+            f"FROM {a} WHERE {scope}")
 
 
 def figures_from_rows(rows: list[Any], pk_def: PartitionKeyDef, count: int) -> ScopeFigures:
     figures = ScopeFigures()
     for row in rows:
-        if not isinstance(row, list) or len(row) < 3:
+        if not isinstance(row, dict):
             continue
-        size = int(row[0] or 0)
-        matched = row[2] is True
-        p = pk_def.partition(row[1] if isinstance(row[1], list) else [row[1]], count)
+        size = int(row.get("s") or 0)
+        matched = row.get("m") is True
+        key = row.get("k")
+        p = pk_def.partition(key if isinstance(key, list) else [key], count)
         cell = figures.per_partition.setdefault(p, [0, 0, 0, 0])
         cell[0] += 1
         cell[1] += size
@@ -125,8 +130,9 @@ def page_load(
                for p, c in figures.per_partition.items()}
     if shape.aggregate and index_only:
         load = QueryLoad(0.0, 0.0, output_docs, output_bytes, figures.matched_docs if fraction else 0.0, True)
-    else:
-        load = QueryLoad(docs, size, output_docs, output_bytes, docs, index_only)
+    else:  # index entries read: the scope's, when an indexed predicate bounds it (a full scan reads no index)
+        lookups = docs if shape.scope != "true" else 0.0
+        load = QueryLoad(docs, size, output_docs, output_bytes, lookups, index_only)
     weight_sum = sum(weights.values())
     shares = {p: w / weight_sum for p, w in weights.items() if w} if weight_sum else {}
     return load, shares
