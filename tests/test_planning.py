@@ -111,9 +111,10 @@ SEED_TARGET = PlanTarget(records=2_000_000, avg_size_kb=300, ru_s=5000, account_
 
 
 def test_published_point_charges_are_the_size_table_interpolated() -> None:
-    assert published.point_read_ru(256) == 20.28 and published.delete_ru(512) == 184.57
-    assert published.point_read_ru(300) == pytest.approx(23.83, abs=0.01)  # "about 24 RU to read 300 KB"
-    assert published.delete_ru(300) == pytest.approx(113.12, abs=0.01)  # "~113 RU to delete it"
+    assert published.point_read_ru(256 * 1.024) == pytest.approx(20.28)  # the table's KB are 1,024 bytes
+    assert published.delete_ru(512 * 1.024) == pytest.approx(184.57)
+    assert published.point_read_ru(300 * 1.024) == pytest.approx(23.83, abs=0.01)  # "about 24 RU to read 300 KB"
+    assert published.delete_ru(300 * 1.024) == pytest.approx(113.12, abs=0.01)  # "~113 RU to delete it"
     assert published.query_load_ru(1000) == pytest.approx(10.15)  # 4,060 RU for 400 MB loaded
 
 

@@ -43,13 +43,13 @@ def _interpolate(size_kb: float, charges: tuple[float, ...]) -> float:
 
 
 def point_read_ru(size_kb: float) -> float:
-    """RU of one point read of an item of ``size_kb`` KB (published table, interpolated)."""
-    return _interpolate(size_kb, POINT_READ_RU)
+    """RU of one point read of an item of ``size_kb`` decimal KB (the plan's unit; the table's KB are 1,024 bytes)."""
+    return _interpolate(size_kb * 1000 / 1024, POINT_READ_RU)
 
 
 def delete_ru(size_kb: float) -> float:
-    """RU of deleting (or writing) an item of ``size_kb`` KB (published write column, interpolated)."""
-    return _interpolate(size_kb, POINT_WRITE_RU)
+    """RU of deleting (or writing) an item of ``size_kb`` decimal KB (published write column, interpolated)."""
+    return _interpolate(size_kb * 1000 / 1024, POINT_WRITE_RU)
 
 
 def query_load_ru(size_kb: float) -> float:

@@ -86,6 +86,7 @@ class StepModel:
     stub_kb: float = 0.5
     remainder_fraction: float = 0.01  # share of records changed/arriving after their copy
     slices: int = 640  # slices archived (daily slices: lookback 730 - cutoff 90 days)
+    slices_per_run: int = 1  # how many slices a run archives (each run's census also counts the lookback once)
     census_weeks: float | None = None  # weekly full censuses while the data is in Cosmos (None: the ETA's weeks)
     serverless_usd_per_million_ru: float = published.SERVERLESS_USD_PER_MILLION_RU
 
@@ -96,7 +97,8 @@ class StepModel:
             (self.route in ("local", "adf"), f"route {self.route!r} must be 'local' or 'adf'"),
             (0 <= self.remainder_fraction <= 1,
              f"remainder fraction {self.remainder_fraction} must be in [0, 1], a share of records"),
-            (self.page_size >= 1 and self.slices >= 0, "page size must be >= 1 and slices >= 0"),
+            (self.page_size >= 1 and self.slices >= 0 and self.slices_per_run >= 1,
+             "page size and slices per run must be >= 1 and slices >= 0"),
             (self.stub_kb >= 0 and self.serverless_usd_per_million_ru >= 0, "stub size and prices must be >= 0"),
         ]
         for ok, message in checks:
@@ -178,7 +180,8 @@ def plan_steps(target: PlanTarget, model: StepModel | None = None, figures: Char
     purge_per = {"off": 0.0, "delete": delete, "stub": delete + published.delete_ru(model.stub_kb)}[model.purge]
     redo = model.remainder_fraction * n * (copy_per + (copy_per if deep else 0.0) + purge_per)
     sweep = model.slices * counts_per_slice if model.purge != "off" else 0.0
-    daily = model.slices * counts_per_slice + counts_per_slice  # each slice counted once by its run, + lookback
+    runs = math.ceil(model.slices / model.slices_per_run)
+    daily = (model.slices + runs) * counts_per_slice  # each run counts its slices and the lookback
     cost_model = dict(published=figures.source)
     plan = StepPlan(target, model, figures)
     archive_s = (n * (copy_per + purge_per) + validate_ru) / rate if rate > 0 else math.inf
@@ -198,7 +201,7 @@ def plan_steps(target: PlanTarget, model: StepModel | None = None, figures: Char
         ("remainder", redo + sweep, f"{model.remainder_fraction:.0%} of records archived again + one COUNT per "
                                     f"slice and partition", True),
         ("census", daily + full_census,
-         f"daily runs: {daily:,.0f} RU in all (index-served counts); weekly full census ~{weeks:,.1f} x "
+         f"{runs} runs: {daily:,.0f} RU in all (index-served counts); weekly full census ~{weeks:,.1f} x "
          f"{n * figures.load_ru(size) * 3:,.0f} RU (3 loads of the data)", True),
     ]
     if model.route == "adf":
