@@ -1,4 +1,5 @@
-"""Read a slice one physical partition at a time, in turns, so the archiver's rate is spread over all of them.
+"""Read a slice one physical partition at a time, in turns, so the archiver's rate is spread over all of them; and
+order the purge's deletes so that consecutive ones land on different partitions (:func:`across_partitions`).
 
 azure-cosmos drains a cross-partition query one partition key range after another (its
 ``_DefaultQueryExecutionContext`` walks the ranges in order), so a slice's copy would put the archiver's whole rate
@@ -15,6 +16,7 @@ The local cosmosdb-server serves one range (``['', 'FF')``) and refuses a query 
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable, Iterator
 from typing import Any, TypeVar
@@ -51,3 +53,17 @@ def in_turns(streams: Iterable[Iterator[T]]) -> Iterator[tuple[int, T]]:
 
 
 _DONE = object()
+
+
+def across_partitions(keys: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """(partition key, id) keys in an order that spreads consecutive point writes (the purge's deletes) over the
+    physical partitions: one record of each logical partition in turn, the logical partitions ordered by a hash of
+    their key. A logical partition lives on the physical partition its key's hash falls in (azure-cosmos'
+    effective partition key), so neighbours in this order land on unrelated partitions, where key order put a run
+    of one customer's (and its neighbours') deletes on one partition. Deterministic, so a resumed purge walks the
+    same order (its log skips what is done either way)."""
+    by_key: dict[str, list[tuple[str, str]]] = {}
+    for key in sorted(keys):
+        by_key.setdefault(key[0], []).append(key)
+    order = sorted(by_key, key=lambda pk: hashlib.sha256(pk.encode()).digest())
+    return [key for _, key in in_turns(iter(by_key[pk]) for pk in order)]
