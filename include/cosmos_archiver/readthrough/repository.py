@@ -117,9 +117,9 @@ class ReadThroughRepository:
              continuation: str | None = None) -> Page:
         query = build_query(customer, start, end, page_size, continuation, self.settings.timestamp_kind)
         archived_later = self._readers.submit(self.index.entries_of, customer)  # side by side with Cosmos DB
-        hot, stubs, gone = self._hot_keys(query)
+        hot, gone = self._hot_keys(query)
         archived = self._archive_call(archived_later.result)
-        if not hot and not stubs and not archived and not self._customer_exists(customer):
+        if not hot and not archived and not self._customer_exists(customer):
             raise BadRequest(f"customerId={customer!r} is not a known customer (no records, hot or archived)",
                              parameter="customerId", value=customer)
         candidates: dict[str, tuple[Any, str, IndexEntry | None]] = {rid: (o, rid, None) for rid, o in hot.items()}
@@ -318,24 +318,35 @@ class ReadThroughRepository:
         except AzureError as exc:
             raise ArchiveUnavailable(f"the archive could not be read ({exc.__class__.__name__}); retry") from None
 
-    def _hot_keys(self, query: ListQuery) -> tuple[dict[str, Any], set[str], set[str]]:
-        """(id -> timestamp of live docs in range after the token, ids of stubs, ids of tombstones)."""
+    def _hot_keys(self, query: ListQuery) -> tuple[dict[str, Any], set[str]]:
+        """(id -> timestamp of the first page_size + 1 live documents in range after the token, in list order; ids
+        of tombstones).
+
+        A keyset query per page, inside the customer's logical partition: ``TOP page_size + 1 ... ORDER BY
+        <timestamp>`` after the token's (timestamp, id), so a page loads page_size + 1 documents however long the
+        customer's history (before: every hot record after the token, ~N^2 / (2 x pageSize) documents to page
+        through N). The order is on the timestamp alone, which the default range index serves (an ORDER BY on two
+        paths needs a composite index; Azure and cosmosdb-server refuse it without one, and an operator's container
+        may not have it); the records sharing the last row's timestamp are then read whole (a second small query)
+        and the page ordered by (timestamp, id) here. Enough: archived candidates are merged in, and only archived
+        ones can be dropped later (``_confirm_archived``), so the first page_size + 1 hot ones always suffice."""
         ts = self._ts_expr
+        live = f'AND NOT IS_DEFINED(c["{STUB_MARKER}"]) AND NOT IS_DEFINED(c["{TOMBSTONE_MARKER}"])'
         after = f" AND ({ts} > @ao OR ({ts} = @ao AND c.id > @ai))" if query.after else ""
-        sql = (f'SELECT c.id, {ts} AS o, IS_DEFINED(c["{STUB_MARKER}"]) AS s, IS_DEFINED(c["{TOMBSTONE_MARKER}"]) '
-               f'AS d FROM c WHERE ({ts} >= @start AND {ts} < @end{after}) OR IS_DEFINED(c["{TOMBSTONE_MARKER}"])')
         params = [{"name": "@start", "value": query.start}, {"name": "@end", "value": query.end}]
         if query.after:
             params += [{"name": "@ao", "value": query.after[0]}, {"name": "@ai", "value": query.after[1]}]
-        hot, stubs, gone = {}, set(), set()
-        for row in self._query(sql, params, query.customer):
-            if row.get("d"):
-                gone.add(row["id"])
-            elif row.get("s"):
-                stubs.add(row["id"])
-            elif query.in_range(row.get("o"), row["id"]):
-                hot[row["id"]] = row.get("o")
-        return hot, stubs, gone
+        want = int(query.page_size) + 1
+        rows = self._query(f"SELECT TOP {want} c.id, {ts} AS o FROM c WHERE {ts} >= @start AND {ts} < @end{after} "
+                           f"{live} ORDER BY {ts}", params, query.customer)
+        if len(rows) == want:  # the last timestamp's other records (ties), which the TOP may have cut
+            ties = self._query(f"SELECT c.id, {ts} AS o FROM c WHERE {ts} = @last{after} {live}",
+                               [*params[2:], {"name": "@last", "value": rows[-1].get("o")}], query.customer)
+            rows = sorted({r["id"]: r for r in [*rows, *ties]}.values(), key=lambda r: (r.get("o"), r["id"]))[:want]
+        hot = {row["id"]: row.get("o") for row in rows if query.in_range(row.get("o"), row["id"])}
+        gone = {row["id"] for row in self._query(f'SELECT c.id FROM c WHERE IS_DEFINED(c["{TOMBSTONE_MARKER}"])',
+                                                 [], query.customer)}
+        return hot, gone
 
     def _confirm_archived(self, query: ListQuery, ordered: list[tuple[Any, str, IndexEntry | None]]
                           ) -> list[tuple[Any, str, IndexEntry | None]]:
@@ -398,8 +409,10 @@ class ReadThroughRepository:
 
     def _query(self, sql: str, params: list[dict[str, Any]], partition_key: str) -> list[dict[str, Any]]:
         """A single-partition query; the partition key is also a filter (the local emulator ignores the option)."""
+        sql, order_by, tail = sql.partition(" ORDER BY ")
         sql = sql.replace(" WHERE ", f" WHERE {self._pk_expr} = @pk AND (", 1) + ")" if " WHERE " in sql else (
             f"{sql} WHERE {self._pk_expr} = @pk")
+        sql += order_by + tail
         params = [*params, {"name": "@pk", "value": partition_key}]
         try:
             return list(self.container.query_items(sql, parameters=params, partition_key=partition_key))
