@@ -25,8 +25,8 @@ Runbook, in the order the tasks run:
    **purge** (verified slices only; setting `purge` = off | delete | stub): the archive is re-verified from Blob,
    then each record is deleted (or replaced by a stub) on the `_etag` it was archived with; a record changed
    since its copy stays in Cosmos and the next run archives it as a new generation of the slice; a damaged archive
-   deletes nothing and halts like a failed validation. A killed purge resumes from `_purge.json` beside the
-   manifest. (Rules: `include/cosmos_archiver/pipeline/slice_workflow.py`.)
+   deletes nothing and halts like a failed validation. A killed purge resumes from its log (`_purge-*.jsonl`)
+   beside the manifest. (Rules: `include/cosmos_archiver/pipeline/slice_workflow.py`.)
    Before the purge the slice is written to the read-through index (include/cosmos_archiver/readthrough/), so
    the billing API finds each record in the archive the moment it leaves Cosmos DB; **compact_index** then folds
    the run's index entries into their shards.
@@ -35,13 +35,16 @@ Runbook, in the order the tasks run:
    (archived, hot, waiting, or left out with a reason, named, with a notification) loads the whole container on
    Azure, so it is the weekly **cosmos_archive_scrub** DAG's (or `cosmos-archive census`), which prints its cost
    estimate first.
-5. **report** writes a run report (per slice count, bytes, RU, duration, hash result, purge counts, RU plot)
-   next to the data.
+5. **report** writes the run report next to the data: this run's work per slice and step (copy, validate,
+   purge, sweep: records, MB, RU, money), the whole archive's progress, ETA and money, and a halt banner. Open it
+   in the run's **Run report** tab (or the DAG's **Archive status** tab, which lists every report).
 6. **run_outcome** fails the run (red) when any task above failed — a halt, a plan or copy error — since the
    report runs whatever happened and would otherwise be the only final task (Airflow's "watcher" pattern).
 
 A **Halted** archive starts no new slices until an operator clears the status: Admin > Variables >
 `cosmos_archive_status` = `{"status": "Running"}` (or `airflow variables delete cosmos_archive_status`).
+The failed run's **note** and the **Archive status** tab say since when, which slice, why and how to clear it;
+every later run fails in `preflight` with that one line ("Halted since …"). Mapped tasks are named by slice.
 
 **Retries**: a task failing on something that cannot heal by itself (a bad setting, a missing connection, a slice
 that failed validation) fails once, without retries, and its log says what to fix. Anything else (a slice lease
@@ -60,7 +63,9 @@ from airflow.sdk import Param, dag, get_current_context, task, task_group
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from cosmos_archive_adf import CosmosArchiveAdfRunPipelineOperator
 from cosmos_archive_gate import ArchiveRuGate
+from cosmos_archive_ui import report_link
 
+from include.cosmos_archiver.archive.manifest import left_out_name
 from include.cosmos_archiver.archive.source_facts import note_other_spellings
 from include.cosmos_archiver.pipeline.copy import copy_slice
 from include.cosmos_archiver.pipeline.purge import PurgeResult, purge_slice
@@ -71,6 +76,7 @@ from include.cosmos_archiver.planning.due_slices import select_due_slices
 from include.cosmos_archiver.readthrough.index import compact_index as compact_archive_index
 from include.cosmos_archiver.readthrough.index import index_for_purge
 from include.cosmos_archiver.reporting.report_run import report_run
+from include.cosmos_archiver.reporting.run_work import SliceCounters, copy_line, slice_work
 from include.cosmos_archiver.slices import TimeSlice
 from include.cosmos_archiver.source.preflight import check_source
 from include.cosmos_archiver.source.run_census import census_of_run
@@ -79,6 +85,22 @@ log = logging.getLogger("cosmos_archive")
 POOL = "cosmos_archive"
 COPY_TASK = {"adf": "adf_parameters", "local": "copy"}  # the first task of each copy route
 NEXT_TASK = {"continue": "purge", "halt": "halt"}  # what decide picks after validate
+# Mapped task instances are named by their slice in the grid ("2026/03/01"), not numbered 0..n.
+BEFORE = "before"  # the XCom key of a slice's counters when the run reaches it
+SLICE_NAME = {"map_index_template": "{{ slice_of(task) }}"}
+# ... and their log holds one line per event (the task's own), not the returned dict again (it stays the XCom)
+QUIET_SLICE = {**SLICE_NAME, "show_return_value_in_logs": False}
+
+
+def slice_of(task) -> str:
+    """The slice a mapped task of archive_slice works on: from its resolved argument (``time_slice``, or the
+    ``validated`` outcome; the TaskFlow operator holds them in ``op_args``), or the ADF operator's output folder."""
+    arguments = [*(getattr(task, "op_args", None) or ()), *(getattr(task, "op_kwargs", None) or {}).values()]
+    for value in arguments:
+        if isinstance(value, dict) and value.get("slice_id"):
+            return str(value["slice_id"])
+    parameters = getattr(task, "parameters", None)
+    return str(parameters.get("outputPath", "")) if isinstance(parameters, dict) else ""
 
 
 @dag(
@@ -95,7 +117,9 @@ NEXT_TASK = {"continue": "purge", "halt": "halt"}  # what decide picks after val
         "retry_delay": dt.timedelta(minutes=2),
         "retry_exponential_backoff": True,
         "pool": POOL,
+        "retry_policy": runtime.HALTED_NOT_RETRIED,
     },
+    user_defined_macros={"slice_of": slice_of},
     params={
         "max_slices": Param(60, type="integer", minimum=1, description="Most slices archived in one run"),
         "from_date": Param(None, type=["null", "string"], format="date",
@@ -187,7 +211,7 @@ def cosmos_archive():
 
     @task_group(group_id="archive_slice")
     def archive_slice(time_slice: dict):
-        @task.branch(pool=None, retries=0)
+        @task.branch(pool=None, retries=0, **SLICE_NAME)
         @runtime.archive_errors()
         def route(time_slice: dict) -> str:
             """Skip a halted slice; copy through ADF when its connection exists, else with the local executor."""
@@ -195,9 +219,12 @@ def cosmos_archive():
             the_slice = TimeSlice.from_dict(time_slice)
             runtime.slice_workflow(ctx["params"]).ensure_may_start(the_slice, ctx["run_id"])
             store = runtime.archive_store(runtime.load_settings())
+            # the slice's counters before this run works on it: the report counts this run's work from them
+            ctx["ti"].xcom_push(key=BEFORE, value=SliceCounters.of(the_slice.slice_id,
+                                                                   store.read_manifest(the_slice.slice_id)).to_dict())
             return f"archive_slice.{COPY_TASK[runtime.copy_route(store, the_slice)]}"
 
-        @task
+        @task(**QUIET_SLICE)
         @runtime.archive_errors()
         def copy(time_slice: dict) -> dict:
             settings = runtime.load_settings()
@@ -206,10 +233,16 @@ def cosmos_archive():
             container, budget = runtime.paced_source(settings)
             # another run's complete copy (a backfill's days share slices) is left to validation to judge
             manifest = copy_slice(container, store, the_slice, settings, budget=budget, reuse_copied=True)
-            log.info("copy %s: %s", manifest.slice_id, manifest.summary())
+            log.info("%s", _copy_line(manifest))
+            if manifest.left_out and manifest.status == "copied":  # set aside, named; the slice goes on
+                names = [left_out_name(e) for e in manifest.left_out]
+                notify.notify_attention(
+                    get_current_context(), text="\n".join(names),
+                    payload={"slice_id": the_slice.slice_id, "left_out": names},
+                    topic=f"documents of slice {the_slice.slice_id} the copy cannot archive (left in Cosmos DB)")
             return manifest.summary()
 
-        @task(pool=None)
+        @task(pool=None, **SLICE_NAME)
         @runtime.archive_errors()
         def adf_parameters(time_slice: dict) -> dict:
             """Pipeline parameters; pageSize/parallelCopies from the RU/s the controller grants right now."""
@@ -217,17 +250,17 @@ def cosmos_archive():
             _only_on_route("adf", runtime.archive_store(settings), the_slice)
             return runtime.adf_parameters(the_slice, settings)
 
-        @task
+        @task(**QUIET_SLICE)
         @runtime.archive_errors()
         def index_adf_output(time_slice: dict) -> dict:
             """ADF writes no hashes: build the slice's manifest from the files it wrote (validation re-reads both)."""
             settings = runtime.load_settings()
             manifest = runtime.index_adf_copy(runtime.archive_store(settings), TimeSlice.from_dict(time_slice),
                                               settings)
-            log.info("ADF copy of %s: %s", manifest.slice_id, manifest.summary())
+            log.info("ADF %s", _copy_line(manifest))
             return manifest.summary()
 
-        @task(trigger_rule="none_failed_min_one_success")
+        @task(trigger_rule="none_failed_min_one_success", **QUIET_SLICE)
         @runtime.archive_errors()
         def validate(time_slice: dict) -> dict:
             """Validate; on a mismatch copy again the slice's own way (ADF or local) and validate again."""
@@ -242,11 +275,11 @@ def cosmos_archive():
                 copiers=runtime.copy_again(settings, store, container, budget),
             ).to_dict()
 
-        @task.branch
+        @task.branch(**SLICE_NAME)
         def decide(validated: dict) -> str:
             return f"archive_slice.{NEXT_TASK[SliceWorkflow.next_step(SliceOutcome.from_dict(validated))]}"
 
-        @task
+        @task(**QUIET_SLICE)
         @runtime.archive_errors()
         def purge(validated: dict) -> dict:
             """Delete (or stub) the verified slice's records on their archived etag, after re-verifying the archive
@@ -266,7 +299,7 @@ def cosmos_archive():
                 notify=_notify_halt(ctx, store, validated["slice_id"]),
             ).to_dict()
 
-        @task(pool=None, retries=0)
+        @task(pool=None, retries=0, **SLICE_NAME)
         @runtime.archive_errors()
         def halt(validated: dict) -> None:
             """Failed -> notify once -> Halted; fails the task (red) in any case."""
@@ -280,7 +313,7 @@ def cosmos_archive():
         adf_params = adf_parameters(time_slice)
         adf_run = CosmosArchiveAdfRunPipelineOperator(
             task_id="copy_adf", azure_data_factory_conn_id=runtime.ADF_CONN_ID, parameters=adf_params,
-            check_interval=runtime.ADF_CHECK_INTERVAL_S, timeout=runtime.ADF_TIMEOUT_S, deferrable=True,
+            check_interval=runtime.ADF_CHECK_INTERVAL_S, timeout=runtime.ADF_TIMEOUT_S, deferrable=True, **SLICE_NAME,
         )
         copied_by_adf = index_adf_output(time_slice)
         routed >> [copied_locally, adf_params]
@@ -292,17 +325,24 @@ def cosmos_archive():
     @task(pool=None, retries=0, trigger_rule="all_done")
     @runtime.archive_errors()
     def report(planned: list[dict]) -> str | None:
-        """Per slice count, bytes, RU, duration and hash result, with an RU plot, next to the manifests."""
+        """This run's work per slice and step (copy, validate, purge, sweep), the whole archive's progress, ETA and
+        money, and a halt banner; written next to the manifests and served in the UI (the run's "Run report" tab)."""
         if not planned:
             log.info("nothing was planned: no report")
             return None
         ctx = get_current_context()
-        written = report_run(runtime.archive_store(runtime.load_settings()), runtime.load_ru_governance(),
-                             ctx["run_id"], [s["slice_id"] for s in planned])
-        log.info("run report: %s (%s)", written.url, written.report.totals.as_dict())
+        settings = runtime.load_settings()
+        before = [SliceCounters.from_dict(c) for c in ctx["ti"].xcom_pull(task_ids="archive_slice.route", key=BEFORE)
+                  or [] if c]
+        written = report_run(runtime.archive_store(settings), runtime.load_ru_governance(), ctx["run_id"],
+                             [s["slice_id"] for s in planned], settings=settings, before=before,
+                             started=ctx["dag_run"].start_date, status=runtime.read_status())
+        started = ctx["dag_run"].start_date
+        took = f", {(dt.datetime.now(dt.UTC) - started).total_seconds():,.0f} s since it started" if started else ""
+        log.info("run report: %s (%s%s)", report_link(ctx["run_id"]), written.report.line(), took)
         if written.all_verified:
-            notify.notify_success(ctx, slices_verified=len(written.manifests), records=written.records,
-                                  report_url=written.url)
+            notify.notify_success(ctx, slices_verified=len(written.manifests), records=written.report.totals.records,
+                                  report_url=report_link(ctx["run_id"]))
         return written.url
 
     @task(pool=None, retries=0, trigger_rule="one_failed")
@@ -330,6 +370,14 @@ def _only_on_route(route: str, store, the_slice: TimeSlice) -> None:
     chosen = runtime.copy_route(store, the_slice)
     if chosen != route:
         raise AirflowSkipException(f"slice {the_slice.slice_id} is copied through {COPY_TASK[chosen]}")
+
+
+def _copy_line(manifest) -> str:
+    """The copy's one log line: what THIS run copied of the slice (from the counters its route task took)."""
+    taken = get_current_context()["ti"].xcom_pull(task_ids="archive_slice.route", key=BEFORE)
+    before = SliceCounters.from_dict(taken) if isinstance(taken, dict) else None
+    work = slice_work(before, manifest)
+    return copy_line(work, manifest.timings_s.get("total", 0.0)) if work else str(manifest.summary())
 
 
 def _notify_halt(ctx, store, slice_id: str):

@@ -18,7 +18,7 @@ Runbook:
    notification.
 4. To repair a damaged slice: re-open it from its source if its records are still in Cosmos DB (DAG
    `cosmos_archive`, param `reopen_slices`), or restore the damaged blob from a soft-deleted version or blob
-   versioning (README, "Keeping the archive safe"); then scrub it again (param `slices`).
+   versioning (docs/azure.md, "Storage protection"); then scrub it again (param `slices`).
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ from azure.cosmos import ContainerProxy
 
 from devstack.targets import local_container
 from include.cosmos_archiver.settings import ArchiveSettings
+from include.cosmos_archiver.source.preflight import require_container
 from include.cosmos_archiver.source.reader import STUB_MARKER
 
 
@@ -28,7 +29,9 @@ def stored_bytes(container: ContainerProxy) -> tuple[int, int, int]:
 
 def _run(args: argparse.Namespace) -> int:
     settings = ArchiveSettings(database=args.database, container=args.container)
-    documents, stubs, size = stored_bytes(local_container(settings, bypass_gateway=True))
+    container = local_container(settings, bypass_gateway=True)
+    require_container(container, settings.database, settings.container)  # a missing one is named, not a 404
+    documents, stubs, size = stored_bytes(container)
     print(f"{args.label + ': ' if args.label else ''}Cosmos DB {settings.database}/{settings.container} holds "
           f"{documents} documents ({stubs} purge stubs), {size / 1e6:.1f} MB JSON")
     return 0

@@ -45,7 +45,8 @@ def tamper_record(store: ArchiveStore, path: str) -> str:
     """Change one field of the first document in a Parquet file of the archive (ours or ADF's); return its id.
 
     The file stays readable (indexing an ADF copy still works): only validation's comparison with the source finds
-    the record differing, as it would a record updated while it was being copied.
+    the record differing, as it would a copy that mangled a record (its source ``_ts`` is older than the copy, so
+    validation cannot take it for a record that changed meanwhile).
     """
     table = pq.read_table(io.BytesIO(store.download(path)))
     docs = table.column("doc").to_pylist()

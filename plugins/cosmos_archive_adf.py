@@ -75,6 +75,15 @@ def local_standin(extras: dict[str, Any]) -> LocalStandin | None:
     return LocalStandin(base_url, subscription, get_field(extras, "local_ca_bundle"))
 
 
+def data_factory_hook(conn_id: str) -> AzureDataFactoryHook:
+    """The hook for a connection: the provider's own :class:`AzureDataFactoryHook` on Azure (no ``local_base_url``),
+    :class:`CosmosArchiveAdfHook` for the loopback stand-in. Every caller (the operator, validation's re-copy)
+    builds its hook here, so none reaches Azure with the stand-in's hook (which refuses any other connection)."""
+    if local_standin(AzureDataFactoryHook.get_connection(conn_id).extra_dejson) is None:
+        return AzureDataFactoryHook(azure_data_factory_conn_id=conn_id)
+    return CosmosArchiveAdfHook(azure_data_factory_conn_id=conn_id)
+
+
 class CosmosArchiveAdfHook(AzureDataFactoryHook):
     """AzureDataFactoryHook for the loopback stand-in: every provider method reaches it through ``get_conn``."""
 
@@ -187,9 +196,7 @@ class CosmosArchiveAdfRunPipelineOperator(AzureDataFactoryRunPipelineOperator):
 
     @cached_property
     def hook(self) -> AzureDataFactoryHook:
-        if self.local is None:
-            return AzureDataFactoryHook(azure_data_factory_conn_id=self.azure_data_factory_conn_id)  # as the stock
-        return CosmosArchiveAdfHook(azure_data_factory_conn_id=self.azure_data_factory_conn_id)
+        return data_factory_hook(self.azure_data_factory_conn_id)  # on Azure: as the stock operator builds it
 
     def execute(self, context: Any) -> None:
         try:

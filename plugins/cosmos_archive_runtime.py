@@ -20,10 +20,10 @@ from airflow.providers.microsoft.azure.hooks.data_factory import (
     AzureDataFactoryPipelineRunStatus,
 )
 from airflow.providers.microsoft.azure.hooks.wasb import WasbHook
-from airflow.sdk import BaseHook, Variable
+from airflow.sdk import BaseHook, ExceptionRetryPolicy, RetryAction, RetryRule, Variable
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from azure.cosmos import ContainerProxy
-from cosmos_archive_adf import CosmosArchiveAdfHook
+from cosmos_archive_adf import data_factory_hook
 
 from include.cosmos_archiver.adf import PIPELINE_NAME
 from include.cosmos_archiver.adf.indexing import index_adf_slice
@@ -35,17 +35,21 @@ from include.cosmos_archiver.errors import TerminalError
 from include.cosmos_archiver.pipeline.copy import copy_slice, needs_local_copy
 from include.cosmos_archiver.pipeline.run_status import ArchiveStatus
 from include.cosmos_archiver.pipeline.slice_workflow import (
+    ArchiveHaltedError,
     CopyAgain,
     Route,
     RunDates,
+    SliceIntegrityError,
     SliceSkipped,
     SliceWorkflow,
 )
+from include.cosmos_archiver.reporting.archive_status import halt_line, one_line
 from include.cosmos_archiver.ru.budget import RuBudget
 from include.cosmos_archiver.ru.governance import RuGovernance
 from include.cosmos_archiver.ru.settings import RateControlError
 from include.cosmos_archiver.settings import ArchiveSettings, SettingsError
 from include.cosmos_archiver.slices import TimeSlice
+from include.cosmos_archiver.source.preflight import require_account_mode
 
 SETTINGS_VARIABLE = "cosmos_archive_settings"
 STATUS_VARIABLE = "cosmos_archive_status"
@@ -66,20 +70,48 @@ class ConfigurationError(TerminalError, ValueError):
     """Raised before any work starts; the message names the missing connection or the bad value."""
 
 
+class HaltedExit(SystemExit):
+    """A task ends failed on a halted archive, with one line in its log and no traceback.
+
+    Airflow's task runner logs every exception with its traceback (``log.exception("Task failed with exception")``
+    in airflow/sdk/execution_time/task_runner.py, AirflowFailException included) except SystemExit, which it logs as
+    one line (``log.error("Task exited", exit_code=...)``) and then fails or retries; ``HALTED_NOT_RETRIED`` makes
+    it fail at once. The message is the line the operator reads first: "Halted since …: slice …".
+    """
+
+
+# Every task's retry policy (default_args): a halted archive is not retried, anything else as the task's retries say.
+HALTED_NOT_RETRIED = ExceptionRetryPolicy(rules=[RetryRule(
+    exception=HaltedExit, action=RetryAction.FAIL, reason="the archive is halted until an operator clears it")])
+
+
 @contextmanager
 def archive_errors() -> Iterator[None]:
     """Map the library's outcomes onto Airflow's, as a decorator (under ``@task``) or a ``with`` block.
 
     TerminalError (bad settings, a missing connection, a slice that failed validation for good) fails the task
-    at once, without its retries; SliceSkipped marks it skipped. Anything else (TransientError, the SDKs' errors)
+    at once, without its retries; SliceSkipped marks it skipped. A halted archive (and the halt itself) ends the
+    task with one line and no traceback (HaltedExit). Anything else (TransientError, the SDKs' errors)
     propagates unchanged, so the task's retries with back-off take it again.
     """
     try:
         yield
+    except ArchiveHaltedError as exc:
+        raise HaltedExit(_halted_line(exc)) from None
+    except SliceIntegrityError as exc:
+        raise HaltedExit(one_line(str(exc), limit=2000)) from None
     except TerminalError as exc:
         raise AirflowFailException(f"{exc} [{type(exc).__name__}: not retried]") from exc
     except SliceSkipped as exc:
         raise AirflowSkipException(str(exc)) from exc
+
+
+def _halted_line(exc: Exception) -> str:
+    """The status worded for people ("Halted since …"); the library's own message if the status cannot be read."""
+    try:
+        return halt_line(read_status()) or one_line(str(exc), limit=2000)
+    except Exception:  # the one line must come out whatever the Variable holds
+        return one_line(str(exc), limit=2000)
 
 
 def load_settings() -> ArchiveSettings:
@@ -99,13 +131,14 @@ def load_settings() -> ArchiveSettings:
 
 
 def load_ru_governance() -> RuGovernance:
+    """The cosmos_archive_ru Variable, its account_mode known (set, or read from the account): every task that paces
+    or gates refuses to guess it (source.preflight.require_account_mode, a terminal error)."""
     raw = Variable.get(RU_VARIABLE, default=None)
-    if raw is None:
-        return RuGovernance()
     try:
-        return RuGovernance.from_mapping(json.loads(raw) if isinstance(raw, str) else raw)
+        governance = RuGovernance.from_mapping({} if raw is None else json.loads(raw) if isinstance(raw, str) else raw)
     except (json.JSONDecodeError, RateControlError, TypeError) as exc:
         raise ConfigurationError(f"Variable {RU_VARIABLE}: {exc}; fix it in Admin > Variables") from None
+    return require_account_mode(governance, RU_VARIABLE)
 
 
 def require_connection(conn_id: str, purpose: str):  # -> airflow Connection
@@ -147,7 +180,7 @@ def cosmos_container(settings: ArchiveSettings, **client_kwargs: object) -> Cont
             f"(as {AzureCosmosDBHook.__name__} expects)"
         )
     client = cosmos_client(conn.login, conn.password, patience=EndpointPatience.from_settings(settings),
-                           **client_kwargs)  # type: ignore[arg-type]
+                           consistency_level=settings.read_consistency, **client_kwargs)  # type: ignore[arg-type]
     return client.get_database_client(settings.database).get_container_client(settings.container)
 
 
@@ -204,19 +237,20 @@ def run_dates(context: Mapping[str, Any]) -> RunDates:
 
 def adf_parameters(time_slice: TimeSlice, settings: ArchiveSettings) -> dict[str, Any]:
     """The copy pipeline's parameters; pageSize/parallelCopies from the RU/s the controller grants right now."""
-    suggestion = load_ru_governance().adf_copy_settings()
-    log.info("ADF copy sized for %.0f RU/s: pageSize %d, parallelCopies %d",
-             suggestion.budget_ru_s, suggestion.page_size, suggestion.parallel_copies)
-    return pipeline_parameters(time_slice, settings, page_size=suggestion.page_size,
-                               parallel_copies=suggestion.parallel_copies)
+    plan = load_ru_governance().adf_copy_settings()
+    (log.info if plan.fits and plan.measured else log.warning)(
+        "ADF copy sized for %.0f RU/s: pageSize %d, parallelCopies %d (%s); ADF's reads are not paced by the "
+        "archiver's controller", plan.budget_ru_s, plan.page_size, plan.parallel_copies, plan.note)
+    return pipeline_parameters(time_slice, settings, page_size=plan.page_size, parallel_copies=plan.parallel_copies)
 
 
 def copy_with_adf(time_slice: TimeSlice, settings: ArchiveSettings, store: ArchiveStore) -> Manifest:
     """Run the copy pipeline for one slice, wait for it (in this worker), and index what it wrote.
 
-    The validate task's way to copy an ADF slice again; the first copy is the deferrable operator's.
+    The validate task's way to copy an ADF slice again; the first copy is the deferrable operator's. On Azure the
+    provider's own hook runs the pipeline; the loopback hook only for the stand-in (plugins/cosmos_archive_adf.py).
     """
-    hook = CosmosArchiveAdfHook(azure_data_factory_conn_id=ADF_CONN_ID)
+    hook = data_factory_hook(ADF_CONN_ID)
     run_id = hook.run_pipeline(PIPELINE_NAME, None, None, parameters=adf_parameters(time_slice, settings)).run_id
     log.info("ADF pipeline run %s copies slice %s again", run_id, time_slice.slice_id)
     succeeded = {AzureDataFactoryPipelineRunStatus.SUCCEEDED}

@@ -121,3 +121,40 @@ def test_the_local_hooks_reach_only_the_standin(plugin: Any) -> None:
     first, refreshed, after_exit = asyncio.run(async_clients())
     assert first is not refreshed and refreshed._config.base_url == "https://127.0.0.1:1"
     assert after_exit is None  # `async with` closed it
+
+
+class _StopBeforeAzure(Exception):
+    pass
+
+
+def test_validations_recopy_on_azure_runs_through_the_stock_hook(plugin: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """copy_with_adf (validation's re-copy of an ADF slice) with an Azure connection: the provider's own hook starts
+    the run with a DataFactoryManagementClient for Azure's management endpoint (stopped before any request)."""
+    import datetime as dt
+
+    from airflow.providers.microsoft.azure.hooks.data_factory import AzureDataFactoryHook
+    from azure.mgmt.datafactory import DataFactoryManagementClient
+
+    from include.cosmos_archiver.settings import ArchiveSettings
+    from include.cosmos_archiver.slices import TimeSlice
+
+    monkeypatch.setenv("AIRFLOW_CONN_COSMOS_ARCHIVE_ADF",
+                       json.dumps({"conn_type": "azure_data_factory", "extra": AZURE_EXTRAS}))
+    monkeypatch.setenv("AIRFLOW_VAR_COSMOS_ARCHIVE_RU",
+                       json.dumps({"controller": "static", "account_mode": "provisioned"}))
+    runtime = importlib.import_module("cosmos_archive_runtime")
+    started: list[Any] = []
+
+    def run_pipeline(self: AzureDataFactoryHook, pipeline_name: str, *args: Any, **kwargs: Any) -> Any:
+        started.append((type(self), self.get_conn(), pipeline_name, kwargs["parameters"]))
+        raise _StopBeforeAzure
+
+    monkeypatch.setattr(AzureDataFactoryHook, "run_pipeline", run_pipeline)
+    day = TimeSlice(dt.datetime(2025, 3, 1, tzinfo=dt.UTC), dt.datetime(2025, 3, 2, tzinfo=dt.UTC))
+    with pytest.raises(_StopBeforeAzure):
+        runtime.copy_with_adf(day, ArchiveSettings(), store=None)
+    (hook_type, client, pipeline, parameters), = started
+    assert hook_type is AzureDataFactoryHook and pipeline == "cosmos_archive_copy"
+    assert isinstance(client, DataFactoryManagementClient)
+    assert client._config.base_url.rstrip("/") == "https://management.azure.com"
+    assert parameters["pageSize"] >= 1 and parameters["parallelCopies"] >= 1

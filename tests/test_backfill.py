@@ -39,7 +39,8 @@ def _db(env: dict[str, str], query: str, *args) -> list[tuple]:
         return db.execute(query, args).fetchall()
 
 
-def _wait(what: str, ready, timeout_s: float, procs: dict[str, subprocess.Popen], logs: Path) -> None:
+def _wait(what: str, ready, timeout_s: float, procs: dict[str, subprocess.Popen], logs: Path, env=None) -> None:
+    """Wait for ``ready()``; a timeout names the unfinished task instances (with ``env``) and the services' logs."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         for name, proc in procs.items():
@@ -50,7 +51,9 @@ def _wait(what: str, ready, timeout_s: float, procs: dict[str, subprocess.Popen]
             return
         time.sleep(1)
     tails = "\n".join(f"--- {n}:\n{(logs / f'{n}.log').read_text(errors='replace')[-1500:]}" for n in procs)
-    raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}\n{tails}")
+    pending = _db(env, "SELECT run_id, task_id, map_index, state, try_number FROM task_instance WHERE state IS NULL "
+                  "OR state NOT IN ('success', 'skipped', 'removed')") if env else []
+    raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}; unfinished tasks: {pending}\n{tails}")
 
 
 def _api_up(port: int):
@@ -133,7 +136,7 @@ def _backfill(env: dict[str, str], procs: dict, logs: Path, *extra: str, then_an
         states = _runs(env, backfill_id).values()
         return len(states) == len(DAYS) and all(state in ("success", "failed") for state in states)
 
-    _wait(f"the runs of backfill {backfill_id}", finished, BACKFILL_TIMEOUT_S, procs, logs)
+    _wait(f"the runs of backfill {backfill_id}", finished, BACKFILL_TIMEOUT_S, procs, logs, env)
 
     def complete() -> bool:
         return _db(env, "SELECT completed_at FROM backfill WHERE id=?", backfill_id)[0][0] is not None

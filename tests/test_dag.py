@@ -157,6 +157,25 @@ def _tries(env: dict[str, str], task_id: str) -> dict[int, tuple[str, int]]:
         return {index: (state, tries) for index, state, tries in rows}
 
 
+def _rendered_map_indexes(env: dict[str, str], task_id: str) -> dict[int, str | None]:
+    """map_index -> the name the UI shows (map_index_template) of one task in the latest run."""
+    with sqlite3.connect(Path(env["AIRFLOW_HOME"]) / "airflow.db") as db:
+        run_id = db.execute(
+            "SELECT run_id FROM dag_run WHERE dag_id='cosmos_archive' ORDER BY id DESC LIMIT 1"
+        ).fetchone()[0]
+        rows = db.execute("SELECT map_index, rendered_map_index FROM task_instance WHERE run_id=? AND task_id=?",
+                          (run_id, task_id))
+        return dict(rows)
+
+
+def _run_note(env: dict[str, str]) -> str | None:
+    """The note of the latest cosmos_archive run (shown with the run in the UI; ``note`` in the REST API)."""
+    with sqlite3.connect(Path(env["AIRFLOW_HOME"]) / "airflow.db") as db:
+        row = db.execute("SELECT n.content FROM dag_run r LEFT JOIN dag_run_note n ON n.dag_run_id = r.id "
+                         "WHERE r.dag_id='cosmos_archive' ORDER BY r.id DESC LIMIT 1").fetchone()
+        return row[0] if row else None
+
+
 def _run_state(env: dict[str, str]) -> str:
     """The state of the latest cosmos_archive run: what the Airflow UI shows green or red."""
     with sqlite3.connect(Path(env["AIRFLOW_HOME"]) / "airflow.db") as db:
@@ -253,6 +272,9 @@ def test_dags_test_archives_due_slices_and_a_rerun_changes_nothing(stack, cosmos
     assert found is not None and found.source == "archive" and json.loads(found.body)["id"] == one.id
     states = _task_states(airflow_env)
     assert states[("census", -1)] == "success" and states[("compact_index", -1)] == "success"
+
+    named = _rendered_map_indexes(airflow_env, "archive_slice.copy")  # the grid names mapped tasks by slice
+    assert sorted(named.values()) == [s.slice_id for s in due], named
 
     before = {b.name: b.etag for b in store.container.list_blobs()}
     again = _dags_test(airflow_env, settings)
@@ -388,3 +410,23 @@ def test_a_bad_setting_fails_its_task_once_without_retries(stack, cosmos_databas
     assert _task_states(airflow_env).get(("plan", -1)) in (None, "upstream_failed")
     assert _run_state(airflow_env) == "failed"
     assert dt.datetime.now(dt.UTC) - started < dt.timedelta(minutes=2)  # no retry_delay was waited
+
+
+def test_a_halted_archive_fails_the_next_run_in_one_line_and_writes_its_note(stack, cosmos_database, airflow_env):
+    """After a halt, a run's first failing task (preflight) says "Halted since ..." in one line, without a traceback
+    and without retries, and the run's note names the slice, the reason and how to clear it."""
+    settings = _settings(cosmos_database)
+    _seed(cosmos_database, settings)  # census and compact_index run whatever happened
+    halted = {"status": "Halted", "run_id": "scheduled__2026-05-31T00:00:00+00:00", "failed_slice": "2026/02/05",
+              "failed_slice_start": "2026-02-05T00:00:00+00:00", "since": "2026-05-31T01:02:03+00:00",
+              "reason": "slice 2026/02/05: validation FAILED (source 3, archive 2); 1 missing from archive: c-1/x"}
+    run = _dags_test(airflow_env, settings, extra_env={"AIRFLOW_VAR_COSMOS_ARCHIVE_STATUS": json.dumps(halted)})
+    logs = run.stdout + run.stderr
+    line = "Halted since 2026-05-31T01:02:03+00:00: slice 2026/02/05 failed in run scheduled__2026-05-31"
+    assert line in logs, logs[-3000:]
+    assert "ArchiveHaltedError" not in logs and "HaltedExit" not in logs  # no traceback of the halt
+    assert _tries(airflow_env, "preflight") == {-1: ("failed", 1)}  # not retried
+    assert _run_state(airflow_env) == "failed"
+    note = _run_note(airflow_env)
+    assert note is not None and note.startswith(line) and "1 missing from archive: c-1/x" in note
+    assert "airflow variables delete cosmos_archive_status" in note

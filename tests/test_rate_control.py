@@ -427,7 +427,7 @@ def test_ru_variable_account_mode() -> None:
     assert governance.client_kwargs() == {}
     budget = governance.budget()
     assert isinstance(budget, AdaptiveBudget) and budget.settings.cap_ru_s == pytest.approx(200)
-    assert RuGovernance.from_mapping({"throughput_bucket": 1}).client_kwargs() == {
+    assert RuGovernance.from_mapping({"throughput_bucket": 1, "account_mode": "provisioned"}).client_kwargs() == {
         "priority": "Low",
         "throughput_bucket": 1,
     }
@@ -476,3 +476,27 @@ def test_after_the_business_was_over_the_ceiling_the_archiver_waits_for_a_clear_
     for second in range(back_under + usage.delay_s + 1, back_under + settings.smoothing_grains):
         assert rates[second] == 0, (second - start, rates[second])  # the over-ceiling grains are still in the window
     assert rates[start + 39] == pytest.approx((0.8 - 0.01 - 0.55) * 1000, rel=0.05)
+
+
+def test_adf_is_sized_from_its_measured_rate_and_says_when_it_cannot_be_paced() -> None:
+    """ADF's knob is parallelCopies: one copy reads as fast as Cosmos answers, so a measured copy rate (a Copy
+    activity's rowsRead / copyDuration / usedParallelCopies) sets how many copies the budget allows; below one copy
+    it cannot be paced, and the plan says so instead of claiming the budget."""
+    from include.cosmos_archiver.ru.adf_sizing import AdfCopyRate, size_adf_copy
+
+    rate = AdfCopyRate.from_activity_output({"rowsRead": 12_000, "copyDuration": 60, "usedParallelCopies": 4}, 100)
+    assert rate.records_per_s_per_copy == pytest.approx(50)  # 12,000 rows / 60 s / 4 copies
+    plan = size_adf_copy(budget_ru_s=4_000, ru_per_record=24, rate=rate)  # one copy: 50 x 24 = 1,200 RU/s
+    assert (plan.page_size, plan.parallel_copies, plan.fits) == (100, 3, True)
+    assert plan.expected_ru_s == pytest.approx(3_600)
+    tight = size_adf_copy(budget_ru_s=600, ru_per_record=24, rate=rate)
+    assert tight.parallel_copies == 1 and not tight.fits and "cannot be paced below one copy" in tight.note
+    governed = RuGovernance.from_mapping({"provisioned_ru_s": 5000, "account_mode": "provisioned",
+                                          "controller": "static", "ru_per_record": 24,
+                                          "adf_copy_rate": {"records_per_s_per_copy": 50, "page_size": 100}})
+    settings = governed.adf_copy_settings()  # static: (0.8 - 0.5) x 5,000 = 1,500 RU/s -> one copy of 1,200
+    assert settings.measured and settings.parallel_copies == 1 and settings.fits
+    unmeasured = RuGovernance(account_mode="provisioned", controller="static").adf_copy_settings()
+    assert not unmeasured.measured and "not measured" in unmeasured.note
+    with pytest.raises(RateControlError, match="adf_copy_rate="):
+        RuGovernance(account_mode="provisioned", adf_copy_rate={"page_size": 100})

@@ -24,6 +24,7 @@ from azure.cosmos import CosmosClient, documents
 from azure.storage.blob import BlobServiceClient, ContainerClient, ExponentialRetry
 
 from include.cosmos_archiver.loopback import is_loopback
+from include.cosmos_archiver.ru.throttles import observe_response
 
 log = logging.getLogger(__name__)
 ARCHIVER_USER_AGENT = "cosmos-archive"
@@ -123,11 +124,14 @@ def cosmos_client(
     user_agent: str = ARCHIVER_USER_AGENT,
     priority: str | None = None,
     throughput_bucket: int | None = None,
+    consistency_level: str | None = None,
     patience: EndpointPatience | None = DEFAULT_PATIENCE,
 ) -> CosmosClient:
-    """A CosmosClient that verifies TLS (also on loopback), identifies the archiver's traffic and gives up on an
-    unreachable endpoint within ``patience`` (None: the SDK's defaults)."""
-    kwargs: dict[str, object] = {"user_agent_suffix": user_agent}
+    """A CosmosClient that verifies TLS (also on loopback), identifies the archiver's traffic, counts every throttled
+    attempt (ru.throttles: the SDK's own 429 retries never reach a response_hook) and gives up on an unreachable
+    endpoint within ``patience`` (None: the SDK's defaults). ``consistency_level`` (settings.read_consistency) is sent
+    on every request; None: the account's default."""
+    kwargs: dict[str, object] = {"user_agent_suffix": user_agent, "raw_response_hook": observe_response}
     bundle = ca_bundle()
     if is_loopback(endpoint) and bundle:
         kwargs["connection_verify"] = bundle
@@ -136,6 +140,8 @@ def cosmos_client(
         kwargs["priority"] = priority
     if throughput_bucket is not None:
         kwargs["throughput_bucket"] = throughput_bucket
+    if consistency_level is not None:
+        kwargs["consistency_level"] = consistency_level
     if patience is not None:
         kwargs.update(patience.cosmos_kwargs())
     client = CosmosClient(endpoint, credential=key, **kwargs)

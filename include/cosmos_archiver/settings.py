@@ -14,6 +14,13 @@ from include.cosmos_archiver.slices import TimestampKind, validate_field, valida
 MiB = 1024 * 1024
 PurgeMode = Literal["off", "delete", "stub"]
 ValidationMode = Literal["fast", "deep"]
+# Read consistency the archiver asks for (x-ms-consistency-level). A request may only weaken the account's default
+# (Microsoft Learn, consistency-levels), and reads under Strong or Bounded Staleness cost twice the RU of the others
+# (optimize-cost-reads-writes). Eventual is valid on every account and costs 1x; the archiver's safety does not rest
+# on read consistency: deletes are conditional on the etag (If-Match, checked at the write) and validation re-reads
+# and re-copies on any difference. Session (also 1x) only where the account's default is Session or stronger.
+ReadConsistency = Literal["Eventual", "ConsistentPrefix", "Session"]
+DOUBLE_COST_CONSISTENCY = ("Strong", "BoundedStaleness")
 MIN_LEASE_S, MAX_LEASE_S = 15, 60  # the finite lease durations Blob Storage accepts (slice_lease)
 MIN_ENDPOINT_S, MAX_ENDPOINT_S = 10, 3600  # bounds of endpoint_timeout_s
 
@@ -43,6 +50,7 @@ class ArchiveSettings:
     endpoint_timeout_s: int = 180  # how long a Cosmos DB or Blob call keeps retrying an endpoint that does not answer
     purge: PurgeMode = "delete"  # what leaves Cosmos once verified: nothing, the documents, all but a stub
     validation: ValidationMode = "fast"  # fast: archive re-read + ids/etags of the source; deep: full source re-read
+    read_consistency: ReadConsistency = "Eventual"  # the archiver's reads, never the account's doubling levels
 
     def __post_init__(self) -> None:
         for name in ("cutoff_days", "slice_hours", "lookback_days", "page_size", "max_file_bytes", "row_group_bytes"):
@@ -65,6 +73,11 @@ class ArchiveSettings:
         if self.validation not in get_args(ValidationMode):
             raise SettingsError(
                 f"validation={self.validation!r} must be one of {get_args(ValidationMode)} (default 'fast')")
+        if self.read_consistency not in get_args(ReadConsistency):
+            why = (" (reads under it cost twice the RU; the archiver reads cold data and needs no more than Eventual)"
+                   if self.read_consistency in DOUBLE_COST_CONSISTENCY else "")
+            raise SettingsError(f"read_consistency={self.read_consistency!r} must be one of "
+                                f"{get_args(ReadConsistency)} (default 'Eventual'){why}")
         if not 1 <= self.compression_level <= 22:
             raise SettingsError(f"compression_level={self.compression_level} must be a zstd level 1-22")
         wait, lease = self.slice_lease_wait_s, self.slice_lease_s

@@ -35,7 +35,7 @@ class TimeSlice:
     @property
     def slice_id(self) -> str:
         """yyyy/mm/dd of the start for slices of whole days, yyyy/mm/dd/HH for sub-day slices."""
-        base = self.start.strftime("%Y/%m/%d")
+        base = f"{self.start.year:04d}/{self.start:%m/%d}"  # %Y is not zero-padded below year 1000 on glibc
         whole_days = (self.end - self.start) % dt.timedelta(days=1) == dt.timedelta(0) and self.start.hour == 0
         return base if whole_days else f"{base}/{self.start:%H}"
 
@@ -45,6 +45,21 @@ class TimeSlice:
     @classmethod
     def from_dict(cls, data: dict[str, str]) -> TimeSlice:
         return cls(dt.datetime.fromisoformat(data["start"]), dt.datetime.fromisoformat(data["end"]))
+
+
+SLICE_ID_RE = re.compile(r"^\d{4}/\d{2}/\d{2}(/\d{2})?$")
+
+
+def slice_id_start(slice_id: str) -> dt.datetime:
+    """The UTC start a slice id ``yyyy/mm/dd[/HH]`` names; SliceError naming it when it is not one."""
+    try:
+        if not SLICE_ID_RE.match(slice_id):
+            raise ValueError(slice_id)
+        parts = [int(p) for p in slice_id.split("/")]
+        return dt.datetime(*parts[:3], parts[3] if len(parts) > 3 else 0, tzinfo=dt.UTC)
+    except ValueError:
+        raise SliceError(f"{slice_id!r} is not a slice id: use yyyy/mm/dd (e.g. 2025/03/01) or yyyy/mm/dd/HH for "
+                         "sub-day slices") from None
 
 
 def as_utc(moment: dt.datetime) -> dt.datetime:
@@ -73,8 +88,8 @@ def bound_value(moment: dt.datetime, kind: TimestampKind) -> int | str:
     if kind == "epoch_seconds":
         return int(moment.timestamp())
     if kind == "iso8601":
-        # Fixed-width UTC strings compare lexicographically in time order.
-        return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+        # Fixed-width UTC strings compare lexicographically in time order (isoformat pads years below 1000).
+        return as_utc(moment).replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
     raise SliceError(f"timestamp kind {kind!r} is not supported; use 'epoch_seconds' or 'iso8601'")
 
 
@@ -118,7 +133,8 @@ def cutoff(now: dt.datetime, cutoff_days: int) -> dt.datetime:
 # here and assigned by that instant (source.reader reads such spellings near a slice's range; source.census counts
 # them). A value that is missing, of another kind, or not parseable is never silently dropped: it has a reason.
 
-TimestampProblem = Literal["timestamp_missing", "timestamp_wrong_kind", "timestamp_unparseable"]
+TimestampProblem = Literal["timestamp_missing", "timestamp_wrong_kind", "timestamp_unparseable",
+                           "timestamp_out_of_range"]
 CANONICAL_ISO_LENGTH = 24  # len("2026-06-06T00:00:00.000Z")
 MAX_UTC_OFFSET = dt.timedelta(hours=24)  # the widest offset an ISO 8601 value can carry (Python accepts < 24 h)
 
@@ -129,6 +145,7 @@ class _Missing:
 
 
 _ISO_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}(?![0-9])")
+_LEAP_SECOND_RE = re.compile(r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:)60(?:[.,]\d+)?(?=$|Z|[+-])")
 MISSING: Any = _Missing()  # a property the document does not have (distinct from JSON null)
 
 
@@ -169,6 +186,12 @@ def timestamp_instant(value: Any, kind: TimestampKind, field: str = "timestamp")
     ``iso8601``: any ISO 8601 string Python reads (offsets, fractional seconds, ``Z``, a date only = its UTC
     midnight; no offset = UTC). ``epoch_seconds``: an int or float of seconds since the Unix epoch. ``null`` counts
     as missing; a value of the other kind (a number where a string is expected, or the reverse) is ``wrong_kind``.
+
+    A leap second (``...T23:59:60Z``, which Python does not read) is the last microsecond of its minute: where the
+    canonical spelling's text order puts it, before the next minute. An impossible date (``2026-02-30``) is
+    ``unparseable``; an instant outside what a slice can hold (before 0001-01-01 or from 9999-12-31 in UTC, e.g.
+    ``0001-01-01T00:30:00+01:00``) is ``out_of_range``. (The server-side range query places a canonical spelling by
+    its text alone, so a canonical-looking impossible date is archived in the slice its text falls in.)
     """
     if value is MISSING or value is None:
         raise TimestampError("timestamp_missing", f"{field} is {'missing' if value is MISSING else 'null'}")
@@ -179,25 +202,43 @@ def timestamp_instant(value: Any, kind: TimestampKind, field: str = "timestamp")
         try:
             if not _ISO_DATE_RE.match(value):  # the written date leads, so the reader finds it near its slice
                 raise ValueError(value)
-            parsed = dt.datetime.fromisoformat(value)
+            leap = _LEAP_SECOND_RE.match(value)
+            text = value if leap is None else f"{leap.group(1)}59.999999{value[leap.end():]}"
+            parsed = dt.datetime.fromisoformat(text)
         except ValueError:
             raise TimestampError("timestamp_unparseable", f"{field}={value!r} is not an ISO 8601 date/time "
                                  "in extended format (YYYY-MM-DD[THH:MM[:SS[.fff]]][Z|+HH:MM])") from None
-        return parsed.replace(tzinfo=dt.UTC) if parsed.tzinfo is None else parsed.astimezone(dt.UTC)
+        try:
+            instant = parsed.replace(tzinfo=dt.UTC) if parsed.tzinfo is None else parsed.astimezone(dt.UTC)
+            slice_of(instant, 24)  # every instant has a day slice, so a slice of any grid (up to a day)
+        except (OverflowError, TimestampError):
+            raise _out_of_range(field, value) from None
+        return instant
     if kind == "epoch_seconds":
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise TimestampError("timestamp_wrong_kind",
                                  f"{field}={value!r} is a {type(value).__name__}, not a number of epoch seconds")
         try:
-            return dt.datetime.fromtimestamp(value, dt.UTC)
-        except (OverflowError, OSError, ValueError):
-            raise TimestampError("timestamp_unparseable", f"{field}={value!r} is out of range for a date") from None
+            instant = dt.datetime.fromtimestamp(value, dt.UTC)
+            slice_of(instant, 24)
+        except (OverflowError, OSError, ValueError, TimestampError):
+            raise _out_of_range(field, value) from None
+        return instant
     raise SliceError(f"timestamp kind {kind!r} is not supported; use 'epoch_seconds' or 'iso8601'")
 
 
+def _out_of_range(field: str, value: Any) -> TimestampError:
+    return TimestampError("timestamp_out_of_range", f"{field}={value!r} is outside the instants a slice can hold "
+                          "(0001-01-01T00:00:00Z up to the last whole slice before year 10000)")
+
+
 def slice_of(instant: dt.datetime, slice_hours: int) -> TimeSlice:
-    """The grid slice holding ``instant`` (the grid of :func:`slice_grid`)."""
+    """The grid slice holding ``instant`` (the grid of :func:`slice_grid`); TimestampError (``out_of_range``) when
+    that slice would begin before year 1 or end after year 9999."""
     step = dt.timedelta(hours=validate_slice_hours(slice_hours))
     epoch = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-    start = epoch + step * ((as_utc(instant) - epoch) // step)
-    return TimeSlice(start, start + step)
+    try:
+        start = epoch + step * ((as_utc(instant) - epoch) // step)
+        return TimeSlice(start, start + step)
+    except OverflowError:
+        raise _out_of_range("instant", instant.isoformat()) from None

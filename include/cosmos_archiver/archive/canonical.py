@@ -11,12 +11,50 @@ import hashlib
 import json
 from typing import Any
 
+from include.cosmos_archiver.errors import TerminalError
 from include.cosmos_archiver.slices import MISSING, field_value
+
+# "Maximum size of an item: 2 MB (UTF-8 length of JSON representation)" (Microsoft Learn, Azure Cosmos DB service
+# quotas, per-item limits). cosmosdb-server does not enforce it, so a larger document can exist locally; Cosmos DB
+# itself would refuse to take it back on a restore, so the archive sets it aside (a guess at the exact boundary:
+# the service counts its own JSON with system properties, we count the canonical JSON of the document as read).
+COSMOS_ITEM_LIMIT_BYTES = 2 * 1024 * 1024
+
+
+class UnarchivableError(TerminalError, ValueError):
+    """A document the archive cannot encode or hash (its message is the reason, named in the manifest); the copy
+    sets such a document aside, so this never fails a task."""
 
 
 def canonical_json(document: dict[str, Any]) -> bytes:
     """The document as canonical UTF-8 JSON bytes; NaN/Infinity (not valid JSON, not storable in Cosmos) raise."""
     return json.dumps(document, ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
+
+
+def archivable_json(document: dict[str, Any], limit: int = COSMOS_ITEM_LIMIT_BYTES) -> bytes:
+    """:func:`canonical_json`, or UnarchivableError saying why the document cannot be archived: a string UTF-8
+    cannot encode (a lone surrogate such as ``"\\ud800"``, which Cosmos DB stores), NaN/Infinity, nesting too
+    deep, a body over Cosmos DB's item size limit, or anything else that raises while canonicalising."""
+    try:
+        canon = canonical_json(document)
+    except UnicodeEncodeError as exc:
+        bad = exc.object[exc.start:exc.end] if isinstance(exc.object, str) else ""
+        raise UnarchivableError(f"a string holds {printable(bad) or 'a character'} (a lone surrogate), which UTF-8 "
+                                "cannot encode") from None
+    except RecursionError:
+        raise UnarchivableError("the document is nested too deeply to encode as JSON") from None
+    except Exception as exc:  # whatever canonicalisation raises: the document is set aside, named
+        raise UnarchivableError(f"cannot be encoded as JSON ({exc.__class__.__name__}: {exc})") from None
+    if len(canon) > limit:
+        raise UnarchivableError(f"its JSON is {len(canon):,} bytes, over Cosmos DB's item size limit of "
+                                f"{limit:,} bytes")
+    return canon
+
+
+def printable(text: str) -> str:
+    """``text`` with what UTF-8 cannot encode (lone surrogates) written as ``\\udxxx``: for names in messages,
+    reports and notifications (the manifest keeps the exact text)."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def sha256_hex(data: bytes) -> str:

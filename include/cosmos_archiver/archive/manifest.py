@@ -12,10 +12,13 @@ newest generation wins (:meth:`Manifest.latest_records`) for reads, restore and 
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from include.cosmos_archiver.archive.canonical import printable
 from include.cosmos_archiver.archive.slice_grid import METADATA_KEY as SLICE_HOURS_KEY
 from include.cosmos_archiver.archive.slice_grid import slice_hours_between
 
@@ -41,6 +44,24 @@ class RecordEntry:
     file: int  # index into Manifest.files
     etag: str | None = None  # the source's _etag when copied (local executor): the purge's If-Match
     generation: int = 0
+
+
+@dataclass
+class LeftOutEntry:
+    """A document of the slice's range the copy could not archive (see canonical.archivable_json): it stays in
+    Cosmos DB, is never purged, and validation lists it instead of failing the slice."""
+
+    partition_key: str
+    id: str
+    reason: str
+    etag: str | None = None
+    ts: int | None = None
+    generation: int = 0
+
+
+def left_out_name(entry: LeftOutEntry) -> str:
+    """``partition key/id: reason``, printable (a lone surrogate in an id or key is written ``\\udxxx``)."""
+    return printable(f"{entry.partition_key}/{entry.id}: {entry.reason}")
 
 
 def latest_entries(records: list[RecordEntry]) -> dict[tuple[str, str], RecordEntry]:
@@ -77,6 +98,11 @@ class Manifest:
     verified_generation: int = -1  # the newest generation validation proved (-1: none)
     ru_steps: dict[str, float] = field(default_factory=dict)  # RU per step: copy, validate, purge (cumulative)
     purge: dict[str, Any] | None = None  # the last purge's summary (its generation, state, counts, RU)
+    generation_bytes: dict[str, int] = field(default_factory=dict)  # generation -> its records' JSON bytes
+    left_out: list[LeftOutEntry] = field(default_factory=list)  # the newest generation's unarchivable documents
+    # Epoch second from which a source document counts as written during or after the newest generation's copy
+    # (validation: changed, not a failure). None: written before this field existed (validation derives it).
+    read_since: int | None = None
     # what the newest generation's copy read from each partition key range (range key -> documents its range query
     # placed), whether it read other spellings and how many: validation's index-served count proof (local copies)
     source_counts: dict[str, Any] | None = None
@@ -86,7 +112,11 @@ class Manifest:
         return sum(f.bytes for f in self.files)
 
     def to_json(self) -> bytes:
-        return json.dumps(asdict(self), indent=1, ensure_ascii=False).encode()
+        data = asdict(self)
+        try:
+            return json.dumps(data, indent=1, ensure_ascii=False).encode()
+        except UnicodeEncodeError:  # an id or key with a lone surrogate (a left-out document): \u-escaped, exact
+            return json.dumps(data, indent=1).encode()
 
     @classmethod
     def from_json(cls, data: bytes) -> Manifest:
@@ -98,9 +128,23 @@ class Manifest:
             )
         raw["files"] = [FileEntry(**f) for f in raw["files"]]
         raw["records"] = [RecordEntry(**r) for r in raw["records"]]
+        raw["left_out"] = [LeftOutEntry(**r) for r in raw.get("left_out", [])]
         if "verified_generation" not in raw:  # written before generations existed
             raw["verified_generation"] = 0 if raw.get("status") == "verified" else -1
         return cls(**raw)
+
+    def copy_read_since(self) -> int:
+        """:attr:`read_since`, or for a manifest written without it the second before the copy began (its
+        ``copied_at`` less its total time; an ADF copy's indexing time, later than its copy: errs on "unchanged")."""
+        if self.read_since is not None:
+            return self.read_since
+        began = dt.datetime.fromisoformat(self.copied_at).timestamp() - float(self.timings_s.get("total", 0.0))
+        return math.floor(began) - 1
+
+    def left_out_versions(self) -> dict[tuple[str, str], str | None]:
+        """(partition key, id) -> ``_etag`` of the documents the newest copy set aside: what a range may still hold
+        without anything new to archive (a set-aside document changed since is copied again)."""
+        return {(e.partition_key, e.id): e.etag for e in self.left_out}
 
     def add_ru(self, step: str, ru: float) -> None:
         self.ru_steps[step] = round(self.ru_steps.get(step, 0.0) + ru, 2)
@@ -123,10 +167,10 @@ class Manifest:
         return int(purge.get("generation", -1)) if purge.get("state") == "complete" else -1
 
     def blob_metadata(self) -> dict[str, str]:
-        """What planning reads from one listing: status, record count, the generations verified/purged and the
-        slice's length in hours (its grid)."""
+        """What planning reads from one listing: status, record count, the generations verified/purged, how many
+        documents the copy set aside (they stay in the range) and the slice's length in hours (its grid)."""
         return {"status": self.status, "records": str(self.record_count), "generation": str(self.generation),
-                "purged_generation": str(self.purged_generation),
+                "purged_generation": str(self.purged_generation), "left_out": str(len(self.left_out)),
                 SLICE_HOURS_KEY: str(slice_hours_between(self.slice_start, self.slice_end))}
 
     def kept_before(self, generation: int) -> tuple[list[FileEntry], list[RecordEntry]]:
@@ -148,5 +192,6 @@ class Manifest:
             "generation": self.generation,
             "purge": {k: v for k, v in (self.purge or {}).items() if k in ("state", "counts", "ru_charged")},
             "digest": self.slice_digest,
+            "left_out": [left_out_name(e) for e in self.left_out],
             "seconds": round(self.timings_s.get("total", 0.0), 3),
         }

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 
 from include.cosmos_archiver import __version__
 from include.cosmos_archiver.archive.canonical import slice_digest
-from include.cosmos_archiver.archive.manifest import FileEntry, Manifest, RecordEntry, latest_entries
+from include.cosmos_archiver.archive.manifest import FileEntry, LeftOutEntry, Manifest, RecordEntry, latest_entries
 from include.cosmos_archiver.archive.store import ArchiveStore
 from include.cosmos_archiver.settings import ArchiveSettings
 from include.cosmos_archiver.slices import TimeSlice
@@ -43,17 +43,26 @@ def copied_manifest(
     throttled_requests: int = 0,
     base: Manifest | None = None,
     generation: int = 0,
+    left_out: list[LeftOutEntry] | None = None,
+    read_since: int | None = None,
 ) -> Manifest:
     """The ``copied`` manifest of a slice whose ``files`` hold ``records``.
 
+    ``left_out``: the documents of the range the copy could not archive; ``read_since``: the epoch second from which
+    a source document counts as written during or after this copy (see Manifest.read_since).
     With ``base`` (the slice's manifest whose verified generations are kept), the new generation's files and records
     come after the kept ones; count and digest are over the newest version of each record (newest wins).
     """
     kept_files, kept_records = base.kept_before(generation) if base is not None else ([], [])
     new_records = list(records)
     all_records = kept_records + new_records
+    per_generation = {g: b for g, b in (base.generation_bytes if base is not None else {}).items()
+                      if int(g) < generation}
+    if base is not None and not base.generation_bytes:  # written before bytes were kept per generation
+        per_generation = {str(base.generation): base.record_bytes} if base.generation < generation else {}
+    per_generation[str(generation)] = record_bytes
+    record_bytes = sum(per_generation.values())  # JSON bytes of the kept generations + this one: a re-copy replaces
     if base is not None:
-        record_bytes += base.record_bytes  # JSON bytes archived over all generations (a re-copied one counts again)
         ru_charged += base.ru_charged
         notes = [*base.notes, f"generation {generation}: {len(new_records)} record(s) changed or arrived after the "
                  f"purge of generation {base.verified_generation}", *notes]
@@ -81,4 +90,7 @@ def copied_manifest(
         verified_generation=base.verified_generation if base is not None else -1,
         ru_steps=dict(base.ru_steps) if base is not None else {},
         purge=base.purge if base is not None else None,
+        generation_bytes=per_generation,
+        left_out=list(left_out or []),
+        read_since=read_since,
     )

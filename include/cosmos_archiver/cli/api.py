@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import socket
 
 from include.cosmos_archiver.cli.main import UsageError
 from include.cosmos_archiver.cli.options import add_settings_option, settings_from
@@ -18,11 +19,21 @@ def _run(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     if not 0 < args.port < 65536:
         raise UsageError(f"--port {args.port} must be 1-65535")
+    try:
+        socket.getaddrinfo(args.host, args.port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as exc:
+        raise UsageError(f"--host {args.host!r} is not an address this machine can listen on ({exc}); "
+                         "use e.g. 127.0.0.1") from None
     repository = ReadThroughRepository(source_container(settings, user_agent="billing-api"), archive_store(settings),
                                        settings)
     print(f"billing API on http://{args.host}:{args.port} (OpenAPI: /docs), container "
           f"{settings.database}/{settings.container}, archive {settings.blob_container}/{settings.blob_prefix}")
-    uvicorn.run(create_app(repository), host=args.host, port=args.port, log_level=args.log_level)
+    server = uvicorn.Server(uvicorn.Config(create_app(repository), host=args.host, port=args.port,
+                                           log_level=args.log_level))
+    server.run()
+    if not server.started:  # uvicorn logged why (e.g. the port is in use) and returned
+        raise UsageError(f"the API could not listen on {args.host}:{args.port} (see uvicorn's message above): "
+                         "choose another --port or --host")
     return 0
 
 

@@ -11,10 +11,11 @@ import json
 import sys
 
 from include.cosmos_archiver.cli.main import UsageError, printed_here
-from include.cosmos_archiver.cli.options import add_settings_option, settings_from
+from include.cosmos_archiver.cli.options import add_settings_option, count, settings_from
 from include.cosmos_archiver.cli.targets import archive_store, source_container
 from include.cosmos_archiver.ru.settings import RateControlSettings
 from include.cosmos_archiver.ru.static_budget import StaticBudget
+from include.cosmos_archiver.slices import SliceError, slice_of
 from include.cosmos_archiver.source.census import MAX_LISTED, take_census
 from include.cosmos_archiver.source.census_cost import estimate_census_cost
 
@@ -29,6 +30,12 @@ def _run(args: argparse.Namespace) -> int:
         raise UsageError(f"--now {args.now!r} is not an ISO date/time, e.g. 2026-06-01T00:00:00+00:00") from None
     if now.tzinfo is None:
         now = now.replace(tzinfo=dt.UTC)
+    try:  # the cutoff and the lookback are counted back from it: both must be instants a slice can hold
+        slice_of(now - dt.timedelta(days=max(settings.cutoff_days, settings.lookback_days)), settings.slice_hours)
+        slice_of(now, settings.slice_hours)
+    except (OverflowError, SliceError):
+        raise UsageError(f"--now {args.now!r} is too close to year 1 or 9999: the cutoff and lookback counted back "
+                         "from it must be dates") from None
     if not args.ru_per_s > 0:
         raise UsageError(f"--ru-per-s {args.ru_per_s!r} must be a rate above 0 RU/s")
     container = source_container(settings)
@@ -51,7 +58,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Exit status 1 when a document is left out or a verified slice needs re-opening.")
     add_settings_option(parser)
     parser.add_argument("--now", help="the moment the cutoff is counted from (default: now, UTC)")
-    parser.add_argument("--max-listed", type=int, default=MAX_LISTED, help="ids listed per left-out reason")
+    parser.add_argument("--max-listed", type=count, default=MAX_LISTED, help="ids listed per left-out reason")
     parser.add_argument("--exact", action="store_true",
                         help="compare every verified slice's keys with the source (reads ids of all of them)")
     parser.add_argument("--json", action="store_true", help="print the census as JSON")

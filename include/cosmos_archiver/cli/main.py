@@ -36,11 +36,13 @@ SUBCOMMAND_MODULES = (
 EXIT_FOUND = 1  # the command ran and found something to act on (left out, damaged, not verified, ...)
 EXIT_BAD_INPUT = 2  # bad input or settings, or another terminal error: fix it, then re-run
 EXIT_UNAVAILABLE = 3  # a service is unreachable or busy (a transient error): start it or wait, then re-run
+EXIT_BUG = 70  # EX_SOFTWARE: an error the CLI does not know (a bug): one line, the traceback only on request
 EXIT_CLOSED_PIPE = 141  # the reader of stdout went away (`| head`): 128 + SIGPIPE, as the shell reports it
 EXIT_STATUS = (f"exit status: 0 done; {EXIT_FOUND} the command found something to act on (see its help); "
                f"{EXIT_BAD_INPUT} bad input or settings; {EXIT_UNAVAILABLE} a service is unreachable or busy "
-               "(start it, or try again later)")
+               f"(start it, or try again later); {EXIT_BUG} an unexpected error (a bug: report it)")
 START_HINT = "is the service running? (the local stack: `cosmos-archive stack up`)"
+TRACEBACK_ENV = "COSMOS_ARCHIVE_TRACEBACK"  # set to 1 to see the traceback of an unexpected error
 
 
 class UsageError(TerminalError):
@@ -61,8 +63,9 @@ def main(argv: Sequence[str] | None = None, *, modules: Sequence[str] = SUBCOMMA
 
 
 def run_command(args: argparse.Namespace) -> int:
-    """Run the subcommand; the errors a user can cause or fix become one ``cosmos-archive: error: ...`` line on
-    stderr and an exit status (EXIT_STATUS), not a traceback. Anything else (a bug) still shows its traceback."""
+    """Run the subcommand; every error becomes one ``cosmos-archive: error: ...`` line on stderr and an exit status
+    (EXIT_STATUS), never a traceback: the errors a user can cause or fix say what to do; anything else (a bug) says
+    so, and shows its traceback only with COSMOS_ARCHIVE_TRACEBACK=1."""
     try:
         code = int(args.func(args) or 0)
         sys.stdout.flush()  # a closed pipe shows here, not at exit
@@ -74,14 +77,23 @@ def run_command(args: argparse.Namespace) -> int:
     except (ServiceRequestError, ServiceResponseError) as exc:
         return _fail(f"cannot reach {_endpoint_in(exc)}: {_first_line(exc)}; {START_HINT}", EXIT_UNAVAILABLE)
     except HttpResponseError as exc:  # ClientAuthenticationError (Blob's refused key) is one
-        if not isinstance(exc, ClientAuthenticationError) and exc.status_code not in (401, 403):
-            raise
-        return _fail(f"{_service_of(exc)} refused the credentials (HTTP {getattr(exc, 'status_code', '?')}: "
-                     f"{_first_line(exc)}); check the key or connection string it was given", EXIT_BAD_INPUT)
+        status = getattr(exc, "status_code", None)
+        if isinstance(exc, ClientAuthenticationError) or status in (401, 403):
+            return _fail(f"{_service_of(exc)} refused the credentials (HTTP {status or '?'}: {_first_line(exc)}); "
+                         "check the key or connection string it was given", EXIT_BAD_INPUT)
+        answered = f"{_service_of(exc)} answered HTTP {status or '?'}: {_first_line(exc)}"
+        if status in (408, 429) or (status or 500) >= 500:
+            return _fail(f"{answered} (try again later)", EXIT_UNAVAILABLE)
+        return _fail(f"{answered}; check the arguments and settings given", EXIT_BAD_INPUT)
     except TerminalError as exc:
         return _fail(str(exc), EXIT_BAD_INPUT)
     except ArchiveError as exc:  # TransientError: the same command may succeed later
         return _fail(f"{exc} (try again later)", EXIT_UNAVAILABLE)
+    except Exception as exc:  # a bug: one line naming it (the traceback on request)
+        if os.environ.get(TRACEBACK_ENV) == "1":
+            raise
+        return _fail(f"unexpected {type(exc).__name__}: {_first_line(exc)} (a bug in cosmos-archive: please report "
+                     f"it with the command; {TRACEBACK_ENV}=1 shows the traceback)", EXIT_BUG)
 
 
 def _fail(message: str, code: int) -> int:

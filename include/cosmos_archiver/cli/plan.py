@@ -91,6 +91,8 @@ def _inputs(args: argparse.Namespace, figures: ChargeFigures) -> CapacityInput:
 def _from_container(
     args: argparse.Namespace, records: int | None, size_kb: float | None, ru: float | None, provisioned: float | None
 ) -> tuple[int | None, float | None, float | None, float | None]:
+    from azure.cosmos.exceptions import CosmosHttpResponseError
+
     from include.cosmos_archiver.clients import cosmos_client
     from include.cosmos_archiver.source.preflight import require_container
 
@@ -104,7 +106,13 @@ def _from_container(
     client = cosmos_client(args.endpoint, key)
     container = client.get_database_client(args.database).get_container_client(args.container)
     require_container(container, args.database, args.container)
-    survey = survey_container(container, sample=args.sample, where=args.where)
+    try:
+        survey = survey_container(container, sample=args.sample, where=args.where)
+    except CosmosHttpResponseError as exc:
+        if exc.status_code != 400 or not args.where:
+            raise
+        raise UsageError(f"--where {args.where!r}: Cosmos DB refused the query ({str(exc.message).splitlines()[0]}); "
+                         "give a SQL predicate on c, e.g. 'c._ts < 1700000000'") from None
     print(
         f"container {args.database}/{args.container}: {survey.records:,} records; {survey.sampled} sampled: "
         f"~{survey.avg_size_kb:,.1f} KB, ~{survey.ru_per_record:,.2f} RU per point read"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from include.cosmos_archiver.cli.main import UsageError
-from include.cosmos_archiver.cli.options import add_settings_option, settings_from
+from include.cosmos_archiver.cli.options import add_settings_option, positive_number, settings_from, slice_id
 from include.cosmos_archiver.cli.targets import archive_store, source_container
 from include.cosmos_archiver.pipeline.restore import (
     RestoreIntegrityError,
@@ -19,8 +19,6 @@ from include.cosmos_archiver.ru.static_budget import StaticBudget
 
 def _run(args: argparse.Namespace) -> int:
     settings = settings_from(args)
-    if not args.max_ru_s > 0:
-        raise UsageError(f"--max-ru-s {args.max_ru_s} must be > 0 (RU/s the restore may spend)")
     budget = StaticBudget(RateControlSettings(provisioned_ru_s=args.max_ru_s, ceiling=1.0, assumed_client_load=0.0))
     container = source_container(settings, user_agent="cosmos-archive-restore")
     store = archive_store(settings)
@@ -43,9 +41,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Restore a whole slice (--slice 2025/03/01) or records (--ids PK/ID,...; with --slice only "
         "that slice is searched). The newest archived version of each record is written without its system "
         "properties; a record that exists in Cosmos again is not overwritten and is reported.")
-    p.add_argument("--slice", help="slice id, e.g. 2025/03/01 (see `cosmos-archive summary`)")
+    p.add_argument("--slice", type=slice_id, help="slice id, e.g. 2025/03/01 (see `cosmos-archive summary`)")
     p.add_argument("--ids", help="comma-separated PARTITION_KEY/ID of the records to restore")
-    p.add_argument("--max-ru-s", type=float, default=1000.0, help="RU/s the restore may spend (default 1000)")
+    p.add_argument("--max-ru-s", type=positive_number, default=1000.0, help="RU/s the restore may spend (default 1000)")
     add_settings_option(p)
     p.set_defaults(func=_run_checked)
 

@@ -5,15 +5,13 @@ from __future__ import annotations
 import argparse
 
 from include.cosmos_archiver.archive.scrub import scrub_archive
-from include.cosmos_archiver.cli.main import UsageError, printed_here
-from include.cosmos_archiver.cli.options import add_settings_option, settings_from
+from include.cosmos_archiver.cli.main import printed_here
+from include.cosmos_archiver.cli.options import add_settings_option, positive_number, settings_from
 from include.cosmos_archiver.cli.targets import archive_store
 
 
 def _run(args: argparse.Namespace) -> int:
     settings = settings_from(args)
-    if (args.max_mb is not None and args.max_mb <= 0) or (args.mb_per_s is not None and args.mb_per_s <= 0):
-        raise UsageError("--max-mb and --mb-per-s must be > 0 (leave them out for no limit)")
     with printed_here(scrub_archive.__module__):
         report = scrub_archive(
             archive_store(settings), settings, slice_ids=args.slice or None,
@@ -29,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("scrub", help="re-hash verified slices at rest; exit 1 if any is damaged")
     add_settings_option(parser)
     parser.add_argument("--slice", action="append", help="a slice id to scrub (repeatable; default: all verified)")
-    parser.add_argument("--max-mb", type=float, help="IO budget: stop after reading this many MB (oldest-scrubbed "
-                        "slices first; the rest wait for the next scrub)")
-    parser.add_argument("--mb-per-s", type=float, help="IO budget: read at most this many MB per second")
+    parser.add_argument("--max-mb", type=positive_number, help="IO budget: stop after reading this many MB "
+                        "(oldest-scrubbed slices first; the rest wait for the next scrub)")
+    parser.add_argument("--mb-per-s", type=positive_number, help="IO budget: read at most this many MB per second")
     parser.set_defaults(func=_run)

@@ -35,7 +35,8 @@ def _env(name: str, what: str) -> str:
 def source_container(settings: ArchiveSettings, *, user_agent: str = "cosmos-archive-cli") -> ContainerProxy:
     """The settings' container; a PreflightError names database and container when either does not exist."""
     client = cosmos_client(_env(COSMOS_ENDPOINT_ENV, "Cosmos DB account endpoint"),
-                           _env(COSMOS_KEY_ENV, "Cosmos DB account key"), user_agent=user_agent)
+                           _env(COSMOS_KEY_ENV, "Cosmos DB account key"), user_agent=user_agent,
+                           consistency_level=settings.read_consistency)
     container = client.get_database_client(settings.database).get_container_client(settings.container)
     require_container(container, settings.database, settings.container)
     return container

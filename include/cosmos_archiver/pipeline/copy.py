@@ -8,18 +8,25 @@ that copy or validate the same slice at the same time (a backfill) take turns.
 Convergence: once a verified slice has been purged, whatever its range still holds (records changed after their
 copy, late inserts; stubs are never read) is archived as the next generation of the same slice, appended to the
 verified generations, which are never rewritten (they may hold the only copy of purged records).
+
+A document the copy cannot archive (a lone surrogate UTF-8 cannot encode, a body over Cosmos DB's item size limit,
+anything that raises while canonicalising: canonical.archivable_json) is set aside, not retried: it is named with
+its partition key, id and reason in the manifest's ``left_out`` (and so in validation, the run report and the
+census), stays in Cosmos DB (the purge deletes only archived records), and the rest of the slice goes on.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
+import math
 import time
 from dataclasses import dataclass
 
 from azure.cosmos import ContainerProxy
 
-from include.cosmos_archiver.archive.canonical import record_key
-from include.cosmos_archiver.archive.manifest import Manifest, RecordEntry
+from include.cosmos_archiver.archive.canonical import UnarchivableError, record_key
+from include.cosmos_archiver.archive.manifest import LeftOutEntry, Manifest, RecordEntry, left_out_name
 from include.cosmos_archiver.archive.slice_lease import SliceLease, under_slice_lease
 from include.cosmos_archiver.archive.slice_manifest import copied_manifest, remove_stale_parts
 from include.cosmos_archiver.archive.source_facts import other_spellings_seen
@@ -29,7 +36,7 @@ from include.cosmos_archiver.ru.budget import RuBudget
 from include.cosmos_archiver.settings import ArchiveSettings
 from include.cosmos_archiver.slices import TimeSlice
 from include.cosmos_archiver.source.feed_ranges import in_turns, partition_ranges, range_key
-from include.cosmos_archiver.source.reader import ReadStats, count_remaining, read_slice
+from include.cosmos_archiver.source.reader import ReadStats, count_remaining, documents_besides, read_slice
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +93,13 @@ class _Remainder:
                                         timestamp_kind=self.settings.timestamp_kind, other_spellings=self.spellings,
                                         budget=self.budget, stats=stats)
             self.ru = stats.ru_charged
+            if 0 < self.left <= len(manifest.left_out):
+                # maybe only the documents the copy set aside, unchanged: they alone would make an empty generation
+                self.left = documents_besides(
+                    self.container, self.time_slice, manifest.left_out_versions(),
+                    partition_key_path=self.settings.partition_key_path, timestamp_field=self.settings.timestamp_field,
+                    timestamp_kind=self.settings.timestamp_kind, budget=self.budget, stats=stats)
+                self.ru = stats.ru_charged
         return self.left
 
 
@@ -133,11 +147,13 @@ def _copy(
 ) -> Manifest:
     slice_id = time_slice.slice_id
     started = time.perf_counter()
+    began = dt.datetime.now(dt.UTC).timestamp()
     generation = base.verified_generation + 1 if base is not None else 0
     kept_files, kept_records = base.kept_before(generation) if base is not None else ([], [])
     archived = {(r.partition_key, r.id): r.etag for r in sorted(kept_records, key=lambda r: r.generation)}
     writer = PartWriter(store, slice_id, settings, lease, first_index=len(kept_files), generation=generation)
     records: list[RecordEntry] = []
+    left_out: list[LeftOutEntry] = []
     seen: set[tuple[str, str]] = set()
     notes: list[str] = []
     read_s = 0.0
@@ -166,9 +182,16 @@ def _copy(
             seen.add(key)
             if doc.get("_etag") is not None and archived.get(key) == doc.get("_etag"):
                 continue  # this very version is in a verified generation already (its purge has not run yet)
-            records.append(writer.add_document(doc, key))
+            try:
+                records.append(writer.add_document(doc, key))
+            except UnarchivableError as exc:
+                left_out.append(LeftOutEntry(key[0], key[1], str(exc), doc.get("_etag"), doc.get("_ts"), generation))
+                log.warning("slice %s: left in Cosmos DB, not archived: %s", slice_id, left_out_name(left_out[-1]))
     writer.flush()
     stats = _summed(range_stats)
+    if left_out:
+        notes.append(f"{len(left_out)} document(s) left in Cosmos DB, not archivable: "
+                     + "; ".join(left_out_name(e) for e in left_out[:20]))
 
     written = {f.path for f in kept_files + writer.files}
     lease.ensure_held()  # renewed: ours for another lease period, enough for the cleanup and the commit
@@ -178,7 +201,7 @@ def _copy(
     manifest = copied_manifest(
         time_slice, settings, files=writer.files, records=records, record_bytes=writer.record_bytes, notes=notes,
         source=source, ru_charged=stats.ru_charged, throttled_requests=stats.throttled_requests,
-        base=base, generation=generation,
+        base=base, generation=generation, left_out=left_out, read_since=_read_since(began, stats),
         timings_s={
             "total": round(total_s, 3),
             "read": round(read_s, 3),
@@ -210,7 +233,17 @@ def _summed(stats: list[ReadStats]) -> ReadStats:
         total.page_charges += s.page_charges
         total.other_spellings += s.other_spellings
         total.spelled_in_range += s.spelled_in_range
+    served = [s.first_served for s in stats if s.first_served is not None]
+    total.first_served = min(served) if served else None
     return total
+
+
+def _read_since(began: float, stats: ReadStats) -> int:
+    """The epoch second from which a document counts as written during or after this copy: the earlier of our
+    clock and the server's (its first answer's Date) when the read began, less a second (``_ts`` and Date are whole
+    seconds). Erring early only counts more records as changed, which keeps them in Cosmos DB for a later generation."""
+    moments = [began] + ([stats.first_served] if stats.first_served is not None else [])
+    return math.floor(min(moments)) - 1
 
 
 def needs_local_copy(store: ArchiveStore, slice_id: str) -> bool:

@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from include.cosmos_archiver.archive.canonical import canonical_json, sha256_hex
+from include.cosmos_archiver.archive.canonical import archivable_json, sha256_hex
 from include.cosmos_archiver.archive.manifest import FileEntry, RecordEntry
 from include.cosmos_archiver.archive.parquet_layout import ArchivedRow, encode_rows
 from include.cosmos_archiver.archive.slice_lease import SliceLease
@@ -38,8 +38,8 @@ class PartWriter:
 
     def add_document(self, doc: dict[str, Any], key: tuple[str, str]) -> RecordEntry:
         """Canonicalise and hash one source document (``key``: its partition key text and id), buffer it, and
-        return its manifest entry."""
-        canon = canonical_json(doc)
+        return its manifest entry; UnarchivableError (nothing buffered) for a document that cannot be archived."""
+        canon = archivable_json(doc)
         digest = sha256_hex(canon)
         self.record_bytes += len(canon)
         entry = RecordEntry(partition_key=key[0], id=key[1], sha256=digest, file=self.current_index,

@@ -13,8 +13,8 @@ run, never while the archive is halted). It:
    turns (source.feed_ranges.across_partitions: consecutive deletes land on different physical partitions, where
    key order put a run of one customer's on one); each request is paid through the
    RU budget like the copy's pages (and sent at ``priority`` where the account offers priority-based execution);
-4. logs every outcome in ``_purge.json`` beside the manifest (a killed purge resumes from it) and finally records
-   the purge's counts and RU in the manifest.
+4. logs every outcome in the purge log beside the manifest (``_purge-NNNNN.jsonl`` append blobs, archive/purge_log.py;
+   a killed purge resumes from it) and finally records the purge's counts and RU in the manifest.
 
 A stub keeps the id, partition key and timestamp field, plus ``_archived`` (slice, file, sha256, archived etag and
 time): point reads still answer in one hop; every slice query leaves stubs out, so a stub is never archived again.
@@ -51,7 +51,7 @@ from include.cosmos_archiver.source.feed_ranges import across_partitions
 from include.cosmos_archiver.source.reader import STUB_MARKER
 
 log = logging.getLogger(__name__)
-LOG_EVERY_RECORDS = 50  # _purge.json is rewritten at least this often ...
+LOG_EVERY_RECORDS = 50  # the purge log is appended to at least this often ...
 LOG_EVERY_S = 5.0  # ... and at least this often (seconds)
 
 

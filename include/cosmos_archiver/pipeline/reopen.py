@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import re
 from dataclasses import dataclass
 
 from azure.cosmos import ContainerProxy
@@ -27,11 +26,10 @@ from include.cosmos_archiver.pipeline.copy import copy_slice
 from include.cosmos_archiver.pipeline.validate import validate_slice
 from include.cosmos_archiver.ru.budget import RuBudget
 from include.cosmos_archiver.settings import ArchiveSettings
-from include.cosmos_archiver.slices import TimeSlice, slice_of
+from include.cosmos_archiver.slices import SLICE_ID_RE, SliceError, TimeSlice, slice_id_start, slice_of
 
 log = logging.getLogger(__name__)
 KEPT_FOLDER = "_reopened"
-_SLICE_ID_RE = re.compile(r"^\d{4}/\d{2}/\d{2}(/\d{2})?$")
 
 
 class ReopenError(TerminalError, ValueError):
@@ -57,11 +55,10 @@ def parse_slice_range(text: str, slice_hours: int) -> list[TimeSlice]:
     def moment(value: str) -> dt.datetime:
         value = value.strip()
         try:
-            if _SLICE_ID_RE.match(value):
-                parts = [int(p) for p in value.split("/")]
-                return dt.datetime(*parts[:3], parts[3] if len(parts) > 3 else 0, tzinfo=dt.UTC)
+            if SLICE_ID_RE.match(value):
+                return slice_id_start(value)
             parsed = dt.datetime.fromisoformat(value)
-        except ValueError:
+        except (ValueError, SliceError):
             raise ReopenError(
                 f"slice range {text!r}: {value!r} is neither a slice id (2026/02/25, 2026/02/25/06) nor an ISO date "
                 "(2026-02-25); give FROM..TO, e.g. 2026/02/25..2026/02/27") from None

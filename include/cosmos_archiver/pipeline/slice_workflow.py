@@ -200,7 +200,8 @@ class SliceWorkflow:
 
     def _check(self, check: Check, time_slice: TimeSlice, attempt: int) -> ValidationResult:
         result = check(time_slice)
-        log.info("validate %s attempt %d/%d: %s", time_slice.slice_id, attempt, self.attempts, result.message())
+        log.info("validate %s attempt %d/%d: %s; %.1f RU, %.1f s", time_slice.slice_id, attempt, self.attempts,
+                 result.message(), result.ru_charged, result.seconds)
         return result
 
     def _mark_failed(self, outcome: SliceOutcome, run_id: str) -> None:
@@ -227,7 +228,7 @@ class SliceWorkflow:
                                   outcome.validation)
             self._mark_failed(failed, run_id)
             self.halt(failed, notify)
-        log.info("purge: %s", result.message())
+        log.info("purge: %s, %.1f s", result.message(), result.seconds)
         return result
 
     @staticmethod

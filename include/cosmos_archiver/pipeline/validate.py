@@ -19,7 +19,12 @@ re-verification and restore use the same check. The source side depends on ``set
   Slices Azure Data Factory copied (no hashes or etags from Cosmos in their manifest) are always checked deep.
 
 The result names exactly which records are missing from the archive, extra in it, or differ, and which files are
-damaged. A record written or updated after its copy shows up here, so it can never be lost by a later purge.
+damaged. Records that change are not failures: a record written or updated since its generation's copy began
+(``_ts`` at or after the manifest's ``read_since``) is listed as ``changed``; it stays in Cosmos DB (it is not in
+the manifest, or the purge's If-Match on the archived etag keeps it) and a later generation archives it. Documents
+the copy could not archive (the manifest's ``left_out``) are listed as left out. The slice fails only when the
+archive is wrong (a file or hash does not match, a record is in the archive that Cosmos DB no longer has) or a record
+that existed unchanged when the slice was copied is missing from it or differs.
 """
 
 from __future__ import annotations
@@ -34,8 +39,14 @@ from typing import Any
 
 from azure.cosmos import ContainerProxy
 
-from include.cosmos_archiver.archive.canonical import canonical_json, record_key, sha256_hex
-from include.cosmos_archiver.archive.manifest import Manifest, RecordEntry
+from include.cosmos_archiver.archive.canonical import (
+    UnarchivableError,
+    archivable_json,
+    printable,
+    record_key,
+    sha256_hex,
+)
+from include.cosmos_archiver.archive.manifest import Manifest, RecordEntry, left_out_name
 from include.cosmos_archiver.archive.parquet_layout import ArchivedRow, decode_any
 from include.cosmos_archiver.archive.slice_lease import SliceLease, under_slice_lease
 from include.cosmos_archiver.archive.source_facts import note_other_spellings, other_spellings_seen
@@ -75,6 +86,8 @@ class ValidationResult:
     extra: list[str] = field(default_factory=list)
     differing: list[str] = field(default_factory=list)
     bad_files: list[BadFile] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)  # written since the copy began: stay in Cosmos DB, not failures
+    left_out: list[str] = field(default_factory=list)  # "pk/id: reason" of documents the copy could not archive
     ru_charged: float = 0.0
     seconds: float = 0.0
     validated_at: str = ""
@@ -85,7 +98,14 @@ class ValidationResult:
         if self.skipped_reason:
             return f"slice {self.slice_id}: {self.skipped_reason}"
         if self.ok:
-            return f"slice {self.slice_id}: verified {self.sink_count} records identical to the source"
+            text = f"slice {self.slice_id}: verified {self.sink_count} records identical to the source"
+            if self.changed:
+                text += (f"; {len(self.changed)} changed since the copy began (kept in Cosmos DB, archived by a later "
+                         f"generation): {name_ids(self.changed)}")
+            if self.left_out:
+                text += (f"; {len(self.left_out)} left in Cosmos DB, not archivable (never purged): "
+                         f"{name_ids(self.left_out)}")
+            return text
         parts = [f"slice {self.slice_id}: validation FAILED (source {self.source_count}, archive {self.sink_count})"]
         for label, ids in (("missing from archive", self.missing), ("extra in archive", self.extra),
                            ("differing", self.differing)):
@@ -101,7 +121,8 @@ class ValidationResult:
 
 
 def record_name(pk: str, rid: str) -> str:
-    return f"{pk}/{rid}"
+    """``pk/id`` for messages (printable: a lone surrogate is written ``\\udxxx``)."""
+    return printable(f"{pk}/{rid}")
 
 
 def validate_slice(
@@ -218,11 +239,15 @@ def verify_archive(
     return check
 
 
+Versions = dict[tuple[str, str], tuple[str | None, int | None]]  # key -> (etag or sha256, _ts)
+
+
 def _source_versions(
     container: ContainerProxy, time_slice: TimeSlice, settings: ArchiveSettings, manifest: Manifest,
     budget: RuBudget | None, stats: ReadStats, *, spellings: bool,
-) -> tuple[str, dict[tuple[str, str], str | None]]:
-    """("fast", key -> _etag) from a listing, or ("deep", key -> sha256) from a full re-read of the slice."""
+) -> tuple[str, Versions]:
+    """("fast", key -> (_etag, _ts)) from a listing, or ("deep", key -> (sha256, _ts)) from a full re-read of the
+    slice (sha256 None for a document that cannot be archived)."""
     latest = manifest.latest_records()
     fast = (settings.validation == "fast" and manifest.executor == "local"
             and all(entry.etag for entry in latest.values()))
@@ -231,10 +256,14 @@ def _source_versions(
     if fast:
         return "fast", slice_versions(container, time_slice, partition_key_path=settings.partition_key_path,
                                       page_size=max(settings.page_size, 1000), **read)
-    source: dict[tuple[str, str], str | None] = {}
+    source: Versions = {}
     for page in read_slice(container, time_slice, page_size=settings.page_size, **read):
         for doc in page:
-            source[record_key(doc, settings.partition_key_path)] = sha256_hex(canonical_json(doc))
+            try:
+                digest: str | None = sha256_hex(archivable_json(doc))
+            except UnarchivableError:
+                digest = None
+            source[record_key(doc, settings.partition_key_path)] = (digest, doc.get("_ts"))
     return "deep", source
 
 
@@ -279,6 +308,31 @@ def count_proof(container: ContainerProxy, time_slice: TimeSlice, settings: Arch
     return CountProof(not differ, sum(counted.values()), sum(expected.values()), detail)
 
 
+def _compare(result: ValidationResult, source: Versions, manifest: Manifest, archive: ArchiveCheck, mode: str,
+             this_generation: set[tuple[str, str]]) -> None:
+    """Name what the listed (or re-read) source and the archive disagree on; records changed since the copy began
+    and the documents the copy set aside are listed apart, not failures."""
+    latest = manifest.latest_records()
+    archived = {k: (r.etag if mode == "fast" else r.sha256) for k, r in latest.items()}
+    since = manifest.copy_read_since()
+    left_out = {(e.partition_key, e.id): e for e in manifest.left_out}
+
+    def changed_since_copy(key: tuple[str, str]) -> bool:
+        ts = source[key][1]
+        return isinstance(ts, int | float) and ts >= since
+
+    absent = source.keys() - latest.keys() - archive.unverifiable
+    set_aside = absent & left_out.keys()
+    moved = {k for k in source.keys() & latest.keys() if source[k][0] != archived[k]}
+    changed = {k for k in (absent - set_aside) | moved if changed_since_copy(k)}
+    result.changed = [record_name(*k) for k in sorted(changed)]
+    result.left_out = [left_out_name(left_out[k]) for k in sorted(set_aside)]
+    result.missing = sorted({record_name(*k) for k in absent - set_aside - changed} | set(archive.missing))
+    # Only the newest generation can be "extra": records of earlier generations are gone from Cosmos once purged.
+    result.extra = [record_name(*k) for k in sorted(this_generation - source.keys())]
+    result.differing = sorted({record_name(*k) for k in moved - changed} | set(archive.differing))
+
+
 def _validate(
     container: ContainerProxy,
     store: ArchiveStore,
@@ -306,6 +360,7 @@ def _validate(
     if proof is not None and proof.ok:
         mode, result.source_count = "counts", proof.counted
         result.missing, result.differing = sorted(archive.missing), sorted(archive.differing)
+        result.left_out = [left_out_name(e) for e in manifest.left_out]  # counted with the range, never archived
     else:
         if proof is not None:
             log.info("slice %s: the index-served counts differ from the copy's (%s): listing the source to name the "
@@ -319,14 +374,8 @@ def _validate(
         strays = max(stats.other_spellings - found_before, (proof.counted - len(source)) if proof else 0)
         if settings.timestamp_kind == "iso8601" and strays > 0 and not other_spellings_seen(store):
             note_other_spellings(store, found_by=f"validation of slice {slice_id}", count=strays)
-        archived = {k: (r.etag if mode == "fast" else r.sha256) for k, r in latest.items()}
         result.source_count = len(source)
-        result.missing = sorted({record_name(*k) for k in source.keys() - latest.keys() - archive.unverifiable}
-                                | set(archive.missing))
-        # Only the newest generation can be "extra": records of earlier generations are gone from Cosmos once purged
-        result.extra = [record_name(*k) for k in sorted(this_generation - source.keys())]
-        result.differing = sorted({record_name(*k) for k in source.keys() & latest.keys() if source[k] != archived[k]}
-                                  | set(archive.differing))
+        _compare(result, source, manifest, archive, mode, this_generation)
     result.mode = mode
     result.ok = not (result.missing or result.extra or result.differing or result.bad_files)
     result.ru_charged = round(stats.ru_charged, 2)
@@ -342,7 +391,8 @@ def _validate(
     manifest.validation = {
         "ok": result.ok, "mode": mode, "generation": manifest.generation, "validated_at": result.validated_at,
         "ru_charged": result.ru_charged, "seconds": result.seconds, "source_count": result.source_count,
-        "sink_count": result.sink_count, "message": result.message(),
+        "sink_count": result.sink_count, "changed": len(result.changed), "left_out": len(result.left_out),
+        "message": result.message(),
     }
     lease.ensure_held()  # renewed: ours for another lease period, enough for the commit
     store.write_manifest(manifest)

@@ -22,7 +22,7 @@ from include.cosmos_archiver.errors import TerminalError
 from include.cosmos_archiver.ru.budget import RuBudget
 from include.cosmos_archiver.settings import ArchiveSettings
 from include.cosmos_archiver.slices import TimeSlice, cutoff, slice_grid
-from include.cosmos_archiver.source.reader import ReadStats, count_remaining
+from include.cosmos_archiver.source.reader import ReadStats, count_remaining, documents_besides
 
 
 class DueSlicesError(TerminalError, ValueError):
@@ -90,7 +90,8 @@ def select_due_slices(
         spellings = other_spellings_seen(store)  # index-served counts unless the source has other spellings
         if settings.purge != "off":
             pending, purged = _purge_states(cold, metadata)
-            remainders = _with_remainder(container, purged, settings, budget, stats, spellings=spellings)
+            remainders = _with_remainder(container, purged, settings, budget, stats, metadata, store,
+                                         spellings=spellings)
             due = sorted({*due, *pending, *remainders})
         older = records_older_than_lookback(container, settings, now=now, budget=budget, stats=stats,
                                             spellings=spellings)
@@ -124,9 +125,21 @@ def _purge_states(
 
 def _with_remainder(
     container: ContainerProxy, purged: list[TimeSlice], settings: ArchiveSettings, budget: RuBudget | None,
-    stats: ReadStats, *, spellings: bool,
+    stats: ReadStats, metadata: dict[str, dict[str, str]], store: ArchiveStore, *, spellings: bool,
 ) -> list[TimeSlice]:
-    """The purged slices whose range holds documents again: one COUNT per contiguous run, then per slice."""
+    """The purged slices whose range holds documents again: one COUNT per contiguous run, then per slice. The
+    documents a copy set aside as unarchivable stay in the range: a slice holding no more than those is due only
+    when one of them changed since (ids and etags listed, for such slices alone)."""
+    def besides_set_aside(s: TimeSlice, held: int) -> bool:
+        aside = int(metadata.get(s.slice_id, {}).get("left_out", 0))
+        if held > aside:
+            return True
+        manifest = store.read_manifest(s.slice_id) if held else None
+        return manifest is not None and documents_besides(
+            container, s, manifest.left_out_versions(), partition_key_path=settings.partition_key_path,
+            timestamp_field=settings.timestamp_field, timestamp_kind=settings.timestamp_kind, budget=budget,
+            stats=stats) > 0
+
     def count(start: dt.datetime, end: dt.datetime) -> int:
         return count_remaining(container, TimeSlice(start, end), timestamp_field=settings.timestamp_field,
                                timestamp_kind=settings.timestamp_kind, other_spellings=spellings, budget=budget,
@@ -140,9 +153,10 @@ def _with_remainder(
             runs.append([s])
     found = []
     for run in runs:
-        if count(run[0].start, run[-1].end) == 0:
+        held = count(run[0].start, run[-1].end)
+        if held == 0:
             continue
-        found.extend(s for s in run if len(run) == 1 or count(s.start, s.end) > 0)
+        found.extend(s for s in run if besides_set_aside(s, held if len(run) == 1 else count(s.start, s.end)))
     return found
 
 

@@ -35,6 +35,7 @@ from azure.core.exceptions import ResourceNotFoundError
 
 from include.cosmos_archiver.archive.canonical import canonical_json, record_key, sha256_hex
 from include.cosmos_archiver.archive.manifest import Manifest
+from include.cosmos_archiver.archive.slice_lease import slice_lease
 from include.cosmos_archiver.archive.store import ArchiveStore
 from include.cosmos_archiver.readthrough.paging import timestamp_of
 from include.cosmos_archiver.settings import ArchiveSettings
@@ -174,9 +175,17 @@ def _list(store: ArchiveStore, folder: str) -> dict[str, str]:
     return {b.name: b.etag for b in store.container.list_blobs(name_starts_with=start)}
 
 
-def compact_index(store: ArchiveStore, *, shards: int = DEFAULT_SHARDS) -> dict[str, int]:
-    """Fold every delta into the shard files, then delete the deltas folded. Run by one process at a time (the
-    DAG's last task); readers stay correct throughout (see the module docstring)."""
+def compact_index(store: ArchiveStore, *, shards: int = DEFAULT_SHARDS,
+                  wait_s: float = ArchiveSettings.slice_lease_wait_s) -> dict[str, int]:
+    """Fold every delta into the shard files, then delete the deltas folded; readers stay correct throughout (see
+    the module docstring). One compaction at a time, under the lease on ``_index/_lease``: the runs of a backfill
+    run at once (Airflow 3 backfills ignore the DAG's ``max_active_runs``), and two compactions interleaved would
+    read a delta the other just deleted (BlobNotFound) or write a shard without the entries the other folded."""
+    with slice_lease(store, INDEX_DIR, wait_s=wait_s):
+        return _compact(store, shards)
+
+
+def _compact(store: ArchiveStore, shards: int) -> dict[str, int]:
     deltas = sorted(p for p in _list(store, "delta") if p.endswith(".parquet"))
     if not deltas:
         return {"deltas": 0, "shards_written": 0, "entries": 0}

@@ -9,8 +9,11 @@ from dataclasses import dataclass
 
 from include.cosmos_archiver.archive.manifest import Manifest
 from include.cosmos_archiver.archive.store import ArchiveStore
+from include.cosmos_archiver.pipeline.run_status import ArchiveStatus
 from include.cosmos_archiver.reporting.run_report import RunReport, build_run_report
+from include.cosmos_archiver.reporting.run_work import SliceCounters, progress, slice_work
 from include.cosmos_archiver.ru.governance import RuGovernance
+from include.cosmos_archiver.settings import ArchiveSettings
 
 log = logging.getLogger(__name__)
 MAX_USAGE_WINDOW = dt.timedelta(hours=6)
@@ -34,18 +37,33 @@ class WrittenReport:
 
 
 def report_run(
-    store: ArchiveStore, governance: RuGovernance, run_id: str, slice_ids: list[str], *, now: dt.datetime | None = None
+    store: ArchiveStore, governance: RuGovernance, run_id: str, slice_ids: list[str], *, now: dt.datetime | None = None,
+    settings: ArchiveSettings | None = None, before: list[SliceCounters] | None = None,
+    started: dt.datetime | None = None, status: ArchiveStatus | None = None,
 ) -> WrittenReport:
-    """Build and upload the report next to the manifests; return its URL and what it was built from."""
+    """Build and upload the report next to the manifests; return its URL and what it was built from.
+
+    With ``before`` (each slice's counters when the run reached it) the rows count this run's work; with
+    ``settings`` the report adds the whole archive's progress, ETA and money; ``status`` adds the halt banner."""
     now = now or dt.datetime.now(dt.UTC)
     manifests = [m for m in (store.read_manifest(s) for s in slice_ids) if m is not None]
-    started = min((dt.datetime.fromisoformat(m.copied_at) - dt.timedelta(seconds=m.timings_s.get("total", 0))
-                   for m in manifests), default=None)
-    report = build_run_report(run_id, manifests, [], _usage_since(governance, started, now),
-                              governance.ceiling * governance.provisioned_ru_s, governance.provisioned_ru_s, now=now)
+    first_copy = min((dt.datetime.fromisoformat(m.copied_at) - dt.timedelta(seconds=m.timings_s.get("total", 0))
+                      for m in manifests), default=None)
+    work = None
+    if before is not None:
+        known = {c.slice_id: c for c in before}
+        work = {m.slice_id: w for m in manifests
+                if m.slice_id in known and (w := slice_work(known[m.slice_id], m)) is not None}
+    overall = None
+    if settings is not None:
+        everything = [m for m in (store.read_manifest(s) for s in store.manifest_statuses()) if m is not None]
+        overall = progress(everything, settings, now=now, provisioned_ru_s=governance.provisioned_ru_s,
+                           ceiling=governance.ceiling)
+    report = build_run_report(run_id, manifests, [], _usage_since(governance, started or first_copy, now),
+                              governance.ceiling * governance.provisioned_ru_s, governance.provisioned_ru_s, now=now,
+                              work=work, progress=overall, started=started, halt=status)
     urls = report.write(store, run_id)
     return WrittenReport(urls[0], report, manifests, len(slice_ids))
-
 
 def _usage_since(governance: RuGovernance, started: dt.datetime | None,
                  now: dt.datetime) -> list[tuple[dt.datetime, float]] | None:

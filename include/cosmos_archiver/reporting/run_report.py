@@ -17,10 +17,16 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from include.cosmos_archiver.archive.manifest import Manifest
+from azure.core.exceptions import ResourceNotFoundError
+
+from include.cosmos_archiver.archive.manifest import Manifest, left_out_name
 from include.cosmos_archiver.archive.store import ArchiveStore
 from include.cosmos_archiver.errors import TerminalError
 from include.cosmos_archiver.id_lists import name_ids
+from include.cosmos_archiver.pipeline.run_status import ArchiveStatus
+from include.cosmos_archiver.planning.capacity import SERVERLESS_USD_PER_MILLION_RU
+from include.cosmos_archiver.reporting.archive_status import BANNER_STYLE, banner_html
+from include.cosmos_archiver.reporting.run_work import Progress, SliceWork
 
 REPORT_HTML = "report.html"
 REPORT_PNG = "ru.png"
@@ -49,6 +55,9 @@ class SliceRow:
     detail: str  # what failed, or the validation message
     purge: str = "-"  # the last purge: its counts (purged / changed since copy / already gone), or its state
     purge_ru: float = 0.0
+    sweep_ru: float = 0.0
+    removed: int = 0  # records this run's purge removed from Cosmos DB (deleted or stubbed)
+    left_out: tuple[str, ...] = ()  # "pk/id: reason" of documents the copy could not archive (kept in Cosmos DB)
 
 
 @dataclass(frozen=True)
@@ -64,6 +73,8 @@ class RunTotals:
     not_validated: int
     remaining_slices: int | None
     eta_s: float | None  # for the remaining slices, at the given RU rate (or, without RU, at the seconds/slice seen)
+    ru_by_step: dict[str, float] | None = None  # copy, validate, purge, sweep
+    removed: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -76,6 +87,13 @@ class RunReport:
     totals: RunTotals
     html: str
     png: bytes | None
+
+    def line(self) -> str:
+        """The report in one log line: what this run did, in the numbers an operator reads."""
+        t = self.totals
+        steps = " / ".join(f"{k} {v:,.0f}" for k, v in (t.ru_by_step or {}).items())
+        return (f"{t.slices} slices ({t.verified} verified, {t.failed} failed), {t.records:,} records copied, "
+                f"{t.record_bytes / 1e6:,.1f} MB JSON, RU {steps} = {t.ru:,.0f}, {t.removed:,} records purged")
 
     def write(self, store: ArchiveStore, run_id: str | None = None) -> list[str]:
         """Upload report.html and ru.png next to the manifests; return their blob URLs (HTML first)."""
@@ -123,10 +141,17 @@ def build_run_report(
     remaining_slices: int | None = None,
     rate_ru_per_s: float | None = None,
     now: dt.datetime | None = None,
+    work: dict[str, SliceWork] | None = None,
+    progress: Progress | None = None,
+    started: dt.datetime | None = None,
+    halt: ArchiveStatus | None = None,
 ) -> RunReport:
     """Assemble the report. ``validations`` are ValidationResult.to_dict() values (the newest per slice wins over
     the manifest's own validation record); ``usage`` is (time, RU/s) samples; ``remaining_slices`` with
-    ``rate_ru_per_s`` (the archiver's allowed RU/s) gives an ETA from the average RU per slice seen so far."""
+    ``rate_ru_per_s`` (the archiver's allowed RU/s) gives an ETA from the average RU per slice seen so far.
+    ``work``: this run's own numbers per slice (run_work.slice_work); without it a row shows the slice's totals.
+    ``progress``: the whole archive (slices done/left, ETA, money); ``started``: when the run started; ``halt``:
+    the archive status, shown as a banner unless Running."""
     safe_run_id(run_id)
     for name, value in (
         ("ceiling_ru_per_s", ceiling_ru_per_s),
@@ -138,15 +163,21 @@ def build_run_report(
     if remaining_slices is not None and remaining_slices < 0:
         raise RunReportError(f"remaining_slices={remaining_slices} must be >= 0 (or None)")
     by_slice = {v.get("slice_id"): v for v in validations}
-    rows = [_row(m, by_slice.get(m.slice_id)) for m in sorted(manifests, key=lambda m: (m.slice_start, m.slice_id))]
+    rows = [_row(m, by_slice.get(m.slice_id), (work or {}).get(m.slice_id) if work is not None else None,
+                 this_run=work is not None)
+            for m in sorted(manifests, key=lambda m: (m.slice_start, m.slice_id))]
     totals = _totals(rows, remaining_slices, rate_ru_per_s)
     png = _plot(rows, usage or [], ceiling_ru_per_s, provisioned_ru_per_s, run_id)
-    generated = (now or dt.datetime.now(dt.UTC)).isoformat(timespec="seconds")
-    page = _html(run_id, rows, totals, png, usage or [], ceiling_ru_per_s, provisioned_ru_per_s, generated)
+    now = now or dt.datetime.now(dt.UTC)
+    page = _html(run_id, rows, totals, png, usage or [], ceiling_ru_per_s, provisioned_ru_per_s,
+                 now.isoformat(timespec="seconds"),
+                 extra=_run_sections(totals, progress, started, now, halt, this_run=work is not None))
     return RunReport(run_id=run_id, rows=rows, totals=totals, html=page, png=png)
 
 
-def _row(manifest: Manifest, validation: dict[str, Any] | None) -> SliceRow:
+def _row(manifest: Manifest, validation: dict[str, Any] | None, work: SliceWork | None = None, *,
+         this_run: bool = False) -> SliceRow:
+    """A slice's row: this run's work when ``this_run`` (zeros where the run did nothing), else its totals."""
     recorded = manifest.validation or {}
     if validation is not None and not validation.get("skipped_reason"):
         ok = bool(validation.get("ok"))
@@ -164,6 +195,21 @@ def _row(manifest: Manifest, validation: dict[str, Any] | None) -> SliceRow:
         result = "not validated" if manifest.status == "copied" else manifest.status
     else:
         result = "verified" if ok else "FAILED"
+    if this_run:
+        done = work or SliceWork(manifest.slice_id, 0, 0, 0, {}, {})
+        copied = done.records > 0
+        return SliceRow(
+            slice_id=manifest.slice_id, start=manifest.slice_start, end=manifest.slice_end, records=done.records,
+            record_bytes=done.record_bytes, file_bytes=done.file_bytes,
+            files=sum(1 for f in manifest.files if copied and f.generation == manifest.generation),
+            copy_ru=done.ru.get("copy", 0.0), validation_ru=done.ru.get("validate", 0.0),
+            copy_s=float(manifest.timings_s.get("total", 0.0)) if copied else 0.0,
+            validation_s=validation_s if done.ru.get("validate") else 0.0,
+            throttled=manifest.throttled_requests if copied else 0, digest=manifest.slice_digest,
+            hash_result=result, detail=detail, purge=_counts_text(done.purge_counts) or "-",
+            purge_ru=done.ru.get("purge", 0.0), sweep_ru=done.ru.get("sweep", 0.0), removed=done.removed,
+            left_out=tuple(left_out_name(e) for e in manifest.left_out),
+        )
     return SliceRow(
         slice_id=manifest.slice_id,
         start=manifest.slice_start,
@@ -182,14 +228,18 @@ def _row(manifest: Manifest, validation: dict[str, Any] | None) -> SliceRow:
         detail=detail,
         purge=_purge_text(manifest.purge),
         purge_ru=float((manifest.purge or {}).get("ru_charged") or 0.0),
+        left_out=tuple(left_out_name(e) for e in manifest.left_out),
     )
+
+
+def _counts_text(counts: dict[str, Any]) -> str:
+    return ", ".join(f"{counts[k]} {k}" for k in ("purged", "stubbed", "changed", "gone") if counts.get(k))
 
 
 def _purge_text(purge: dict[str, Any] | None) -> str:
     if not purge:
         return "-"
-    counts = purge.get("counts") or {}
-    text = ", ".join(f"{counts[k]} {k}" for k in ("purged", "stubbed", "changed", "gone") if counts.get(k))
+    text = _counts_text(purge.get("counts") or {})
     return f"{purge.get('state', '?')}: {text}" if text else str(purge.get("state", "?"))
 
 
@@ -205,7 +255,9 @@ def _failure_detail(validation: dict[str, Any]) -> str:
 
 
 def _totals(rows: list[SliceRow], remaining: int | None, rate_ru_per_s: float | None) -> RunTotals:
-    ru = sum(r.copy_ru + r.validation_ru for r in rows)
+    by_step = {"copy": sum(r.copy_ru for r in rows), "validate": sum(r.validation_ru for r in rows),
+               "purge": sum(r.purge_ru for r in rows), "sweep": sum(r.sweep_ru for r in rows)}
+    ru = sum(by_step.values())
     seconds = sum(r.copy_s + r.validation_s for r in rows)
     eta: float | None = None
     if remaining is not None and rows:
@@ -227,6 +279,8 @@ def _totals(rows: list[SliceRow], remaining: int | None, rate_ru_per_s: float | 
         not_validated=sum(r.hash_result not in ("verified", "FAILED", "failed") for r in rows),
         remaining_slices=remaining,
         eta_s=None if eta is None else round(eta, 1),
+        ru_by_step={k: round(v, 2) for k, v in by_step.items()},
+        removed=sum(r.removed for r in rows),
     )
 
 
@@ -322,13 +376,59 @@ def _fmt_duration(seconds: float | None) -> str:
     return f"{minutes}m {s}s" if minutes else f"{s}s"
 
 
-_STYLE = """
-body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; }
-table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.9em; }
-th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; vertical-align: top; }
-th { background: #f0f0f0; } td.l, th.l { text-align: left; }
-tr.failed td { background: #fde8e8; } .mono { font-family: monospace; font-size: 0.85em; }
+_STYLE = BANNER_STYLE + """
+body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; max-width: 100%; }
+.wide { overflow-x: auto; max-width: 100%; }
+table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.85em; }
+th, td { border: 1px solid #ccc; padding: 0.2em 0.5em; text-align: right; vertical-align: top; }
+th { background: #f0f0f0; } td.l, th.l { text-align: left; } td.n { white-space: nowrap; }
+tr.failed td { background: #fde8e8; } .mono { font-family: monospace; font-size: 0.9em; }
+img { max-width: 100%; height: auto; }
 """
+
+
+def _usd(value: float | None) -> str:
+    return "unknown" if value is None else f"${value:,.2f}"
+
+
+def _run_sections(totals: RunTotals, progress: Progress | None, started: dt.datetime | None, now: dt.datetime,
+                  halt: ArchiveStatus | None, *, this_run: bool) -> str:
+    """The halt banner, this run's work per step (with its money) and the whole archive's progress."""
+    e = html.escape
+    out = [banner_html(halt)] if halt is not None else []
+    timing = f"ended (report written) {now.isoformat(timespec='seconds')}"
+    if started is not None:
+        took = _fmt_duration((now - started).total_seconds())
+        timing = f"started {started.isoformat(timespec='seconds')}, {timing}, {took}"
+    out.append(f"<p>Run {e(timing)}.</p>")
+    steps = totals.ru_by_step or {}
+    title = "This run's work per step" if this_run else "RU per step (whole slices)"
+    out.append(f"<h2>{e(title)}</h2><table><tr><th class='l'>Step</th><th>RU</th><th>Serverless $</th></tr>")
+    for step, ru in steps.items():
+        out.append(f"<tr><td class='l'>{e(step)}</td><td>{ru:,.1f}</td>"
+                   f"<td>{_usd(ru / 1e6 * SERVERLESS_USD_PER_MILLION_RU)}</td></tr>")
+    total_ru = sum(steps.values())
+    out.append(f"<tr><th class='l'>total</th><th>{total_ru:,.1f}</th>"
+               f"<th>{_usd(total_ru / 1e6 * SERVERLESS_USD_PER_MILLION_RU)}</th></tr></table>")
+    out.append(f"<p>Records copied {totals.records:,} ({_fmt_bytes(totals.record_bytes)} JSON, "
+               f"{_fmt_bytes(totals.file_bytes)} Parquet); removed from Cosmos DB by the purge: "
+               f"{totals.removed:,}.</p>")
+    if progress is not None:
+        p = progress
+        out += [
+            "<h2>The whole archive</h2><table>",
+            f"<tr><th class='l'>Slices done / in the window</th><td>{p.slices_done:,} / {p.slices_in_window:,} "
+            f"({p.slices_left:,} left)</td></tr>",
+            f"<tr><th class='l'>Records archived and purged</th><td>{p.records_archived:,}</td></tr>",
+            f"<tr><th class='l'>Cosmos DB storage of those records</th><td>before {_fmt_bytes(p.bytes_archived)} "
+            "&rarr; after 0 B (JSON bytes; stubs ~0.5 KB each in stub mode)</td></tr>",
+            f"<tr><th class='l'>ETA for the slices left</th><td>{e(_fmt_duration(p.eta_s))}</td></tr>",
+            f"<tr><th class='l'>Money for the slices left</th><td>serverless {_usd(p.serverless_usd_left)}; "
+            f"provisioned: {_usd(p.provisioned_usd_left)} of throughput already paid for</td></tr>",
+            f"<tr><th class='l'>Basis</th><td class='l'>{e(p.basis)}</td></tr>",
+            "</table>",
+        ]
+    return "\n".join(out)
 
 
 def _html(
@@ -340,6 +440,7 @@ def _html(
     ceiling: float | None,
     provisioned: float | None,
     generated: str,
+    extra: str = "",
 ) -> str:
     e = html.escape
     out = [
@@ -348,6 +449,7 @@ def _html(
         f"<title>cosmos-archive run {e(run_id)}</title><style>{_STYLE}</style></head><body>",
         f'<h1>cosmos-archive run <span class="mono">{e(run_id)}</span></h1>',
         f"<p>Generated {e(generated)}.</p>",
+        extra,
         "<h2>Totals</h2><table>",
     ]
     summary = [
@@ -356,7 +458,7 @@ def _html(
         ("Records", f"{totals.records:,}"),
         ("Record bytes (canonical JSON)", _fmt_bytes(totals.record_bytes)),
         ("Parquet bytes", _fmt_bytes(totals.file_bytes)),
-        ("RU charged (copy + validation)", f"{totals.ru:,.1f}"),
+        ("RU charged (copy + validation + purge + sweep)", f"{totals.ru:,.1f}"),
         ("Time in copy + validation", _fmt_duration(totals.seconds)),
         ("RU ceiling", "not given" if ceiling is None else f"{ceiling:g} RU/s"),
         ("Provisioned", "not given" if provisioned is None else f"{provisioned:g} RU/s"),
@@ -372,56 +474,58 @@ def _html(
     if png is not None:
         data = base64.b64encode(png).decode("ascii")
         out.append(f'<h2>RU usage</h2><img alt="RU usage plot" src="data:image/png;base64,{data}">')
-    out.append("<h2>Slices</h2><table><tr>")
-    headers = [
-        "Slice",
-        "From",
-        "To",
-        "Records",
-        "Record bytes",
-        "Parquet bytes",
-        "Files",
-        "Copy RU",
-        "Validation RU",
-        "Copy s",
-        "Validation s",
-        "Throttled",
-        "Hash result",
-        "Purge (purged or stubbed, changed, gone)",
-        "Purge RU",
-        "Slice digest (sha256)",
-    ]
-    out += [
-        f'<th class="l">{e(h)}</th>' if i in (0, 1, 2, 12, 13, 15) else f"<th>{e(h)}</th>"
-        for i, h in enumerate(headers)
-    ]
+    headers = ["Slice", "Hash result", "Records", "JSON", "Parquet", "Files", "Copy RU", "Validation RU",
+               "Purge RU", "Copy s", "Validation s", "Throttled", "Purge (purged or stubbed, changed, gone)",
+               "Digest"]
+    left = {"Slice", "Hash result", "Purge (purged or stubbed, changed, gone)", "Digest"}
+    out.append('<h2>Slices</h2><div class="wide"><table><tr>')
+    out += [f'<th class="l">{e(h)}</th>' if h in left else f"<th>{e(h)}</th>" for h in headers]
     out.append("</tr>")
     for r in rows:
         cls = ' class="failed"' if r.hash_result in ("FAILED", "failed") else ""
         cells = [
-            f'<td class="l mono">{e(r.slice_id)}</td>',
-            f'<td class="l">{e(r.start)}</td>',
-            f'<td class="l">{e(r.end)}</td>',
+            f'<td class="l mono n" title="{e(r.start)} .. {e(r.end)}">{e(r.slice_id)}</td>',
+            f'<td class="l">{e(r.hash_result)}</td>',
             f"<td>{r.records:,}</td>",
-            f"<td>{e(_fmt_bytes(r.record_bytes))}</td>",
-            f"<td>{e(_fmt_bytes(r.file_bytes))}</td>",
+            f'<td class="n">{e(_fmt_bytes(r.record_bytes))}</td>',
+            f'<td class="n">{e(_fmt_bytes(r.file_bytes))}</td>',
             f"<td>{r.files}</td>",
             f"<td>{r.copy_ru:,.1f}</td>",
             f"<td>{r.validation_ru:,.1f}</td>",
+            f"<td>{r.purge_ru:,.1f}</td>",
             f"<td>{r.copy_s:.3f}</td>",
             f"<td>{r.validation_s:.3f}</td>",
             f"<td>{r.throttled}</td>",
-            f'<td class="l">{e(r.hash_result)}</td>',
             f'<td class="l">{e(r.purge)}</td>',
-            f"<td>{r.purge_ru:,.1f}</td>",
-            f'<td class="l mono">{e(r.digest)}</td>',
+            f'<td class="l mono" title="{e(r.digest)}">{e(r.digest[:12])}</td>',
         ]
         out.append(f"<tr{cls}>{''.join(cells)}</tr>")
-    out.append("</table>")
+    out.append("</table></div>")
     failed = [r for r in rows if r.hash_result in ("FAILED", "failed")]
     if failed:
         out.append("<h2>Failed validations</h2><ul>")
         out += [f'<li><span class="mono">{e(r.slice_id)}</span>: {e(r.detail)}</li>' for r in failed]
         out.append("</ul>")
+    set_aside = [(r.slice_id, name) for r in rows for name in r.left_out]
+    if set_aside:
+        out.append("<h2>Documents left in Cosmos DB: the copy cannot archive them (never purged)</h2><ul>")
+        out += [f'<li><span class="mono">{e(sid)}</span>: {e(name)}</li>' for sid, name in set_aside]
+        out.append("</ul>")
     out.append("</body></html>")
     return "\n".join(out)
+
+def read_report_html(store: ArchiveStore, run_id: str) -> bytes | None:
+    """The report.html of a run from the archive, or None when the run wrote none."""
+    try:
+        return store.download(f"{report_dir(store, run_id)}/{REPORT_HTML}")
+    except ResourceNotFoundError:
+        return None
+
+
+def list_reports(store: ArchiveStore, limit: int = 50) -> list[tuple[str, dt.datetime | None]]:
+    """(run id as written, last modified) of the archive's run reports, newest first, at most ``limit``."""
+    prefix = report_dir(store, "x")[: -len("x")]
+    found = [(blob.name[len(prefix):-len(f"/{REPORT_HTML}")], blob.last_modified)
+             for blob in store.container.list_blobs(name_starts_with=prefix) if blob.name.endswith(f"/{REPORT_HTML}")]
+    found.sort(key=lambda item: item[1] or dt.datetime.min.replace(tzinfo=dt.UTC), reverse=True)
+    return found[:limit]

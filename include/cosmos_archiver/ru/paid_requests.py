@@ -2,7 +2,8 @@
 
 The budget is asked before each request (expecting the last request's charge) and told afterwards what the server
 charged (``x-ms-request-charge``), whether it throttled, and when it answered, also when the request failed (a 412
-or a 404 is charged too).
+or a 404 is charged too). Throttled attempts are the 429s the SDK retried on its own, counted from each HTTP response
+(:mod:`.throttles`; the SDK's ``x-ms-throttle-retry-count`` never reaches the response hook).
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from include.cosmos_archiver.ru.budget import RuBudget, UnlimitedBudget, served_at
+from include.cosmos_archiver.ru.throttles import ThrottleWatch
 
 CHARGE_HEADER = "x-ms-request-charge"
-THROTTLE_RETRY_HEADER = "x-ms-throttle-retry-count"
 T = TypeVar("T")
 ResponseHook = Callable[[Any, Any], None]
 
@@ -34,6 +35,7 @@ class PaidRequests:
             headers.update(response_headers or {})
 
         self.budget.before_request(self.last_charge)
+        watch = ThrottleWatch()
         try:
             return request(hook)
         except Exception as exc:
@@ -41,7 +43,7 @@ class PaidRequests:
             raise
         finally:
             charge = float(headers.get(CHARGE_HEADER, 0) or 0)
-            throttled = int(headers.get(THROTTLE_RETRY_HEADER, 0) or 0)
+            throttled = watch.seen()
             self.budget.after_request(charge, throttled > 0, served_at(headers))
             self.ru_charged += charge
             self.throttled_requests += throttled

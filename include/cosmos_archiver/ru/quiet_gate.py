@@ -1,7 +1,10 @@
 """The RU gate's question: has usage stayed under a threshold for a whole window of KNOWN samples?
 
 Used by the Airflow RU sensor (plugins/ru_sensor.py). Unknown samples (Azure Monitor's lagging newest grains) never
-count as quiet, so lagging metrics delay the gate instead of opening it.
+count as quiet, so lagging metrics delay the gate instead of opening it. Usage is the account's (TotalRequestUnits /
+provisioned): NormalizedRUConsumption is the hottest partition's share of its own budget, reported beside it (a
+partition at 100 % throttles its own keys while the account has headroom; the 429 back-off handles that, the gate
+does not wait for it).
 """
 
 from __future__ import annotations
@@ -17,8 +20,9 @@ from include.cosmos_archiver.ru.usage import RuUsageSource, UsageConfigError, Us
 class QuietVerdict:
     quiet: bool
     reason: str
-    peak_fraction: float | None  # highest known usage share in the window
+    peak_fraction: float | None  # highest known usage share of the account in the window
     known_s: float  # seconds of the window covered by known samples
+    hottest_partition: float | None = None  # highest NormalizedRUConsumption share in the window
 
 
 def assess_quiet(
@@ -41,19 +45,24 @@ def assess_quiet(
     known_s = sum(s.grain_s for s in in_window)
     fractions = [f for s in in_window if (f := s.usage_fraction(provisioned_ru_s)) is not None]
     peak = max(fractions) if fractions else None
+    hot = max((h for s in in_window if (h := s.hottest_partition_share) is not None), default=None)
+    hottest = "" if hot is None else f"; hottest partition {hot:.0%} of its own RU/s"
     if peak is not None and peak >= threshold:
         return QuietVerdict(
             False,
             f"usage peaked at {peak:.0%} of {provisioned_ru_s:,.0f} RU/s in the last {window}, "
-            f"above the {threshold:.0%} threshold",
+            f"above the {threshold:.0%} threshold{hottest}",
             peak,
             known_s,
+            hot,
         )
     if known_s + 1e-9 < window.total_seconds():
         return QuietVerdict(
-            False, f"only {known_s:.0f}s of the {window.total_seconds():.0f}s window has known usage", peak, known_s
+            False, f"only {known_s:.0f}s of the {window.total_seconds():.0f}s window has known usage", peak, known_s,
+            hot,
         )
-    return QuietVerdict(True, f"usage stayed under {threshold:.0%} (peak {peak:.0%}) for {window}", peak, known_s)
+    return QuietVerdict(True, f"usage stayed under {threshold:.0%} (peak {peak:.0%}) for {window}{hottest}", peak,
+                        known_s, hot)
 
 
 def check_quiet(source: RuUsageSource, *, provisioned_ru_s: float, threshold: float, window: timedelta) -> QuietVerdict:

@@ -4,9 +4,10 @@ A source returns per-grain samples, oldest first. A value of ``None`` means *unk
 with a delay, and the newest one or two minutes come back empty or as zero. Those are treated as unknown, never
 as "idle" — pacing or gating on a lagging zero is how an archiver overshoots.
 
-* :class:`AzureMonitorUsageSource` queries ``TotalRequestUnits`` (Total) and ``NormalizedRUConsumption``
-  (Maximum: the busiest partition key range) through the real ``azure.monitor.querymetrics.MetricsClient``
-  (``azure-monitor-query`` 2.0 removed ``MetricsQueryClient``). On Azure it uses ``DefaultAzureCredential``
+* :class:`AzureMonitorUsageSource` queries ``TotalRequestUnits`` (Total: the account's use) and
+  ``NormalizedRUConsumption`` (Maximum: the busiest partition key range's share of its own budget, not the
+  account's) through the real ``azure.monitor.querymetrics.MetricsClient`` (``azure-monitor-query`` 2.0 removed
+  ``MetricsQueryClient``). On Azure it uses ``DefaultAzureCredential``
   against the regional endpoint; any ``TokenCredential`` can be injected (e.g.
   :class:`~include.cosmos_archiver.loopback.StaticTokenCredential` for the local RU gateway, which serves the same
   API).
@@ -45,14 +46,19 @@ class UsageSample:
         return self.total_ru_per_s is not None or self.normalized_pct is not None
 
     def usage_fraction(self, provisioned_ru_s: float) -> float | None:
-        """Share of provisioned RU/s in use. NormalizedRUConsumption (max over partition key ranges) wins: it is
-        what throttling follows, and it is never lower than the account-wide average."""
-        candidates = []
-        if self.normalized_pct is not None:
-            candidates.append(self.normalized_pct / 100.0)
+        """The ACCOUNT's share of its provisioned RU/s: TotalRequestUnits / provisioned. NormalizedRUConsumption is not
+        that: it is the busiest partition key range's share of its own budget (provisioned / physical partitions),
+        the highest second of the grain (Microsoft Learn, monitor-normalized-request-units): one hot partition reads
+        100 % while the account sits at 10 %. It stands in only when the total is unknown, as an upper bound of the
+        account's share (the safe side)."""
         if self.total_ru_per_s is not None and provisioned_ru_s > 0:
-            candidates.append(self.total_ru_per_s / provisioned_ru_s)
-        return max(candidates) if candidates else None
+            return self.total_ru_per_s / provisioned_ru_s
+        return self.hottest_partition_share
+
+    @property
+    def hottest_partition_share(self) -> float | None:
+        """NormalizedRUConsumption as a share: the busiest partition key range's use of its own RU/s (None: unknown)."""
+        return None if self.normalized_pct is None else self.normalized_pct / 100.0
 
     @property
     def end(self) -> datetime:

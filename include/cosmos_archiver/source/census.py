@@ -10,8 +10,11 @@ Each document is in exactly one category:
 - ``waiting``: due (in a slice that ends by the cutoff, inside the lookback) and not verified yet;
 - ``hot``: in a slice that is not cold yet (it ends after the cutoff), as the plan sees it;
 - left out, with a reason: ``timestamp_missing`` (no such property, or null), ``timestamp_wrong_kind`` (e.g. a
-  number where an ISO 8601 string is configured), ``timestamp_unparseable``, ``partition_key_missing`` (never
-  archived: see source.reader), ``older_than_lookback`` (before the first slice any run plans), and
+  number where an ISO 8601 string is configured), ``timestamp_unparseable`` (including impossible dates),
+  ``timestamp_out_of_range`` (an instant no slice holds, e.g. ``0001-01-01T00:30:00+01:00``),
+  ``partition_key_missing`` (never archived: see source.reader), ``older_than_lookback`` (before the first slice
+  any run plans), ``unarchivable`` (in a verified slice, set aside by its copy: its manifest's ``left_out`` names
+  the reason), and
   ``missing_from_verified`` (in a verified slice's range but not in its manifest: the slice was sealed without it,
   e.g. under a wrong ``timestamp_field``; re-open the slice).
 
@@ -39,14 +42,15 @@ from typing import Any
 
 from azure.cosmos import ContainerProxy
 
-from include.cosmos_archiver.archive.canonical import partition_key_text
-from include.cosmos_archiver.archive.manifest import Manifest
+from include.cosmos_archiver.archive.canonical import partition_key_text, printable
+from include.cosmos_archiver.archive.manifest import LeftOutEntry, Manifest
 from include.cosmos_archiver.archive.slice_grid import check_slice_grid
 from include.cosmos_archiver.archive.source_facts import note_other_spellings
 from include.cosmos_archiver.archive.store import ArchiveStore
 from include.cosmos_archiver.clients import endpoint_of, waiting_for
 from include.cosmos_archiver.ru.budget import RuBudget, UnlimitedBudget
-from include.cosmos_archiver.ru.paid_requests import CHARGE_HEADER, THROTTLE_RETRY_HEADER
+from include.cosmos_archiver.ru.paid_requests import CHARGE_HEADER
+from include.cosmos_archiver.ru.throttles import ThrottleWatch
 from include.cosmos_archiver.settings import ArchiveSettings
 from include.cosmos_archiver.slices import (
     MISSING,
@@ -56,14 +60,16 @@ from include.cosmos_archiver.slices import (
     canonical_iso_sql,
     cutoff,
     field_expression,
+    slice_id_start,
     slice_of,
     timestamp_instant,
 )
 from include.cosmos_archiver.source.reader import STUB_MARKER, TOMBSTONE_MARKER
 
 log = logging.getLogger(__name__)
-LEFT_OUT = ("timestamp_missing", "timestamp_wrong_kind", "timestamp_unparseable", "partition_key_missing",
-            "older_than_lookback", "missing_from_verified")
+LEFT_OUT = ("timestamp_missing", "timestamp_wrong_kind", "timestamp_unparseable", "timestamp_out_of_range",
+            "partition_key_missing",
+            "older_than_lookback", "unarchivable", "missing_from_verified")
 ACCOUNTED = ("archived", "changed_since_archived", "waiting", "hot")
 CATEGORIES = ACCOUNTED + LEFT_OUT
 MAX_LISTED = 50
@@ -154,11 +160,11 @@ class _Queries:
 
     def rows(self, query: str, params: dict[str, Any] | None = None) -> Iterator[Any]:
         self.count += 1
-        charge = [0.0, 0]
+        charge = [0.0]
+        throttles = ThrottleWatch()
 
         def hook(headers: Any, _result: Any) -> None:
             charge[0] += float(headers.get(CHARGE_HEADER, 0) or 0)
-            charge[1] += int(headers.get(THROTTLE_RETRY_HEADER, 0) or 0)
 
         if " FROM c WHERE " in query:  # records only: purge stubs and read-through tombstones are not documents
             query = query.replace(" FROM c WHERE ", f" FROM c WHERE {RECORDS_ONLY} AND (", 1) + ")"
@@ -168,13 +174,14 @@ class _Queries:
         last = 1.0
         while True:
             self.budget.before_request(last)
-            charge[0], charge[1] = 0.0, 0
+            charge[0] = 0.0
+            throttles.start()
             with waiting_for(self.what):
                 page = next(pages, None)
                 page = None if page is None else list(page)
             self.ru += charge[0]
             last = charge[0] or 1.0
-            self.budget.after_request(charge[0], charge[1] > 0)
+            self.budget.after_request(charge[0], throttles.seen() > 0)
             if page is None:
                 return
             yield from page
@@ -186,8 +193,7 @@ class _Queries:
 
 def slice_from_id(slice_id: str, slice_hours: int) -> TimeSlice:
     """The slice a ``yyyy/mm/dd[/HH]`` id names, on the configured grid."""
-    parts = [int(p) for p in slice_id.split("/")]
-    start = dt.datetime(*parts[:3], parts[3] if len(parts) > 3 else 0, tzinfo=dt.UTC)
+    start = slice_id_start(slice_id)
     return TimeSlice(start, start + dt.timedelta(hours=slice_hours))
 
 
@@ -219,7 +225,7 @@ def take_census(
     notes: list[str] = []
 
     def name(row: dict[str, Any]) -> str:
-        return f"{partition_key_text(row.get('pk', MISSING))}/{row.get('id')}"
+        return printable(f"{partition_key_text(row.get('pk', MISSING))}/{row.get('id')}")
 
     def list_where(reason: str, where: str, params: dict[str, Any] | None = None) -> None:
         if max_listed > 0:
@@ -256,6 +262,14 @@ def take_census(
             manifest_keys[slice_id] = {(r.partition_key, r.id) for r in manifest.records} if manifest else set()
         return manifest_keys[slice_id]
 
+    def set_aside(slice_id: str) -> dict[tuple[str, str], LeftOutEntry]:
+        """key -> entry of the documents the slice's copy could not archive (they stay in Cosmos DB)."""
+        manifest = manifest_of(slice_id)
+        return {(e.partition_key, e.id): e for e in manifest.left_out} if manifest else {}
+
+    def unarchivable(row: dict[str, Any], entry: LeftOutEntry) -> None:
+        _left(counts, listed, "unarchivable", f"{name(row)}: {printable(entry.reason)}", max_listed)
+
     def read_since(manifest: Manifest | None) -> int:
         """The epoch second from which a document counts as written after the slice's validation read it."""
         validation = (manifest.validation if manifest else None) or {}
@@ -280,18 +294,29 @@ def take_census(
         since = read_since(manifest)
         changed = q.count_where(f"{in_range} AND c._ts >= @since", {**rng, "@since": since})
         unchanged = held - changed
+        kept_aside = set_aside(slice_id)
+        if changed and kept_aside:  # a set-aside document as its copy saw it is unarchivable, not changed
+            for row in q.rows(f"SELECT c.id, {pk} AS pk, c._etag AS etag FROM c WHERE {in_range} AND c._ts >= @since",
+                              {**rng, "@since": since}):
+                entry = kept_aside.get((partition_key_text(row.get("pk", MISSING)), str(row["id"])))
+                if entry is not None and entry.etag == row.get("etag"):
+                    changed -= 1
+                    unarchivable(row, entry)
         counts["changed_since_archived"] += changed
         if changed:
             changed_in.add(slice_id)
         record_count = manifest.record_count if manifest else 0
         foreign = manifest is not None and manifest.timestamp_field != settings.timestamp_field
-        if exact or foreign or unchanged > record_count:
+        if exact or foreign or unchanged > record_count or kept_aside:
             keys = keys_of(slice_id)
             rows = q.rows(f"SELECT c.id, {pk} AS pk, c._ts AS ts FROM c WHERE {in_range} AND c._ts < @since",
                           {**rng, "@since": since})
             for row in rows:
-                if (partition_key_text(row.get("pk", MISSING)), str(row["id"])) in keys:
+                key = (partition_key_text(row.get("pk", MISSING)), str(row["id"]))
+                if key in keys:
                     counts["archived"] += 1
+                elif key in kept_aside:
+                    unarchivable(row, kept_aside[key])
                 else:
                     counts["missing_from_verified"] += 1
                     reopen.add(slice_id)
@@ -332,13 +357,13 @@ def take_census(
                 break
             try:
                 instant = timestamp_instant(row.get("t"), kind, settings.timestamp_field)
+                slice_id = slice_of(instant, settings.slice_hours).slice_id
             except TimestampError as exc:
                 _left(counts, listed, exc.problem, name(row), max_listed)
                 continue
             if "pk" not in row:
                 _left(counts, listed, "partition_key_missing", name(row), max_listed)
                 continue
-            slice_id = slice_of(instant, settings.slice_hours).slice_id
             if slice_id in verified:
                 manifest = manifest_of(slice_id)
                 key = (partition_key_text(row["pk"]), str(row["id"]))
@@ -347,6 +372,8 @@ def take_census(
                     changed_in.add(slice_id)
                 elif key in keys_of(slice_id):
                     counts["archived"] += 1
+                elif key in set_aside(slice_id):
+                    unarchivable(row, set_aside(slice_id)[key])
                 else:
                     reopen.add(slice_id)
                     _left(counts, listed, "missing_from_verified", name(row), max_listed)

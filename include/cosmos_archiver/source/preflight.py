@@ -9,6 +9,9 @@
 
 A wrong ``timestamp_field`` therefore cannot seal slices with 0 records; what a sample cannot see (a few odd
 documents among many good ones) is counted by source.census.
+
+And the account's capacity mode is known (:func:`require_account_mode`): set in the RU settings or read from the
+account, never guessed (a serverless account run as provisioned has no cap).
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from azure.cosmos.exceptions import CosmosResourceNotFoundError
 
 from include.cosmos_archiver.clients import endpoint_of, waiting_for
 from include.cosmos_archiver.errors import TerminalError
+from include.cosmos_archiver.ru.account_mode import AccountModeError
+from include.cosmos_archiver.ru.governance import RuGovernance
 from include.cosmos_archiver.settings import ArchiveSettings
 from include.cosmos_archiver.slices import MISSING, TimestampError, field_value, is_canonical_iso, timestamp_instant
 
@@ -43,6 +48,15 @@ class PreflightResult:
         bad = "; ".join(f"{len(ids)} {reason}: {', '.join(ids[:5])}" for reason, ids in self.problems.items())
         return f"preflight: {self.good} of {self.sampled} sampled documents fit the settings" + (
             f" ({bad}; the census counts all of them)" if bad else "")
+
+
+def require_account_mode(governance: RuGovernance, variable: str, **read: Any) -> RuGovernance:
+    """The RU settings with ``account_mode`` known (set, or read from the account); PreflightError naming the setting
+    and its two values when it is neither. ``read``: RuGovernance.resolve_account_mode's reader (tests)."""
+    try:
+        return governance.resolve_account_mode(variable, **read)
+    except AccountModeError as exc:
+        raise PreflightError(f"{exc}; nothing was archived") from None
 
 
 def _where(container: ContainerProxy, database: str, name: str) -> str:

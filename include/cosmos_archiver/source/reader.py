@@ -34,7 +34,8 @@ from include.cosmos_archiver.archive.canonical import partition_key_text
 from include.cosmos_archiver.clients import EndpointPatience, endpoint_of, patience_of, waiting_for
 from include.cosmos_archiver.errors import TransientError
 from include.cosmos_archiver.ru.budget import RuBudget, UnlimitedBudget, served_at
-from include.cosmos_archiver.ru.paid_requests import CHARGE_HEADER, THROTTLE_RETRY_HEADER
+from include.cosmos_archiver.ru.paid_requests import CHARGE_HEADER
+from include.cosmos_archiver.ru.throttles import ThrottleWatch
 from include.cosmos_archiver.slices import (
     MAX_UTC_OFFSET,
     MISSING,
@@ -69,6 +70,7 @@ class ReadStats:
     page_charges: list[float] = field(default_factory=list)
     other_spellings: int = 0  # documents placed in the slice by the parsed instant of a non-canonical spelling
     spelled_in_range: int = 0  # non-canonical values read whose text sorts into the slice's range (count_range's)
+    first_served: float | None = None  # the server's Date of the first answer (epoch seconds), if it sent one
 
 
 def slice_query(
@@ -98,10 +100,12 @@ def placed_filter(timestamp_field: str, kind: TimestampKind, partition_key_path:
 
 def spelling_window(time_slice: TimeSlice) -> tuple[str, str]:
     """Lexicographic bounds (dates ``YYYY-MM-DD``) holding every ISO 8601 string whose instant may be in the slice:
-    its written local date is at most MAX_UTC_OFFSET from the UTC one."""
-    low = (time_slice.start - MAX_UTC_OFFSET).date()
-    high = (time_slice.end + MAX_UTC_OFFSET).date() + dt.timedelta(days=1)
-    return low.isoformat(), high.isoformat()
+    its written local date is at most MAX_UTC_OFFSET from the UTC one (clamped to years 0001..9999)."""
+    first, last = dt.datetime.min.replace(tzinfo=dt.UTC), dt.datetime.max.replace(tzinfo=dt.UTC)
+    low = (max(time_slice.start, first + MAX_UTC_OFFSET) - MAX_UTC_OFFSET).date().isoformat()
+    high = "99999" if time_slice.end >= last - 2 * MAX_UTC_OFFSET else (
+        (time_slice.end + MAX_UTC_OFFSET).date() + dt.timedelta(days=1)).isoformat()
+    return low, high
 
 
 def spelling_query(
@@ -318,17 +322,36 @@ def slice_versions(
     budget: RuBudget | None = None,
     stats: ReadStats | None = None,
     other_spellings: bool = True,
-) -> dict[tuple[str, str], str | None]:
-    """(partition key text, id) -> ``_etag`` of every document in the slice (stubs left out), without the bodies
-    (``_etag`` is not indexed: on Azure this listing loads every document of the range, like a copy)."""
+) -> dict[tuple[str, str], tuple[str | None, int | None]]:
+    """(partition key text, id) -> (``_etag``, ``_ts``) of every document in the slice (stubs left out), without
+    the bodies (``_etag`` is not indexed: on Azure this listing loads every document of the range, like a copy)."""
     pk = _pk_expression(partition_key_path)
-    versions: dict[tuple[str, str], str | None] = {}
+    versions: dict[tuple[str, str], tuple[str | None, int | None]] = {}
     for page in read_slice(container, time_slice, timestamp_field=timestamp_field, timestamp_kind=timestamp_kind,
-                           page_size=page_size, budget=budget, stats=stats, select=f"c.id, c._etag, {pk} AS pk",
-                           other_spellings=other_spellings):
+                           page_size=page_size, budget=budget, stats=stats,
+                           select=f"c.id, c._etag, c._ts, {pk} AS pk", other_spellings=other_spellings):
         for row in page:
-            versions[(partition_key_text(row.get("pk", MISSING)), str(row["id"]))] = row.get("_etag")
+            versions[(partition_key_text(row.get("pk", MISSING)), str(row["id"]))] = (row.get("_etag"), row.get("_ts"))
     return versions
+
+
+def documents_besides(
+    container: ContainerProxy,
+    time_slice: TimeSlice,
+    known: dict[tuple[str, str], str | None],
+    *,
+    partition_key_path: str,
+    timestamp_field: str = "_ts",
+    timestamp_kind: TimestampKind = "epoch_seconds",
+    budget: RuBudget | None = None,
+    stats: ReadStats | None = None,
+) -> int:
+    """How many of the slice's documents are not one of ``known`` ((partition key text, id) -> ``_etag``) in that
+    very version: e.g. besides the unarchivable documents a copy set aside, unchanged. Ids and etags only."""
+    versions = slice_versions(container, time_slice, partition_key_path=partition_key_path,
+                              timestamp_field=timestamp_field, timestamp_kind=timestamp_kind, budget=budget,
+                              stats=stats)
+    return sum(1 for key, (etag, _ts) in versions.items() if key not in known or known[key] != etag)
 
 
 def query_pages(
@@ -340,23 +363,35 @@ def query_pages(
     stats: ReadStats,
     feed_range: dict[str, Any] | None = None,
 ) -> Iterator[list[Any]]:
-    """Run one query page by page through the budget, logging while a page is awaited and retrying an endpoint
-    that does not answer from the last page's continuation (a query that already yielded pages and has none
-    cannot resume: it fails, and the task's retry starts the slice again)."""
-    page_charge = [0.0, 0]  # RU and throttle retries of the requests behind the current page
+    """Run one cross-partition query page by page through the budget, logging while a page is awaited, and restart
+    it safely when the endpoint did not answer.
+
+    A restart never resumes from a continuation token: the Python SDK supports them for single-partition queries
+    only (Microsoft Learn, query pagination; a cross-partition query's token is the last partition key range's, which
+    the SDK would send to every range). The query starts again from the beginning instead, and every row already
+    yielded is left out by its identity (:func:`_row_identity`: the document's ``_rid``, or partition key and id);
+    what it re-reads is paid again. A ``SELECT VALUE`` query (partial counts, timestamps) has rows without identity:
+    its pages are held until it is complete, so a restart simply discards them. A query whose yielded rows have no
+    identity cannot restart once it has yielded: it fails, and the task's retry starts the slice again."""
+    page_charge = [0.0]  # RU of the requests behind the current page
+    throttles = ThrottleWatch()  # their 429s (the SDK retries them itself, out of the response hook's sight)
     page_served: list[float | None] = [None]  # the server's Date of the page's last answer
 
     def on_response(headers: Any, _result: Any) -> None:
         # Called once per HTTP request the SDK makes (a page may take several across partition ranges).
         page_charge[0] += float(headers.get(CHARGE_HEADER, 0) or 0)
-        page_charge[1] += int(headers.get(THROTTLE_RETRY_HEADER, 0) or 0)
         page_served[0] = served_at(headers)
+        if stats.first_served is None:
+            stats.first_served = page_served[0]
 
     patience = patience_of(container)
-    state: dict[str, Any] = {"pages": None, "continuation": None}
+    state: dict[str, Any] = {"pages": None}
+    held: list[list[Any]] = []  # the pages of a SELECT VALUE query, until it is complete
+    holding = query["query"].lstrip().upper().startswith("SELECT VALUE")
+    yielded: set[Any] | None = set()  # identities of the rows yielded; None: a row without one was yielded
 
     def attempt(remaining: float) -> Any:
-        if state["pages"] is None:  # opened lazily: opening may itself need the endpoint
+        if state["pages"] is None:  # opened lazily (opening may itself need the endpoint), always from the start
             scope = {"feed_range": feed_range} if feed_range is not None else {"enable_cross_partition_query": True}
             state["pages"] = container.query_items(
                 query=query["query"],
@@ -365,36 +400,61 @@ def query_pages(
                 response_hook=on_response,
                 timeout=remaining,  # azure-cosmos' client-side bound on each page request with its own retries
                 **scope,
-            ).by_page(state["continuation"])
+            ).by_page()
         return next(state["pages"])
 
-    def reopen() -> None:
+    def restart() -> None:
         state["pages"] = None
+        held.clear()
 
-    yielded = False
     while True:
         budget.before_request(stats.page_charges[-1] if stats.page_charges else 1.0)
-        page_charge[0], page_charge[1] = 0.0, 0
+        page_charge[0] = 0.0
+        throttles.start()
         try:
             with waiting_for(_what(container)):
-                page = list(_retry_unreachable(attempt, patience, _what(container),
-                                               resumable=not (yielded and not state["continuation"]),
-                                               on_retry=reopen))
+                page = list(_retry_unreachable(attempt, patience, _what(container), resumable=yielded is not None,
+                                               on_retry=restart))
         except StopIteration:
             stats.ru_charged += page_charge[0]  # the request that found no more pages is charged too
+            stats.throttled_requests += throttles.seen()
+            yield from held
             return
         except UNREACHABLE_ERRORS as exc:
             raise _unreachable(container, patience, exc) from exc
-        state["continuation"] = getattr(state["pages"], "continuation_token", None)
-        charge, throttled = page_charge
+        charge, throttled = page_charge[0], throttles.seen()
         stats.ru_charged += charge
         stats.pages += 1
         stats.throttled_requests += throttled
         stats.page_charges.append(charge)
         budget.after_request(charge, throttled > 0, page_served[0])
-        if page:
-            yielded = True
-            yield page
+        if holding:
+            held.append(page)
+            continue
+        fresh = []
+        for row in page:
+            key = _row_identity(row)
+            if key is None:
+                yielded = None
+            elif yielded is not None and key in yielded:
+                continue  # yielded before a restart
+            elif yielded is not None:
+                yielded.add(key)
+            fresh.append(row)
+        if fresh:
+            yield fresh
+
+
+def _row_identity(row: Any) -> Any:
+    """What tells a row's document apart from every other in the container: its ``_rid``, else its partition key
+    (the ``pk`` alias of an id listing) and id; None when the row carries neither (ids repeat across partitions)."""
+    if not isinstance(row, dict):
+        return None
+    if row.get("_rid") is not None:
+        return ("_rid", str(row["_rid"]))
+    if "pk" in row and "id" in row:
+        return ("pk", partition_key_text(row["pk"]), str(row["id"]))
+    return None
 
 
 def _what(container: ContainerProxy) -> str:
