@@ -15,9 +15,9 @@ Figures (sources in devstack/ru_gateway/charge_model.py):
   (optimize-cost-reads-writes).
 - the product's query shapes, built with its own query builders (source/reader.py, census.py's counts,
   readthrough/repository.py's list and body queries) on seeded records: derived figure = the page charge (a guess,
-  2.3 RU per partition key range per page) x the pages the gateway answered + 10.15 RU per MB (the troubleshooting
-  page's rate) x the bytes the documented index rules say the query must load (computed here from the seeded data,
-  not by the gateway) + 0.0025 RU per index entry matched (a guess).
+  2.3 RU a page) x (one page per partition key range + the later pages the gateway answered) + 10.15 RU per MB (the
+  troubleshooting page's rate) x the bytes the documented index rules say the query must load (computed here from
+  the seeded data, not by the gateway) + 0.0025 RU per index entry matched (a guess).
 - the per-partition split of a cross-partition scan (the census's canonical-spelling COUNT): each physical
   partition's RU next to its derived share.
 What this checks: that the gateway carries the published figures and the documented index rules through paging,
@@ -178,7 +178,7 @@ def query_shapes(gw: Any, client: Any, ledger: Ledger, docs: list[dict[str, Any]
         run()
         entries = ledger.queries()
         ranges = partitions if cross else 1
-        derived = len(entries) * ranges * PAGE_RU + RU_PER_MB * sum(map(stored_size, loaded)) / 1e6
+        derived = (ranges + len(entries) - 1) * PAGE_RU + RU_PER_MB * sum(map(stored_size, loaded)) / 1e6
         derived += LOOKUP_RU * lookups
         row(name, sum(e.ru for e in entries), derived, f"{len(entries)} page(s), {len(loaded)} docs loaded")
 
@@ -245,9 +245,9 @@ def query_shapes(gw: Any, client: Any, ledger: Ledger, docs: list[dict[str, Any]
     for entry in split_entries:
         for p, ru in entry.partitions.items():
             booked[p] = booked.get(p, 0.0) + ru
-    pages = len(split_entries)
+    assert len(split_entries) == 1, split_entries  # one page: each partition pays one page and its own load
     for p in range(partitions):
-        derived = pages * PAGE_RU + RU_PER_MB * loaded_by_partition.get(p, 0) / 1e6
+        derived = PAGE_RU + RU_PER_MB * loaded_by_partition.get(p, 0) / 1e6
         row(f"  census scan on physical partition {p}", booked.get(p, 0.0), derived, "per-partition split")
 
 

@@ -155,7 +155,7 @@ def main() -> None:
         read_ref = sum(model.point("Read", s) for s in sizes) / n
         delete_ref = sum(model.point("Delete", s) for s in sizes) / n
         reference = read_ref + delete_ref
-        print(f"{n} records of ~{sum(sizes) / n / 1024:,.0f} KB over {len(slices)} daily slices; gateway model: "
+        print(f"{n} records of ~{sum(sizes) / n / 1024:,.0f} KB over {len(slices)} daily slices; {model.preset} model: "
               f"one read {read_ref:,.1f} RU + one delete {delete_ref:,.1f} RU = {reference:,.1f} RU per record")
         for r in results:
             per = r["booked"] / r["records"]

@@ -6,7 +6,7 @@ gateway (``devstack.ru_gateway``, a separate process) listens on ``cosmos_port``
 ``provisioned`` account (priority-based execution and throughput buckets honoured) or a ``serverless`` one (neither;
 ``account_mode``, env COSMOS_ARCHIVE_ACCOUNT_MODE), under a charge model (``charge_model``: ``published``, Microsoft's
 figures, the default, or ``seed``; env COSMOS_ARCHIVE_CHARGE_MODEL) with ``physical_partitions`` physical partitions
-(0: derived from ``data_gb`` and the RU/s as Azure splits; env COSMOS_ARCHIVE_PHYSICAL_PARTITIONS,
+(0: derived from ``data_gb``, 50 GB each, as Azure splits; env COSMOS_ARCHIVE_PHYSICAL_PARTITIONS,
 COSMOS_ARCHIVE_DATA_GB).
 
 Every server listens on 127.0.0.1 only. State (pid files, logs, TLS material) lives in one state directory, so
@@ -60,7 +60,7 @@ class StackConfig:
     metrics_delay_s: float = 0.0  # the gateway's Azure Monitor reporting delay (Azure: ~120 s)
     account_mode: str = "provisioned"  # or "serverless": the gateway ignores priority and throughput buckets
     charge_model: str = "published"  # or "seed" (the design seed's 1 RU/KB read, 5 RU/KB write)
-    physical_partitions: int = 0  # 0: derived from data_gb and provisioned_ru (partitions.py)
+    physical_partitions: int = 0  # 0: derived from data_gb, 50 GB each (partitions.py)
     data_gb: float = 0.0
 
     def __post_init__(self) -> None:

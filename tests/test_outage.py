@@ -21,7 +21,7 @@ from azure.core.exceptions import ServiceRequestError
 from azure.cosmos import PartitionKey
 from azure.storage.blob import BlobLeaseClient
 
-from devstack.ru_gateway import GatewaySettings, start_gateway
+from devstack.ru_gateway import ChargeModel, GatewaySettings, start_gateway
 from devstack.ru_gateway.proxy import Gateway
 from devstack.stack import AZURITE_ACCOUNT, AZURITE_KEY, EMULATOR_COSMOS_KEY, free_port
 from devstack.tls import ensure_local_tls
@@ -140,7 +140,9 @@ def test_patience_bounds_every_attempt_within_the_total():
 
 def test_a_throttled_copy_logs_what_it_waits_for(stack, archive_store, monkeypatch, caplog):
     """Throttling (HTTP 429, retried by the SDK after the server's retry-after) is as visible as an outage; the
-    30-s progress interval is shortened to 0.2 s here so a few throttled pages show it."""
+    30-s progress interval is shortened to 0.2 s here so a few throttled pages show it. Changed in issue 17: the
+    gateway runs the seed charge model here (a 20 KB page costs ~20 RU per document, so 60 RU/s throttles); under the
+    published model these pages cost ~5 RU and would not be throttled at 60 RU/s."""
     monkeypatch.setattr(clients, "PROGRESS_EVERY_S", 0.2)
     direct = cosmos_client(stack.cosmos_backend_endpoint, EMULATOR_COSMOS_KEY).create_database_if_not_exists("tests")
     name = f"t-{uuid.uuid4().hex[:10]}"
@@ -150,7 +152,8 @@ def test_a_throttled_copy_logs_what_it_waits_for(stack, archive_store, monkeypat
             seeded.upsert_item({"id": f"r{i}", "customerId": "c", "issuedAt": f"2025-03-01T{i:02d}:00:00.000Z",
                                 "pad": "x" * 20_000})
         with start_gateway(stack.cosmos_backend_endpoint.rstrip("/"), stack.state_dir,
-                           settings=GatewaySettings(provisioned_ru=60)) as gateway:  # 429s for 20-KB documents
+                           settings=GatewaySettings(provisioned_ru=60),
+                           charge_model=ChargeModel(preset="seed")) as gateway:  # 429s for 20-KB documents
             container = _container(gateway.endpoint, name, EndpointPatience(total_s=60))
             with caplog.at_level(logging.WARNING, logger="include.cosmos_archiver.clients"):
                 manifest = copy_slice(container, archive_store, DAY, SETTINGS)

@@ -75,6 +75,10 @@ def archive_verified(store) -> bool:
 
 
 def test_archive_and_purge_leave_no_full_document_and_the_archive_verified(seeded, archive_store):
+    """Changed in issue 17 (the gateway's published charge model): fast validation lists ids and etags, but a query
+    pays for the documents it loads, and the listing's canonical-spelling filter is not served by the index, so it
+    loads every document of the slice's range like the copy does; the seed model charged bytes returned and made the
+    listing look 5x cheaper than the copy. What validation should cost on Azure is issue 18's."""
     originals = {d["id"]: canonical_json(d) for d in in_cosmos(seeded).values() if d["id"] not in OUTSIDE}
     copy_slice(seeded, archive_store, DAY, SETTINGS)
     validation = validate_slice(seeded, archive_store, DAY, SETTINGS)
@@ -91,7 +95,7 @@ def test_archive_and_purge_leave_no_full_document_and_the_archive_verified(seede
     assert set(manifest.ru_steps) == {"copy", "validate", "purge"} and manifest.ru_steps["purge"] > 0
     # index-served counts load no document: never more than the copy (the test stack models ~100 physical
     # partitions for its 1,000,000 RU/s, and a cross-partition query pays a page on each, so not much less either)
-    assert manifest.ru_steps["validate"] <= manifest.ru_steps["copy"]
+    assert 0 < manifest.ru_steps["validate"] <= manifest.ru_steps["copy"]
     purge_log = read_purge_log(archive_store, DAY.slice_id)
     assert purge_log.state == "complete" and {r[1] for r in purge_log.outcomes["purged"]} == set(originals)
     # Run again: nothing left, nothing to do, no new generation.

@@ -165,9 +165,12 @@ def test_index_found_fresh_across_new_slices_and_compaction(cosmos_container, ar
 
 def test_list_tokens_are_bound_to_their_query():
     q = build_query("c-1", "2025-01-01", "2025-02-01", 10, None, "iso8601")
-    token = encode_token(q, "2025-01-05T00:00:00.000Z", "inv-9")
+    token = encode_token(q, "2025-01-05T00:00:00.000000+00:00", "inv-9")
     assert build_query("c-1", "2025-01-01", "2025-02-01", 5, token, "iso8601").after == (
-        "2025-01-05T00:00:00.000Z", "inv-9")
+        "2025-01-05T00:00:00.000000+00:00", "inv-9")
+    for crafted in ("2025-01-05", "2025-01-05T00:00:00", "2025-01-05T01:00:00.000000+01:00"):
+        with pytest.raises(BadRequest):  # a naive or offset key would compare wrongly (or raise): refused
+            build_query("c-1", "2025-01-01", "2025-02-01", 5, encode_token(q, crafted, "inv-9"), "iso8601")
     for customer, start in (("c-2", "2025-01-01"), ("c-1", "2025-01-02")):
         with pytest.raises(BadRequest) as bad:
             build_query(customer, start, "2025-02-01", 10, token, "iso8601")
@@ -180,7 +183,8 @@ def test_list_tokens_are_bound_to_their_query():
         build_query("c-1", "2025-02-30", None, 10, None, "iso8601")
     assert bad.value.parameter == "from" and "2025-02-30" in bad.value.message
     epoch = build_query("c-1", "1970-01-02", None, 10, None, "epoch_seconds")
-    assert epoch.start == 86400 and epoch.in_range(86400, "a") and not epoch.in_range("86400", "a")
+    assert epoch.place(86400, "a") == "1970-01-02T00:00:00.000000+00:00" and epoch.place("86400", "a") is None
+    assert epoch.place(86399.5, "a") is None
 
 
 def test_delete_between_validation_and_purge_never_comes_back(cosmos_container, archive_store):

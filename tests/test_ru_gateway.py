@@ -146,6 +146,12 @@ def test_charges_follow_the_published_model(backend: Backend) -> None:
         # a delete is charged by the size of what it removes, also when the gateway never saw the document read
         # (written by an upsert, found by a query: the purge's case)
         assert _charge(container) == pytest.approx(write_ru, rel=0.02)
+        # a replace (a purge stub) costs a delete of the old version plus a write of the new one
+        container.upsert_item({"id": "v", "customerId": "cust-v", "payload": "y" * (60 * 1024)})
+        container.replace_item("v", {"id": "v", "customerId": "cust-v", "stub": True})
+        assert _charge(container) == pytest.approx(write_ru + 4.95, rel=0.02)
+        container.delete_item("v", partition_key="cust-v")
+        assert _charge(container) == pytest.approx(4.95)  # the stub's size now
 
 
 def test_seed_preset_keeps_the_old_flat_charges(backend: Backend) -> None:
@@ -609,6 +615,7 @@ def test_a_hot_partition_is_throttled_while_the_account_has_headroom(backend: Ba
         assert hot == [200, 200, 200, 200, 429] and cold == 200, (hot, cold)
         stats = gw.stats(seconds=30)
         assert stats["config"]["partition_count"] == 2 and stats["config"]["partition_budget_ru"] == 100
+        assert GatewaySettings(data_gb=600).partition_count == 12  # the seed's 600 GB: 50 GB per partition
         assert stats["partitions"]["0"]["throttled"] >= 1 and stats["partitions"]["1"]["throttled"] == 0
         row = next(r for r in stats["per_second"] if r["second"] == second)
         account_ru = row["archiver"]["ru"] + row["business"]["ru"]

@@ -60,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--read-ru-per-kb", type=float, default=ChargeModel.read_ru_per_kb, help="seed preset only")
     parser.add_argument("--write-ru-per-kb", type=float, default=ChargeModel.write_ru_per_kb, help="seed preset only")
-    parser.add_argument("--physical-partitions", type=int, default=0, help="0: derived from --data-gb and RU/s")
+    parser.add_argument("--physical-partitions", type=int, default=0, help="0: derived from --data-gb (50 GB each)")
     parser.add_argument("--data-gb", type=float, default=0.0, help="data size the partition count is derived from")
     parser.add_argument("--default-consistency", default="Session", help="the account's consistency level")
     parser.add_argument("--log-level", default="INFO")

@@ -15,8 +15,10 @@ Published model (preset ``published``), each rule with its source (all checked 2
   1,024 and 2,048 KB (``SIZE_TABLE``). Below 1 KB: the 1 KB figures (1 RU read, 4.95 RU write; Azure's minimum
   charges). Create, upsert, replace, patch and delete are all charged the table's write column: for the size written
   (create/upsert/replace), the size of the item removed (delete), the item's stored size (patch; guess: Azure
-  charges a patch about like a replace of the resulting item). Guess: a replace is one write of the new size (the
-  shared notes quote "~delete of the old + insert of the new"; the table gives one figure per write).
+  charges a patch about like a write of the resulting item). A replace is charged as a delete of the old version
+  plus a write of the new one (shared README, facts of 2026-12-01: "replace ~ delete of the old + insert of the
+  new"), when the gateway knows the old size (it reads it, uncharged, before the replace); an upsert that replaces
+  is charged one write of the new size (guess: the gateway does not look the old version up for upserts).
 - Strong and Bounded Staleness reads (point reads, queries, feeds) cost twice as much (Microsoft Learn
   "Optimize cost of reads and writes": "reads ... consume approximately two times more RUs").
 - Queries are charged by the documents they make the service load, not by what they return: Microsoft Learn
@@ -200,6 +202,8 @@ class ChargeModel:
             return self.metadata_ru
         if op in ("Delete", "Patch"):
             return self.point(op, known_doc_bytes or 0)
+        if op == "Replace" and known_doc_bytes and not self.seed:
+            return self.point("Delete", known_doc_bytes) + self.point(op, request_bytes)
         if kind.is_write:
             return self.point(op, request_bytes)
         if kind.is_paged:
@@ -216,6 +220,8 @@ class ChargeModel:
             return self.error_ru
         if op in ("Delete", "Patch"):
             return self.point(op, known_doc_bytes or (response_bytes if op == "Patch" else 0))
+        if op == "Replace" and known_doc_bytes and not self.seed:
+            return self.point("Delete", known_doc_bytes) + self.point(op, request_bytes)
         if kind.is_write:
             return self.point(op, request_bytes)
         return self.point(op, response_bytes)

@@ -30,8 +30,8 @@ class GatewaySettings:
     ``low_priority_fraction``: share of each second's budget that requests with priority Low may use (High and
     unmarked requests may use all of it). ``throughput_buckets``: bucket number (1-5) -> maxThroughputPercentage.
     ``reporting_delay_s``: how late metrics become visible (Azure Monitor: a few minutes).
-    ``physical_partitions``: how many physical partitions the container has (0: derived from ``data_gb`` and the
-    RU/s as Azure splits, partitions.py); ``data_gb``: the data size the derivation assumes (the local data stands for
+    ``physical_partitions``: how many physical partitions the container has (0: derived from ``data_gb``, 50 GB each,
+    as Azure splits; partitions.py); ``data_gb``: the data size the derivation assumes (the local data stands for
     it). ``default_consistency``: the account's consistency level, used when a request names none
     (``x-ms-consistency-level``); Strong and BoundedStaleness double read charges."""
 
@@ -110,7 +110,7 @@ class GatewaySettings:
     def partition_count(self) -> int:
         if self.physical_partitions:
             return self.physical_partitions
-        return derived_partition_count(self.data_gb, self.provisioned_ru, self.serverless)
+        return derived_partition_count(self.data_gb)
 
     @property
     def partition_budget(self) -> float:

@@ -1,14 +1,15 @@
 """Physical partitions: how many a container has and which one a logical partition key lives on.
 
-API: ``derived_partition_count(data_gb, provisioned_ru, serverless)``; ``partition_of(epk, count)``;
+API: ``derived_partition_count(data_gb)``; ``partition_of(epk, count)``;
 ``PartitionKeyDef.from_collection(doc)`` with ``.partition(value_json, count)`` and ``.expression(alias)``.
 
 Rules and sources:
-- A physical partition holds up to 50 GB and serves up to 10,000 RU/s; a provisioned container gets
-  ``max(ceil(GB / 50), ceil(RU/s / 10,000))`` of them (Microsoft Learn "Partitioning and horizontal scaling" and
-  "Best practices for scaling provisioned throughput": partitions split as data or RU/s grow). Serverless: only the
-  data size decides. Guess: Azure splits at the data's median key, so real boundaries follow the data; here the
-  hash space is divided evenly, which is what a uniformly hashed key gives.
+- A physical partition holds up to 50 GB and serves up to 10,000 RU/s (Microsoft Learn "Partitioning and horizontal
+  scaling", "Best practices for scaling provisioned throughput": partitions split as data or RU/s grow). The
+  default count follows the data size only, ``ceil(GB / 50)``: local configurations set huge RU/s to mean
+  "unthrottled", which would otherwise make hundreds of partitions; to model an account whose RU/s force a split,
+  set ``physical_partitions`` to ``ceil(RU/s / 10,000)``. Guess: Azure splits at the data's median key, so real
+  boundaries follow the data; here the hash space is divided evenly, which is what a uniformly hashed key gives.
 - A logical key's physical partition follows its effective partition key (EPK): the hash azure-cosmos computes in
   ``PartitionKey._get_effective_partition_key_string`` (azure/cosmos/partition_key.py, 4.17.1; MurmurHash3-128 for
   hash version 2, whose first byte the SDK masks with 0x3F, so V2 EPKs lie in [00, 40) hex). The gateway reuses
@@ -25,14 +26,12 @@ from typing import Any
 from azure.cosmos.partition_key import PartitionKey
 
 PARTITION_MAX_GB = 50.0
-PARTITION_MAX_RU = 10_000.0
+PARTITION_MAX_RU = 10_000.0  # documented; not applied by default (see above)
 _V2_SPACE = 0x40 << 24  # first 4 bytes of a V2 EPK are below 0x40000000
 
 
-def derived_partition_count(data_gb: float, provisioned_ru: float, serverless: bool) -> int:
-    by_size = math.ceil(data_gb / PARTITION_MAX_GB) if data_gb > 0 else 1
-    by_ru = 1 if serverless else math.ceil(provisioned_ru / PARTITION_MAX_RU)
-    return max(1, by_size, by_ru)
+def derived_partition_count(data_gb: float) -> int:
+    return max(1, math.ceil(data_gb / PARTITION_MAX_GB)) if data_gb > 0 else 1
 
 
 def partition_of(epk: str, count: int, version: int = 2) -> int:

@@ -15,7 +15,8 @@ Charging (charge_model.py, query_shape.py, query_probe.py, partitions.py): point
 query page by the documents it makes the service load, measured by an uncharged probe query to the backend on the
 query's first page; reads doubled under Strong/Bounded Staleness (``x-ms-consistency-level`` or the account's
 ``default_consistency``). Every charge is booked on the physical partition(s) it lands on (the request's partition
-key header; a cross-partition query: each partition pays a page and its share of the load), and each partition has
+key header; a cross-partition query: each partition pays a first page, then its share of later pages and of the
+load), and each partition has
 its own budget per second (throttle.py). When the client sends ``x-ms-documentdb-populatequerymetrics: True``, a
 query or feed answer carries ``x-ms-documentdb-query-metrics`` (query_probe.format_query_metrics).
 
@@ -67,7 +68,7 @@ from urllib.parse import parse_qsl, urlsplit
 from devstack.ru_gateway.charge_model import ChargeModel, QueryLoad, RequestKind, classify
 from devstack.ru_gateway.config import GatewaySettings, GatewaySettingsError, settings_from_json
 from devstack.ru_gateway.faults import FaultPlan, FaultSpec, FaultSpecError
-from devstack.ru_gateway.metrics import BatchQuery, MetricsQueryError, MetricsStore
+from devstack.ru_gateway.metrics import TRAFFIC_CLASSES, BatchQuery, MetricsQueryError, MetricsStore
 from devstack.ru_gateway.partitions import PartitionKeyDef
 from devstack.ru_gateway.query_probe import (
     QueryRun,
@@ -88,7 +89,6 @@ LOOPBACK = "127.0.0.1"
 TRAFFIC_HEADER = "x-cosmos-archive-traffic"
 ARCHIVER_MARK = "cosmos-archive"
 ADF_MARK = "azure-data-factory"
-TRAFFIC_CLASSES = ("archiver", "business", "adf")
 SUBSCRIPTION_ID = LOCAL_SUBSCRIPTION_ID  # the one all-zero id, shared with the product (loopback.py)
 _HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer", "upgrade", "content-length"}
@@ -372,14 +372,16 @@ class Gateway:
         if model.seed:
             total = model.query(load) * factor
             return {p: total / len(targets) for p in targets}, load, None
-        variable = model.query(load) - model.query_page_ru
-        parts = {p: model.query_page_ru for p in targets}  # each partition key range answers its own page
-        if shares:
-            for p, share in shares.items():
-                parts[p] = parts.get(p, model.query_page_ru) + variable * share
-        else:
-            for p in targets:
-                parts[p] += variable / len(targets)
+        # The SDK sends a cross-partition query to every partition key range, each answering at least one page:
+        # the first page pays a page on every targeted partition, later pages one page, spread like the load
+        # (approximates Azure's sum over ranges of max(1, pages of that range)).
+        page = model.query_page_ru
+        variable = model.query(load) - page
+        first = not lower.get("x-ms-continuation")
+        spread = shares or {p: 1 / len(targets) for p in targets}
+        parts = {p: page if first else 0.0 for p in targets}
+        for p, share in spread.items():
+            parts[p] = parts.get(p, 0.0) + (variable + (0.0 if first else page)) * share
         return {p: ru * factor for p, ru in parts.items()}, load, figures
 
     def point_charge(self, kind: RequestKind, lower: Mapping[str, str], status: int, request_bytes: int,

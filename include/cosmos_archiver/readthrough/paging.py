@@ -1,9 +1,16 @@
-"""The list contract: one customer's records with ``from <= t < to`` on the timestamp field, ordered by
-(timestamp value, id), pages of ``page_size`` (1..MAX_PAGE_SIZE), and an opaque continuation token.
+"""The list contract: one customer's records with ``from <= t < to``, where t is the INSTANT the timestamp field
+means (as slices place records: :func:`slices.timestamp_instant`), ordered by (instant, id), pages of ``page_size``
+(1..MAX_PAGE_SIZE), and an opaque continuation token.
 
-The token is the last returned record's (timestamp value, id) plus the query it belongs to, base64url JSON: a
-pure function of the data, so a page reads the same whether its records came from Cosmos DB or the archive, and
-a token stays valid across archiving (keyset paging: records added or removed meanwhile never shift a page).
+A record written ``2026-06-06T01:00:00+01:00`` is at 2026-06-06T00:00Z: it is listed, and ordered, with the records
+written ``2026-06-06T00:00:00.000Z``, the same before and after archiving (the archive index keeps the value as
+written; both sides are placed here by its instant). A value that has no instant (missing, of the other kind, not
+ISO 8601, out of datetime's range) is in no slice and in no list. ``from``/``to`` beyond the years 0001..9999 in
+UTC (``0001-01-01T00:30:00+01:00``) are open bounds, not errors.
+
+The token is the last returned record's (instant key, id) plus the query it belongs to, base64url JSON: a pure
+function of the data, so a page reads the same whether its records came from Cosmos DB or the archive, and a token
+stays valid across archiving (keyset paging: records added or removed meanwhile never shift a page).
 """
 
 from __future__ import annotations
@@ -12,42 +19,101 @@ import base64
 import binascii
 import datetime as dt
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
 from include.cosmos_archiver.archive.canonical import partition_key_value
 from include.cosmos_archiver.readthrough.errors import BadRequest
-from include.cosmos_archiver.slices import TimestampKind, bound_value
+from include.cosmos_archiver.slices import (
+    MAX_UTC_OFFSET,
+    SliceError,
+    TimestampKind,
+    as_utc,
+    timestamp_instant,
+)
 
 MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 100
-TOKEN_VERSION = 1
-EARLIEST = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-LATEST = dt.datetime(9999, 1, 1, tzinfo=dt.UTC)
+TOKEN_VERSION = 2  # 2: ordered by instant (1 ordered by the stored value)
+FIRST = dt.datetime.min.replace(tzinfo=dt.UTC)
+
+
+def instant_of(value: Any, kind: TimestampKind) -> dt.datetime | None:
+    """The UTC instant a stored timestamp value means, None when it has none (see the module docstring)."""
+    try:
+        return timestamp_instant(value, kind)
+    except (SliceError, OverflowError, ValueError):
+        return None
+
+
+def instant_key(instant: dt.datetime) -> str:
+    """Fixed-width UTC text of an instant (years 0001..9999, microseconds): sorts in time order."""
+    return as_utc(instant).isoformat(timespec="microseconds")
 
 
 @dataclass(frozen=True)
 class ListQuery:
     customer: str
-    start: Any  # bound in the stored representation of the timestamp field
-    end: Any
+    start: dt.datetime | None  # inclusive instant; None: open
+    end: dt.datetime | None  # exclusive instant; None: open
     page_size: int
-    after: tuple[Any, str] | None  # (timestamp value, id) of the previous page's last record
+    after: tuple[str, str] | None  # (instant key, id) of the previous page's last record
+    kind: TimestampKind = "iso8601"
 
-    def in_range(self, order: Any, record_id: str) -> bool:
-        if order is None or type(order) is not type(self.start) or not self.start <= order < self.end:
-            return False
-        return self.after is None or (order, record_id) > self.after
+    def place(self, value: Any, record_id: str) -> str | None:
+        """The record's instant key when its timestamp ``value`` is in [start, end) and it comes after the token's
+        record, else None."""
+        instant = instant_of(value, self.kind)
+        if instant is None or (self.start is not None and instant < self.start) or (
+                self.end is not None and instant >= self.end):
+            return None
+        key = instant_key(instant)
+        return None if self.after is not None and (key, record_id) <= self.after else key
+
+    def server_filter(self, expr: str) -> tuple[str, list[dict[str, Any]]]:
+        """A flat Cosmos SQL condition (ANDs only, no parentheses: cosmosdb-server parses nested ones in exponential
+        time) on the timestamp expression, and its parameters, that holds at least every record :meth:`place`
+        keeps: numbers by their range; ISO strings of any spelling by their written date within MAX_UTC_OFFSET of
+        the range (as source.reader.spelling_query reads a slice). Loose on purpose: :meth:`place` decides."""
+        lows = [m for m in (self.start, self._after_instant()) if m is not None]
+        low, high = (max(lows) if lows else None), self.end
+        if self.kind == "epoch_seconds":
+            bounds = [(">=", None if low is None else math.floor(low.timestamp())),
+                      ("<=", None if high is None else math.ceil(high.timestamp()))]
+            cond = f"IS_NUMBER({expr})"
+        else:
+            bounds = [(">=", None if low is None else _date_or_none(low, -MAX_UTC_OFFSET)),
+                      ("<", None if high is None else _date_or_none(high, MAX_UTC_OFFSET + dt.timedelta(days=1)))]
+            cond = f"IS_STRING({expr})"
+        params: list[dict[str, Any]] = []
+        for n, (op, value) in enumerate(bounds):
+            if value is not None:
+                cond += f" AND {expr} {op} @b{n}"
+                params.append({"name": f"@b{n}", "value": value})
+        return cond, params
+
+    def _after_instant(self) -> dt.datetime | None:
+        return None if self.after is None else dt.datetime.fromisoformat(self.after[0])
+
+
+def _date_or_none(moment: dt.datetime, delta: dt.timedelta) -> str | None:
+    try:
+        return (moment + delta).date().isoformat()
+    except OverflowError:
+        return None
 
 
 def timestamp_of(doc: dict[str, Any], timestamp_field: str) -> Any:
     return partition_key_value(doc, "/" + timestamp_field.replace(".", "/"))
 
 
-def parse_moment(text: str | None, parameter: str, default: dt.datetime) -> dt.datetime:
-    """``YYYY-MM-DD`` (UTC midnight) or an ISO-8601 date-time with a UTC offset."""
+def parse_moment(text: str | None, parameter: str) -> tuple[dt.datetime | None, int]:
+    """``YYYY-MM-DD`` (UTC midnight) or an ISO-8601 date-time with a UTC offset, as ``(UTC instant, 0)``;
+    ``(None, 0)`` for none given; an instant before 0001-01-01T00:00Z is ``(None, -1)``, one after
+    9999-12-31T23:59:59.999999Z ``(None, 1)`` (datetime cannot hold them)."""
     if text is None or text == "":
-        return default
+        return None, 0
     try:
         moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00")) if "T" in text else (
             dt.datetime.combine(dt.date.fromisoformat(text), dt.time(), dt.UTC))
@@ -56,7 +122,10 @@ def parse_moment(text: str | None, parameter: str, default: dt.datetime) -> dt.d
                          "2025-03-01T00:00:00Z", parameter=parameter, value=text) from None
     if moment.tzinfo is None:
         raise BadRequest(f"{parameter}={text!r} has no UTC offset: add Z or +00:00", parameter=parameter, value=text)
-    return moment.astimezone(dt.UTC)
+    try:
+        return as_utc(moment), 0
+    except OverflowError:  # its UTC instant is outside years 0001..9999
+        return None, -1 if moment.year == 1 else 1
 
 
 def page_size_of(value: Any) -> int:
@@ -77,22 +146,28 @@ def build_query(customer: str, start: str | None, end: str | None, page_size: An
     if not customer:
         raise BadRequest("customerId is required", parameter="customerId", value=customer)
     size = page_size_of(page_size)
-    lo, hi = parse_moment(start, "from", EARLIEST), parse_moment(end, "to", LATEST)
-    if lo >= hi:
+    (lo, lo_beyond), (hi, hi_beyond) = parse_moment(start, "from"), parse_moment(end, "to")
+    if lo_beyond > 0 or hi_beyond < 0:  # from after the last instant, or to before the first: nothing is in range
+        lo = hi = FIRST
+    elif lo is not None and hi is not None and lo >= hi:
         raise BadRequest(f"from={start!r} must be before to={end!r}", parameter="from", value=start)
-    query = ListQuery(customer, bound_value(lo, kind), bound_value(hi, kind), size, None)
+    query = ListQuery(customer, lo, hi, size, None, kind)
     if continuation:
-        return ListQuery(customer, query.start, query.end, size, decode_token(continuation, query))
+        return ListQuery(customer, lo, hi, size, decode_token(continuation, query), kind)
     return query
 
 
-def encode_token(query: ListQuery, order: Any, record_id: str) -> str:
-    raw = json.dumps([TOKEN_VERSION, query.customer, query.start, query.end, order, record_id],
-                     ensure_ascii=False, separators=(",", ":")).encode()
+def _bounds(query: ListQuery) -> list[str | None]:
+    return [None if m is None else instant_key(m) for m in (query.start, query.end)]
+
+
+def encode_token(query: ListQuery, order: str, record_id: str) -> str:
+    raw = json.dumps([TOKEN_VERSION, query.customer, *_bounds(query), order, record_id],
+                     ensure_ascii=False, separators=(",", ":")).encode("utf-8", "replace")
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_token(token: str, query: ListQuery) -> tuple[Any, str]:
+def decode_token(token: str, query: ListQuery) -> tuple[str, str]:
     bad = BadRequest(f"continuation={token[:80]!r} is not a token this API issued for this customerId/from/to: "
                      "start again without it", parameter="continuation", value=token[:200])
     try:
@@ -100,7 +175,11 @@ def decode_token(token: str, query: ListQuery) -> tuple[Any, str]:
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise bad from None
     if not (isinstance(raw, list) and len(raw) == 6 and raw[0] == TOKEN_VERSION
-            and raw[1:4] == [query.customer, query.start, query.end] and isinstance(raw[5], str)
-            and type(raw[4]) is type(query.start)):
+            and raw[1:4] == [query.customer, *_bounds(query)] and isinstance(raw[4], str) and isinstance(raw[5], str)):
         raise bad
+    try:  # a key this API wrote: fixed-width UTC (a crafted naive or offset one would compare wrongly)
+        if instant_key(dt.datetime.fromisoformat(raw[4])) != raw[4]:
+            raise bad
+    except (ValueError, OverflowError):
+        raise bad from None
     return raw[4], raw[5]

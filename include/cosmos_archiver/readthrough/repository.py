@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -31,14 +30,15 @@ from azure.cosmos.exceptions import CosmosHttpResponseError
 
 from include.cosmos_archiver.archive.canonical import canonical_json, partition_key_value
 from include.cosmos_archiver.archive.store import ArchiveStore
+from include.cosmos_archiver.readthrough.documents import check_document
 from include.cosmos_archiver.readthrough.errors import (
     ArchiveUnavailable,
     BadRequest,
     Conflict,
     NotFound,
-    PreconditionFailed,
     ReadThroughError,
 )
+from include.cosmos_archiver.readthrough.ids import check_id
 from include.cosmos_archiver.readthrough.index import ArchiveIndex, IndexEntry
 from include.cosmos_archiver.readthrough.markers import (
     STUB_MARKER,
@@ -49,12 +49,12 @@ from include.cosmos_archiver.readthrough.markers import (
     tombstone,
 )
 from include.cosmos_archiver.readthrough.paging import ListQuery, build_query, encode_token, timestamp_of
+from include.cosmos_archiver.readthrough.preconditions import check_if_match
 from include.cosmos_archiver.readthrough.rows import RowReader
 from include.cosmos_archiver.settings import ArchiveSettings
 from include.cosmos_archiver.slices import cutoff, field_expression, slice_grid
 
 Source = Literal["cosmos", "archive"]
-ID_RE = re.compile(r"^[A-Za-z0-9._:@+=-]{1,255}$")  # fullmatch: "$" alone would accept a final newline
 WRITE_ATTEMPTS = 5
 ROW_GROUP_READERS = 8  # a list page's archived records come from many row groups: read them side by side
 TOMBSTONE_MARGIN = dt.timedelta(days=2)  # a record this close to the archive cutoff may be copied any moment
@@ -117,15 +117,16 @@ class ReadThroughRepository:
              continuation: str | None = None) -> Page:
         query = build_query(customer, start, end, page_size, continuation, self.settings.timestamp_kind)
         archived_later = self._readers.submit(self.index.entries_of, customer)  # side by side with Cosmos DB
-        hot, gone = self._hot_keys(query)
+        hot, stubs, gone = self._hot_keys(query)
         archived = self._archive_call(archived_later.result)
-        if not hot and not archived and not self._customer_exists(customer):
+        if not hot and not stubs and not archived and not self._customer_exists(customer):
             raise BadRequest(f"customerId={customer!r} is not a known customer (no records, hot or archived)",
                              parameter="customerId", value=customer)
         candidates: dict[str, tuple[Any, str, IndexEntry | None]] = {rid: (o, rid, None) for rid, o in hot.items()}
         for e in archived:
-            if e.id not in candidates and e.id not in gone and query.in_range(e.order, e.id):
-                candidates[e.id] = (e.order, e.id, e)
+            key = query.place(e.order, e.id) if e.id not in candidates and e.id not in gone else None
+            if key is not None:
+                candidates[e.id] = (key, e.id, e)
         ordered = sorted(candidates.values(), key=lambda c: (c[0], c[1]))
         window = self._confirm_archived(query, ordered)
         page, more = window[:query.page_size], len(window) > query.page_size
@@ -164,11 +165,13 @@ class ReadThroughRepository:
                     return self._written(self._replace(rid, doc, existing))
                 if existing is not None and is_tombstone(existing):
                     if not upsert:
+                        self._check(if_match, None, rid)
                         raise NotFound(f"record {rid!r} of {pk!r} was deleted", parameter="id", value=rid)
                     self._check(if_match, None, rid)
                     return self._written(self._replace(rid, doc, existing))
                 entry = self._entry(pk, rid)
                 if entry is None and existing is None and not upsert:
+                    self._check(if_match, None, rid)
                     raise NotFound(f"no record {rid!r} for customerId {pk!r}", parameter="id", value=rid)
                 self._check(if_match, entry.etag if entry else None, rid)
                 written = self._replace(rid, doc, existing) if existing else self.container.create_item(doc)
@@ -184,6 +187,7 @@ class ReadThroughRepository:
             existing = self._read(record_id, partition_key)
             try:
                 if existing is not None and is_tombstone(existing):
+                    self._check(if_match, None, record_id)
                     raise NotFound(f"record {record_id!r} of {partition_key!r} was deleted", parameter="id",
                                    value=record_id)
                 if existing is not None and not is_stub(existing):
@@ -197,6 +201,7 @@ class ReadThroughRepository:
                     return
                 entry = self._entry(partition_key, record_id)
                 if entry is None and existing is None:
+                    self._check(if_match, None, record_id)
                     raise NotFound(f"no record {record_id!r} for customerId {partition_key!r}", parameter="id",
                                    value=record_id)
                 self._check(if_match, entry.etag if entry else None, record_id)
@@ -214,6 +219,9 @@ class ReadThroughRepository:
 
     # -- helpers -------------------------------------------------------------------------------------------------
     def _read(self, record_id: str, partition_key: str) -> dict[str, Any] | None:
+        """The one entry point of every route (get, list's lookups, create, update, delete, lookup): the id is
+        checked here, so no request is built for anything but one document (:mod:`.ids`)."""
+        check_id(record_id)
         try:
             return self.container.read_item(record_id, partition_key=partition_key)
         except CosmosHttpResponseError as exc:
@@ -229,11 +237,7 @@ class ReadThroughRepository:
     def _written(doc: dict[str, Any]) -> Record:
         return Record(canonical_json(doc), doc.get("_etag"), "cosmos")
 
-    @staticmethod
-    def _check(if_match: str | None, etag: str | None, record_id: str) -> None:
-        if if_match is not None and if_match.strip('"') != (etag or "").strip('"'):
-            raise PreconditionFailed(f"If-Match {if_match!r} is not the current ETag of {record_id!r} ({etag!r}): "
-                                     "read the record again and retry", parameter="If-Match", value=if_match)
+    _check = staticmethod(check_if_match)
 
     def _tombstone(self, record_id: str, partition_key: str, order: Any) -> dict[str, Any]:
         slice_id = self._slice_id(order)
@@ -273,10 +277,8 @@ class ReadThroughRepository:
         if not isinstance(doc, dict):
             raise BadRequest("the body must be a JSON object (a billing record)", parameter="body",
                              value=type(doc).__name__)
-        rid = doc.get("id")
-        if not isinstance(rid, str) or not ID_RE.fullmatch(rid):
-            raise BadRequest(f"id={rid!r} must be 1-255 characters of letters, digits and . _ : @ + = -",
-                             parameter="id", value=rid)
+        check_document(doc)
+        rid = check_id(doc.get("id"))
         pk_field = self.settings.partition_key_path.strip("/").replace("/", ".")
         pk = partition_key_value(doc, self.settings.partition_key_path)
         if not isinstance(pk, str) or not pk or len(pk) > 255:
@@ -318,35 +320,21 @@ class ReadThroughRepository:
         except AzureError as exc:
             raise ArchiveUnavailable(f"the archive could not be read ({exc.__class__.__name__}); retry") from None
 
-    def _hot_keys(self, query: ListQuery) -> tuple[dict[str, Any], set[str]]:
-        """(id -> timestamp of the first page_size + 1 live documents in range after the token, in list order; ids
-        of tombstones).
-
-        A keyset query per page, inside the customer's logical partition: ``TOP page_size + 1 ... ORDER BY
-        <timestamp>`` after the token's (timestamp, id), so a page loads page_size + 1 documents however long the
-        customer's history (before: every hot record after the token, ~N^2 / (2 x pageSize) documents to page
-        through N). The order is on the timestamp alone, which the default range index serves (an ORDER BY on two
-        paths needs a composite index; Azure and cosmosdb-server refuse it without one, and an operator's container
-        may not have it); the records sharing the last row's timestamp are then read whole (a second small query)
-        and the page ordered by (timestamp, id) here. Enough: archived candidates are merged in, and only archived
-        ones can be dropped later (``_confirm_archived``), so the first page_size + 1 hot ones always suffice."""
+    def _hot_keys(self, query: ListQuery) -> tuple[dict[str, Any], set[str], set[str]]:
+        """(id -> instant key of live docs in range after the token, ids of stubs, ids of tombstones)."""
         ts = self._ts_expr
-        live = f'AND NOT IS_DEFINED(c["{STUB_MARKER}"]) AND NOT IS_DEFINED(c["{TOMBSTONE_MARKER}"])'
-        after = f" AND ({ts} > @ao OR ({ts} = @ao AND c.id > @ai))" if query.after else ""
-        params = [{"name": "@start", "value": query.start}, {"name": "@end", "value": query.end}]
-        if query.after:
-            params += [{"name": "@ao", "value": query.after[0]}, {"name": "@ai", "value": query.after[1]}]
-        want = int(query.page_size) + 1
-        rows = self._query(f"SELECT TOP {want} c.id, {ts} AS o FROM c WHERE {ts} >= @start AND {ts} < @end{after} "
-                           f"{live} ORDER BY {ts}", params, query.customer)
-        if len(rows) == want:  # the last timestamp's other records (ties), which the TOP may have cut
-            ties = self._query(f"SELECT c.id, {ts} AS o FROM c WHERE {ts} = @last{after} {live}",
-                               [*params[2:], {"name": "@last", "value": rows[-1].get("o")}], query.customer)
-            rows = sorted({r["id"]: r for r in [*rows, *ties]}.values(), key=lambda r: (r.get("o"), r["id"]))[:want]
-        hot = {row["id"]: row.get("o") for row in rows if query.in_range(row.get("o"), row["id"])}
-        gone = {row["id"] for row in self._query(f'SELECT c.id FROM c WHERE IS_DEFINED(c["{TOMBSTONE_MARKER}"])',
-                                                 [], query.customer)}
-        return hot, gone
+        in_range, params = query.server_filter(ts)
+        sql = (f'SELECT c.id, {ts} AS o, IS_DEFINED(c["{STUB_MARKER}"]) AS s, IS_DEFINED(c["{TOMBSTONE_MARKER}"]) '
+               f'AS d FROM c WHERE {in_range} OR IS_DEFINED(c["{TOMBSTONE_MARKER}"])')  # AND binds first
+        hot, stubs, gone = {}, set(), set()
+        for row in self._query(sql, params, query.customer):
+            if row.get("d"):
+                gone.add(row["id"])
+            elif row.get("s"):
+                stubs.add(row["id"])
+            elif (key := query.place(row.get("o"), row["id"])) is not None:
+                hot[row["id"]] = key
+        return hot, stubs, gone
 
     def _confirm_archived(self, query: ListQuery, ordered: list[tuple[Any, str, IndexEntry | None]]
                           ) -> list[tuple[Any, str, IndexEntry | None]]:
@@ -409,10 +397,8 @@ class ReadThroughRepository:
 
     def _query(self, sql: str, params: list[dict[str, Any]], partition_key: str) -> list[dict[str, Any]]:
         """A single-partition query; the partition key is also a filter (the local emulator ignores the option)."""
-        sql, order_by, tail = sql.partition(" ORDER BY ")
         sql = sql.replace(" WHERE ", f" WHERE {self._pk_expr} = @pk AND (", 1) + ")" if " WHERE " in sql else (
             f"{sql} WHERE {self._pk_expr} = @pk")
-        sql += order_by + tail
         params = [*params, {"name": "@pk", "value": partition_key}]
         try:
             return list(self.container.query_items(sql, parameters=params, partition_key=partition_key))
