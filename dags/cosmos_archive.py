@@ -3,6 +3,8 @@
 
 Runbook, in the order the tasks run:
 
+First, **due** (a backfilled day, or a run with `from_date`/`to_date`, both inclusive): when every slice of its range is
+   already verified (and purged), the run ends here, one short task; every other task is skipped.
 0. **preflight** checks the settings, the connections, the archive status, and the source: the database and
    container exist, and sampled documents carry the timestamp field and the partition key (else it names them
    and shows a sample document's keys). A wrong setting fails here, once, before anything is archived.
@@ -19,11 +21,16 @@ Runbook, in the order the tasks run:
    **copy** (Azure Data Factory when the `cosmos_archive_adf` connection exists, else the local executor; a slice
    whose purge has started always locally) -> **validate** (the archive re-read against the sha256 taken at copy
    time and the source's ids and etags listed; `validation: deep` or an ADF copy re-reads the source too; on a
-   mismatch it copies the slice again the same way and tries again with back-off, `validation_attempts` times;
-   still failing: status Failed) -> **decide** -> **purge**, or **halt**: notify once, status Halted; every newer
-   slice is then skipped with the reason in its log.
+   mismatch it acts by the cause, which every message names: records that differ, or a damaged archive not
+   purged yet, are copied again the same way and tried again with back-off, `validation_attempts` times; a
+   damaged part of a slice whose purge has started is repaired from the replica, never copied again or waited
+   for; failing for good: status Failed at once) -> **decide** -> **purge**, or **halt**: notify once, status
+   Halted; from the failure on, no newer slice of any run starts its copy, validation or purge (the reason is in
+   its log), and the notice and the run's note list what the run archived and purged before the halt.
    **purge** (verified slices only; setting `purge` = off | delete | stub): the archive is re-verified from Blob,
-   then each record is deleted (or replaced by a stub) on the `_etag` it was archived with; a record changed
+   every part is copied to the replica container and proven by its sha256 (or the storage account's versioning,
+   soft delete or immutability is the way back: settings `replica_container`, `storage_account_id`), then each
+   record is deleted (or replaced by a stub) on the `_etag` it was archived with; a record changed
    since its copy stays in Cosmos and the next run archives it as a new generation of the slice; a damaged archive
    deletes nothing and halts like a failed validation. A killed purge resumes from its log (`_purge-*.jsonl`)
    beside the manifest. (Rules: `include/cosmos_archiver/pipeline/slice_workflow.py`.)
@@ -66,19 +73,21 @@ from cosmos_archive_gate import ArchiveRuGate
 from cosmos_archive_ui import report_link
 
 from include.cosmos_archiver.archive.manifest import left_out_name
+from include.cosmos_archiver.archive.replica import repair_damaged
 from include.cosmos_archiver.archive.source_facts import note_other_spellings
-from include.cosmos_archiver.pipeline.copy import copy_slice
+from include.cosmos_archiver.pipeline.copy import copy_slice, needs_local_copy
 from include.cosmos_archiver.pipeline.purge import PurgeResult, purge_slice
 from include.cosmos_archiver.pipeline.reopen import ReopenError, parse_slice_range, reopen_slices
+from include.cosmos_archiver.pipeline.run_status import HALT_NOTE_KEY, RunActivity, halt_note
 from include.cosmos_archiver.pipeline.slice_workflow import SliceOutcome, SliceWorkflow, run_window
 from include.cosmos_archiver.pipeline.validate import validate_slice
-from include.cosmos_archiver.planning.due_slices import select_due_slices
+from include.cosmos_archiver.planning.due_slices import nothing_due, select_due_slices
 from include.cosmos_archiver.readthrough.index import compact_index as compact_archive_index
 from include.cosmos_archiver.readthrough.index import index_for_purge
 from include.cosmos_archiver.reporting.report_run import report_run
 from include.cosmos_archiver.reporting.run_work import SliceCounters, copy_line, slice_work
 from include.cosmos_archiver.slices import TimeSlice
-from include.cosmos_archiver.source.preflight import check_source
+from include.cosmos_archiver.source.preflight import check_source, check_way_back
 from include.cosmos_archiver.source.run_census import census_of_run
 
 log = logging.getLogger("cosmos_archive")
@@ -124,7 +133,8 @@ def slice_of(task) -> str:
         "max_slices": Param(60, type="integer", minimum=1, description="Most slices archived in one run"),
         "from_date": Param(None, type=["null", "string"], format="date",
                            description="Archive exactly the slices from this date (with to_date)"),
-        "to_date": Param(None, type=["null", "string"], format="date", description="End of that range (exclusive)"),
+        "to_date": Param(None, type=["null", "string"], format="date",
+                         description="Last day of that range (inclusive, like a backfill's To)"),
         "validation_attempts": Param(3, type="integer", minimum=1, description="Copy+validate attempts per slice"),
         "validation_backoff_s": Param(30.0, type="number", minimum=0, description="First back-off, doubled each try"),
         "reopen_slices": Param(None, type=["null", "string"],
@@ -134,6 +144,20 @@ def slice_of(task) -> str:
     },
 )
 def cosmos_archive():
+    @task.short_circuit(pool=None, retries=0)
+    @runtime.archive_errors()
+    def due() -> bool:
+        """A backfilled day (or a from_date/to_date run) whose slices are all verified, and purged, is done here:
+        one short task, every other task skipped. Any other run goes on."""
+        ctx = get_current_context()
+        now, window = run_window(runtime.run_dates(ctx))
+        if window is None or ctx["params"].get("reopen_slices"):
+            return True
+        settings = runtime.load_settings()
+        reason = nothing_due(runtime.archive_store(settings), settings, now=now, window=window)
+        log.info("due: %s", reason or "slices of this run's range are due: planning them")
+        return reason is None
+
     @task(pool=None)
     @runtime.archive_errors()
     def preflight() -> dict:
@@ -148,6 +172,8 @@ def cosmos_archive():
         if sampled.other_spellings:  # slice queries look for non-canonical timestamps only where the source has them
             note_other_spellings(runtime.archive_store(settings), found_by="preflight's sample",
                                  count=sampled.other_spellings)
+        # a purge needs a second way back: a verified replica, or a storage account that keeps one
+        log.info("purge: %s", check_way_back(settings, runtime.storage_protection(settings)))
         log.info("settings: %s; RU governance: %s; archive status: %s", settings, governance, status.status)
         return {"status": status.status}
 
@@ -227,9 +253,12 @@ def cosmos_archive():
         @task(**QUIET_SLICE)
         @runtime.archive_errors()
         def copy(time_slice: dict) -> dict:
+            ctx = get_current_context()
             settings = runtime.load_settings()
             store, the_slice = runtime.archive_store(settings), TimeSlice.from_dict(time_slice)
             _only_on_route("local", store, the_slice)
+            # an older slice may have failed for good since route ran: then this one starts no copy
+            runtime.slice_workflow(ctx["params"]).ensure_may_start(the_slice, ctx["run_id"])
             container, budget = runtime.paced_source(settings)
             # another run's complete copy (a backfill's days share slices) is left to validation to judge
             manifest = copy_slice(container, store, the_slice, settings, budget=budget, reuse_copied=True)
@@ -273,6 +302,9 @@ def cosmos_archive():
                 the_slice, ctx["run_id"], route=runtime.copy_route(store, the_slice),
                 check=lambda s: validate_slice(container, store, s, settings, budget=budget),
                 copiers=runtime.copy_again(settings, store, container, budget),
+                # a damaged part of a purged slice is repaired from the replica, never copied again from Cosmos
+                purge_started=lambda s: needs_local_copy(store, s.slice_id),
+                repair=lambda s: repair_damaged(store, runtime.archive_replica(settings, store), s.slice_id, settings),
             ).to_dict()
 
         @task.branch(**SLICE_NAME)
@@ -292,7 +324,9 @@ def cosmos_archive():
             def index_then_purge(the_slice: TimeSlice) -> PurgeResult:
                 # the read-through index finds every record of the slice before any of them leaves Cosmos DB
                 index_for_purge(store, the_slice.slice_id, partition_key_path=settings.partition_key_path)
-                return purge_slice(container, store, the_slice, settings, budget=budget)
+                return purge_slice(container, store, the_slice, settings, budget=budget,
+                                   protection=runtime.storage_protection(settings),
+                                   replica=runtime.archive_replica(settings, store))
 
             return runtime.slice_workflow(ctx["params"]).purge(
                 SliceOutcome.from_dict(validated), ctx["run_id"], purge=index_then_purge,
@@ -332,8 +366,9 @@ def cosmos_archive():
             return None
         ctx = get_current_context()
         settings = runtime.load_settings()
-        before = [SliceCounters.from_dict(c) for c in ctx["ti"].xcom_pull(task_ids="archive_slice.route", key=BEFORE)
-                  or [] if c]
+        # map_indexes given: a list even when one slice was planned (else xcom_pull returns that one dict)
+        before = [SliceCounters.from_dict(c) for c in ctx["ti"].xcom_pull(
+            task_ids="archive_slice.route", key=BEFORE, map_indexes=range(len(planned))) or [] if c]
         written = report_run(runtime.archive_store(settings), runtime.load_ru_governance(), ctx["run_id"],
                              [s["slice_id"] for s in planned], settings=settings, before=before,
                              started=ctx["dag_run"].start_date, status=runtime.read_status())
@@ -350,7 +385,9 @@ def cosmos_archive():
         """Runs only when a task of this run failed: makes the run itself fail, so it shows red."""
         raise AirflowFailException("a task of this run failed (see the red tasks and the run report): run failed")
 
+    settled = due()
     checked = preflight()
+    settled >> checked
     ru_gate = ArchiveRuGate(task_id="ru_gate", pool=None, retries=0, mode="reschedule", poke_interval=60,
                             timeout=6 * 3600)
     reopened = reopen()
@@ -381,14 +418,26 @@ def _copy_line(manifest) -> str:
 
 
 def _notify_halt(ctx, store, slice_id: str):
-    """The halt notification of one slice (sent once per archive by the slice workflow)."""
+    """The halt notification of one slice (sent once per archive by the slice workflow): the reason with its remedy
+    and exactly what this run archived and purged before it; the same text becomes the run's note (XCom
+    HALT_NOTE_KEY, written into the DagRun note by the listener in plugins/cosmos_archive_ui.py)."""
     manifest_path = store.manifest_path(slice_id)
 
     def send(o: SliceOutcome) -> None:
-        notify.notify_halt(ctx, slice_id=o.slice_id, reason=o.message, validation=o.validation, slice_start=o.start,
-                           slice_end=o.end, attempts=o.attempts, manifest_path=manifest_path)
+        activity = _run_activity(ctx["ti"])
+        ctx["ti"].xcom_push(HALT_NOTE_KEY, halt_note(runtime.read_status(), activity))
+        notify.notify_halt(ctx, slice_id=o.slice_id, reason=f"{o.message}. {activity.line()}",
+                           validation=o.validation, slice_start=o.start, slice_end=o.end, attempts=o.attempts,
+                           manifest_path=manifest_path)
 
     return send
+
+
+def _run_activity(ti) -> RunActivity:
+    """What this run's mapped validate and purge tasks have done so far (their XComs, one per planned slice)."""
+    planned = range(len(ti.xcom_pull(task_ids="plan", map_indexes=None) or []))
+    return RunActivity.from_results(ti.xcom_pull(task_ids="archive_slice.validate", map_indexes=planned),
+                                    ti.xcom_pull(task_ids="archive_slice.purge", map_indexes=planned))
 
 
 cosmos_archive()

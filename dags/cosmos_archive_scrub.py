@@ -61,8 +61,10 @@ def cosmos_archive_scrub():
         ctx = get_current_context()
         params = ctx["params"]
         settings = runtime.load_settings()
-        report = scrub_archive(runtime.archive_store(settings), settings, slice_ids=params["slices"] or None,
-                               max_bytes=int(params["max_mb"]) * MB, max_bytes_per_s=float(params["mb_per_s"]) * MB)
+        store = runtime.archive_store(settings)  # damaged parts are repaired from the replica (archive.replica)
+        report = scrub_archive(store, settings, slice_ids=params["slices"] or None,
+                               max_bytes=int(params["max_mb"]) * MB, max_bytes_per_s=float(params["mb_per_s"]) * MB,
+                               replica=runtime.archive_replica(settings, store))
         log.info("%s", report.line())
         if report.damaged:
             text = "\n".join(s.message() for s in report.damaged)

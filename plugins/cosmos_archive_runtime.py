@@ -29,6 +29,8 @@ from include.cosmos_archiver.adf import PIPELINE_NAME
 from include.cosmos_archiver.adf.indexing import index_adf_slice
 from include.cosmos_archiver.adf.parameters import pipeline_parameters
 from include.cosmos_archiver.archive.manifest import Manifest
+from include.cosmos_archiver.archive.protection import StorageProtection, read_protection
+from include.cosmos_archiver.archive.replica import replica_store
 from include.cosmos_archiver.archive.store import ArchiveStore
 from include.cosmos_archiver.clients import EndpointPatience, cosmos_client, ensure_container, with_patience
 from include.cosmos_archiver.errors import TerminalError
@@ -56,6 +58,7 @@ STATUS_VARIABLE = "cosmos_archive_status"
 RU_VARIABLE = "cosmos_archive_ru"
 COSMOS_CONN_ID = "cosmos_archive_cosmos"
 BLOB_CONN_ID = "cosmos_archive_blob"
+REPLICA_CONN_ID = "cosmos_archive_replica"  # optional: the replica in another storage account (wasb)
 ADF_CONN_ID = "cosmos_archive_adf"
 ADF_CHECK_INTERVAL_S = 30  # how often a waiting task asks ADF about its pipeline run
 ADF_TIMEOUT_S = 12 * 3600
@@ -198,6 +201,25 @@ def archive_store(settings: ArchiveSettings, *, create: bool = True) -> ArchiveS
     if create:
         ensure_container(container)
     return ArchiveStore(container, settings.blob_prefix)
+
+
+def archive_replica(settings: ArchiveSettings, store: ArchiveStore) -> ArchiveStore | None:
+    """The replica's store: container ``settings.replica`` in the account of the ``cosmos_archive_replica``
+    connection when it exists, else in the archive's own account; None with ``replica_container: ""``."""
+    if settings.replica is None:
+        return None
+    other = None
+    if connection_exists(REPLICA_CONN_ID):
+        other = WasbHook(wasb_conn_id=REPLICA_CONN_ID).get_conn().get_container_client(settings.replica)
+    return replica_store(store, settings, other)
+
+
+def storage_protection(settings: ArchiveSettings) -> StorageProtection | None:
+    """What the archive's storage account keeps (versioning, soft delete, immutability), read from Azure Resource
+    Manager with the worker's identity when ``storage_account_id`` is set."""
+    if not settings.storage_account_id:
+        return None
+    return read_protection(settings.storage_account_id, settings.blob_container)
 
 
 def read_status() -> ArchiveStatus:

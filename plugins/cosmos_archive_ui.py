@@ -22,10 +22,11 @@ from typing import Any, ClassVar
 from airflow.listeners import hookimpl
 from airflow.plugins_manager import AirflowPlugin
 
-from include.cosmos_archiver.pipeline.run_status import ArchiveStatus
+from include.cosmos_archiver.pipeline.run_status import HALT_NOTE_KEY, ArchiveStatus
 from include.cosmos_archiver.reporting.archive_status import halt_line
 
 DAG_ID = "cosmos_archive"
+NOTE_CHARS = 1000  # DagRunNote.content is String(1000)
 URL_PREFIX = "/cosmos-archive"
 log = logging.getLogger(__name__)
 
@@ -64,11 +65,35 @@ class HaltNote:
         if getattr(dag_run, "dag_id", None) != DAG_ID:
             return
         try:
-            line = halt_line(_status_from_metadata_db())
+            line = _halt_note_of_run(dag_run) or halt_line(_status_from_metadata_db())
             if line:
-                _set_note(dag_run, line)
+                _set_note(dag_run, line[:NOTE_CHARS])
         except Exception as exc:
             log.warning("could not write the halt into run %s's note: %s", getattr(dag_run, "run_id", "?"), exc)
+
+
+def _halt_note_of_run(dag_run: Any) -> str | None:
+    """The note this run's halt left (XCom ``HALT_NOTE_KEY``, pushed with the halt notification: the slice, the
+    case and its remedy, what the run archived and purged before the halt, how to clear), if it halted."""
+    import contextlib
+    import json
+
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+    from sqlalchemy.orm import object_session
+
+    query = select(XComModel.value).where(XComModel.dag_run_id == dag_run.id, XComModel.key == HALT_NOTE_KEY)
+    session = object_session(dag_run)
+    if session is not None:  # the scheduler's session: read in it, never commit it (its HA locks)
+        value = session.scalar(query.limit(1))
+    else:  # `airflow dags test` hands over a detached run
+        with create_session() as own:
+            value = own.scalar(query.limit(1))
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            value = json.loads(value)
+    return str(value) if value else None
 
 
 def _status_from_metadata_db() -> ArchiveStatus:

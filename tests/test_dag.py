@@ -368,7 +368,7 @@ def test_validation_copies_again_through_adf_and_a_persistent_failure_halts_newe
 
     # A halted archive starts nothing new until an operator clears the status.
     blocked = _dags_test(airflow_env, settings)
-    assert "the archive is Halted" in blocked.stdout + blocked.stderr
+    assert "Halted since" in blocked.stdout + blocked.stderr and bad.slice_id in blocked.stdout + blocked.stderr
     assert _tries(airflow_env, "preflight") == {-1: ("failed", 1)}  # terminal: not retried
     assert _run_state(airflow_env) == "failed"
     subprocess.run(

@@ -112,3 +112,19 @@ def test_restore_gives_back_the_newest_version_of_a_record_archived_twice(purged
 
     assert len(result.restored) == len(originals)
     assert container.read_item("inv-005", partition_key="c-1")["amount"] == "second version"
+
+
+def test_a_restore_run_again_recognises_what_it_wrote_itself(purged, archive_store):
+    """A restore killed half way and run again: what it wrote (same sha256) is "already restored", not a record
+    to compare by hand; a record changed since is still left as it is and named."""
+    container, originals = purged
+    purge_slice(container, archive_store, DAY, SETTINGS)
+    first = restore_records(container, archive_store, [("c-1", "inv-005"), ("c-2", "inv-006")], SETTINGS)
+    assert len(first.restored) == 2
+    container.upsert_item({**originals["inv-006"], "amount": "changed by hand"})
+
+    again = restore_slice(container, archive_store, DAY.slice_id, SETTINGS)
+
+    assert again.already == ["c-1/inv-005"] and again.exists == ["c-2/inv-006"], again.message()
+    assert len(again.restored) == len(originals) - 2
+    assert "1 already restored" in again.message() and "compare them with the archive by hand" in again.message()

@@ -19,7 +19,7 @@ from include.cosmos_archiver.pipeline.slice_workflow import (
     SliceWorkflow,
     run_window,
 )
-from include.cosmos_archiver.pipeline.validate import ValidationResult
+from include.cosmos_archiver.pipeline.validate import BadFile, ValidationResult
 from include.cosmos_archiver.planning.due_slices import DueSlicesError
 from include.cosmos_archiver.settings import SettingsError
 from include.cosmos_archiver.slices import TimeSlice
@@ -209,7 +209,11 @@ def test_scheduled_run_plans_every_due_slice_as_of_its_interval_end():
 def test_from_to_dates_pick_exactly_that_range_and_need_each_other():
     now, window = run_window(RunDates(NOW, NOW, NOW, from_date="2026-01-05", to_date="2026-01-19"))
     assert now == NOW
-    assert window == (dt.datetime(2026, 1, 5, tzinfo=dt.UTC), dt.datetime(2026, 1, 19, tzinfo=dt.UTC))
+    # to_date is inclusive, like Airflow's backfill To: 2026-01-19 is archived too (issue 19: a 02-28 -> 03-08
+    # run left out 2026/03/08)
+    assert window == (dt.datetime(2026, 1, 5, tzinfo=dt.UTC), dt.datetime(2026, 1, 20, tzinfo=dt.UTC))
+    with pytest.raises(DueSlicesError, match="before from_date"):
+        run_window(RunDates(NOW, from_date="2026-01-19", to_date="2026-01-05"))
     with pytest.raises(DueSlicesError, match="give both"):
         run_window(RunDates(NOW, from_date="2026-01-05"))
     with pytest.raises(DueSlicesError, match="to_date='19/01/2026'") as bad:
@@ -264,3 +268,44 @@ def test_an_unverified_slice_is_never_purged(workflow) -> None:
                            "1 record(s) differ", 3, {})
     with pytest.raises(SliceSkipped, match="not verified"):
         workflow.purge(outcome, RUN, purge=lambda s: pytest.fail("purged"), notify=lambda o: None)
+
+
+# --- remedies by cause: a damaged archive of a purged slice is never copied again and never waited for ---
+
+class Damaged(Scripted):
+    """A check whose failures are a damaged part holding two records (not a changed record)."""
+
+    def __call__(self, time_slice: TimeSlice) -> ValidationResult:
+        result = super().__call__(time_slice)
+        if not result.ok:
+            result.differing = []
+            result.bad_files = [BadFile("records/p/part-00000.parquet", "sha256 differs", ["c-1/i-1", "c-2/i-2"])]
+        return result
+
+
+def test_a_damaged_purged_slice_is_repaired_not_copied_again_and_never_waited_for(workflow, status, sleeps):
+    copiers, repairs = _copiers(), []
+    outcome = workflow.validate(SLICES[1], RUN, route="local", check=Damaged(False, True), copiers=copiers,
+                                purge_started=lambda s: True,
+                                repair=lambda s: repairs.append(s.slice_id) or "part-00000: repaired from the replica")
+    assert outcome.ok and repairs == [SLICES[1].slice_id]
+    assert copiers == {"adf": [], "local": []} and sleeps == [] and status.writes == []
+
+
+def test_a_damaged_purged_slice_without_a_way_back_fails_for_good_at_once_naming_the_records(workflow, status,
+                                                                                             sleeps):
+    copiers = _copiers()
+    outcome = workflow.validate(SLICES[1], RUN, route="local", check=Damaged(False), copiers=copiers,
+                                purge_started=lambda s: True, repair=lambda s: None)
+    assert not outcome.ok and outcome.attempts == 1
+    assert copiers == {"adf": [], "local": []} and sleeps == []  # no re-copy from an emptied source, no back-off
+    assert "PURGED" in outcome.message and "c-1/i-1" in outcome.message and "NOT copied again" in outcome.message
+    assert status.value.status == "Failed" and status.value.failed_slice == SLICES[1].slice_id  # at once
+
+
+def test_a_damaged_slice_not_purged_yet_is_copied_again_and_says_so(workflow, status, sleeps):
+    copiers = _copiers()
+    outcome = workflow.validate(SLICES[1], RUN, route="local", check=Damaged(False), copiers=copiers,
+                                purge_started=lambda s: False)
+    assert not outcome.ok and copiers["local"] == [SLICES[1].slice_id] * 2 and sleeps == [30, 60]
+    assert "not purged yet" in outcome.message and "copied again from Cosmos DB automatically" in outcome.message

@@ -23,6 +23,7 @@ ReadConsistency = Literal["Eventual", "ConsistentPrefix", "Session"]
 DOUBLE_COST_CONSISTENCY = ("Strong", "BoundedStaleness")
 MIN_LEASE_S, MAX_LEASE_S = 15, 60  # the finite lease durations Blob Storage accepts (slice_lease)
 MIN_ENDPOINT_S, MAX_ENDPOINT_S = 10, 3600  # bounds of endpoint_timeout_s
+REPLICA_SUFFIX = "-replica"
 
 
 class SettingsError(TerminalError, ValueError):
@@ -50,6 +51,11 @@ class ArchiveSettings:
     endpoint_timeout_s: int = 180  # how long a Cosmos DB or Blob call keeps retrying an endpoint that does not answer
     purge: PurgeMode = "delete"  # what leaves Cosmos once verified: nothing, the documents, all but a stub
     validation: ValidationMode = "fast"  # fast: archive re-read + ids/etags of the source; deep: full source re-read
+    # The purge's second way back (archive.replica): a Blob container holding a hash-verified copy of every part
+    # before its records leave Cosmos DB. None: "<blob_container>-replica"; "": no replica (then the storage
+    # account must protect the archive: storage_account_id, with versioning, soft delete or an immutability policy).
+    replica_container: str | None = None
+    storage_account_id: str | None = None  # ARM id of the archive's storage account: its protection is read from it
     read_consistency: ReadConsistency = "Eventual"  # the archiver's reads, never the account's doubling levels
 
     def __post_init__(self) -> None:
@@ -97,16 +103,28 @@ class ArchiveSettings:
             raise SettingsError(
                 f"partition_key_path={self.partition_key_path!r} must start with '/', e.g. '/customerId'"
             )
-        if not (3 <= len(self.blob_container) <= 63 and self.blob_container.replace("-", "").isalnum()
-                and self.blob_container.islower()):
+        _check_container_name("blob_container", self.blob_container)
+        if self.replica_container:
+            _check_container_name("replica_container", self.replica_container)
+        elif self.replica_container is None and len(self.blob_container) > 63 - len(REPLICA_SUFFIX):
             raise SettingsError(
-                f"blob_container={self.blob_container!r} is not a valid container name: 3-63 lowercase letters, "
-                "digits and hyphens"
-            )
+                f"blob_container={self.blob_container!r} leaves no room for the replica's default name "
+                f"'<blob_container>{REPLICA_SUFFIX}' (63 characters at most): set replica_container")
+        if self.storage_account_id is not None and not _is_storage_account_id(self.storage_account_id):
+            raise SettingsError(
+                f"storage_account_id={self.storage_account_id!r} is not a storage account's ARM id: use "
+                "/subscriptions/<id>/resourceGroups/<group>/providers/Microsoft.Storage/storageAccounts/<name>")
         try:
             validate_field(self.timestamp_field)
         except ValueError as exc:
             raise SettingsError(str(exc)) from None
+
+    @property
+    def replica(self) -> str | None:
+        """The replica's container name, or None when the archive has none (``replica_container: ""``)."""
+        if self.replica_container is None:
+            return self.blob_container + REPLICA_SUFFIX
+        return self.replica_container or None
 
     @classmethod
     def from_mapping(cls, values: dict[str, Any]) -> ArchiveSettings:
@@ -125,3 +143,17 @@ class ArchiveSettings:
                     raise SettingsError(f"{key}={value!r} must be an integer") from None
             converted[key] = value
         return cls(**converted)
+
+
+def _check_container_name(key: str, name: str) -> None:
+    # https://learn.microsoft.com/rest/api/storageservices/naming-and-referencing-containers--blobs--and-metadata
+    if not (isinstance(name, str) and 3 <= len(name) <= 63 and name.replace("-", "").isalnum() and name.islower()):
+        raise SettingsError(f"{key}={name!r} is not a valid container name: 3-63 lowercase letters, digits and "
+                            "hyphens")
+
+
+def _is_storage_account_id(value: object) -> bool:
+    parts = str(value).strip("/").split("/")
+    return (isinstance(value, str) and len(parts) == 8 and parts[0].lower() == "subscriptions"
+            and parts[2].lower() == "resourcegroups" and parts[4].lower() == "providers"
+            and parts[5].lower() == "microsoft.storage" and parts[6].lower() == "storageaccounts")

@@ -98,6 +98,7 @@ class Manifest:
     verified_generation: int = -1  # the newest generation validation proved (-1: none)
     ru_steps: dict[str, float] = field(default_factory=dict)  # RU per step: copy, validate, purge (cumulative)
     purge: dict[str, Any] | None = None  # the last purge's summary (its generation, state, counts, RU)
+    replica: dict[str, Any] | None = None  # the verified replica (archive.replica): container, generation, files
     generation_bytes: dict[str, int] = field(default_factory=dict)  # generation -> its records' JSON bytes
     left_out: list[LeftOutEntry] = field(default_factory=list)  # the newest generation's unarchivable documents
     # Epoch second from which a source document counts as written during or after the newest generation's copy

@@ -8,9 +8,13 @@ records (``partition key/id``) it affects.
 The outcome is written beside the manifest as ``_scrub.json`` (status ``ok`` or ``damaged``, the findings, when);
 :func:`is_damaged` reads it, and a purge of a damaged slice must not run (the manifest's own status is left as it
 is: turning it back to "not verified" would make the next run re-copy the slice from a source a purge may already
-have emptied, and "verify" what is left). A damaged slice is repaired by re-opening it (pipeline.reopen) while its
-records are still in Cosmos DB, or by restoring the blobs from Blob versioning / soft delete; re-opening clears the
-mark.
+have emptied, and "verify" what is left).
+
+Repair: a damaged part is rewritten from its replica copy (archive.replica) when that copy hashes to the manifest's
+sha256; the slice is then scrubbed again, and the repair is proven only if every hash matches. What no replica can
+repair gets its remedy by case: a slice not purged yet is re-opened (its records are still in Cosmos DB, nothing is
+lost); a purged slice names the records at risk (their only copy is the damaged part) and how to restore the part
+(a previous version or soft-deleted snapshot, or a backup), then scrub it again.
 
 An IO budget bounds a scrub: ``max_bytes`` read per run (the rest waits for the next run: least recently scrubbed
 slices go first) and ``max_bytes_per_s`` (paced reads, so a scrub does not compete with restores).
@@ -28,6 +32,8 @@ from typing import Literal
 from azure.core.exceptions import ResourceNotFoundError
 
 from include.cosmos_archiver.archive.manifest import Manifest
+from include.cosmos_archiver.archive.remedies import remedy_for_damage
+from include.cosmos_archiver.archive.replica import repair_part, replica_store
 from include.cosmos_archiver.archive.store import ArchiveStore
 from include.cosmos_archiver.errors import TerminalError
 from include.cosmos_archiver.id_lists import name_ids
@@ -65,14 +71,18 @@ class SliceScrub:
     seconds: float = 0.0
     scrubbed_at: str = ""
     findings: list[Finding] = field(default_factory=list)
+    repaired: list[str] = field(default_factory=list)  # "<part>: how it was repaired (proven by sha256)"
+    remedy: str = ""  # what to do about the findings left
 
     def message(self) -> str:
+        repaired = f"; {len(self.repaired)} part(s) repaired: {'; '.join(self.repaired)}" if self.repaired else ""
         if self.status == "ok":
-            return f"slice {self.slice_id}: scrub ok ({self.files} files, {self.records} records re-hashed)"
+            return (f"slice {self.slice_id}: scrub ok ({self.files} files, {self.records} records re-hashed)"
+                    + repaired)
         parts = [f"slice {self.slice_id}: DAMAGED"]
         for f in self.findings:
             parts.append(f"{f.path}: {f.reason}" + (f"; records: {name_ids(f.records)}" if f.records else ""))
-        return "; ".join(parts)
+        return "; ".join(parts) + repaired + (f". {self.remedy}" if self.remedy else "")
 
 
 @dataclass
@@ -121,9 +131,11 @@ def scrub_slice(
     *,
     pacer: _Pacer | None = None,
     record: bool = True,
+    replica: ArchiveStore | None = None,
 ) -> SliceScrub:
     """Re-hash one slice's files and records against its manifest (pipeline.validate.verify_archive, the check a
-    purge makes first); ``record`` writes ``_scrub.json``."""
+    purge makes first), repair damaged parts from ``replica`` and prove the repair by scrubbing again; ``record``
+    writes ``_scrub.json``."""
     started = time.perf_counter()
     pacer = pacer or _Pacer(None)
     result = SliceScrub(slice_id, "ok")
@@ -133,6 +145,8 @@ def scrub_slice(
     else:
         _check_files(store, manifest, settings, result)
         pacer.took(result.bytes_read)
+        if result.findings:
+            result = _repair(store, replica, manifest, settings, result)
     result.status = "damaged" if result.findings else "ok"
     result.seconds = round(time.perf_counter() - started, 3)
     result.scrubbed_at = dt.datetime.now(dt.UTC).isoformat()
@@ -140,6 +154,26 @@ def scrub_slice(
         store.upload(scrub_path(store, slice_id), json.dumps(asdict(result), indent=1).encode(),
                      content_type="application/json", metadata={"status": result.status})
     (log.info if result.status == "ok" else log.error)(result.message())
+    return result
+
+
+def _repair(
+    store: ArchiveStore, replica: ArchiveStore | None, manifest: Manifest, settings: ArchiveSettings,
+    damaged: SliceScrub,
+) -> SliceScrub:
+    """Rewrite each damaged part from its replica copy, then scrub again: the second scrub's findings are what is
+    left (a repair counts only once every hash matches). The remedy of what is left depends on the purge."""
+    repairs = [repair_part(store, replica, manifest, path) for path in sorted({f.path for f in damaged.findings})]
+    done = [f"{r.path}: {r.how}" for r in repairs if r.repaired]
+    result = damaged
+    if done:
+        result = SliceScrub(damaged.slice_id, "ok")
+        _check_files(store, manifest, settings, result)
+        result.bytes_read += damaged.bytes_read
+        result.repaired = done
+    if result.findings:
+        unrepaired = "; ".join(f"{r.path}: {r.how}" for r in repairs if not r.repaired)
+        result.remedy = remedy_for_damage(manifest, [n for f in result.findings for n in f.records], unrepaired)
     return result
 
 
@@ -188,9 +222,11 @@ def scrub_archive(
     slice_ids: list[str] | None = None,
     max_bytes: int | None = None,
     max_bytes_per_s: float | None = None,
+    replica: ArchiveStore | None = None,
 ) -> ScrubReport:
     """Scrub the verified slices (or ``slice_ids``: UnknownSliceError, before anything is written, when one has no
-    manifest), least recently scrubbed first, within the IO budget."""
+    manifest), least recently scrubbed first, within the IO budget; damaged parts are repaired from ``replica``
+    (default: the ``replica_container`` of the archive's account)."""
     started = time.perf_counter()
     statuses = store.manifest_statuses()
     unknown = [s for s in slice_ids or () if s not in statuses]
@@ -206,7 +242,9 @@ def scrub_archive(
         if max_bytes is not None and pacer.read >= max_bytes:
             not_reached.append(slice_id)
             continue
-        scrubbed.append(scrub_slice(store, slice_id, settings, pacer=pacer))
+        if replica is None and settings.replica is not None:
+            replica = replica_store(store, settings)
+        scrubbed.append(scrub_slice(store, slice_id, settings, pacer=pacer, replica=replica))
     report = ScrubReport(scrubbed, not_reached, pacer.read, round(time.perf_counter() - started, 3))
     (log.error if report.damaged else log.info)(report.line())
     return report

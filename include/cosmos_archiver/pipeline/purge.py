@@ -7,6 +7,9 @@ run, never while the archive is halted). It:
 2. under the slice lease, re-verifies the slice's files against the manifest (file sha256 and every record's
    sha256 recomputed from the stored JSON; Blob reads only): a mismatch marks the slice ``failed`` and raises
    :class:`PurgeIntegrityError` before anything is deleted;
+2b. makes sure every part has a second way back without Cosmos DB: a replica written and verified by sha256
+   (archive.replica; the default), or a storage account that protects the blobs (archive.protection); with
+   neither it raises :class:`NoWayBackError` naming the settings, and deletes nothing;
 3. for the newest archived version of every record, deletes it (``delete``) or replaces it by a small pointer
    (``stub``) with If-Match on the ``_etag`` it was archived with: 412 = changed after its copy (kept in Cosmos,
    counted, archived again by a later generation), 404 = already gone (counted), one customer after another in
@@ -26,6 +29,7 @@ import datetime as dt
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -36,7 +40,10 @@ from azure.cosmos.exceptions import CosmosAccessConditionFailedError, CosmosReso
 from include.cosmos_archiver.archive.canonical import partition_key_value
 from include.cosmos_archiver.archive.manifest import Manifest, RecordEntry
 from include.cosmos_archiver.archive.parquet_layout import ArchivedRow
+from include.cosmos_archiver.archive.protection import StorageProtection
 from include.cosmos_archiver.archive.purge_log import PurgeLog, purge_log_path, read_purge_log, write_purge_log
+from include.cosmos_archiver.archive.remedies import remedy_for_damage
+from include.cosmos_archiver.archive.replica import missing_way_back, repair_part, replica_store, replicate_slice
 from include.cosmos_archiver.archive.scrub import is_damaged
 from include.cosmos_archiver.archive.slice_lease import SliceLease, under_slice_lease
 from include.cosmos_archiver.archive.store import ArchiveStore
@@ -65,6 +72,10 @@ class SliceNotVerifiedError(PurgeError):
 
 class PurgeIntegrityError(PurgeError):
     """The pre-purge re-verification found the archive different from its manifest: nothing was deleted."""
+
+
+class NoWayBackError(PurgeError):
+    """Neither a verified replica nor the storage account's protection would recover a purged record."""
 
 
 @dataclass
@@ -107,8 +118,13 @@ def purge_slice(
     budget: RuBudget | None = None,
     mode: PurgeMode | None = None,
     priority: str | None = None,
+    protection: StorageProtection | None = None,
+    replica: ArchiveStore | None = None,
 ) -> PurgeResult:
     """Purge one verified slice (``mode`` defaults to ``settings.purge``); see the module docstring.
+    ``protection``: what the archive's storage account keeps (read by the caller when ``storage_account_id`` is
+    set); ``replica``: the replica's store when it lives in another account (default: ``settings.replica`` in the
+    archive's own account).
 
     Raises SliceNotVerifiedError (not verified: nothing done) and PurgeIntegrityError (archive damaged: slice
     marked failed, nothing deleted), both terminal; Cosmos/Blob errors other than 412/404 propagate (transient:
@@ -121,7 +137,10 @@ def purge_slice(
 
     def work(lease: SliceLease, manifest: Manifest | None) -> PurgeResult:
         assert manifest is not None  # _answer refuses a missing manifest
-        return _purge(container, store, settings, manifest, lease, mode=mode, budget=budget, priority=priority)
+        target = replica or (replica_store(store, settings) if settings.replica is not None else None)
+        way_back = _way_back(settings, manifest, protection, store, target)
+        return _purge(container, store, settings, manifest, lease, mode=mode, budget=budget, priority=priority,
+                      way_back=way_back, repair_from=target)
 
     return under_slice_lease(store, slice_id, settings, answer=lambda m: _answer(store, slice_id, m, mode),
                              work=work)
@@ -139,8 +158,8 @@ def _answer(store: ArchiveStore, slice_id: str, manifest: Manifest | None, mode:
     if is_damaged(store, slice_id):
         raise PurgeIntegrityError(
             f"slice {slice_id}: the last scrub found its archive damaged ({store.manifest_path(slice_id)} and "
-            "_scrub.json beside it name the files and records); nothing was purged. Repair or re-open the slice, then "
-            "scrub it again")
+            f"_scrub.json beside it name the files and records); nothing was purged now. "
+            f"{remedy_for_damage(manifest, ['(the records _scrub.json names)'])}")
     if manifest.purged_generation >= manifest.generation:
         return PurgeResult(slice_id, mode, manifest.generation,
                            skipped_reason=f"generation {manifest.generation} already purged "
@@ -158,6 +177,8 @@ def _purge(
     mode: str,
     budget: RuBudget | None,
     priority: str | None,
+    way_back: Callable[[Manifest], str],
+    repair_from: ArchiveStore | None = None,
 ) -> PurgeResult:
     started = time.perf_counter()
     latest = manifest.latest_records()
@@ -169,16 +190,25 @@ def _purge(
             rows[(row.partition_key, row.id)] = _essentials(row, settings)
 
     check = verify_archive(store, manifest, settings, on_row=keep)
+    repaired = ""
+    if not check.ok and repair_from is not None:  # a damaged part is rewritten from its replica, then proven
+        listed = {f.path for f in manifest.files}
+        repairs = [repair_part(store, repair_from, manifest, b.path) for b in check.bad_files if b.path in listed]
+        repaired = "; ".join(f"{r.path}: {r.how}" for r in repairs)
+        if any(r.repaired for r in repairs):
+            log.warning("slice %s: before the purge: %s", manifest.slice_id, repaired)
+            rows.clear()
+            check = verify_archive(store, manifest, settings, on_row=keep)
     missing_rows = sorted(set(latest) - set(rows))
     if not check.ok or missing_rows:
         reason = check.message() if not check.ok else (
             f"{len(missing_rows)} record(s) not found in their file: "
             + name_ids([record_name(*k) for k in missing_rows]))
         _mark_failed(store, manifest, lease, f"pre-purge re-verification failed: {reason}")
+        damaged = [name for bad in check.bad_files for name in bad.records] + [record_name(*k) for k in missing_rows]
         raise PurgeIntegrityError(
-            f"slice {manifest.slice_id}: the archive no longer matches its manifest, so nothing was purged: "
-            f"{reason}. The slice is marked failed; restore the damaged file(s) (or re-copy the slice while Cosmos "
-            "still holds it) and validate again")
+            f"slice {manifest.slice_id}: the archive no longer matches its manifest, so nothing was purged now: "
+            f"{reason}. The slice is marked failed. {remedy_for_damage(manifest, damaged, repaired)}")
 
     etags = {key: entry.etag or rows[key]["etag"] for key, entry in latest.items()}
     if no_etag := sorted(key for key, etag in etags.items() if not etag):
@@ -188,14 +218,15 @@ def _purge(
             + "), so they cannot be deleted on the condition that they are unchanged; nothing was purged. "
             "Re-copy the slice with the local executor (it records every etag), validate, then purge")
 
+    log.info("slice %s: way back before the purge: %s", manifest.slice_id, way_back(manifest))
     purge_log = read_purge_log(store, manifest.slice_id) or PurgeLog(manifest.slice_id)
     purge_log.mode, purge_log.generation, purge_log.state = mode, manifest.generation, "running"
     if (manifest.purge or {}).get("generation") != manifest.generation:
         # Recorded before the first delete: from now on no re-copy may rebuild the slice from the source alone.
         manifest.purge = {"generation": manifest.generation, "state": "running", "mode": mode,
                           "counts": purge_log.counts(), "ru_charged": purge_log.ru_charged}
-        lease.ensure_held()
-        store.write_manifest(manifest)
+    lease.ensure_held()
+    store.write_manifest(manifest)  # the purge's start and the replica, before the first delete
     done = purge_log.done()
     result = PurgeResult(manifest.slice_id, mode, manifest.generation)
     paid = PaidRequests(budget) if budget is not None else PaidRequests()
@@ -246,6 +277,21 @@ def _purge(
     store.write_manifest(manifest)
     (log.warning if result.changed else log.info)(result.message())
     return result
+
+
+def _way_back(
+    settings: ArchiveSettings, manifest: Manifest | None, protection: StorageProtection | None, store: ArchiveStore,
+    replica: ArchiveStore | None,
+) -> Callable[[Manifest], str]:
+    """How the slice's parts stay recoverable without Cosmos DB; NoWayBackError (nothing deleted) if they would
+    not. The replica is written and proven under the lease, right before the first delete."""
+    missing = missing_way_back(settings, protection)
+    if missing:
+        raise NoWayBackError(f"slice {manifest.slice_id if manifest else '?'}: {missing}")
+    if replica is None:
+        assert protection is not None
+        return lambda _m: protection.describe()
+    return lambda m: replicate_slice(store, replica, m).message()
 
 
 def _essentials(row: ArchivedRow, settings: ArchiveSettings) -> dict[str, Any]:

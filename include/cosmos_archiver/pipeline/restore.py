@@ -6,8 +6,9 @@ For each record asked for, the newest archived version (newest generation wins) 
    every restored row's sha256 is recomputed again right before its write: a mismatch writes nothing;
 2. the system properties Cosmos sets (``_rid``, ``_self``, ``_etag``, ``_ts``, ``_attachments``) are stripped;
 3. it is created conditionally (``create_item``): a record that exists in Cosmos again (re-created or updated
-   meanwhile) is not overwritten and is reported; a purge stub (``_archived``) is replaced by the full document
-   with If-Match on the stub's etag;
+   meanwhile) is not overwritten and is reported; one identical to the archived version without its system
+   properties (what an earlier, killed restore wrote itself: same sha256) is reported "already restored"; a purge
+   stub (``_archived``) is replaced by the full document with If-Match on the stub's etag;
 4. each request is paid through an RU budget, like the copy.
 """
 
@@ -18,13 +19,13 @@ import logging
 import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from azure.core import MatchConditions
 from azure.cosmos import ContainerProxy
 from azure.cosmos.exceptions import CosmosAccessConditionFailedError, CosmosResourceExistsError
 
-from include.cosmos_archiver.archive.canonical import partition_key_value, sha256_hex
+from include.cosmos_archiver.archive.canonical import canonical_json, partition_key_value, sha256_hex
 from include.cosmos_archiver.archive.manifest import Manifest, RecordEntry
 from include.cosmos_archiver.archive.parquet_layout import decode_any
 from include.cosmos_archiver.archive.store import ArchiveStore
@@ -52,11 +53,15 @@ class RestoreIntegrityError(TerminalError, RuntimeError):
 class RestoreResult:
     restored: list[str] = field(default_factory=list)  # created, or written over a purge stub
     exists: list[str] = field(default_factory=list)  # present in Cosmos again: not overwritten
+    already: list[str] = field(default_factory=list)  # identical to the archive already (an earlier restore's)
     ru_charged: float = 0.0
     seconds: float = 0.0
 
     def message(self) -> str:
         text = f"restored {len(self.restored)} record(s); {self.ru_charged:.1f} RU"
+        if self.already:
+            text += (f"; {len(self.already)} already restored (Cosmos holds exactly the archived version, same "
+                     f"sha256, e.g. written by an earlier restore that was stopped): {name_ids(self.already)}")
         if self.exists:
             text += (f"; {len(self.exists)} exist in Cosmos again and were NOT overwritten (compare them with the "
                      f"archive by hand): {name_ids(self.exists)}")
@@ -140,29 +145,38 @@ def _restore(
             if sha256_hex(row.doc) != entry.sha256:  # changed since verify_archive read it
                 raise RestoreIntegrityError(f"slice {manifest.slice_id}: {record_name(row.partition_key, row.id)} "
                                             f"in {manifest.files[index].path} no longer matches its sha256; stopped")
-            doc = {k: v for k, v in json.loads(row.doc).items() if k not in SYSTEM_PROPERTIES}
+            doc = _without_system_properties(json.loads(row.doc))
             name = record_name(row.partition_key, row.id)
-            (result.restored if _write_back(container, doc, settings, paid) else result.exists).append(name)
+            {"restored": result.restored, "already": result.already, "exists": result.exists}[
+                _write_back(container, doc, settings, paid)].append(name)
     result.seconds = round(result.seconds + time.perf_counter() - started, 3)
     result.ru_charged = round(result.ru_charged + paid.ru_charged, 2)
     log.info("slice %s: %s", manifest.slice_id, result.message())
 
 
-def _write_back(container: ContainerProxy, doc: dict[str, Any], settings: ArchiveSettings, paid: PaidRequests) -> bool:
-    """Create ``doc``; over a purge stub, replace the stub. False: a real document exists, left as it is."""
+def _without_system_properties(doc: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in doc.items() if k not in SYSTEM_PROPERTIES}
+
+
+def _write_back(
+    container: ContainerProxy, doc: dict[str, Any], settings: ArchiveSettings, paid: PaidRequests
+) -> Literal["restored", "already", "exists"]:
+    """Create ``doc``; over a purge stub, replace the stub. "already": Cosmos holds ``doc`` exactly (its sha256
+    without system properties); "exists": another version is there, left as it is."""
     try:
         paid.call(lambda hook: container.create_item(doc, response_hook=hook))
-        return True
+        return "restored"
     except CosmosResourceExistsError:
         pass
     pk = partition_key_value(doc, settings.partition_key_path)
     current = paid.call(lambda hook: container.read_item(doc["id"], partition_key=pk, response_hook=hook))
     if STUB_MARKER not in current:
-        return False
+        same = sha256_hex(canonical_json(_without_system_properties(current))) == sha256_hex(canonical_json(doc))
+        return "already" if same else "exists"
     try:
         paid.call(lambda hook: container.replace_item(
             doc["id"], doc, etag=current["_etag"], match_condition=MatchConditions.IfNotModified, response_hook=hook))
     except CosmosAccessConditionFailedError:
-        return False  # the stub was just overwritten by someone else: theirs stays
-    return True
+        return "exists"  # the stub was just overwritten by someone else: theirs stays
+    return "restored"
 

@@ -1,9 +1,13 @@
 """The rules of an archive run, without Airflow: which window a run archives, and the life of a slice after its copy.
 
     validate -> verified
-             -> mismatch: wait (back-off, doubled each time), copy the slice again the way it was copied
-                (ADF or the local executor), validate again ... up to ``attempts`` validations
-             -> still failing: status Failed (newer slices that have not started are skipped from now on)
+             -> mismatch, by its cause (archive.remedies): records changed, or a damaged archive not purged yet:
+                wait (back-off, doubled each time), copy the slice again the way it was copied (ADF or the local
+                executor), validate again ... up to ``attempts`` validations;
+                a damaged archive of a PURGED slice: never copied again (Cosmos DB no longer holds its records)
+                and never retried: repaired from the replica once if one can, else it fails for good at once
+             -> still failing: status Failed at once (newer slices of every run that have not started their
+                copy, validation or purge are skipped from this moment)
     purge    -> (verified only) the archive re-verified from Blob, then records deleted or stubbed on their etag
              -> the archive no longer matches its manifest: nothing deleted, status Failed, then as halt
     halt     -> notify once, status Halted, the slice's task fails (terminal: no retry)
@@ -22,6 +26,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal, NoReturn, Protocol
 
+from include.cosmos_archiver.archive.remedies import Cause, remedy
 from include.cosmos_archiver.errors import TerminalError
 from include.cosmos_archiver.pipeline.purge import PurgeIntegrityError, PurgeResult
 from include.cosmos_archiver.pipeline.run_status import CLEAR_HINT, ArchiveStatus, halt_reason
@@ -37,6 +42,8 @@ ROUTES: tuple[Route, ...] = ("adf", "local")
 Step = Literal["continue", "halt"]
 Check = Callable[[TimeSlice], ValidationResult]
 CopyAgain = Callable[[TimeSlice], object]
+PurgeStarted = Callable[[TimeSlice], bool]  # whether records of the slice may have left Cosmos DB
+Repair = Callable[[TimeSlice], str | None]  # repair damaged parts (e.g. from the replica): what was done, or None
 Purge = Callable[[TimeSlice], PurgeResult]
 Clock = Callable[[], dt.datetime]
 
@@ -103,7 +110,7 @@ def run_window(
     """(now, window) for planning a run: ``now`` decides which slices are cold; ``window`` restricts the run to
     exactly the slices of a range (None: every due slice).
 
-    * ``from_date``/``to_date`` (both, YYYY-MM-DD, end exclusive): exactly those days.
+    * ``from_date``/``to_date`` (both, YYYY-MM-DD, both inclusive like a backfill's From/To): exactly those days.
     * A backfill run: the day of its logical date. A ``@daily`` schedule is a CronTriggerTimetable in Airflow 3,
       whose data interval is empty (start == end == the logical date), so the window is widened to one day.
       "Now" is the wall clock, not the logical date: a backfilled day is due if it is cold today.
@@ -117,7 +124,11 @@ def run_window(
             raise DueSlicesError(
                 f"from_date={run.from_date!r}, to_date={run.to_date!r}: give both (YYYY-MM-DD), or neither"
             )
-        return as_utc(now), (_utc_day(run.from_date, "from_date"), _utc_day(run.to_date, "to_date"))
+        first, last = _utc_day(run.from_date, "from_date"), _utc_day(run.to_date, "to_date")
+        if last < first:
+            raise DueSlicesError(f"to_date={run.to_date!r} is before from_date={run.from_date!r}: both are inclusive "
+                                 "days (YYYY-MM-DD), e.g. from_date 2026-02-28, to_date 2026-03-08")
+        return as_utc(now), (first, last + dt.timedelta(days=1))
     if run.backfill:
         start = run.data_interval_start or run.logical_date
         if start is None:
@@ -173,27 +184,42 @@ class SliceWorkflow:
             raise SliceSkipped(reason)
 
     def validate(
-        self, time_slice: TimeSlice, run_id: str, *, route: Route, check: Check, copiers: Mapping[Route, CopyAgain]
+        self, time_slice: TimeSlice, run_id: str, *, route: Route, check: Check, copiers: Mapping[Route, CopyAgain],
+        purge_started: PurgeStarted = lambda _s: False, repair: Repair | None = None,
     ) -> SliceOutcome:
-        """Validate a copied slice; on a mismatch copy it again through ``copiers[route]`` (the way it was copied)
-        and validate again, with back-off. A persistent failure sets the status Failed and is returned (``ok``
-        False) for :meth:`halt`; the slice's manifest already says ``failed``."""
+        """Validate a copied slice; on a mismatch act by its cause (module docstring): copy it again through
+        ``copiers[route]`` (the way it was copied) and validate again, with back-off; or, for a damaged archive of
+        a slice whose purge has started, ``repair`` it once and validate again, never copy or wait. A failure for
+        good sets the status Failed at once and is returned (``ok`` False, the message says the case and what to
+        do) for :meth:`halt`; the slice's manifest already says ``failed``."""
         self.ensure_may_start(time_slice, run_id)
         if route not in copiers:
             raise SettingsError(f"slice {time_slice.slice_id} was copied by {route!r}, which cannot copy it again "
                                 f"here (known: {sorted(copiers)})")
-        attempt, backoff = 1, self.backoff_s
+        attempt, backoff, repaired = 1, self.backoff_s, None
         result = self._check(check, time_slice, attempt)
-        while not result.ok and attempt < self.attempts:
-            log.warning("re-copying %s through %s in %.0fs: a record may have changed while it was copied",
-                        time_slice.slice_id, route, backoff)
+        cause = None if result.ok else failure_cause(result, purge_started(time_slice))
+        while cause == "damaged_purged" and repair is not None and repaired is None:
+            repaired = repair(time_slice) or ""
+            if repaired:
+                log.warning("slice %s: %s", time_slice.slice_id, repaired)
+                attempt += 1
+                result = self._check(check, time_slice, attempt)
+                cause = None if result.ok else failure_cause(result, purge_started(time_slice))
+        while cause in ("damaged", "changed") and attempt < self.attempts:
+            log.warning("re-copying %s through %s in %.0f s: %s", time_slice.slice_id, route, backoff,
+                        remedy(cause, time_slice.slice_id))
             self.sleep(backoff)
             backoff *= 2
             copiers[route](time_slice)
             attempt += 1
             result = self._check(check, time_slice, attempt)
+            cause = None if result.ok else failure_cause(result, purge_started(time_slice))
+        message = result.message()
+        if cause is not None:
+            message += ". " + remedy(cause, time_slice.slice_id, damaged_records(result), repaired or "")
         outcome = SliceOutcome(time_slice.slice_id, time_slice.start.isoformat(), time_slice.end.isoformat(),
-                               result.ok, result.message(), attempt, result.to_dict())
+                               result.ok, message, attempt, result.to_dict())
         if not result.ok:
             self._mark_failed(outcome, run_id)
         return outcome
@@ -248,6 +274,20 @@ class SliceWorkflow:
         notify(outcome)
         self.status.write(status.halted())
         raise SliceIntegrityError(
-            f"status Halted: slice {outcome.slice_id} failed validation {outcome.attempts} times; "
-            "newer slices of this run are skipped and later runs wait for an operator to clear the status"
+            f"status Halted: slice {outcome.slice_id} failed for good after {outcome.attempts} validation(s): "
+            f"{outcome.message}; since then no newer slice of any run starts its copy, validation or purge, and "
+            f"later runs wait for an operator: {CLEAR_HINT}"
         )
+
+
+def damaged_records(result: ValidationResult) -> list[str]:
+    """The records of archive parts that no longer hash to their manifest (a stray part names none)."""
+    return sorted({name for bad in result.bad_files for name in bad.records})
+
+
+def failure_cause(result: ValidationResult, purge_started: bool) -> Cause:
+    """The case of a failed validation (archive.remedies): damaged parts holding records of a slice whose purge has
+    started; other damaged or stray parts; else records that changed in Cosmos DB."""
+    if damaged_records(result) and purge_started:
+        return "damaged_purged"
+    return "damaged" if result.bad_files else "changed"

@@ -171,3 +171,25 @@ def records_older_than_lookback(
     return count_remaining(container, TimeSlice(epoch, lookback_start), timestamp_field=settings.timestamp_field,
                            timestamp_kind=settings.timestamp_kind, other_spellings=spellings, budget=budget,
                            stats=stats)
+
+
+def nothing_due(
+    store: ArchiveStore, settings: ArchiveSettings, *, now: dt.datetime, window: tuple[dt.datetime, dt.datetime]
+) -> str | None:
+    """Why a run restricted to ``window`` (a backfilled day, a from_date/to_date run) has nothing to do, from one
+    listing of the manifests and no Cosmos DB request: every cold slice of it verified (and, with a purge, purged),
+    the rest not cold yet. None when something may be due; then the run plans as usual. Records that changed or
+    arrived in a purged slice's range are found by the scheduled runs' plan, which counts them in Cosmos DB."""
+    start, end = window
+    candidates = slice_grid(start, end, slice_hours=settings.slice_hours)
+    limit = cutoff(now, settings.cutoff_days)
+    cold = [s for s in candidates if s.end <= limit]
+    metadata = store.manifest_metadata()
+    if any(metadata.get(s.slice_id, {}).get("status") != "verified" for s in cold):
+        return None
+    if settings.purge != "off" and _purge_states(cold, metadata)[0]:
+        return None
+    done = "verified and purged" if settings.purge != "off" else "verified"
+    return (f"nothing to do for {start.date()}..{end.date()}: its {len(cold)} cold slice(s) are {done}"
+            + (f", {len(candidates) - len(cold)} not older than the cutoff {limit.date()} yet"
+               if len(cold) < len(candidates) else ""))

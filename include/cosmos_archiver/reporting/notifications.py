@@ -139,9 +139,9 @@ def halt_notice(
     """
     subject = f"[{SOURCE}] HALTED: slice {slice_id} failed validation (DAG {dag_id}, run {run_id})"
     lines = [
-        "The archive is HALTED: a slice failed validation persistently. No newer slice is archived, and later runs",
-        "start nothing, until an operator clears the status. Records of this slice stay in Cosmos DB (only a",
-        "verified slice may ever be removed).",
+        "The archive is HALTED: a slice failed for good. No newer slice of any run starts its copy or purge, and",
+        "later runs start nothing, until an operator clears the status. The reason below says which case it is,",
+        "what to do, and what this run archived and purged before the halt.",
         "",
         f"DAG:    {dag_id}",
         f"Run:    {run_id}",
@@ -191,15 +191,12 @@ def halt_notice(
             )
         if len(bad_files) > IDS_NAMED:
             lines.append(f"  … (+{len(bad_files) - IDS_NAMED} more damaged files)")
-        if not any(counts.values()):
-            lines.append(f"  {reason}")
         payload.update(
             counts=counts,
             records=records,
             bad_files=[{"path": b.get("path"), "reason": b.get("reason")} for b in bad_files[:IDS_IN_PAYLOAD]],
         )
-    else:
-        lines += ["", "What differs (from the validation):", "  " + _cap(reason, 4000)]
+    lines += ["", "Reason, case and remedy:", "  " + _cap(reason, 4000)]
     payload["truncated"] = truncated
     lines += [
         "",
@@ -209,8 +206,9 @@ def halt_notice(
         + " and the slice's manifest"
         + (f" {manifest_path}" if manifest_path else "")
         + " (status 'failed').",
-        "  2. Fix the cause. Records changed in Cosmos DB after their copy (late updates) are copied again by the",
-        "     next run; a damaged or missing archive file is rewritten by the next copy of the slice.",
+        "  2. Act on the case the reason names: records changed in Cosmos DB need nothing (copied again); a damaged",
+        "     archive not purged yet is copied again from Cosmos DB automatically; a damaged archive of a PURGED",
+        "     slice is repaired from its replica (the scrub does it) or its records at risk are restored by hand.",
         f"  3. Clear the Halted status: {CLEAR_HINT}.",
         "  4. The next run (or one you trigger) re-plans every slice that is not verified yet, starting with this one.",
     ]

@@ -7,6 +7,9 @@
 - ISO 8601 timestamps in the sample spelt other than canonical UTC are counted (``other_spellings``): the DAG then
   records that the source has them (archive.source_facts), so slice queries look for them.
 
+- a purge has a second way back for every record it removes: a replica, or a storage account that protects the
+  archive (else PreflightError naming ``replica_container`` and ``storage_account_id``).
+
 A wrong ``timestamp_field`` therefore cannot seal slices with 0 records; what a sample cannot see (a few odd
 documents among many good ones) is counted by source.census.
 
@@ -22,6 +25,8 @@ from typing import Any
 from azure.cosmos import ContainerProxy
 from azure.cosmos.exceptions import CosmosResourceNotFoundError
 
+from include.cosmos_archiver.archive.protection import StorageProtection
+from include.cosmos_archiver.archive.replica import missing_way_back
 from include.cosmos_archiver.clients import endpoint_of, waiting_for
 from include.cosmos_archiver.errors import TerminalError
 from include.cosmos_archiver.ru.account_mode import AccountModeError
@@ -124,3 +129,19 @@ def _explain(result: PreflightResult, docs: list[dict[str, Any]], settings: Arch
         fix = "set timestamp_field/timestamp_kind to the property that holds each record's date"
     return (f"preflight of {where}: {what}; a sample document ({ids[0]!r}) has the keys {keys}: {fix}; "
             "nothing was archived")
+
+
+def check_way_back(settings: ArchiveSettings, protection: StorageProtection | None = None) -> str:
+    """What keeps purged records recoverable without Cosmos DB (a line for the log); PreflightError naming the
+    missing setting when a purge would leave them with no second way back (archive.replica)."""
+    missing = missing_way_back(settings, protection)
+    if missing:
+        raise PreflightError(missing)
+    if settings.purge == "off":
+        return "purge is off: nothing leaves Cosmos DB"
+    parts = []
+    if settings.replica is not None:
+        parts.append(f"a verified replica in container {settings.replica!r} before each purge")
+    if protection is not None:
+        parts.append(protection.describe())
+    return "way back for purged records: " + "; ".join(parts)
