@@ -37,9 +37,11 @@ First, **due** (a backfilled day, or a run with `from_date`/`to_date`, both incl
    Before the purge the slice is written to the read-through index (include/cosmos_archiver/readthrough/), so
    the billing API finds each record in the archive the moment it leaves Cosmos DB; **compact_index** then folds
    the run's index entries into their shards.
-4. **census** counts every document of the source by what became of it (archived, hot, waiting, or left out
-   with a reason: timestamp missing / of another kind / unparseable, partition key missing, older than the
-   lookback) and warns and notifies when anything is left out, naming the documents.
+4. **census** counts what this run's slices still hold in Cosmos DB (index-served counts, a few RU per slice):
+   documents changed or arrived after a purge are archived by the next run. The full census of every document
+   (archived, hot, waiting, or left out with a reason, named, with a notification) loads the whole container on
+   Azure, so it is the weekly **cosmos_archive_scrub** DAG's (or `cosmos-archive census`), which prints its cost
+   estimate first.
 5. **report** writes the run report next to the data: this run's work per slice and step (copy, validate,
    purge, sweep: records, MB, RU, money), the whole archive's progress, ETA and money, and a halt banner. Open it
    in the run's **Run report** tab (or the DAG's **Archive status** tab, which lists every report).
@@ -72,6 +74,7 @@ from cosmos_archive_ui import report_link
 
 from include.cosmos_archiver.archive.manifest import left_out_name
 from include.cosmos_archiver.archive.replica import repair_damaged
+from include.cosmos_archiver.archive.source_facts import note_other_spellings
 from include.cosmos_archiver.pipeline.copy import copy_slice, needs_local_copy
 from include.cosmos_archiver.pipeline.purge import PurgeResult, purge_slice
 from include.cosmos_archiver.pipeline.reopen import ReopenError, parse_slice_range, reopen_slices
@@ -84,8 +87,8 @@ from include.cosmos_archiver.readthrough.index import index_for_purge
 from include.cosmos_archiver.reporting.report_run import report_run
 from include.cosmos_archiver.reporting.run_work import SliceCounters, copy_line, slice_work
 from include.cosmos_archiver.slices import TimeSlice
-from include.cosmos_archiver.source.census import take_census
 from include.cosmos_archiver.source.preflight import check_source, check_way_back
+from include.cosmos_archiver.source.run_census import census_of_run
 
 log = logging.getLogger("cosmos_archive")
 POOL = "cosmos_archive"
@@ -164,7 +167,11 @@ def cosmos_archive():
         runtime.require_connection(runtime.BLOB_CONN_ID, "Azure Blob Storage sink")
         status = runtime.slice_workflow(get_current_context()["params"]).ensure_running()
         # the container exists; its documents carry the timestamp field and partition key the settings name
-        log.info("source: %s", check_source(runtime.cosmos_container(settings), settings).line())
+        sampled = check_source(runtime.cosmos_container(settings), settings)
+        log.info("source: %s", sampled.line())
+        if sampled.other_spellings:  # slice queries look for non-canonical timestamps only where the source has them
+            note_other_spellings(runtime.archive_store(settings), found_by="preflight's sample",
+                                 count=sampled.other_spellings)
         # a purge needs a second way back: a verified replica, or a storage account that keeps one
         log.info("purge: %s", check_way_back(settings, runtime.storage_protection(settings)))
         log.info("settings: %s; RU governance: %s; archive status: %s", settings, governance, status.status)
@@ -213,19 +220,19 @@ def cosmos_archive():
 
     @task(pool=None, trigger_rule="all_done")
     @runtime.archive_errors()
-    def census() -> dict:
-        """Every document of the source accounted for: archived, hot, waiting, or left out with a reason (named).
-        Anything left out, or a verified slice holding changed documents, is a warning and a notification."""
+    def census(planned: list[dict]) -> dict:
+        """What this run's slices still hold in Cosmos DB, from index-served counts (a few RU per slice). The full
+        census of every document, with the reasons for each left out, is the weekly cosmos_archive_scrub DAG's."""
         ctx = get_current_context()
         settings = runtime.load_settings()
         container, budget = runtime.paced_source(settings)
         now, _ = run_window(runtime.run_dates(ctx))
-        counted = take_census(container, runtime.archive_store(settings), settings, now=now, budget=budget)
+        counted = census_of_run(container, runtime.archive_store(settings), settings,
+                                [TimeSlice.from_dict(s) for s in planned or []], now=now, budget=budget)
         log.info("census: %s", counted.line())
-        if counted.has_left_out or counted.slices_to_reopen:
-            log.warning("census: documents need an operator: %s", counted.details())
-            notify.notify_attention(ctx, topic="documents the archive leaves out",
-                                    text=counted.details(), payload=counted.to_dict())
+        if counted.has_left_out:
+            notify.notify_attention(ctx, topic="documents the archive leaves out", text=counted.line(),
+                                    payload=counted.to_dict())
         return counted.to_dict()
 
     @task_group(group_id="archive_slice")
@@ -388,7 +395,7 @@ def cosmos_archive():
     checked >> ru_gate >> reopened >> slices
     archived = archive_slice.expand(time_slice=slices)
     compacted = compact_index()
-    counted = census()
+    counted = census(slices)
     reported = report(slices)
     archived >> compacted >> counted >> reported
     [checked, ru_gate, reopened, slices, archived, compacted, counted, reported] >> run_outcome()

@@ -11,7 +11,12 @@ Runbook:
 2. **erase_deleted** (right to erasure): records deleted through the billing API (a tombstone in Cosmos DB) are
    removed from the archived Parquet part that still holds them; the part and its manifest are rewritten and
    proven by hashes. Runs after the scrub, so it never rewrites a damaged slice unnoticed.
-3. To repair a damaged slice: re-open it from its source if its records are still in Cosmos DB (DAG
+3. **census** (the full one: every document of the source by what became of it — archived, hot, waiting, or left
+   out with a reason, named — and whether the source spells timestamps other than canonical UTC) logs its cost
+   estimate first, then runs paced by the archiver's RU governance (it loads the whole container a few times on
+   Azure, which is why the daily run counts only its own slices). Anything left out is a warning and a
+   notification.
+4. To repair a damaged slice: re-open it from its source if its records are still in Cosmos DB (DAG
    `cosmos_archive`, param `reopen_slices`), or restore the damaged blob from a soft-deleted version or blob
    versioning (docs/azure.md, "Storage protection"); then scrub it again (param `slices`).
 """
@@ -27,6 +32,8 @@ from airflow.sdk import Param, dag, get_current_context, task
 
 from include.cosmos_archiver.archive.scrub import ScrubDamagedError, scrub_archive
 from include.cosmos_archiver.readthrough.erasure import erase_deleted as erase_tombstoned
+from include.cosmos_archiver.source.census import take_census
+from include.cosmos_archiver.source.census_cost import estimate_census_cost
 
 log = logging.getLogger("cosmos_archive_scrub")
 MB = 1_000_000
@@ -78,7 +85,24 @@ def cosmos_archive_scrub():
             log.info("erased: %s", part)
         return {"parts_rewritten": len(erased)}
 
-    scrub() >> erase_deleted()
+    @task(trigger_rule="all_done")
+    @runtime.archive_errors()
+    def census() -> dict:
+        """The full census, paced: every document accounted for; its cost estimate is logged first."""
+        ctx = get_current_context()
+        settings = runtime.load_settings()
+        container, budget = runtime.paced_source(settings)
+        log.info("census: %s", estimate_census_cost(container).line())
+        counted = take_census(container, runtime.archive_store(settings), settings, now=dt.datetime.now(dt.UTC),
+                              budget=budget)
+        log.info("census: %s (%s RU)", counted.line(), counted.ru_charged)
+        if counted.has_left_out or counted.slices_to_reopen:
+            log.warning("census: documents need an operator: %s", counted.details())
+            notify.notify_attention(ctx, topic="documents the archive leaves out", text=counted.details(),
+                                    payload=counted.to_dict())
+        return counted.to_dict()
+
+    scrub() >> erase_deleted() >> census()
 
 
 cosmos_archive_scrub()

@@ -1,4 +1,4 @@
-"""`cosmos-archive stack up|down|status|env`: the embedded local stack."""
+"""`cosmos-archive stack up|down|status|env|charge-model`: the embedded local stack."""
 
 from __future__ import annotations
 
@@ -26,6 +26,8 @@ def _run(args: argparse.Namespace) -> int:
             for name, state in states.items():
                 print(f"{name}: {state}")
             return 0 if all("healthy" in s and "UNHEALTHY" not in s for s in states.values()) else 1
+        elif args.action == "charge-model":
+            print(stack.charge_model_line(config))
         elif args.action == "env":
             for key, value in stack.client_env(config).items():
                 print(f"export {key}={value}")
@@ -37,5 +39,6 @@ def _run(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("stack", help="start/stop the local Cosmos DB + Blob stack (127.0.0.1 only)")
-    parser.add_argument("action", choices=["up", "down", "status", "env"])
+    parser.add_argument("action", choices=["up", "down", "status", "env", "charge-model"],
+                        help="charge-model: one line naming the model the running RU gateway charges under")
     parser.set_defaults(func=_run)

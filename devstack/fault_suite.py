@@ -229,9 +229,9 @@ CRASH_POINTS: dict[str, CrashPoint] = {
             "include.cosmos_archiver.archive.store:ArchiveStore.write_manifest",
             when=_copied_manifest,
         ),
-        # while listing the source side, after the files were re-read (fast validation, the local default; not in
+        # while counting the source side, after the files were re-read (fast validation, the local default; not in
         # decode_any: validation takes any exception there for a damaged file and marks the slice failed)
-        CrashPoint("mid-validation", "include.cosmos_archiver.pipeline.validate:slice_versions"),
+        CrashPoint("mid-validation", "include.cosmos_archiver.pipeline.validate:count_range"),
         CrashPoint("mid-purge", "include.cosmos_archiver.pipeline.purge:_write_one", after=15, before_verified=False),
         CrashPoint(
             "mid-restore", "include.cosmos_archiver.pipeline.restore:_write_back", after=15, operation="restore",

@@ -15,6 +15,7 @@ Every server listens on 127.0.0.1 only. State (pid files, logs, TLS material) li
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -390,6 +391,26 @@ def status(config: StackConfig | None = None) -> dict[str, str]:
         else:
             result[svc.name] = f"running pid {pid} port {svc.port} " + ("healthy" if svc.healthy() else "UNHEALTHY")
     return result
+
+
+CHARGE_MODEL_SOURCES = {
+    "published": "Microsoft's published figures; see docs/benchmarks.md",
+    "seed": "the design seed's flat 1 RU/KB read, 5 RU/KB write; see docs/benchmarks.md",
+}
+
+
+def charge_model_line(config: StackConfig | None = None) -> str:
+    """One line saying who charged the RU a demo prints: the running gateway, under the model it reports on
+    ``GET /_gateway/stats`` (the model in force, not the environment's wish), never Azure."""
+    config = config or StackConfig.from_env()
+    ctx = ssl.create_default_context(cafile=str(ensure_local_tls(config.state_dir).ca_cert))
+    try:
+        with urllib.request.urlopen(f"{config.gateway_stats_url}?seconds=1", context=ctx, timeout=5) as resp:
+            preset = json.load(resp)["config"]["charge_model"]["preset"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return f"RU charged by the local RU gateway (its charge model could not be read: {exc}), not by Azure"
+    return (f"RU charged by the local RU gateway under its {preset!r} model "
+            f"({CHARGE_MODEL_SOURCES.get(preset, 'see docs/benchmarks.md')}), not by Azure")
 
 
 def trust_env(ca_bundle: Path) -> dict[str, str]:

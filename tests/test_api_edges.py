@@ -277,3 +277,35 @@ def test_from_to_filter_and_order_by_the_instant_before_and_after_archiving(api,
     r = api.get("/billing-records", params={**params, "pageSize": 100})
     assert r.headers[SOURCE_HEADER] == "archive" and [i["id"] for i in r.json()["items"]] == IN_ORDER
     assert json.loads(after[1][1])["items"][0]["issuedAt"] == SPELLINGS["i-f"], "the record as written"
+
+
+@pytest.mark.parametrize("issued", ["2026-02-30", "2026-13-01T00:00:00Z", "yesterday", 1767225600,
+                                    "0001-01-01T00:30:00+01:00"])
+def test_a_timestamp_the_archiver_cannot_place_is_400_naming_the_field(api, cosmos_container, issued):
+    """The slicing field (settings.timestamp_field) holds what slices.timestamp_instant reads, or the write is 400;
+    a record without it is accepted (a business choice: it stays hot, the census lists it)."""
+    field = SETTINGS.timestamp_field
+    for method, url in (("POST", "/billing-records"), ("PUT", "/billing-records/ts-bad")):
+        r = api.request(method, url, json={"id": "ts-bad", "customerId": "cust-ts", field: issued})
+        body = assert_error(r, 400, field)
+        assert body["value"] == issued and field in body["message"], body
+    stored = list(cosmos_container.query_items("SELECT VALUE c.id FROM c", enable_cross_partition_query=True))
+    assert "ts-bad" not in stored
+    assert api.post("/billing-records", json={"id": "ts-none", "customerId": "cust-ts"}).status_code == 201
+    assert api.post("/billing-records", json={"id": "ts-ok", "customerId": "cust-ts",
+                                              field: "2026-02-28T23:00:00+01:00"}).status_code == 201
+
+
+def test_a_document_another_writer_stored_with_a_lone_surrogate_reads_and_lists(api, cosmos_container):
+    """Issue 16: cosmosdb-server (like Cosmos DB) stores "\\ud800" written through the SDK; canonical JSON cannot
+    UTF-8-encode it, and GET and list of that customer answered 500. Now the body is the JSON text with the
+    surrogate escaped, which reads back as the stored value; the customer's other records still list."""
+    customer, at = "cust-surrogate", "2026-05-01T00:00:00.000Z"
+    cosmos_container.upsert_item({"id": "sur-1", "customerId": customer, "issuedAt": at, "note": "a\ud800b"})
+    cosmos_container.upsert_item({"id": "sur-2", "customerId": customer, "issuedAt": at, "note": "fine"})
+    r = api.get("/billing-records/sur-1", params={"customerId": customer})
+    assert r.status_code == 200, r.text[:300]
+    assert b'"note":"a\\ud800b"' in r.content and json.loads(r.content)["note"] == "a\ud800b"
+    r = api.get("/billing-records", params={"customerId": customer})
+    assert r.status_code == 200, r.text[:300]
+    assert [item["id"] for item in json.loads(r.content)["items"]] == ["sur-1", "sur-2"]

@@ -11,6 +11,7 @@ import time
 import pytest
 
 from devstack.stack import EMULATOR_COSMOS_KEY
+from include.cosmos_archiver.archive.source_facts import note_other_spellings
 from include.cosmos_archiver.cli.main import main
 from include.cosmos_archiver.cli.targets import BLOB_CONNECTION_STRING_ENV, COSMOS_ENDPOINT_ENV, COSMOS_KEY_ENV
 from include.cosmos_archiver.pipeline.copy import copy_slice
@@ -59,6 +60,8 @@ def seed(container) -> None:
 @pytest.fixture
 def archived_source(cosmos_container, archive_store):
     seed(cosmos_container)
+    # the source spells some timestamps other than canonical UTC, as preflight's sample would have recorded
+    note_other_spellings(archive_store, found_by="preflight's sample", count=1)
     time.sleep(1.1)  # _ts has whole seconds: the copy reads in a later second than the seeding wrote
     for d in ("2026-02-25", "2026-02-26"):
         copy_slice(cosmos_container, archive_store, day(d), SETTINGS)
@@ -132,6 +135,7 @@ def test_documents_before_the_cutoff_in_a_slice_not_cold_yet_are_hot_as_the_plan
 def test_a_clean_archive_has_nothing_left_out(cosmos_container, archive_store):
     for doc_id, issued in {**ARCHIVED, **HOT}.items():
         cosmos_container.upsert_item({"id": doc_id, "customerId": "c-1", "issuedAt": issued})
+    note_other_spellings(archive_store, found_by="preflight's sample", count=1)  # ARCHIVED has some
     time.sleep(1.1)
     for d in ("2026-02-25", "2026-02-26"):
         copy_slice(cosmos_container, archive_store, day(d), SETTINGS)

@@ -64,7 +64,7 @@ def test_library_and_sdk_errors_become_one_line_and_an_exit_status(what, code, s
 def test_a_closed_pipe_ends_the_command_quietly():
     process = subprocess.Popen(
         [sys.executable, "-m", "include.cosmos_archiver", "plan", "--records", "2000000", "--avg-size-kb", "300",
-         "--ru-per-record", "300", "--provisioned-ru-s", "5000"],
+         "--ru-per-record", "300", "--provisioned-ru-s", "5000", "--account-mode", "provisioned"],
         cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     process.stdout.close()  # `| head -0`: the reader is gone before the first line
     err = process.stderr.read().decode()

@@ -13,7 +13,8 @@ from devstack.stack import EMULATOR_COSMOS_KEY
 from include.cosmos_archiver.cli.main import build_parser
 from include.cosmos_archiver.cli.targets import BLOB_CONNECTION_STRING_ENV, COSMOS_ENDPOINT_ENV, COSMOS_KEY_ENV
 
-PLAN = ["plan", "--records", "1000", "--avg-size-kb", "300", "--ru-per-record", "24", "--provisioned-ru-s", "5000"]
+PLAN = ["plan", "--records", "1000", "--avg-size-kb", "300", "--ru-per-record", "24", "--provisioned-ru-s", "5000",
+        "--account-mode", "provisioned"]
 DEPLOY = ["adf", "deploy", "--subscription-id", "s", "--resource-group", "g", "--factory", "f", "--key-vault-url",
           "https://v.vault.azure.net/", "--blob-endpoint", "https://a.blob.core.windows.net/", "--dry-run"]
 
@@ -21,10 +22,15 @@ DEPLOY = ["adf", "deploy", "--subscription-id", "s", "--resource-group", "g", "-
 # error line must name
 BAD = {
     "summary": [(["summary", "--settings-json", "{not json"], "--settings-json"),
-                (["summary", "--settings-json", '{"slice_hours": 5}'], "slice_hours")],
+                (["summary", "--settings-json", '{"slice_hours": 5}'], "slice_hours"),
+                (["summary", "--settings-json", "[]"], "must be a JSON object"),
+                (["summary", "--settings-json", "null"], "must be a JSON object")],
     "plan": [([*PLAN[:2], "-5", *PLAN[3:]], "-5"), ([*PLAN[:4], "nan", *PLAN[5:]], "nan"),
+             ([*PLAN[:4], "inf", *PLAN[5:]], "inf"), ([*PLAN, "--stub-kb", "inf"], "inf"),
              (["plan", "--from-container", "--endpoint", "{endpoint}", "--key-env", COSMOS_KEY_ENV, "--database",
-               "tests", "--container", "{container}", "--where", "c.x = ))"], "--where")],
+               "tests", "--container", "{container}", "--where", "c.x = ))"], "--where"),
+             (["plan", "--from-container", "--endpoint", "{endpoint}", "--key-env", COSMOS_KEY_ENV, "--database",
+               "tests", "--container", "{container}"], "could not read the provisioned throughput")],
     "adf": [([*DEPLOY, "--cosmos-endpoint", "not a url"], "not a url")],
     "api": [(["api", "--port", "70000"], "70000"), (["api", "--host", "::nonsense::", "--settings-json", "{settings}"],
                                                     "::nonsense::")],
@@ -40,6 +46,8 @@ BAD = {
     "scrub": [(["scrub", "--slice", "2025/99/99", "--settings-json", "{settings}"], "2025/99/99"),
               (["scrub", "--max-mb", "-1", "--settings-json", "{settings}"], "-1"),
               (["scrub", "--mb-per-s", "0", "--settings-json", "{settings}"], "0")],
+    "survey": [(["survey", "--slice", "2025/13/45", "--settings-json", "{settings}"], "2025/13/45"),
+               (["survey", "--settings-json", "[]"], "must be a JSON object")],
     "stack": [(["stack", "sideways"], "sideways")],
     "seed": [(["seed", "--records", "-1", "--database", "tests", "--container", "{container}"], "-1"),
              (["seed", "--target-kb", "0", "--database", "tests", "--container", "{container}"], "0")],

@@ -130,8 +130,9 @@ def test_records_updated_through_copy_validation_and_purge_are_changed_not_failu
         outcome = workflow.validate(
             DAY, "run-1", route="local", check=lambda s: validate_slice(seeded, archive_store, s, SETTINGS),
             copiers={"local": lambda s: copy_slice(seeded, archive_store, s, SETTINGS, force=True)})
+        # fast validation proves the copy complete by index-served counts (updates do not change them); the
+        # purge's If-Match on the archived etag then keeps the two updated records in Cosmos DB, as changed
         assert outcome.ok and outcome.attempts == 1, outcome.message
-        assert "changed since the copy began" in outcome.message
         result = workflow.purge(outcome, "run-1", purge=lambda s: purge_slice(seeded, archive_store, s, SETTINGS),
                                 notify=lambda o: pytest.fail(f"notified: {o.message}"))
     assert busy.writes >= 4

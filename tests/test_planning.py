@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -9,7 +10,8 @@ import pytest
 from include.cosmos_archiver.cli.main import main
 from include.cosmos_archiver.planning.capacity import CapacityInput, CapacityInputError, Prices, estimate_capacity
 
-SEED = ["--records", "2000000", "--avg-size-kb", "300", "--ru-per-record", "300", "--provisioned-ru-s", "5000"]
+SEED = ["--records", "2000000", "--avg-size-kb", "300", "--ru-per-record", "300", "--provisioned-ru-s", "5000",
+        "--account-mode", "provisioned"]
 
 
 def test_seed_case_numbers() -> None:
@@ -73,7 +75,8 @@ def test_cli_bad_input_errors_clearly(extra: list[str], message: str, capsys: py
 
 
 def test_negative_ru_and_records_rejected(capsys: pytest.CaptureFixture[str]) -> None:
-    bad = ["--records", "10", "--avg-size-kb", "1", "--ru-per-record", "-300", "--provisioned-ru-s", "5000"]
+    bad = ["--records", "10", "--avg-size-kb", "1", "--ru-per-record", "-300", "--provisioned-ru-s", "5000",
+           "--account-mode", "provisioned"]
     assert main(["plan", *bad]) == 2
     assert "RU per record -300.0 is negative" in capsys.readouterr().err
     with pytest.raises(CapacityInputError, match="records=-1 is negative"):
@@ -95,63 +98,71 @@ def test_zero_records_plan_is_instant() -> None:
 
 # -- per-step plan -------------------------------------------------------------------------------------------------
 
-from include.cosmos_archiver.planning.capacity import (  # noqa: E402
+from include.cosmos_archiver.planning import published  # noqa: E402
+from include.cosmos_archiver.planning.capacity import recorded_step_charges  # noqa: E402
+from include.cosmos_archiver.planning.step_plan import (  # noqa: E402
+    ChargeFigures,
+    PlanTarget,
     StepModel,
-    estimate_steps,
-    recorded_step_charges,
+    plan_steps,
 )
 
-SEED_INPUT = CapacityInput(records=2_000_000, avg_size_kb=300, ru_per_record=300, provisioned_ru_s=5000)
+SEED_TARGET = PlanTarget(records=2_000_000, avg_size_kb=300, ru_s=5000, account_mode="serverless")
 
 
-def test_seed_case_per_step_figures_follow_the_charge_model() -> None:
-    steps = {s.step: s for s in estimate_steps(SEED_INPUT).steps}
-    assert steps["copy read"].ru == 600_000_000
-    assert steps["copy read"].seconds / 86_400 == pytest.approx(4.63, abs=0.005)
-    # fast validation lists ~0.1 KB per record at the seed's 1 RU/KB, plus 2 RU per page of 1,000
-    assert steps["validation"].ru == pytest.approx(2_000_000 * (0.1 + 2 / 1000))
-    assert steps["purge"].ru == 2_000_000 * 5 * 300  # 5 RU/KB written or deleted
-    assert steps["copy read"].serverless_usd == pytest.approx(150.0)  # 600 M RU x $0.25 per million
-    assert steps["purge"].provisioned_usd == pytest.approx(1500 / 100 * 0.008 * steps["purge"].seconds / 3600)
-    sweep = 0.01 * 2_000_000 * (300 + 0.102 + 1500) + 640 * 3
-    assert steps["remainder sweep"].ru == pytest.approx(sweep)
+def test_published_point_charges_are_the_size_table_interpolated() -> None:
+    assert published.point_read_ru(256 * 1.024) == pytest.approx(20.28)  # the table's KB are 1,024 bytes
+    assert published.delete_ru(512 * 1.024) == pytest.approx(184.57)
+    assert published.point_read_ru(300 * 1.024) == pytest.approx(23.83, abs=0.01)  # "about 24 RU to read 300 KB"
+    assert published.delete_ru(300 * 1.024) == pytest.approx(113.12, abs=0.01)  # "~113 RU to delete it"
+    assert published.query_load_ru(1000) == pytest.approx(10.15)  # 4,060 RU for 400 MB loaded
 
 
-def test_deep_validation_doubles_the_read_and_the_purge_mode_sets_the_storage_cut() -> None:
-    deep = {s.step: s.ru for s in estimate_steps(SEED_INPUT, StepModel(validation="deep")).steps}
-    assert deep["validation"] == deep["copy read"] == 600_000_000
-    assert estimate_steps(SEED_INPUT).storage_cut == 1.0
-    stub = estimate_steps(SEED_INPUT, StepModel(purge="stub", stub_kb=0.5))
-    assert stub.storage_cut == pytest.approx(1 - 0.5 / 300) and stub.storage_cut >= 0.95
-    off = estimate_steps(SEED_INPUT, StepModel(purge="off"))
-    assert off.storage_cut == 0.0 and {s.step: s.ru for s in off.steps}["purge"] == 0
-    published = estimate_steps(SEED_INPUT, StepModel(delete_ru_per_record=150))
-    assert {s.step: s.ru for s in published.steps}["purge"] == 300_000_000
+def test_seed_case_per_step_figures_follow_the_published_model() -> None:
+    plan = plan_steps(SEED_TARGET)
+    steps = {s.step: s for s in plan.steps}
+    per_record_copy = 10.15 * 300 / 1000 + published.QUERY_PAGE_RU / 100
+    assert steps["copy"].ru == pytest.approx(2_000_000 * per_record_copy)
+    # serverless: the archiver runs at the cap, (1 - 0.8) x 5,000 = 1,000 RU/s, not the 1,500 RU/s headroom
+    assert SEED_TARGET.rate_ru_s == pytest.approx(1000)
+    assert steps["purge"].seconds == pytest.approx(steps["purge"].ru / 1000)
+    assert steps["purge"].ru == pytest.approx(2_000_000 * published.delete_ru(300))
+    # fast validation: one index-served COUNT per slice and physical partition (600 GB: 12 partitions)
+    assert steps["validation"].ru == pytest.approx(640 * 12 * published.INDEX_COUNT_RU)
+    assert steps["copy"].usd == pytest.approx(steps["copy"].ru / 1e6 * 0.25)  # billed per million RU
+    provisioned = plan_steps(PlanTarget(records=2_000_000, avg_size_kb=300, ru_s=5000, account_mode="provisioned"))
+    assert provisioned.target.rate_ru_s == pytest.approx(1500) and all(s.usd == 0 for s in provisioned.steps)
 
 
-def test_cli_prints_the_steps_for_both_billing_models(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["plan", *SEED, "--price-serverless-ru", "0.5"]) == 0
+def test_deep_validation_and_the_adf_route_read_again_and_a_calibration_replaces_the_figures(tmp_path) -> None:
+    deep = plan_steps(SEED_TARGET, StepModel(validation="deep"))
+    assert deep.ru_of("validation") == pytest.approx(deep.ru_of("copy"))
+    adf = plan_steps(SEED_TARGET, StepModel(route="adf"))
+    assert adf.ru_of("copy") == 0 and adf.ru_of("ADF") > 0 and adf.ru_of("validation") == adf.ru_of("ADF")
+    assert next(s for s in adf.steps if s.step == "ADF").seconds == 0  # not paced: no RU setting on ADF
+    off = plan_steps(SEED_TARGET, StepModel(purge="off"))
+    assert off.ru_of("purge") == 0
+    calibration = tmp_path / "calibration.json"
+    calibration.write_text(json.dumps({"calibration_version": 1, "surveyed_at": "2026-12-04",
+                                       "figures": {"ru_per_mb_loaded": 20.3, "delete_ru": 50.0,
+                                                   "physical_partitions": 2, "account_mode": "serverless"}}))
+    figures = ChargeFigures.from_file(calibration)
+    measured = plan_steps(SEED_TARGET, figures=figures)
+    assert measured.ru_of("purge") == 2_000_000 * 50.0
+    assert measured.ru_of("copy") == pytest.approx(2 * plan_steps(SEED_TARGET).ru_of("copy"), rel=0.01)
+    assert "survey" in figures.source and str(calibration) in figures.source
+
+
+def test_cli_prints_the_steps_for_the_accounts_billing_mode(capsys: pytest.CaptureFixture[str]) -> None:
+    serverless = ["--records", "2000000", "--avg-size-kb", "300", "--provisioned-ru-s", "5000"]
+    assert main(["plan", *serverless, "--account-mode", "serverless", "--price-serverless-ru", "0.5"]) == 0
     out = capsys.readouterr().out
-    assert "4.63 days" in out and "copy read" in out and "remainder sweep" in out
-    assert "3,000 M RU (3,000,000,000)" in out and "23.15 days" in out  # the purge under 5 RU/KB
-    assert "300.00" in out  # copy at $0.5 per million RU
-    assert "cut 100.0%, goal >= 95 %" in out and "serverless" in out and "provisioned" in out
+    assert "the archiver runs at 1,000 RU/s" in out and "provisioned RU/s" not in out
+    assert "copy" in out and "census" in out and "remainder" in out
+    assert main(["plan", *serverless]) == 2
+    assert "give --account-mode" in capsys.readouterr().err
     assert main(["plan", *SEED, "--remainder-fraction", "2"]) == 2
     assert "remainder fraction 2.0 must be in [0, 1]" in capsys.readouterr().err
-
-
-def test_the_headline_is_labelled_the_copy_and_small_plans_show_their_unit(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["plan", *SEED]) == 0
-    seed = capsys.readouterr().out
-    assert "copy read:            600 M RU (600,000,000)  (the read alone; every step and the total below)" in seed
-    assert "copy ETA:             4.63 days (111.1 h) at full headroom" in seed
-    assert "at Microsoft's published ~150 RU per delete of a 256-512 KB item" in seed  # 300 KB records: it applies
-    small = ["--records", "2000", "--avg-size-kb", "30", "--ru-per-record", "30", "--provisioned-ru-s", "5000"]
-    assert main(["plan", *small]) == 0
-    out = capsys.readouterr().out
-    assert "copy ETA:             40 s at full headroom" in out and "0.00 days" not in out
-    assert "3.33 min" in out  # the purge of 2,000 x 30 KB at 5 RU/KB
-    assert "256-512 KB" not in out  # that published figure is not for 30 KB records
 
 
 def test_recorded_step_charges_sum_the_manifests() -> None:

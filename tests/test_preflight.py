@@ -110,7 +110,9 @@ def test_a_reopen_whose_new_copy_fails_keeps_the_old_copy(seeded, archive_store,
 
     def copy_then_change_source(*args, **kwargs):
         manifest = real_copy(*args, **kwargs)
-        seeded.upsert_item({"id": "r0", "customerId": "c0", "issuedAt": "2025-03-01T00:00:00.000Z", "amount": 99})
+        # Deleted after its copy: an archived record Cosmos DB no longer holds fails validation (an update would
+        # only be a changed record, which is no failure since issue 16).
+        seeded.delete_item("r0", partition_key="c0")
         return manifest
 
     monkeypatch.setattr(reopen_module, "copy_slice", copy_then_change_source)

@@ -83,7 +83,7 @@ def test_archive_and_purge_leave_no_full_document_and_the_archive_verified(seede
     originals = {d["id"]: canonical_json(d) for d in in_cosmos(seeded).values() if d["id"] not in OUTSIDE}
     copy_slice(seeded, archive_store, DAY, SETTINGS)
     validation = validate_slice(seeded, archive_store, DAY, SETTINGS)
-    assert validation.ok and validation.mode == "fast", validation.message()
+    assert validation.ok and validation.mode == "counts", validation.message()  # index-served counts
 
     result = purge_slice(seeded, archive_store, DAY, SETTINGS)
 
@@ -94,7 +94,9 @@ def test_archive_and_purge_leave_no_full_document_and_the_archive_verified(seede
     manifest = archive_store.read_manifest(DAY.slice_id)
     assert manifest.purge["counts"]["purged"] == len(originals) and manifest.purged_generation == 0
     assert set(manifest.ru_steps) == {"copy", "validate", "purge"} and manifest.ru_steps["purge"] > 0
-    assert 0 < manifest.ru_steps["validate"] <= 1.1 * manifest.ru_steps["copy"]  # loads what the copy loads
+    # index-served counts load no document: never more than the copy (the test stack models ~100 physical
+    # partitions for its 1,000,000 RU/s, and a cross-partition query pays a page on each, so not much less either)
+    assert 0 < manifest.ru_steps["validate"] <= manifest.ru_steps["copy"]
     purge_log = read_purge_log(archive_store, DAY.slice_id)
     assert purge_log.state == "complete" and {r[1] for r in purge_log.outcomes["purged"]} == set(originals)
     # Run again: nothing left, nothing to do, no new generation.
@@ -317,7 +319,7 @@ def test_plan_survey_reports_recorded_step_charges_and_records_beyond_the_lookba
                            "lookback_days": 200})
 
     assert main(["plan", "--records", "24", "--avg-size-kb", "1", "--ru-per-record", "1", "--provisioned-ru-s", "400",
-                 "--survey", "--settings-json", settings]) == 0
+                 "--account-mode", "provisioned", "--survey", "--settings-json", settings]) == 0
 
     out = capsys.readouterr().out
     manifest = archive_store.read_manifest(DAY.slice_id)
@@ -354,6 +356,7 @@ def test_adf_copy_places_other_timestamp_spellings_by_their_instant(seeded, arch
     from devstack.adf_standin.copy_runner import write_adf_layout
     from include.cosmos_archiver.adf.indexing import index_adf_slice
     from include.cosmos_archiver.adf.parameters import pipeline_parameters
+    from include.cosmos_archiver.archive.source_facts import note_other_spellings
     from tests.test_adf_definitions import rendered_query
 
     spelled = [
@@ -363,6 +366,7 @@ def test_adf_copy_places_other_timestamp_spellings_by_their_instant(seeded, arch
     ]
     for doc in spelled:
         seeded.upsert_item(doc)
+    note_other_spellings(archive_store, found_by="preflight's sample", count=2)  # as preflight would record
     query = rendered_query(pipeline_parameters(DAY, SETTINGS, page_size=10))  # what ADF sends, run by the emulator
     selected = {d["id"] for d in seeded.query_items(query, enable_cross_partition_query=True)}
     assert len(selected) == 24 and not selected & {d["id"] for d in spelled}  # the string range would take next-day

@@ -86,3 +86,11 @@ def test_the_report_site_serves_reports_from_the_archive_with_the_halt_banner(ar
     assert page.status_code == 200 and page.text == report.html and "Archive Halted" in page.text
     missing = client.get("/reports/manual__nope")
     assert missing.status_code == 404 and "manual__nope" in missing.text
+
+
+def test_a_report_of_an_archive_not_halted_says_so_in_words(archive_store) -> None:
+    """The state "Running" means "not halted"; a finished run's report said "Archive status: Running"."""
+    report = build_run_report("manual__2026-06-02T00:00:00+00:00", [], [], None, None, None, halt=ArchiveStatus())
+    status = TestClient(create_report_app(lambda: archive_store, lambda: ArchiveStatus())).get("/status")
+    for text in (report.html, status.text):
+        assert "Archive status: not halted" in text and "Archive status: Running" not in text

@@ -26,6 +26,7 @@ from include.cosmos_archiver.archive.manifest import FileEntry, Manifest, Record
 from include.cosmos_archiver.archive.parquet_layout import decode_any
 from include.cosmos_archiver.archive.slice_lease import SliceLease, under_slice_lease
 from include.cosmos_archiver.archive.slice_manifest import copied_manifest, remove_stale_parts
+from include.cosmos_archiver.archive.source_facts import other_spellings_seen
 from include.cosmos_archiver.archive.store import ArchiveStore
 from include.cosmos_archiver.errors import TerminalError
 from include.cosmos_archiver.pipeline.part_writer import PartWriter
@@ -140,6 +141,7 @@ def _index(
         pages = read_other_spellings(SliceRead(
             container, time_slice, settings.timestamp_field, settings.timestamp_kind, settings.page_size,
             budget=budget or UnlimitedBudget(), stats=stats, partition_key_path=settings.partition_key_path,
+            other_spellings=other_spellings_seen(store),  # only where the source has them (archive.source_facts)
         ))  # fmt: skip
         for page in pages:
             for doc in page:

@@ -104,6 +104,9 @@ class Manifest:
     # Epoch second from which a source document counts as written during or after the newest generation's copy
     # (validation: changed, not a failure). None: written before this field existed (validation derives it).
     read_since: int | None = None
+    # what the newest generation's copy read from each partition key range (range key -> documents its range query
+    # placed), whether it read other spellings and how many: validation's index-served count proof (local copies)
+    source_counts: dict[str, Any] | None = None
 
     @property
     def file_bytes(self) -> int:

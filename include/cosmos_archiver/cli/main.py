@@ -30,6 +30,7 @@ SUBCOMMAND_MODULES = (
     "include.cosmos_archiver.cli.census",
     "include.cosmos_archiver.cli.reopen",
     "include.cosmos_archiver.cli.scrub",
+    "include.cosmos_archiver.cli.survey",
 )
 
 EXIT_FOUND = 1  # the command ran and found something to act on (left out, damaged, not verified, ...)

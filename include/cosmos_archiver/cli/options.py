@@ -47,8 +47,17 @@ def slice_id(text: str) -> str:
 
 
 def settings_from(args: argparse.Namespace) -> ArchiveSettings:
+    """The --settings-json of any command: a JSON object of archive settings, or the defaults if not given."""
+    if not args.settings_json:
+        return ArchiveSettings()
     try:
-        return ArchiveSettings.from_mapping(json.loads(args.settings_json)) if args.settings_json else (
-            ArchiveSettings())
-    except (SettingsError, json.JSONDecodeError) as exc:
+        values = json.loads(args.settings_json)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"--settings-json: {exc}") from None
+    if not isinstance(values, dict):
+        raise UsageError(f"--settings-json must be a JSON object of settings such as "
+                         f'\'{{"database": "billing"}}\', not {args.settings_json!r}')
+    try:
+        return ArchiveSettings.from_mapping(values)
+    except SettingsError as exc:
         raise UsageError(f"--settings-json: {exc}") from None

@@ -1,10 +1,13 @@
-"""`cosmos-archive plan`: total RU, headroom, ETA and the cost before/after archiving a dataset, then RU, time and
-money per step (copy read, validation, purge, remainder sweep) for a provisioned and a serverless account."""
+"""`cosmos-archive plan`: total RU, the archiver's rate, ETA and the cost before/after archiving a dataset, then RU,
+time and money per step (copy, validation, purge, remainder, census, ADF) for the account's billing mode, under
+Microsoft's published charges or a survey's calibration (``--calibration``, written by `cosmos-archive survey`)."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
+import json
 import os
 
 from include.cosmos_archiver.cli.main import UsageError
@@ -12,20 +15,41 @@ from include.cosmos_archiver.cli.options import settings_from
 from include.cosmos_archiver.planning.capacity import (
     CapacityInput,
     Prices,
-    StepModel,
     estimate_capacity,
-    estimate_steps,
     format_plan,
-    format_steps,
     recorded_step_charges,
     survey_container,
 )
+from include.cosmos_archiver.planning.step_plan import (
+    ChargeFigures,
+    PlanTarget,
+    StepModel,
+    format_step_plan,
+    plan_steps,
+)
+from include.cosmos_archiver.ru.settings import ACCOUNT_MODES
 
 
-def _inputs(args: argparse.Namespace) -> CapacityInput:
+def _figures(args: argparse.Namespace) -> ChargeFigures:
+    figures = ChargeFigures.from_file(args.calibration) if args.calibration else ChargeFigures()
+    if args.delete_ru_per_record is not None:
+        figures = dataclasses.replace(figures, delete_ru=args.delete_ru_per_record)
+    return figures
+
+
+def _account_mode(args: argparse.Namespace, figures: ChargeFigures) -> str:
+    mode = args.account_mode or figures.account_mode
+    if not mode:
+        raise UsageError(f"give --account-mode ({' or '.join(ACCOUNT_MODES)}): it decides the archiver's cap and the "
+                         "bill (or --calibration with a survey that read it from the account)")
+    return mode
+
+
+def _inputs(args: argparse.Namespace, figures: ChargeFigures) -> CapacityInput:
     prices = Prices(
         cosmos_storage_gb_month=args.price_cosmos_storage,
         cosmos_ru_per_100_ru_s_hour=args.price_ru,
+        serverless_usd_per_million_ru=args.price_serverless_ru,
         blob_gb_month={
             "hot": args.price_blob_hot,
             "cool": args.price_blob_cool,
@@ -41,13 +65,19 @@ def _inputs(args: argparse.Namespace) -> CapacityInput:
         for flag, value in [
             ("--records", records),
             ("--avg-size-kb", size_kb),
-            ("--ru-per-record", ru),
             ("--provisioned-ru-s", provisioned),
         ]
         if value is None
     ]
+    if missing and args.from_container:  # the survey counts, samples and measures; only the throughput can be unread
+        raise UsageError(
+            f"--from-container could not read the provisioned throughput of {args.database}/{args.container} (a "
+            f"serverless account, throughput shared at the database, or an emulator without offers): pass "
+            f"{', '.join(missing)} with the RU/s the archive may plan against")
     if missing:
         raise UsageError(f"missing {', '.join(missing)}: give them, or read a live container with --from-container")
+    if ru is None:  # the copy's read per record: the documents its queries load
+        ru = figures.load_ru(size_kb) + figures.query_page_ru / args.page_size
     return CapacityInput(
         records=records,
         avg_size_kb=size_kb,
@@ -59,6 +89,7 @@ def _inputs(args: argparse.Namespace) -> CapacityInput:
         compression_ratio=args.compression_ratio,
         provisioned_ru_s_after=args.provisioned_ru_s_after,
         prices=prices,
+        account_mode=_account_mode(args, figures),
     )
 
 
@@ -104,22 +135,35 @@ def _from_container(
 def _step_model(args: argparse.Namespace) -> StepModel:
     defaults = StepModel()
     return StepModel(
-        validation=args.validation, purge=args.purge, write_ru_per_kb=args.write_ru_per_kb,
-        delete_ru_per_record=args.delete_ru_per_record, stub_kb=args.stub_kb,
-        remainder_fraction=args.remainder_fraction, slices=args.slices if args.slices is not None else defaults.slices,
+        validation=args.validation, purge=args.purge, route=args.route, page_size=args.page_size,
+        stub_kb=args.stub_kb, remainder_fraction=args.remainder_fraction,
+        slices=args.slices if args.slices is not None else defaults.slices,
         serverless_usd_per_million_ru=args.price_serverless_ru,
     )
 
 
 def _run(args: argparse.Namespace) -> int:
-    inputs = _inputs(args)  # a CapacityInputError is a terminal error: main prints it and exits 2
+    figures = _figures(args)
+    inputs = _inputs(args, figures)  # a CapacityInputError is a terminal error: main prints it and exits 2
     plan = estimate_capacity(inputs)
-    steps = estimate_steps(inputs, _step_model(args))
+    target = PlanTarget(records=inputs.records, avg_size_kb=inputs.avg_size_kb, ru_s=inputs.provisioned_ru_s,
+                        account_mode=inputs.account_mode, client_load=inputs.client_load, ceiling=inputs.ceiling)
+    steps = plan_steps(target, _step_model(args), figures)
+    if args.json:
+        print(json.dumps(steps.to_dict(), indent=1))
+        return 0
     print(format_plan(plan))
-    print(format_steps(steps))
+    print(format_step_plan(steps))
+    print(f"Cosmos storage of the archived records: {plan.data_gb:,.1f} GB -> "
+          f"{_left_gb(inputs, args):,.1f} GB after the purge ({args.purge})")
     if args.survey:
         _survey(args)
     return 0
+
+
+def _left_gb(inputs: CapacityInput, args: argparse.Namespace) -> float:
+    return {"off": inputs.records * inputs.avg_size_kb, "delete": 0.0,
+            "stub": inputs.records * args.stub_kb}[args.purge] / 1e6
 
 
 def _survey(args: argparse.Namespace) -> None:
@@ -144,12 +188,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "plan",
         help="total RU, headroom RU/s, ETA and cost before/after for a dataset",
-        description="Plan an archive run. Seed case: --records 2000000 --avg-size-kb 300 --ru-per-record 300 "
-        "--provisioned-ru-s 5000 --client-load 0.5 --ceiling 0.8. Prices default to USD list prices: override them.",
+        description="Plan an archive run. Seed case: --records 2000000 --avg-size-kb 300 --provisioned-ru-s 5000 "
+        "--account-mode serverless --client-load 0.5 --ceiling 0.8. Prices default to USD list prices: override them.",
     )
     p.add_argument("--records", type=int, help="number of records to archive")
     p.add_argument("--avg-size-kb", type=float, help="average record size in KB")
-    p.add_argument("--ru-per-record", type=float, help="RU to read one record (x-ms-request-charge)")
+    p.add_argument("--ru-per-record", type=float,
+                   help="RU the copy spends per record (default: the documents its queries load, ~10 RU per MB)")
     p.add_argument("--provisioned-ru-s", type=float, help="provisioned throughput in RU/s")
     p.add_argument("--client-load", type=float, default=0.5, help="business share of provisioned RU/s (default 0.5)")
     p.add_argument("--ceiling", type=float, default=0.8, help="max total share of provisioned RU/s (default 0.8)")
@@ -168,21 +213,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     live.add_argument("--container")
     live.add_argument("--where", help="SQL predicate on c selecting the records to archive, e.g. 'c._ts < 1700000000'")
     live.add_argument("--sample", type=int, default=20, help="records to sample for size and RU (default 20)")
-    steps = p.add_argument_group("per-step charge model (defaults: the seed's, as the local RU gateway charges)")
+    steps = p.add_argument_group("per-step model (defaults: Microsoft's published charges, planning/published.py)")
     model = StepModel()
+    steps.add_argument("--account-mode", choices=ACCOUNT_MODES,
+                       help="serverless or provisioned: the archiver's cap and the bill (required unless the "
+                            "calibration read it)")
+    steps.add_argument("--calibration", help="a survey's calibration file (cosmos-archive survey --write FILE)")
     steps.add_argument("--validation", choices=("fast", "deep"), default=model.validation, help="default fast")
     steps.add_argument("--purge", choices=("off", "delete", "stub"), default=model.purge, help="default delete")
-    steps.add_argument("--write-ru-per-kb", type=float, default=model.write_ru_per_kb,
-                       help=f"RU per KB written or deleted (default {model.write_ru_per_kb:g})")
+    steps.add_argument("--route", choices=("local", "adf"), default=model.route, help="copy route (default local)")
+    steps.add_argument("--page-size", type=int, default=model.page_size, help="records per query page (default 100)")
     steps.add_argument("--delete-ru-per-record", type=float,
-                       help="RU to delete one record (default write-ru-per-kb x size; Microsoft publishes ~100-185 RU "
-                            "for 256-512 KB)")
+                       help="RU to delete one record (default: Microsoft's published write charge at the size)")
     steps.add_argument("--stub-kb", type=float, default=model.stub_kb, help=f"stub size (default {model.stub_kb:g})")
     steps.add_argument("--remainder-fraction", type=float, default=model.remainder_fraction,
                        help="share of records changed/arriving after their copy (default 0.01)")
-    steps.add_argument("--slices", type=int, help=f"slices the remainder sweep counts (default {model.slices})")
+    steps.add_argument("--slices", type=int, help=f"slices archived (default {model.slices})")
     steps.add_argument("--price-serverless-ru", type=float, default=model.serverless_usd_per_million_ru,
                        help="USD per million RU on a serverless account (default 0.25, the docs' demo price)")
+    p.add_argument("--json", action="store_true", help="print the per-step plan as JSON")
     p.add_argument("--survey", action="store_true",
                    help="also report the RU per step recorded in the archive's manifests and the records older than "
                         "lookback_days (needs COSMOS_ARCHIVE_* environment variables)")

@@ -29,12 +29,14 @@ from include.cosmos_archiver.archive.canonical import UnarchivableError, record_
 from include.cosmos_archiver.archive.manifest import LeftOutEntry, Manifest, RecordEntry, left_out_name
 from include.cosmos_archiver.archive.slice_lease import SliceLease, under_slice_lease
 from include.cosmos_archiver.archive.slice_manifest import copied_manifest, remove_stale_parts
+from include.cosmos_archiver.archive.source_facts import other_spellings_seen
 from include.cosmos_archiver.archive.store import ArchiveStore
 from include.cosmos_archiver.pipeline.part_writer import PartWriter
 from include.cosmos_archiver.ru.budget import RuBudget
 from include.cosmos_archiver.settings import ArchiveSettings
 from include.cosmos_archiver.slices import TimeSlice
-from include.cosmos_archiver.source.reader import ReadStats, count_slice, documents_besides, read_slice
+from include.cosmos_archiver.source.feed_ranges import in_turns, partition_ranges, range_key
+from include.cosmos_archiver.source.reader import ReadStats, count_remaining, documents_besides, read_slice
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +61,7 @@ def copy_slice(
     written only after all its files, so ``copied`` is a whole copy; if the source moved on since, validation
     names the difference and the slice is re-copied.)
     """
-    remainder = _Remainder(container, time_slice, settings, budget)
+    remainder = _Remainder(container, time_slice, settings, budget, spellings=other_spellings_seen(store))
     return under_slice_lease(
         store, time_slice.slice_id, settings,
         answer=lambda existing: _already_done(existing, force=force, reuse_copied=reuse_copied, remainder=remainder),
@@ -71,12 +73,14 @@ def copy_slice(
 
 @dataclass
 class _Remainder:
-    """How many documents a purged slice's range still holds: one COUNT query, asked at most once per copy."""
+    """How many documents a purged slice's range still holds: one COUNT query, asked at most once per copy
+    (index-served, :func:`count_range`, unless the source has other spellings, which only a loading count places)."""
 
     container: ContainerProxy
     time_slice: TimeSlice
     settings: ArchiveSettings
     budget: RuBudget | None
+    spellings: bool = False
     left: int | None = None
     ru: float = 0.0
 
@@ -85,8 +89,9 @@ class _Remainder:
             return 0  # not purged yet: the purge step comes first, then the sweep
         if self.left is None:
             stats = ReadStats()
-            self.left = count_slice(self.container, self.time_slice, timestamp_field=self.settings.timestamp_field,
-                                    timestamp_kind=self.settings.timestamp_kind, budget=self.budget, stats=stats)
+            self.left = count_remaining(self.container, self.time_slice, timestamp_field=self.settings.timestamp_field,
+                                        timestamp_kind=self.settings.timestamp_kind, other_spellings=self.spellings,
+                                        budget=self.budget, stats=stats)
             self.ru = stats.ru_charged
             if 0 < self.left <= len(manifest.left_out):
                 # maybe only the documents the copy set aside, unchanged: they alone would make an empty generation
@@ -143,7 +148,6 @@ def _copy(
     slice_id = time_slice.slice_id
     started = time.perf_counter()
     began = dt.datetime.now(dt.UTC).timestamp()
-    stats = ReadStats()
     generation = base.verified_generation + 1 if base is not None else 0
     kept_files, kept_records = base.kept_before(generation) if base is not None else ([], [])
     archived = {(r.partition_key, r.id): r.etag for r in sorted(kept_records, key=lambda r: r.generation)}
@@ -153,16 +157,23 @@ def _copy(
     seen: set[tuple[str, str]] = set()
     notes: list[str] = []
     read_s = 0.0
-    pages = read_slice(
-        container, time_slice, timestamp_field=settings.timestamp_field, timestamp_kind=settings.timestamp_kind,
-        page_size=settings.page_size, budget=budget, stats=stats,
-    )
+    ranges = partition_ranges(container)
+    range_stats = [ReadStats() for _ in ranges]
+    returned = [0] * len(ranges)
+    spellings = other_spellings_seen(store)
+    pages = in_turns(  # one query per physical partition, a page from each in turn (source.feed_ranges)
+        read_slice(container, time_slice, timestamp_field=settings.timestamp_field,
+                   timestamp_kind=settings.timestamp_kind, page_size=settings.page_size, budget=budget,
+                   stats=range_stats[i], other_spellings=spellings, feed_range=feed_range)
+        for i, feed_range in enumerate(ranges))
     while True:
         t0 = time.perf_counter()
-        page = next(pages, None)
+        turn = next(pages, None)
         read_s += time.perf_counter() - t0
-        if page is None:
+        if turn is None:
             break
+        index, page = turn
+        returned[index] += len(page)
         for doc in page:
             key = record_key(doc, settings.partition_key_path)
             if key in seen:  # a query retried across a partition split can repeat a document
@@ -177,6 +188,7 @@ def _copy(
                 left_out.append(LeftOutEntry(key[0], key[1], str(exc), doc.get("_etag"), doc.get("_ts"), generation))
                 log.warning("slice %s: left in Cosmos DB, not archived: %s", slice_id, left_out_name(left_out[-1]))
     writer.flush()
+    stats = _summed(range_stats)
     if left_out:
         notes.append(f"{len(left_out)} document(s) left in Cosmos DB, not archivable: "
                      + "; ".join(left_out_name(e) for e in left_out[:20]))
@@ -198,12 +210,32 @@ def _copy(
             "upload": round(writer.upload_s, 3),
         },
     )
+    manifest.source_counts = {  # what each partition range's range holds (placed + other spellings sorting into it)
+        "other_spellings_read": spellings,
+        "ranges": {range_key(r): n - s.other_spellings + s.spelled_in_range
+                   for r, n, s in zip(ranges, returned, range_stats, strict=True)},
+        "other_spellings": stats.other_spellings,
+    }
     manifest.add_ru("copy", stats.ru_charged)
     if sweep_ru:
         manifest.add_ru("sweep", sweep_ru)
     store.write_manifest(manifest)
     log.info("copied slice %s: %s", slice_id, manifest.summary())
     return manifest
+
+
+def _summed(stats: list[ReadStats]) -> ReadStats:
+    total = ReadStats()
+    for s in stats:
+        total.ru_charged += s.ru_charged
+        total.pages += s.pages
+        total.throttled_requests += s.throttled_requests
+        total.page_charges += s.page_charges
+        total.other_spellings += s.other_spellings
+        total.spelled_in_range += s.spelled_in_range
+    served = [s.first_served for s in stats if s.first_served is not None]
+    total.first_served = min(served) if served else None
+    return total
 
 
 def _read_since(began: float, stats: ReadStats) -> int:

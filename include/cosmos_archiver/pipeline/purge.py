@@ -12,7 +12,9 @@ run, never while the archive is halted). It:
    neither it raises :class:`NoWayBackError` naming the settings, and deletes nothing;
 3. for the newest archived version of every record, deletes it (``delete``) or replaces it by a small pointer
    (``stub``) with If-Match on the ``_etag`` it was archived with: 412 = changed after its copy (kept in Cosmos,
-   counted, archived again by a later generation), 404 = already gone (counted); each request is paid through the
+   counted, archived again by a later generation), 404 = already gone (counted), one customer after another in
+   turns (source.feed_ranges.across_partitions: consecutive deletes land on different physical partitions, where
+   key order put a run of one customer's on one); each request is paid through the
    RU budget like the copy's pages (and sent at ``priority`` where the account offers priority-based execution);
 4. logs every outcome in the purge log beside the manifest (``_purge-NNNNN.jsonl`` append blobs, archive/purge_log.py;
    a killed purge resumes from it) and finally records the purge's counts and RU in the manifest.
@@ -54,6 +56,7 @@ from include.cosmos_archiver.ru.budget import RuBudget
 from include.cosmos_archiver.ru.paid_requests import PaidRequests, ResponseHook
 from include.cosmos_archiver.settings import ArchiveSettings, PurgeMode
 from include.cosmos_archiver.slices import TimeSlice
+from include.cosmos_archiver.source.feed_ranges import across_partitions
 
 log = logging.getLogger(__name__)
 LOG_EVERY_RECORDS = 50  # the purge log is appended to at least this often ...
@@ -231,7 +234,8 @@ def _purge(
     last_write = time.monotonic()
     unlogged = 0
     request = {"priority": priority} if priority else {}
-    for key, entry in sorted(latest.items()):
+    for key in across_partitions(latest):  # consecutive deletes on different physical partitions
+        entry = latest[key]
         if done.get(key, "\0") == etags[key]:
             result.skipped += 1
             continue

@@ -5,9 +5,16 @@ manifest, every row's sha256 recomputed from the stored JSON, every manifest rec
 re-verification and restore use the same check. The source side depends on ``settings.validation``:
 
 - ``fast`` (default, local executor): the sha256 was taken at copy time from Cosmos' own bytes, so the source is
-  only listed, ids and ``_etag`` (``SELECT c.id, c._etag, pk``, no bodies): a record missing from the archive, one
-  deleted since, or one whose etag moved since its copy is named. The purge deletes with If-Match on the archived
-  etag, so a record changed after this check is kept in Cosmos (412) and archived again later.
+  only counted: one index-served ``COUNT`` of the slice's range per partition key range
+  (:func:`source.reader.count_range`, loads no document), compared with what the copy's range query placed from
+  that range (``manifest.source_counts``). Equal counts prove the copy complete; the archive's own hashes prove what
+  it holds; the purge deletes with If-Match on the archived etag (a record changed since is kept, 412, and archived
+  again by the next generation) and only what was archived, so nothing unarchived can leave Cosmos. When a count
+  differs (a record arrived or left since the copy, a non-canonical timestamp in the range), or the copy recorded no
+  counts, the source is listed, ids and ``_etag`` (no bodies, but ``_etag`` is not indexed: on Azure the listing
+  loads every document of the range, ~3 RU per 300 KB record), and a record missing, deleted or moved is named.
+  (Other ISO 8601 spellings, when the source has them, are counted by their own query, which loads the documents
+  near the slice: see archive.source_facts.)
 - ``deep``: the whole slice is read again and every document hashed afresh (the former default; twice the read RU).
   Slices Azure Data Factory copied (no hashes or etags from Cosmos in their manifest) are always checked deep.
 
@@ -42,12 +49,22 @@ from include.cosmos_archiver.archive.canonical import (
 from include.cosmos_archiver.archive.manifest import Manifest, RecordEntry, left_out_name
 from include.cosmos_archiver.archive.parquet_layout import ArchivedRow, decode_any
 from include.cosmos_archiver.archive.slice_lease import SliceLease, under_slice_lease
+from include.cosmos_archiver.archive.source_facts import note_other_spellings, other_spellings_seen
 from include.cosmos_archiver.archive.store import ArchiveStore
 from include.cosmos_archiver.id_lists import name_ids
-from include.cosmos_archiver.ru.budget import RuBudget
+from include.cosmos_archiver.ru.budget import RuBudget, UnlimitedBudget
 from include.cosmos_archiver.settings import ArchiveSettings
 from include.cosmos_archiver.slices import TimeSlice
-from include.cosmos_archiver.source.reader import ReadStats, read_slice, slice_versions
+from include.cosmos_archiver.source.feed_ranges import partition_ranges, range_key
+from include.cosmos_archiver.source.reader import (
+    COUNT,
+    ReadStats,
+    SliceRead,
+    count_range,
+    read_other_spellings,
+    read_slice,
+    slice_versions,
+)
 
 log = logging.getLogger(__name__)
 
@@ -227,7 +244,7 @@ Versions = dict[tuple[str, str], tuple[str | None, int | None]]  # key -> (etag 
 
 def _source_versions(
     container: ContainerProxy, time_slice: TimeSlice, settings: ArchiveSettings, manifest: Manifest,
-    budget: RuBudget | None, stats: ReadStats,
+    budget: RuBudget | None, stats: ReadStats, *, spellings: bool,
 ) -> tuple[str, Versions]:
     """("fast", key -> (_etag, _ts)) from a listing, or ("deep", key -> (sha256, _ts)) from a full re-read of the
     slice (sha256 None for a document that cannot be archived)."""
@@ -235,7 +252,7 @@ def _source_versions(
     fast = (settings.validation == "fast" and manifest.executor == "local"
             and all(entry.etag for entry in latest.values()))
     read = dict(timestamp_field=settings.timestamp_field, timestamp_kind=settings.timestamp_kind,
-                budget=budget, stats=stats)
+                budget=budget, stats=stats, other_spellings=spellings)
     if fast:
         return "fast", slice_versions(container, time_slice, partition_key_path=settings.partition_key_path,
                                       page_size=max(settings.page_size, 1000), **read)
@@ -248,6 +265,72 @@ def _source_versions(
                 digest = None
             source[record_key(doc, settings.partition_key_path)] = (digest, doc.get("_ts"))
     return "deep", source
+
+
+@dataclass
+class CountProof:
+    """The index-served counts of a slice's range against what its copy placed: ``ok`` proves the copy complete."""
+
+    ok: bool
+    counted: int
+    expected: int
+    detail: str
+
+
+def count_proof(container: ContainerProxy, time_slice: TimeSlice, settings: ArchiveSettings, manifest: Manifest,
+                budget: RuBudget | None, stats: ReadStats, *, spellings: bool) -> CountProof | None:
+    """Compare the range's index-served count per partition key range (all of them at once when the ranges changed
+    since the copy, e.g. a split) with the copy's ``source_counts``; None when no count proof applies (deep
+    validation, an ADF copy, no counts recorded, a purge of this generation started)."""
+    counts = manifest.source_counts
+    if (settings.validation != "fast" or manifest.executor != "local" or not counts
+            or (manifest.purge or {}).get("generation") == manifest.generation
+            or bool(counts.get("other_spellings_read")) != spellings):
+        return None
+    read = dict(timestamp_field=settings.timestamp_field, timestamp_kind=settings.timestamp_kind, budget=budget,
+                stats=stats)
+    expected: dict[str, int] = {k: int(v) for k, v in counts["ranges"].items()}
+    ranges = partition_ranges(container)
+    if {range_key(r) for r in ranges} == set(expected):
+        counted = {range_key(r): count_range(container, time_slice, feed_range=r, **read) for r in ranges}
+    else:  # the ranges moved (a split): the whole range's count against the sum
+        expected = {"all": sum(expected.values())}
+        counted = {"all": count_range(container, time_slice, **read)}
+    if spellings:  # the other spellings near the slice, placed by their instant (this count loads documents)
+        spelled = SliceRead(container, time_slice, settings.timestamp_field, settings.timestamp_kind,
+                            budget=read["budget"] or UnlimitedBudget(), stats=stats, select=COUNT,
+                            partition_key_path=settings.partition_key_path)
+        expected["other_spellings"] = int(counts.get("other_spellings", 0))
+        counted["other_spellings"] = sum(int(n) for page in read_other_spellings(spelled) for n in page)
+    differ = {k: (counted.get(k, 0), n) for k, n in expected.items() if counted.get(k, 0) != n}
+    detail = ("; ".join(f"{k if len(expected) > 1 else 'range'}: {c} in Cosmos, {n} copied"
+                        for k, (c, n) in differ.items()) or "counts equal")
+    return CountProof(not differ, sum(counted.values()), sum(expected.values()), detail)
+
+
+def _compare(result: ValidationResult, source: Versions, manifest: Manifest, archive: ArchiveCheck, mode: str,
+             this_generation: set[tuple[str, str]]) -> None:
+    """Name what the listed (or re-read) source and the archive disagree on; records changed since the copy began
+    and the documents the copy set aside are listed apart, not failures."""
+    latest = manifest.latest_records()
+    archived = {k: (r.etag if mode == "fast" else r.sha256) for k, r in latest.items()}
+    since = manifest.copy_read_since()
+    left_out = {(e.partition_key, e.id): e for e in manifest.left_out}
+
+    def changed_since_copy(key: tuple[str, str]) -> bool:
+        ts = source[key][1]
+        return isinstance(ts, int | float) and ts >= since
+
+    absent = source.keys() - latest.keys() - archive.unverifiable
+    set_aside = absent & left_out.keys()
+    moved = {k for k in source.keys() & latest.keys() if source[k][0] != archived[k]}
+    changed = {k for k in (absent - set_aside) | moved if changed_since_copy(k)}
+    result.changed = [record_name(*k) for k in sorted(changed)]
+    result.left_out = [left_out_name(left_out[k]) for k in sorted(set_aside)]
+    result.missing = sorted({record_name(*k) for k in absent - set_aside - changed} | set(archive.missing))
+    # Only the newest generation can be "extra": records of earlier generations are gone from Cosmos once purged.
+    result.extra = [record_name(*k) for k in sorted(this_generation - source.keys())]
+    result.differing = sorted({record_name(*k) for k in moved - changed} | set(archive.differing))
 
 
 def _validate(
@@ -270,30 +353,30 @@ def _validate(
         this_generation = set()  # a purge of it has started: records missing from Cosmos were purged, not lost
 
     stats = ReadStats()
-    mode, source = _source_versions(container, time_slice, settings, manifest, budget, stats)
-    archived = {k: (r.etag if mode == "fast" else r.sha256) for k, r in latest.items()}
-
-    result.mode = mode
-    result.source_count = len(source)
-    result.sink_count = len(latest)
+    spellings = settings.timestamp_kind == "iso8601" and other_spellings_seen(store)
+    proof = count_proof(container, time_slice, settings, manifest, budget, stats, spellings=spellings)
     result.bad_files = archive.bad_files
-    since = manifest.copy_read_since()
-    left_out = {(e.partition_key, e.id): e for e in manifest.left_out}
-
-    def changed_since_copy(key: tuple[str, str]) -> bool:
-        ts = source[key][1]
-        return isinstance(ts, int | float) and ts >= since
-
-    absent = source.keys() - latest.keys() - archive.unverifiable
-    set_aside = absent & left_out.keys()
-    moved = {k for k in source.keys() & latest.keys() if source[k][0] != archived[k]}
-    changed = {k for k in (absent - set_aside) | moved if changed_since_copy(k)}
-    result.changed = [record_name(*k) for k in sorted(changed)]
-    result.left_out = [left_out_name(left_out[k]) for k in sorted(set_aside)]
-    result.missing = sorted({record_name(*k) for k in absent - set_aside - changed} | set(archive.missing))
-    # Only the newest generation can be "extra": records of earlier generations are gone from Cosmos once purged.
-    result.extra = [record_name(*k) for k in sorted(this_generation - source.keys())]
-    result.differing = sorted({record_name(*k) for k in moved - changed} | set(archive.differing))
+    result.sink_count = len(latest)
+    if proof is not None and proof.ok:
+        mode, result.source_count = "counts", proof.counted
+        result.missing, result.differing = sorted(archive.missing), sorted(archive.differing)
+        result.left_out = [left_out_name(e) for e in manifest.left_out]  # counted with the range, never archived
+    else:
+        if proof is not None:
+            log.info("slice %s: the index-served counts differ from the copy's (%s): listing the source to name the "
+                     "records", slice_id, proof.detail)
+            spellings = spellings or settings.timestamp_kind == "iso8601"  # a stray spelling may be the reason
+        found_before = stats.other_spellings
+        mode, source = _source_versions(container, time_slice, settings, manifest, budget, stats,
+                                        spellings=spellings)
+        # More in the range than the slice places (a range count sees any value whose text sorts into the range,
+        # the placed queries only canonical ones and those of another spelling whose instant is in the slice).
+        strays = max(stats.other_spellings - found_before, (proof.counted - len(source)) if proof else 0)
+        if settings.timestamp_kind == "iso8601" and strays > 0 and not other_spellings_seen(store):
+            note_other_spellings(store, found_by=f"validation of slice {slice_id}", count=strays)
+        result.source_count = len(source)
+        _compare(result, source, manifest, archive, mode, this_generation)
+    result.mode = mode
     result.ok = not (result.missing or result.extra or result.differing or result.bad_files)
     result.ru_charged = round(stats.ru_charged, 2)
     result.seconds = round(time.perf_counter() - started, 3)

@@ -16,12 +16,13 @@ from dataclasses import dataclass
 from azure.cosmos import ContainerProxy
 
 from include.cosmos_archiver.archive.slice_grid import check_slice_grid
+from include.cosmos_archiver.archive.source_facts import other_spellings_seen
 from include.cosmos_archiver.archive.store import ArchiveStore
 from include.cosmos_archiver.errors import TerminalError
 from include.cosmos_archiver.ru.budget import RuBudget
 from include.cosmos_archiver.settings import ArchiveSettings
 from include.cosmos_archiver.slices import TimeSlice, cutoff, slice_grid
-from include.cosmos_archiver.source.reader import ReadStats, count_slice, documents_besides
+from include.cosmos_archiver.source.reader import ReadStats, count_remaining, documents_besides
 
 
 class DueSlicesError(TerminalError, ValueError):
@@ -86,11 +87,14 @@ def select_due_slices(
     older: int | None = None
     stats = ReadStats()
     if container is not None:
+        spellings = other_spellings_seen(store)  # index-served counts unless the source has other spellings
         if settings.purge != "off":
             pending, purged = _purge_states(cold, metadata)
-            remainders = _with_remainder(container, purged, settings, budget, stats, metadata, store)
+            remainders = _with_remainder(container, purged, settings, budget, stats, metadata, store,
+                                         spellings=spellings)
             due = sorted({*due, *pending, *remainders})
-        older = records_older_than_lookback(container, settings, now=now, budget=budget, stats=stats)
+        older = records_older_than_lookback(container, settings, now=now, budget=budget, stats=stats,
+                                            spellings=spellings)
     deferred = 0
     if max_slices is not None:
         if max_slices < 1:
@@ -121,7 +125,7 @@ def _purge_states(
 
 def _with_remainder(
     container: ContainerProxy, purged: list[TimeSlice], settings: ArchiveSettings, budget: RuBudget | None,
-    stats: ReadStats, metadata: dict[str, dict[str, str]], store: ArchiveStore,
+    stats: ReadStats, metadata: dict[str, dict[str, str]], store: ArchiveStore, *, spellings: bool,
 ) -> list[TimeSlice]:
     """The purged slices whose range holds documents again: one COUNT per contiguous run, then per slice. The
     documents a copy set aside as unarchivable stay in the range: a slice holding no more than those is due only
@@ -137,8 +141,9 @@ def _with_remainder(
             stats=stats) > 0
 
     def count(start: dt.datetime, end: dt.datetime) -> int:
-        return count_slice(container, TimeSlice(start, end), timestamp_field=settings.timestamp_field,
-                           timestamp_kind=settings.timestamp_kind, budget=budget, stats=stats)
+        return count_remaining(container, TimeSlice(start, end), timestamp_field=settings.timestamp_field,
+                               timestamp_kind=settings.timestamp_kind, other_spellings=spellings, budget=budget,
+                               stats=stats)
 
     runs: list[list[TimeSlice]] = []
     for s in sorted(purged):
@@ -157,14 +162,15 @@ def _with_remainder(
 
 def records_older_than_lookback(
     container: ContainerProxy, settings: ArchiveSettings, *, now: dt.datetime, budget: RuBudget | None = None,
-    stats: ReadStats | None = None,
+    stats: ReadStats | None = None, spellings: bool = True,
 ) -> int:
     """How many documents (stubs left out) lie before the first slice a scheduled run plans: no run archives them."""
     lookback_start = slice_grid(now - dt.timedelta(days=settings.lookback_days), now,
                                  slice_hours=settings.slice_hours)[0].start
     epoch = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-    return count_slice(container, TimeSlice(epoch, lookback_start), timestamp_field=settings.timestamp_field,
-                       timestamp_kind=settings.timestamp_kind, budget=budget, stats=stats)
+    return count_remaining(container, TimeSlice(epoch, lookback_start), timestamp_field=settings.timestamp_field,
+                           timestamp_kind=settings.timestamp_kind, other_spellings=spellings, budget=budget,
+                           stats=stats)
 
 
 def nothing_due(

@@ -19,9 +19,10 @@ import math
 from typing import Any
 
 from include.cosmos_archiver.archive.canonical import COSMOS_ITEM_LIMIT_BYTES as MAX_ITEM_BYTES
+from include.cosmos_archiver.archive.canonical import canonical_json
 from include.cosmos_archiver.readthrough.errors import BadRequest
 
-__all__ = ["MAX_DEPTH", "MAX_ITEM_BYTES", "BodyTooLarge", "check_document", "check_size", "parse_body"]
+__all__ = ["MAX_DEPTH", "MAX_ITEM_BYTES", "BodyTooLarge", "check_document", "check_size", "parse_body", "served_json"]
 
 MAX_DEPTH = 128
 
@@ -93,3 +94,16 @@ def _check_text(text: str, path: str) -> None:
         raise BadRequest(f"{path} holds a lone surrogate (U+{ord(text[exc.start]):04X} at character {exc.start}), "
                          "which is not Unicode text: send the character it stands for",
                          parameter=path[:200].encode("utf-8", "replace").decode(), value=None) from None
+
+
+def served_json(document: dict[str, Any]) -> bytes:
+    """The response body of a document read from Cosmos DB: its canonical JSON; for a document another writer stored
+    with a lone surrogate (``"\\ud800"``, which Cosmos DB accepts and UTF-8 cannot encode), the same text with each
+    lone surrogate written as its JSON escape ``\\ud800`` -- valid JSON, the value Cosmos DB itself returns -- rather
+    than a 500 for the record and every list of its customer (issue 16). Such a document is never archived (the copy
+    sets it aside as unarchivable), so no archived body differs from the canonical form."""
+    try:
+        return canonical_json(document)
+    except UnicodeEncodeError:
+        text = json.dumps(document, ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False)
+        return text.encode("utf-8", "backslashreplace")  # a lone surrogate, always inside a string: \udXXX

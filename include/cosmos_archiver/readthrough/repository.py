@@ -37,13 +37,12 @@ from azure.cosmos.exceptions import CosmosHttpResponseError
 from azure.cosmos.partition_key import NullPartitionKeyValue
 
 from include.cosmos_archiver.archive.canonical import (
-    canonical_json,
     partition_key_text,
     partition_key_value,
     record_key,
 )
 from include.cosmos_archiver.archive.store import ArchiveStore
-from include.cosmos_archiver.readthrough.documents import check_document
+from include.cosmos_archiver.readthrough.documents import check_document, served_json
 from include.cosmos_archiver.readthrough.errors import (
     ArchiveUnavailable,
     BadRequest,
@@ -66,7 +65,14 @@ from include.cosmos_archiver.readthrough.paging import ListQuery, build_query, e
 from include.cosmos_archiver.readthrough.preconditions import check_if_match
 from include.cosmos_archiver.readthrough.rows import RowReader
 from include.cosmos_archiver.settings import ArchiveSettings
-from include.cosmos_archiver.slices import field_expression, slice_grid
+from include.cosmos_archiver.slices import (
+    MISSING,
+    TimestampError,
+    field_expression,
+    field_value,
+    slice_grid,
+    timestamp_instant,
+)
 from include.cosmos_archiver.source.reader import STUB, TOMBSTONE, marker_sql
 
 Source = Literal["cosmos", "archive"]
@@ -125,7 +131,7 @@ class ReadThroughRepository:
         if kind == TOMBSTONE:
             raise NotFound(f"record {record_id!r} of {partition_key!r} was deleted", parameter="id", value=record_id)
         if doc is not None and kind is None:
-            return Record(canonical_json(doc), doc.get("_etag"), "cosmos")
+            return Record(served_json(doc), doc.get("_etag"), "cosmos")
         stub_sha = None if doc is None else stub_sha256(doc)  # a stub names the version it stands for
         record = self._archived(partition_key, record_id, expect_sha256=stub_sha, stub=doc is not None)
         if record is None:
@@ -263,7 +269,7 @@ class ReadThroughRepository:
 
     @staticmethod
     def _written(doc: dict[str, Any]) -> Record:
-        return Record(canonical_json(doc), doc.get("_etag"), "cosmos")
+        return Record(served_json(doc), doc.get("_etag"), "cosmos")
 
     _check = staticmethod(check_if_match)
 
@@ -303,7 +309,24 @@ class ReadThroughRepository:
             raise BadRequest(f"{MARKER_FIELD}={doc[MARKER_FIELD]!r} has the shape of the archive's own {kind} "
                              f"documents, which is reserved: use another value or field name", parameter=MARKER_FIELD,
                              value=doc[MARKER_FIELD])
+        self._check_timestamp(doc)
         return {k: v for k, v in doc.items() if k not in SYSTEM_PROPERTIES}, pk, rid
+
+    def _check_timestamp(self, doc: dict[str, Any]) -> None:
+        """BadRequest when the timestamp field holds a value the archiver can never place in a slice (an impossible
+        date such as ``2026-02-30``, the wrong kind, out of range): :func:`slices.timestamp_instant`, the archiver's
+        own rule. A record without the field (or with null) is accepted: a business choice (such a record stays hot
+        and the census lists it), documented in docs/read-through-api.md."""
+        field = self.settings.timestamp_field
+        value = field_value(doc, field)
+        if value is MISSING or value is None:
+            return
+        try:
+            timestamp_instant(value, self.settings.timestamp_kind, field)
+        except TimestampError as exc:
+            raise BadRequest(f"{exc}: the archiver could never place this record in a time slice; send a real "
+                             f"{self.settings.timestamp_kind} timestamp, or leave {field} out", parameter=field,
+                             value=value) from None
 
     def _entry(self, partition_key: Any, record_id: str, *, fresh: bool = False) -> IndexEntry | None:
         key = partition_key_text(partition_key)  # the archived key of the caller's value
@@ -404,7 +427,7 @@ class ReadThroughRepository:
         for _, rid, entry in page:
             doc = docs.get(rid)
             if entry is None and doc is not None and not is_stub(doc) and not is_tombstone(doc):
-                records.append(Record(canonical_json(doc), doc.get("_etag"), "cosmos"))
+                records.append(Record(served_json(doc), doc.get("_etag"), "cosmos"))
             elif entry is not None and rid in archived:
                 records.append(Record(archived[rid], entry.etag, "archive"))
             elif doc is None or is_stub(doc):  # purged between the two queries: now it is in the archive

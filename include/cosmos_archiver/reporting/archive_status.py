@@ -29,10 +29,12 @@ def halt_line(status: ArchiveStatus) -> str | None:
 
 
 def banner_html(status: ArchiveStatus) -> str:
-    """A red banner naming the slice, the reason and how to clear it; a quiet green line while Running."""
+    """A red banner naming the slice, the reason and how to clear it; a quiet green line while Running (the state's
+    name means "not halted", not that a run is in progress: a finished run's report said "Running")."""
     line = halt_line(status)
     if line is None:
-        return '<p class="banner ok">Archive status: Running (no halt).</p>'
+        return ('<p class="banner ok">Archive status: not halted (state <span class="mono">Running</span>): '
+                "scheduled runs archive the slices that are due.</p>")
     e = html.escape
     return (
         '<div class="banner halted" role="alert">'

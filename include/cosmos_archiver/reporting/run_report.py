@@ -24,7 +24,7 @@ from include.cosmos_archiver.archive.store import ArchiveStore
 from include.cosmos_archiver.errors import TerminalError
 from include.cosmos_archiver.id_lists import name_ids
 from include.cosmos_archiver.pipeline.run_status import ArchiveStatus
-from include.cosmos_archiver.planning.capacity import SERVERLESS_USD_PER_MILLION_RU
+from include.cosmos_archiver.planning.published import SERVERLESS_USD_PER_MILLION_RU
 from include.cosmos_archiver.reporting.archive_status import BANNER_STYLE, banner_html
 from include.cosmos_archiver.reporting.run_work import Progress, SliceWork
 

@@ -15,12 +15,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from include.cosmos_archiver.archive.manifest import Manifest
-from include.cosmos_archiver.planning.capacity import (
-    SERVERLESS_USD_PER_MILLION_RU,
-    CapacityInput,
-    StepModel,
-    estimate_steps,
-)
+from include.cosmos_archiver.planning.capacity import Prices
+from include.cosmos_archiver.planning.published import SERVERLESS_USD_PER_MILLION_RU
+from include.cosmos_archiver.planning.step_plan import ChargeFigures, PlanTarget, StepModel, plan_steps
 from include.cosmos_archiver.settings import ArchiveSettings
 from include.cosmos_archiver.slices import cutoff, slice_grid
 
@@ -158,16 +155,23 @@ def progress(manifests: list[Manifest], settings: ArchiveSettings, *, now: dt.da
         return Progress(len(window), len(done), 0, 0, None, None, None, "nothing archived yet to measure from")
     per_record = {s: sum(m.ru_steps.get(s, 0.0) for m in done) / records for s in STEPS}
     records_left = round(left * records / len(done))
-    plan = estimate_steps(
-        CapacityInput(records=records_left, avg_size_kb=nbytes / records / 1000, ru_per_record=per_record["copy"],
-                      provisioned_ru_s=provisioned_ru_s, ceiling=ceiling),
-        StepModel(validation=settings.validation, purge=settings.purge,
-                  delete_ru_per_record=per_record["purge"], remainder_fraction=0.0, slices=left))
-    eta = plan.total_seconds
+    size_kb = nbytes / records / 1000
+    measured = ChargeFigures(  # the charges per record measured so far, in the plan's terms
+        ru_per_mb_loaded=per_record["copy"] / size_kb * 1000 if size_kb else 0.0, query_page_ru=0.0,
+        count_ru=per_record["validate"] * records / len(done), delete_ru=per_record["purge"], physical_partitions=1,
+        source="the RU per record measured so far")
+    target = PlanTarget(records=records_left, avg_size_kb=size_kb, ru_s=provisioned_ru_s, account_mode="provisioned",
+                        ceiling=ceiling)
+    plan = plan_steps(target, StepModel(validation="fast", purge=settings.purge, remainder_fraction=0.0, slices=left,
+                                        census_weeks=0.0), measured)
+    work = [s for s in plan.steps if s.step in ("copy", "validation", "purge")]
+    eta = sum(s.seconds for s in work)
+    ru = sum(s.ru for s in work)
     basis = (f"~{records_left:,} records in {left} slices left (the done slices' {records / len(done):,.0f} per "
              f"slice), at the RU per record measured so far (copy {per_record['copy']:.1f}, validate "
-             f"{per_record['validate']:.2f}, purge {per_record['purge']:.1f}), {plan.plan.headroom_ru_s:,.0f} RU/s "
+             f"{per_record['validate']:.2f}, purge {per_record['purge']:.1f}), {target.rate_ru_s:,.0f} RU/s "
              "headroom (business load at the model's default share); serverless at "
              f"${SERVERLESS_USD_PER_MILLION_RU:g} per million RU")
+    provisioned_usd = target.rate_ru_s / 100.0 * Prices().cosmos_ru_per_100_ru_s_hour * eta / 3600.0
     return Progress(len(window), len(done), records, nbytes, None if math.isinf(eta) else eta,
-                    sum(s.serverless_usd for s in plan.steps), sum(s.provisioned_usd for s in plan.steps), basis)
+                    ru / 1e6 * SERVERLESS_USD_PER_MILLION_RU, provisioned_usd, basis)

@@ -18,7 +18,13 @@ Each document is in exactly one category:
   ``missing_from_verified`` (in a verified slice's range but not in its manifest: the slice was sealed without it,
   e.g. under a wrong ``timestamp_field``; re-open the slice).
 
-Counts come from cheap queries (``COUNT``, ``IS_DEFINED``, ``IS_STRING``/``IS_NUMBER``, ranges on the timestamp,
+Several of these queries filter on what the index cannot serve, so on Azure each loads the documents it scopes:
+this full census is an occasional, paced job (the weekly scrub DAG, ``cosmos-archive census``, which print
+:mod:`source.census_cost`'s estimate first); a daily run counts only its own slices (:mod:`source.run_census`).
+When it finds other spellings of the timestamp it records so (archive.source_facts): slice queries then look for
+them.
+
+Counts come from queries (``COUNT``, ``IS_DEFINED``, ``IS_STRING``/``IS_NUMBER``, ranges on the timestamp,
 ``_ts``); ids are listed (up to ``max_listed`` per reason) for the left-out documents. ISO 8601 values in another
 spelling than the canonical UTC one are read as (id, partition key, timestamp) and placed by their parsed instant,
 as the copy places them. A verified slice's manifest is read only when the slice holds documents; its keys are
@@ -39,6 +45,7 @@ from azure.cosmos import ContainerProxy
 from include.cosmos_archiver.archive.canonical import partition_key_text, printable
 from include.cosmos_archiver.archive.manifest import LeftOutEntry, Manifest
 from include.cosmos_archiver.archive.slice_grid import check_slice_grid
+from include.cosmos_archiver.archive.source_facts import note_other_spellings
 from include.cosmos_archiver.archive.store import ArchiveStore
 from include.cosmos_archiver.clients import endpoint_of, waiting_for
 from include.cosmos_archiver.ru.budget import RuBudget, UnlimitedBudget
@@ -374,6 +381,8 @@ def take_census(
             else:
                 counts["waiting"] += 1
 
+    if seen:  # from now on slice queries look for other spellings near each slice (archive.source_facts)
+        note_other_spellings(store, found_by="the census", count=seen)
     if settings.purge == "off":  # no purge, no sweep: the archive keeps the old version until a re-open
         reopen |= changed_in
     census = Census(

@@ -3,7 +3,9 @@
 - the Cosmos database and container exist (else PreflightError naming both: a terminal error, not retried);
 - the container's partition key path is the configured one;
 - a sample of the container's documents has the timestamp field, of the configured kind and parseable, and the
-  partition key (else PreflightError naming the field and showing a sample document's keys).
+  partition key (else PreflightError naming the field and showing a sample document's keys);
+- ISO 8601 timestamps in the sample spelt other than canonical UTC are counted (``other_spellings``): the DAG then
+  records that the source has them (archive.source_facts), so slice queries look for them.
 
 - a purge has a second way back for every record it removes: a replica, or a storage account that protects the
   archive (else PreflightError naming ``replica_container`` and ``storage_account_id``).
@@ -30,7 +32,7 @@ from include.cosmos_archiver.errors import TerminalError
 from include.cosmos_archiver.ru.account_mode import AccountModeError
 from include.cosmos_archiver.ru.governance import RuGovernance
 from include.cosmos_archiver.settings import ArchiveSettings
-from include.cosmos_archiver.slices import MISSING, TimestampError, field_value, timestamp_instant
+from include.cosmos_archiver.slices import MISSING, TimestampError, field_value, is_canonical_iso, timestamp_instant
 
 SAMPLE_SIZE = 20
 MIN_GOOD_FRACTION = 0.5  # below this share of good samples the setting is wrong, not a few documents
@@ -45,6 +47,7 @@ class PreflightResult:
     sampled: int
     good: int
     problems: dict[str, list[str]] = field(default_factory=dict)  # "<reason>" -> sample ids
+    other_spellings: int = 0  # sampled ISO 8601 timestamps not in the canonical UTC spelling
 
     def line(self) -> str:
         bad = "; ".join(f"{len(ids)} {reason}: {', '.join(ids[:5])}" for reason, ids in self.problems.items())
@@ -94,12 +97,13 @@ def check_source(container: ContainerProxy, settings: ArchiveSettings, *, sample
     pk_field = settings.partition_key_path.strip("/").replace("/", ".")
     for doc in docs:
         doc_id = str(doc.get("id"))
+        value = field_value(doc, settings.timestamp_field)
         try:
-            timestamp_instant(field_value(doc, settings.timestamp_field), settings.timestamp_kind,
-                              settings.timestamp_field)
+            timestamp_instant(value, settings.timestamp_kind, settings.timestamp_field)
         except TimestampError as exc:
             result.problems.setdefault(exc.problem, []).append(doc_id)
             continue
+        result.other_spellings += settings.timestamp_kind == "iso8601" and not is_canonical_iso(value)
         if field_value(doc, pk_field) is MISSING:
             result.problems.setdefault("partition_key_missing", []).append(doc_id)
             continue

@@ -75,6 +75,7 @@ class ReadStats:
     throttled_requests: int = 0
     page_charges: list[float] = field(default_factory=list)
     other_spellings: int = 0  # documents placed in the slice by the parsed instant of a non-canonical spelling
+    spelled_in_range: int = 0  # non-canonical values read whose text sorts into the slice's range (count_range's)
     first_served: float | None = None  # the server's Date of the first answer (epoch seconds), if it sent one
 
 
@@ -167,6 +168,8 @@ class SliceRead:
     stats: ReadStats = field(default_factory=ReadStats)
     select: str = "*"
     partition_key_path: str | None = None  # the container's, e.g. "/customerId"; None: not filtered on
+    other_spellings: bool = True  # also read the non-canonical ISO 8601 spellings near the slice (archive.source_facts)
+    feed_range: dict[str, Any] | None = None  # one partition key range (``container.read_feed_ranges()``); None: all
 
 
 def read_slice(
@@ -179,13 +182,17 @@ def read_slice(
     budget: RuBudget | None = None,
     stats: ReadStats | None = None,
     select: str = "*",
+    other_spellings: bool = True,
+    feed_range: dict[str, Any] | None = None,
 ) -> Iterator[list[Any]]:
     """Yield the slice's documents (or ``select``'s projection; ``VALUE COUNT(1)`` yields partial counts) a page at
     a time; charges and throttling land in ``stats``. The range query's placed documents come first
-    (:func:`read_placed`), then the other ISO 8601 spellings placed by their instant (:func:`read_other_spellings`)."""
+    (:func:`read_placed`), then, with ``other_spellings``, the other ISO 8601 spellings placed by their instant
+    (:func:`read_other_spellings`). ``feed_range``: only that partition key range's documents."""
     read = SliceRead(container, time_slice, timestamp_field, timestamp_kind, page_size,
                      budget=budget or UnlimitedBudget(), stats=stats if stats is not None else ReadStats(),
-                     select=select, partition_key_path=container_partition_key_path(container))
+                     select=select, partition_key_path=container_partition_key_path(container),
+                     other_spellings=other_spellings, feed_range=feed_range)
     yield from read_placed(read)
     yield from read_other_spellings(read)
 
@@ -194,13 +201,14 @@ def read_placed(read: SliceRead) -> Iterator[list[Any]]:
     """The documents the server-side range query places right (what the ADF pipeline's query selects too)."""
     query = slice_query(read.time_slice, read.timestamp_field, read.timestamp_kind, read.select)
     query["query"] += placed_filter(read.timestamp_field, read.timestamp_kind, read.partition_key_path)
-    yield from query_pages(read.container, query, page_size=read.page_size, budget=read.budget, stats=read.stats)
+    yield from query_pages(read.container, query, page_size=read.page_size, budget=read.budget, stats=read.stats,
+                           feed_range=read.feed_range)
 
 
 def read_other_spellings(read: SliceRead) -> Iterator[list[Any]]:
     """The ISO 8601 documents in another spelling than the canonical UTC one whose instant lies in the slice (none
     for epoch seconds): the range query cannot place them, so they are read near the slice and placed here."""
-    if read.timestamp_kind != "iso8601":
+    if read.timestamp_kind != "iso8601" or not read.other_spellings:
         return
     container, time_slice, select, stats = read.container, read.time_slice, read.select, read.stats
     timestamp_field, timestamp_kind = read.timestamp_field, read.timestamp_kind
@@ -209,11 +217,15 @@ def read_other_spellings(read: SliceRead) -> Iterator[list[Any]]:
     projection = f"VALUE {expr}" if counting else "*" if select == "*" else f"{select}, {expr} AS {_T_ALIAS}"
     placed = 0
     query = spelling_query(time_slice, timestamp_field, projection, read.partition_key_path)
-    for page in query_pages(container, query, page_size=read.page_size, budget=read.budget, stats=stats):
+    low, high = (bound_value(time_slice.start, timestamp_kind), bound_value(time_slice.end, timestamp_kind))
+    for page in query_pages(container, query, page_size=read.page_size, budget=read.budget, stats=stats,
+                            feed_range=read.feed_range):
         if counting:
             placed += sum(instant_in(v, time_slice, timestamp_kind) for v in page)
+            stats.spelled_in_range += sum(isinstance(v, str) and low <= v < high for v in page)
             continue
         value = (lambda d: field_value(d, timestamp_field)) if select == "*" else (lambda d: d.get(_T_ALIAS))
+        stats.spelled_in_range += sum(isinstance(t, str) and low <= t < high for t in map(value, page))
         kept = [d for d in page if instant_in(value(d), time_slice, timestamp_kind)]
         if select != "*":
             kept = [{k: v for k, v in d.items() if k != _T_ALIAS} for d in kept]
@@ -251,13 +263,70 @@ def count_slice(
     timestamp_kind: TimestampKind = "epoch_seconds",
     budget: RuBudget | None = None,
     stats: ReadStats | None = None,
+    other_spellings: bool = True,
 ) -> int:
-    """How many documents (stubs left out) the slice holds: one cheap ``COUNT`` query (plus the other spellings)."""
+    """How many documents (stubs left out) the slice places: a ``COUNT`` of the placed range (its canonical-spelling
+    filter uses LENGTH/SUBSTRING, which the index does not serve: on Azure it loads the range's documents) plus,
+    with ``other_spellings``, the other spellings near it. :func:`count_range` is the index-served count."""
     total = 0
     for page in read_slice(container, time_slice, timestamp_field=timestamp_field, timestamp_kind=timestamp_kind,
-                           budget=budget, stats=stats, select=COUNT):
+                           budget=budget, stats=stats, select=COUNT, other_spellings=other_spellings):
         total += sum(int(n) for n in page)  # one partial count per partition range
     return total
+
+
+def range_count_query(time_slice: TimeSlice, timestamp_field: str, kind: TimestampKind,
+                      partition_key_path: str | None) -> dict[str, Any]:
+    """``COUNT`` of the slice's range whose whole filter the index serves: a range on the (range-indexed) timestamp
+    path, ``IS_DEFINED`` of the partition key and ``NOT IS_DEFINED`` of the stub and tombstone markers (IS_DEFINED
+    "benefits from a range index", learn.microsoft.com/cosmos-db/query/is-defined; the default indexing policy
+    indexes every path but ``_etag``). No LENGTH/SUBSTRING/ENDSWITH: the canonical-spelling test of
+    :func:`placed_filter` would make Azure load every document of the range ("a COUNT whose filter the index cannot
+    fully serve falls back to loading documents"). It therefore also counts a non-canonical ISO 8601 value whose text
+    sorts into the range; a caller comparing it with what a copy placed learns from a difference that such values
+    exist (:mod:`archive.source_facts`)."""
+    query = slice_query(time_slice, timestamp_field, kind, COUNT)
+    if partition_key_path:
+        query["query"] += f" AND IS_DEFINED({_pk_expression(partition_key_path)})"
+    return query
+
+
+def count_range(
+    container: ContainerProxy,
+    time_slice: TimeSlice,
+    *,
+    timestamp_field: str = "_ts",
+    timestamp_kind: TimestampKind = "epoch_seconds",
+    budget: RuBudget | None = None,
+    stats: ReadStats | None = None,
+    feed_range: dict[str, Any] | None = None,
+) -> int:
+    """The index-served count of the slice's range (:func:`range_count_query`), optionally of one partition key
+    range: what validation, the remainder sweep and the per-run census compare with the archive."""
+    query = range_count_query(time_slice, timestamp_field, timestamp_kind, container_partition_key_path(container))
+    total = 0
+    for page in query_pages(container, query, page_size=100, budget=budget or UnlimitedBudget(),
+                            stats=stats if stats is not None else ReadStats(), feed_range=feed_range):
+        total += sum(int(n) for n in page)  # one partial count per partition range
+    return total
+
+
+def count_remaining(
+    container: ContainerProxy,
+    time_slice: TimeSlice,
+    *,
+    timestamp_field: str,
+    timestamp_kind: TimestampKind,
+    other_spellings: bool,
+    budget: RuBudget | None = None,
+    stats: ReadStats | None = None,
+) -> int:
+    """How many documents a slice's range holds (the remainder sweep, the per-run census): index-served
+    (:func:`count_range`) unless the source has other spellings, which only a loading count places."""
+    read = dict(timestamp_field=timestamp_field, timestamp_kind=timestamp_kind, budget=budget, stats=stats)
+    if other_spellings and timestamp_kind == "iso8601":
+        return count_slice(container, time_slice, **read)
+    return count_range(container, time_slice, **read)
 
 
 def slice_versions(
@@ -270,14 +339,15 @@ def slice_versions(
     page_size: int = 1000,
     budget: RuBudget | None = None,
     stats: ReadStats | None = None,
+    other_spellings: bool = True,
 ) -> dict[tuple[str, str], tuple[str | None, int | None]]:
     """(partition key text, id) -> (``_etag``, ``_ts``) of every document in the slice (stubs left out), without
-    the bodies."""
+    the bodies (``_etag`` is not indexed: on Azure this listing loads every document of the range, like a copy)."""
     pk = _pk_expression(partition_key_path)
     versions: dict[tuple[str, str], tuple[str | None, int | None]] = {}
     for page in read_slice(container, time_slice, timestamp_field=timestamp_field, timestamp_kind=timestamp_kind,
                            page_size=page_size, budget=budget, stats=stats,
-                           select=f"c.id, c._etag, c._ts, {pk} AS pk"):
+                           select=f"c.id, c._etag, c._ts, {pk} AS pk", other_spellings=other_spellings):
         for row in page:
             versions[(partition_key_text(row.get("pk", MISSING)), str(row["id"]))] = (row.get("_etag"), row.get("_ts"))
     return versions
@@ -309,6 +379,7 @@ def query_pages(
     page_size: int,
     budget: RuBudget,
     stats: ReadStats,
+    feed_range: dict[str, Any] | None = None,
 ) -> Iterator[list[Any]]:
     """Run one cross-partition query page by page through the budget, logging while a page is awaited, and restart
     it safely when the endpoint did not answer.
@@ -339,13 +410,14 @@ def query_pages(
 
     def attempt(remaining: float) -> Any:
         if state["pages"] is None:  # opened lazily (opening may itself need the endpoint), always from the start
+            scope = {"feed_range": feed_range} if feed_range is not None else {"enable_cross_partition_query": True}
             state["pages"] = container.query_items(
                 query=query["query"],
                 parameters=query["parameters"],
-                enable_cross_partition_query=True,
                 max_item_count=page_size,
                 response_hook=on_response,
                 timeout=remaining,  # azure-cosmos' client-side bound on each page request with its own retries
+                **scope,
             ).by_page()
         return next(state["pages"])
 
