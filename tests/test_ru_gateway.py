@@ -620,6 +620,10 @@ def test_a_hot_partition_is_throttled_while_the_account_has_headroom(backend: Ba
         row = next(r for r in stats["per_second"] if r["second"] == second)
         account_ru = row["archiver"]["ru"] + row["business"]["ru"]
         assert account_ru < 0.75 * 200 and row["normalized_ru_percent"] > 90, row
+        # per second, per partition and traffic class: the 429 is on the hot partition, the cold read on the other
+        hot_cells, cold_cells = row["partition_classes"]["0"].values(), row["partition_classes"]["1"].values()
+        assert sum(c["throttled"] for c in hot_cells) == 1 and sum(c["requests"] for c in hot_cells) == 5, row
+        assert sum(c["throttled"] for c in cold_cells) == 0 and sum(c["requests"] for c in cold_cells) == 1, row
         time.sleep(max(0.0, second + 1.05 - time.time()))
         from azure.monitor.querymetrics import MetricAggregationType, MetricsClient
 

@@ -3,7 +3,8 @@
 API:
 - ``MetricsStore(retention_s)``: ``record(when, traffic_class, status, operation, database, collection, ru,
   partition_budget, partitions)`` (``partitions``: physical partition -> its RU of this request);
-  ``stats(now, seconds)`` (the ``GET /_gateway/stats`` JSON, with per-partition totals);
+  ``stats(now, seconds)`` (the ``GET /_gateway/stats`` JSON, with per-partition totals and, per second,
+  ``partition_classes``: partition -> traffic class -> RU, requests, 429s);
   ``get_batch(query, now, delay_s)``.
 - ``BatchQuery.from_params(params, body)``: the query parameters ``MetricsClient.query_resources`` sends
   (``starttime``, ``endtime``, ``interval``, ``metricnamespace``, ``metricnames``, ``aggregation``, ``filter``).
@@ -174,7 +175,7 @@ class MetricsStore:
     def __init__(self, retention_s: int = 3 * 3600) -> None:
         self._retention_s = retention_s
         self._lock = threading.Lock()
-        # second -> key -> [ru, requests, {partition: ru}]
+        # second -> key -> [ru, requests, {partition: ru}, {partition: requests}]
         self._seconds: dict[int, dict[Key, list[Any]]] = {}
         self._provisioned: dict[int, float] = {}  # second -> per-partition budget
         self._totals: dict[str, list[float]] = {c: [0.0, 0, 0] for c in TRAFFIC_CLASSES}
@@ -197,11 +198,12 @@ class MetricsStore:
         key: Key = (traffic_class, str(status), operation, database, collection)
         with self._lock:
             bucket = self._seconds.setdefault(second, {})
-            cell = bucket.setdefault(key, [0.0, 0, {}])
+            cell = bucket.setdefault(key, [0.0, 0, {}, {}])
             cell[0] += ru
             cell[1] += 1
             for partition, part_ru in (partitions or {}).items():
                 cell[2][partition] = cell[2].get(partition, 0.0) + part_ru
+                cell[3][partition] = cell[3].get(partition, 0) + 1
                 ptotal = self._partition_totals.setdefault(partition, [0.0, 0, 0])
                 ptotal[0] += part_ru
                 ptotal[1] += 1
@@ -231,14 +233,24 @@ class MetricsStore:
                 for cls in TRAFFIC_CLASSES:
                     row[cls] = {"ru": 0.0, "requests": 0, "throttled": 0}
                 partitions: dict[str, float] = {}
-                for key, (ru, count, by_partition) in self._seconds.get(second, {}).items():
+                # partition -> traffic class -> figures (a 429 is booked on the partition that refused it)
+                partition_classes: dict[str, dict[str, dict[str, Any]]] = {}
+                for key, (ru, count, by_partition, requests_by_partition) in self._seconds.get(second, {}).items():
                     cell = row.setdefault(key[0], {"ru": 0.0, "requests": 0, "throttled": 0})
                     cell["ru"] += ru
                     cell["requests"] += int(count)
                     cell["throttled"] += int(count) if key[1] == "429" else 0
                     for partition, part_ru in by_partition.items():
                         partitions[str(partition)] = partitions.get(str(partition), 0.0) + part_ru
+                        part_requests = int(requests_by_partition.get(partition, 0))
+                        pcell = partition_classes.setdefault(str(partition), {}).setdefault(
+                            key[0], {"ru": 0.0, "requests": 0, "throttled": 0}
+                        )
+                        pcell["ru"] += part_ru
+                        pcell["requests"] += part_requests
+                        pcell["throttled"] += part_requests if key[1] == "429" else 0
                 row["partitions"] = partitions
+                row["partition_classes"] = partition_classes
                 budget = self._provisioned.get(second)
                 row["normalized_ru_percent"] = (
                     round(min(100.0, 100.0 * max(partitions.values()) / budget), 3) if partitions and budget else 0.0
@@ -271,7 +283,7 @@ class MetricsStore:
                 if not bucket:
                     continue
                 point = second - (second - int(first)) % step
-                for key, (ru, count, by_partition) in bucket.items():
+                for key, (ru, count, by_partition, _) in bucket.items():
                     if any(allowed is not None and key[i] not in allowed for i, allowed in query.filters.items()):
                         continue
                     series = tuple(key[i] for i in split)
