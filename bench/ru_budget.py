@@ -158,7 +158,7 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -172,6 +172,7 @@ from include.cosmos_archiver.ru.adaptive_budget import AdaptiveBudget
 from include.cosmos_archiver.ru.budget import served_at
 from include.cosmos_archiver.ru.settings import RateControlSettings
 from include.cosmos_archiver.ru.static_budget import StaticBudget
+from include.cosmos_archiver.ru.throttles import ThrottleWatch
 
 ROOT = Path(__file__).resolve().parents[1]
 RAMP_RU_S_PER_S = 0.02  # business moving > 2 % of provisioned per second (over 3 s) = a ramp, not steady load
@@ -204,32 +205,77 @@ class RunResult:
     client_429_caused: int = 0  # client 429s in other seconds while the archiver ran: the archiver's doing
     client_429_before: int = 0  # client 429s before the archiver started
     extra: str = ""
+    # physical partition -> business RU/429s and archiver RU/429s from the gateway, and the archiver's throttled
+    # attempts as the product counted them (ru/throttles.py, through the client's raw_response_hook)
+    per_partition: dict[str, dict[str, float]] = field(default_factory=dict)
+    per_partition_seconds: int = 0  # the gateway seconds per_partition covers
 
 
 def archiver_reader(lab: RuLab, budget: Any, stop: threading.Event, counters: dict[str, int], index: int) -> None:
+    """Point reads of the seeded documents in turn (so every physical partition is read), through the product's
+    client: its raw_response_hook counts each throttled HTTP attempt, the SDK's own retries included
+    (ru/throttles.py); the count is read per request with a ThrottleWatch and booked per physical partition."""
     client_kwargs = budget.settings.client_kwargs()
     container = lab.container_proxy(**client_kwargs)  # user agent suffix "cosmos-archive" = archiver traffic
-    statuses: list[int] = []
-
-    def hook(response: Any) -> None:
-        statuses.append(response.http_response.status_code)
-
+    watch = ThrottleWatch()
     n = index * 7
     while not stop.is_set():
-        doc, pk = lab.doc_keys[n % len(lab.doc_keys)]
+        i = n % len(lab.doc_keys)
+        doc, pk = lab.doc_keys[i]
         n += 1
         budget.before_request(0.0)  # 0 = "use your measured charge"
         if stop.is_set():
             budget.after_request(0.0, False)
             return
-        statuses.clear()
-        container.read_item(doc, partition_key=pk, raw_response_hook=hook)
+        watch.start()
+        container.read_item(doc, partition_key=pk)  # no per-call hook: it would replace the product's counter
         headers = container.client_connection.last_response_headers
         charge = float(headers.get("x-ms-request-charge") or 0)
-        throttled = statuses.count(429)
-        counters["429"] += throttled
-        counters["reads"] += 1
+        throttled = watch.seen()
+        partition = lab.doc_partitions[i] if lab.doc_partitions else 0
+        with counters_lock:
+            counters["429"] += throttled
+            counters[f"429@{partition}"] = counters.get(f"429@{partition}", 0) + throttled
+            counters["reads"] += 1
         budget.after_request(charge, throttled > 0, served_at(headers))
+
+
+counters_lock = threading.Lock()
+
+
+def partition_figures(rows: list[dict[str, Any]], counters: dict[str, int], partitions: int) -> dict[str, dict]:
+    """Per physical partition over the gateway seconds ``rows``: business and archiver RU and 429s (the gateway's
+    books, a 429 on the partition that refused it), next to the archiver's throttled attempts the product counted."""
+    figures = {
+        str(p): {"business_ru": 0.0, "client_429": 0, "archiver_ru": 0.0, "archiver_429": 0,
+                 "product_throttled": counters.get(f"429@{p}", 0)}
+        for p in range(partitions)
+    }  # fmt: skip
+    for row in rows:
+        for partition, classes in row.get("partition_classes", {}).items():
+            cell = figures.setdefault(partition, {"business_ru": 0.0, "client_429": 0, "archiver_ru": 0.0,
+                                                  "archiver_429": 0, "product_throttled": 0})  # fmt: skip
+            for cls, prefix in (("business", "business"), ("archiver", "archiver")):
+                got = classes.get(cls, {})
+                cell[f"{prefix}_ru"] += got.get("ru", 0.0)
+                cell["client_429" if cls == "business" else "archiver_429"] += got.get("throttled", 0)
+    return figures
+
+
+def partition_report(result: RunResult) -> str:
+    n = max(1, result.per_partition_seconds)
+    lines = [
+        f"per physical partition, {result.name} [{result.account}] (gateway's books over the business's whole run, "
+        f"{n} s; product = the archiver's throttled attempts counted by ru/throttles.py):"
+    ]
+    for partition, f in sorted(result.per_partition.items(), key=lambda item: int(item[0])):
+        match = "=" if f["product_throttled"] == f["archiver_429"] else "!="
+        lines.append(
+            f"  partition {partition}: business {f['business_ru'] / n:5.0f} RU/s, client 429s {f['client_429']:3d} | "
+            f"archiver {f['archiver_ru'] / n:5.0f} RU/s, archiver 429s (gateway) {f['archiver_429']:3d} {match} "
+            f"throttled attempts (product) {f['product_throttled']:3d}"
+        )
+    return "\n".join(lines)
 
 
 def run_one(name: str, lab: RuLab, budget: Any, args: argparse.Namespace) -> RunResult:
@@ -263,6 +309,7 @@ def run_one(name: str, lab: RuLab, budget: Any, args: argparse.Namespace) -> Run
         if args.trace_provisioned:
             command += ["--trace-provisioned", str(args.trace_provisioned)]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    business_started = time.time()
     business_process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         deadline = time.time() + 60
@@ -290,6 +337,7 @@ def run_one(name: str, lab: RuLab, budget: Any, args: argparse.Namespace) -> Run
         r.join(timeout=10)
     ended = time.time()
     rows = lab.gateway.stats(int(ended - started) + 5)["per_second"]
+    whole_run = lab.gateway.stats(int(ended - business_started) + 3)["per_second"]
     if args.dump:
         with open(f"{args.dump}-{name}.csv", "w") as out:
             out.write("second,business,archiver,rate,client_est,margin\n")
@@ -368,6 +416,8 @@ def run_one(name: str, lab: RuLab, budget: Any, args: argparse.Namespace) -> Run
         client_429_caused=caused_429,
         client_429_before=before,
         extra=extra,
+        per_partition=partition_figures(whole_run, counters, args.partitions),
+        per_partition_seconds=len(whole_run),
     )
 
 
@@ -592,7 +642,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--business-workers", type=int, default=8)
     parser.add_argument("--dump", help="write per-second CSVs with this path prefix")
     parser.add_argument("--only", choices=["static", "adaptive"], help="run one controller only")
+    parser.add_argument(
+        "--partitions",
+        type=int,
+        default=1,
+        help="physical partitions of the container (default 1); provisioned RU/s are divided evenly among them, "
+        "serverless: each has --provisioned as its own limit (devstack/ru_gateway/partitions.py)",
+    )
     args = parser.parse_args(argv)
+    if not 1 <= args.partitions <= 64:
+        parser.error(f"--partitions {args.partitions!r} must be 1-64 (the seeded documents must cover each)")
     # SIGTERM (e.g. `timeout`) unwinds like Ctrl-C, so the lab's servers and the business load are stopped
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     if args.trace:
@@ -653,7 +712,14 @@ def main(argv: list[str] | None = None) -> int:
         "headroom_s; over = business_s + archiver_s > ceiling (all; archiver-caused = business_s alone <= ceiling)"
     )
     gateway_settings = GatewaySettings(
-        provisioned_ru=args.provisioned, reporting_delay_s=1.0, account_mode=args.account
+        provisioned_ru=args.provisioned,
+        reporting_delay_s=1.0,
+        account_mode=args.account,
+        physical_partitions=args.partitions,
+    )
+    print(
+        f"physical partitions: {args.partitions}, each {gateway_settings.partition_budget:g} RU/s; the seeded "
+        "documents' keys are spread so that every partition holds documents (devstack/ru_lab.seeded_keys)"
     )
     t0 = time.time()
     with (
@@ -669,14 +735,20 @@ def main(argv: list[str] | None = None) -> int:
         if args.only in (None, "static"):
             results.append(run_one("static", lab, StaticBudget(base), args))
             print(report(results[-1]), flush=True)
+            print(partition_report(results[-1]), flush=True)
         if args.only in (None, "adaptive"):
             source = lab.usage_source(lagging_grains=0)
             time.sleep(3)  # let the previous run's traffic age out of the gateway's recent seconds
             results.append(run_one("adaptive", lab, AdaptiveBudget(adaptive_settings(args), source), args))
             print(report(results[-1]), flush=True)
+            print(partition_report(results[-1]), flush=True)
     for r in results:
         print(goal_check(r))
     print(f"total {time.time() - t0:.0f}s")
+    hit = [(r.name, p) for r in results for p, f in r.per_partition.items() if f["client_429"] > 0]
+    if hit:
+        print("client 429s on " + ", ".join(f"{name}: partition {p}" for name, p in hit) + " (exit 1)")
+        return 1
     return 0
 
 

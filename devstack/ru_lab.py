@@ -18,6 +18,7 @@ from azure.cosmos import ContainerProxy, PartitionKey
 
 from devstack import stack
 from devstack.ru_gateway import ChargeModel, Gateway, GatewaySettings, start_gateway
+from devstack.ru_gateway.partitions import PartitionKeyDef
 from devstack.tls import ensure_local_tls
 from include.cosmos_archiver.clients import cosmos_client
 from include.cosmos_archiver.loopback import StaticTokenCredential
@@ -34,6 +35,7 @@ class RuLab:
     container: str
     doc_keys: tuple[tuple[str, str], ...]  # (id, partition key value) of the seeded documents
     ca_bundle: Path
+    doc_partitions: tuple[int, ...] = ()  # the physical partition of each of doc_keys (the gateway's hashing)
 
     @property
     def endpoint(self) -> str:
@@ -81,6 +83,7 @@ def ru_lab(
         cosmos_backend_port=stack.free_port(),
         blob_port=stack.free_port(),
         account_mode=settings.account_mode,  # the stack's own gateway process too (the lab's is in-process)
+        physical_partitions=settings.physical_partitions,
     )
     tls = ensure_local_tls(state_dir)
     with stack.running_stack(config):
@@ -91,10 +94,34 @@ def ru_lab(
         container = direct.create_database_if_not_exists(DATABASE).create_container_if_not_exists(
             CONTAINER, PartitionKey("/customerId")
         )
-        keys = tuple((f"doc-{i}", f"cust-{i % 8}") for i in range(docs))
+        count = settings.partition_count
+        pk_def = PartitionKeyDef.from_collection(container.read())
+        keys = seeded_keys(docs, pk_def, count)
         payload = "x" * (doc_kb * 1024 - 100)
         for doc_id, pk in keys:
             container.upsert_item({"id": doc_id, "customerId": pk, "payload": payload})
         model = charge_model or ChargeModel(preset="seed")
         with start_gateway(backend.rstrip("/"), state_dir, settings=settings, charge_model=model) as gateway:
-            yield RuLab(gateway, stack.EMULATOR_COSMOS_KEY, DATABASE, CONTAINER, keys, tls.ca_bundle)
+            partitions = tuple(pk_def.partition([pk], count) for _, pk in keys)
+            yield RuLab(gateway, stack.EMULATOR_COSMOS_KEY, DATABASE, CONTAINER, keys, tls.ca_bundle, partitions)
+
+
+def seeded_keys(docs: int, pk_def: PartitionKeyDef, count: int, keys_in_all: int = 8) -> tuple[tuple[str, str], ...]:
+    """(id, customerId) of the seeded documents: ``keys_in_all`` customers (at least one per physical partition),
+    chosen by the gateway's own hashing so that every partition holds documents, documents dealt round-robin over
+    the partitions (so reads of the seeded keys, in order or sampled, land on all of them). One partition: cust-0..7."""
+    if count <= 1:
+        return tuple((f"doc-{i}", f"cust-{i % keys_in_all}") for i in range(docs))
+    per_partition = max(1, keys_in_all // count)
+    by_partition: list[list[str]] = [[] for _ in range(count)]
+    for j in range(100 * count * per_partition):
+        if all(len(found) >= per_partition for found in by_partition):
+            break
+        found = by_partition[pk_def.partition([f"cust-{j}"], count)]
+        if len(found) < per_partition:
+            found.append(f"cust-{j}")
+    else:
+        raise RuntimeError(f"no customer keys found for each of {count} physical partitions")
+    return tuple(
+        (f"doc-{i}", by_partition[i % count][(i // count) % per_partition]) for i in range(docs)
+    )
