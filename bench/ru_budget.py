@@ -245,20 +245,27 @@ counters_lock = threading.Lock()
 
 def partition_figures(rows: list[dict[str, Any]], counters: dict[str, int], partitions: int) -> dict[str, dict]:
     """Per physical partition over the gateway seconds ``rows``: business and archiver RU and 429s (the gateway's
-    books, a 429 on the partition that refused it), next to the archiver's throttled attempts the product counted."""
-    figures = {
-        str(p): {"business_ru": 0.0, "client_429": 0, "archiver_ru": 0.0, "archiver_429": 0,
-                 "product_throttled": counters.get(f"429@{p}", 0)}
-        for p in range(partitions)
-    }  # fmt: skip
+    books, a 429 on the partition that refused it), next to the archiver's throttled attempts the product counted.
+    ``client_429_without_archiver``: client 429s in seconds when the archiver booked nothing on that partition in
+    that second nor the one before (a second's overspend carries into the next): the business's own doing there."""
+    empty = {"business_ru": 0.0, "client_429": 0, "client_429_without_archiver": 0, "archiver_ru": 0.0,
+             "archiver_429": 0, "product_throttled": 0}  # fmt: skip
+    figures = {str(p): {**empty, "product_throttled": counters.get(f"429@{p}", 0)} for p in range(partitions)}
+    archiver_at = {
+        (row["second"], partition): classes.get("archiver", {}).get("requests", 0)
+        for row in rows
+        for partition, classes in row.get("partition_classes", {}).items()
+    }
     for row in rows:
         for partition, classes in row.get("partition_classes", {}).items():
-            cell = figures.setdefault(partition, {"business_ru": 0.0, "client_429": 0, "archiver_ru": 0.0,
-                                                  "archiver_429": 0, "product_throttled": 0})  # fmt: skip
-            for cls, prefix in (("business", "business"), ("archiver", "archiver")):
-                got = classes.get(cls, {})
-                cell[f"{prefix}_ru"] += got.get("ru", 0.0)
-                cell["client_429" if cls == "business" else "archiver_429"] += got.get("throttled", 0)
+            cell = figures.setdefault(partition, dict(empty))
+            business, archiver = classes.get("business", {}), classes.get("archiver", {})
+            cell["business_ru"] += business.get("ru", 0.0)
+            cell["client_429"] += business.get("throttled", 0)
+            cell["archiver_ru"] += archiver.get("ru", 0.0)
+            cell["archiver_429"] += archiver.get("throttled", 0)
+            if not any(archiver_at.get((row["second"] - k, partition), 0) for k in (0, 1)):
+                cell["client_429_without_archiver"] += business.get("throttled", 0)
     return figures
 
 
@@ -271,7 +278,8 @@ def partition_report(result: RunResult) -> str:
     for partition, f in sorted(result.per_partition.items(), key=lambda item: int(item[0])):
         match = "=" if f["product_throttled"] == f["archiver_429"] else "!="
         lines.append(
-            f"  partition {partition}: business {f['business_ru'] / n:5.0f} RU/s, client 429s {f['client_429']:3d} | "
+            f"  partition {partition}: business {f['business_ru'] / n:5.0f} RU/s, client 429s {f['client_429']:3d} "
+            f"({f['client_429_without_archiver']} with no archiver request there that second or the one before) | "
             f"archiver {f['archiver_ru'] / n:5.0f} RU/s, archiver 429s (gateway) {f['archiver_429']:3d} {match} "
             f"throttled attempts (product) {f['product_throttled']:3d}"
         )
