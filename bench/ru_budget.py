@@ -133,6 +133,38 @@ like Cosmos, lets Low requests use up to 90 % of a second before refusing them, 
 in that second find it full. ``archiver_cap`` (the serverless cap, settable on provisioned too: last row) makes
 them 0, at the price of the low phase's headroom above 20 %.
 
+Physical partitions (``--partitions N``, issue 18; default 1): the gateway divides provisioned RU/s evenly among N
+partitions (serverless: each has ``--provisioned`` as its own limit) and refuses a request its partition cannot
+serve this second (devstack/ru_gateway/throttle.py); ru_lab picks the seeded customers by the gateway's own hashing so
+that every partition holds documents, dealt round-robin, so the business's sampled keys and the archiver's reads in
+turn hit all of them. Printed per partition and controller, from the gateway's books over the business's whole run:
+business RU/s and client 429s (and those in seconds the archiver booked nothing on that partition, in that second or
+the one before: the business's own), archiver RU/s and the gateway's archiver 429s next to the archiver's throttled
+attempts as the product counted them (ru/throttles.py, the client's raw_response_hook; the reader passes no per-call
+hook, which would replace it). Exit 1 when any partition saw a client 429.
+
+Measured 2026-12-04 23:58 and 2026-12-05 00:00 UTC (shared 2-core machine while the full test suite ran),
+``--partitions 4 --only adaptive --seconds 40`` (18:15 window, business mean 69 %), provisioned
+1000 RU/s = 4 x 250, under ru_lab's ``seed`` charge preset (10 KB read = 10 RU; NOT the published model, see
+"Scaling"), two runs::
+
+  partition   business RU/s   client 429s (no archiver there)   archiver RU/s   archiver 429s gateway = product
+  0           146 / 144        1 / 4 (- / 3)                    10 / 13          0 / 0 = 0 / 0
+  1           149 / 145        8 / 13 (- / 6)                   10 / 13          4 / 4 = 4 / 4
+  2           147 / 143        4 / 8 (- / 0)                    10 / 13          1 / 3 = 1 / 3
+  3           156 / 153        3 / 4 (- / 0)                    10 / 13          1 / 2 = 1 / 2
+  (utilisation 35.5 % / 44.6 %; first run before the "no archiver there" split existed)
+
+Issue 18's "0 client 429s on any partition" is NOT met: 16 and 29 client 429s, on every partition; in the second run
+20 of 29 fell in seconds the archiver had requests on that partition. The product's count of throttled attempts
+equalled the gateway's archiver 429s on every partition (6 and 9). Why: the controller paces against the account's
+total (ceiling 80 % of 1000) while each partition has 250 RU/s; the business's per-partition load (~145-155 RU/s,
+the keys sampled at random, so a partition's second jitters by several reads) leaves a partition much less than the
+account-level headroom in some seconds, Low priority lets the archiver use up to 90 % of a partition's second, and
+the archiver reads the partitions in turn regardless of their heat. Not measured: ``--account serverless`` with
+partitions (each partition then has the whole ``--provisioned`` limit, so the scaled business would load each to
+~17 %: it needs a per-partition scaling of the trace first).
+
 Printed per controller:
 * headroom utilisation: archiver RU used within the headroom / headroom, per second summed over the run, where
   headroom = max(0, ceiling x provisioned - business RU that second). (Archiver RU above the headroom is not
