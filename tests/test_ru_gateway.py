@@ -754,3 +754,5 @@ def test_the_where_classifier_knows_which_predicates_the_index_serves() -> None:
     quoted = parse_query("SELECT * FROM c WHERE c.note = 'LENGTH(x) AND y' AND c.k = @k")
     assert quoted.index_only and len(quoted.conjuncts) == 2  # keywords inside string literals are text
     assert parse_query("SELECT c.id FROM c WHERE ARRAY_CONTAINS(@ids, c.id) AND NOT IS_DEFINED(c.s)").index_only
+    assert parse_query('SELECT * FROM c WHERE c.k IN ("a", "b") AND NOT (IS_OBJECT(c.m) AND c.m.kind IN ("x"))'
+                       ).index_only  # IN is an operator (equality on each value), not a function

@@ -176,6 +176,7 @@ def test_plan_from_container_counts_and_measures(
     monkeypatch.setenv("COSMOS_ARCHIVE_COSMOS_KEY", lab.key)
     argv = ["plan", "--from-container", "--endpoint", lab.endpoint, "--database", lab.database]
     argv += ["--container", lab.container, "--provisioned-ru-s", str(PROVISIONED), "--sample", "5"]
+    argv += ["--account-mode", "provisioned"]  # required since issue 18: the plan refuses to guess the billing mode
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert f"{len(lab.doc_keys)} records" in out

@@ -125,7 +125,7 @@ def _atom_reason(text: str) -> str:
         return "_etag is excluded from the default index"
     for m in _CALL.finditer(masked):
         name = m.group(1).upper()
-        if name == "NOT":
+        if name in ("NOT", "IN"):  # operators, not functions: `x IN (...)` is an equality lookup the index serves
             continue
         if name == "SUBSTRING":
             args = _args(masked[m.end() : _close(masked, m.end() - 1)])
