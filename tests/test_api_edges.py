@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from devstack.ru_gateway.charge_model import classify
 from devstack.stack import EMULATOR_COSMOS_KEY
 from include.cosmos_archiver.api.app import SOURCE_HEADER, create_app
+from include.cosmos_archiver.archive.source_facts import note_other_spellings
 from include.cosmos_archiver.clients import ca_bundle
 from include.cosmos_archiver.readthrough.ids import id_problem
 from include.cosmos_archiver.slices import slice_of, timestamp_instant
@@ -266,6 +267,9 @@ def test_from_to_filter_and_order_by_the_instant_before_and_after_archiving(api,
     assert _listed(api, offset_bounds)[0] == ["i-d", "i-c"], "bounds with offsets are instants too"
 
     slices = {slice_of(timestamp_instant(at, "iso8601"), SETTINGS.slice_hours) for at in SPELLINGS.values()}
+    # As the DAG's preflight would on sampling them: slice queries look for other spellings only once the source is
+    # known to have some (issue 18); without the note the first copy leaves them for validation to find.
+    note_other_spellings(archive_store, found_by="test (as preflight's sample)", count=len(SPELLINGS))
     for time_slice in sorted(slices):
         assert archive_slice(cosmos_container, archive_store, time_slice)
         purge_like_the_pipeline(cosmos_container, archive_store, time_slice.slice_id)

@@ -7,10 +7,11 @@ re-verification and restore use the same check. The source side depends on ``set
 - ``fast`` (default, local executor): the sha256 was taken at copy time from Cosmos' own bytes, so the source is
   only counted: one index-served ``COUNT`` of the slice's range per partition key range
   (:func:`source.reader.count_range`, loads no document), compared with what the copy's range query placed from
-  that range (``manifest.source_counts``). Equal counts prove the copy complete; the archive's own hashes prove what
-  it holds; the purge deletes with If-Match on the archived etag (a record changed since is kept, 412, and archived
-  again by the next generation) and only what was archived, so nothing unarchived can leave Cosmos. When a count
-  differs (a record arrived or left since the copy, a non-canonical timestamp in the range), or the copy recorded no
+  that range (``manifest.source_counts``), counting only documents last written before the copy began
+  (``_ts`` < ``read_since``). Equal counts prove every placed record still there unchanged; the archive's own
+  hashes prove what it holds; the purge deletes with If-Match on the archived etag (a record changed since is
+  kept, 412, and archived again by the next generation) and only what was archived, so nothing unarchived can leave
+  Cosmos. When a count differs (a record changed, arrived or left since the copy, a non-canonical timestamp in the range), or the copy recorded no
   counts, the source is listed, ids and ``_etag`` (no bodies, but ``_etag`` is not indexed: on Azure the listing
   loads every document of the range, ~3 RU per 300 KB record), and a record missing, deleted or moved is named.
   (Other ISO 8601 spellings, when the source has them, are counted by their own query, which loads the documents
@@ -289,13 +290,18 @@ def count_proof(container: ContainerProxy, time_slice: TimeSlice, settings: Arch
         return None
     read = dict(timestamp_field=settings.timestamp_field, timestamp_kind=settings.timestamp_kind, budget=budget,
                 stats=stats)
+    # Only documents unchanged since the copy began are counted: each was read by the copy, so the count equals what
+    # the copy placed exactly when every placed record is still there unchanged. A record deleted since the copy and
+    # another inserted cannot cancel out; any change or delete makes the count short and the source is listed.
+    since = manifest.copy_read_since()
     expected: dict[str, int] = {k: int(v) for k, v in counts["ranges"].items()}
     ranges = partition_ranges(container)
     if {range_key(r) for r in ranges} == set(expected):
-        counted = {range_key(r): count_range(container, time_slice, feed_range=r, **read) for r in ranges}
+        counted = {range_key(r): count_range(container, time_slice, feed_range=r, unchanged_before=since, **read)
+                   for r in ranges}
     else:  # the ranges moved (a split): the whole range's count against the sum
         expected = {"all": sum(expected.values())}
-        counted = {"all": count_range(container, time_slice, **read)}
+        counted = {"all": count_range(container, time_slice, unchanged_before=since, **read)}
     if spellings:  # the other spellings near the slice, placed by their instant (this count loads documents)
         spelled = SliceRead(container, time_slice, settings.timestamp_field, settings.timestamp_kind,
                             budget=read["budget"] or UnlimitedBudget(), stats=stats, select=COUNT,

@@ -300,10 +300,15 @@ def count_range(
     budget: RuBudget | None = None,
     stats: ReadStats | None = None,
     feed_range: dict[str, Any] | None = None,
+    unchanged_before: int | None = None,
 ) -> int:
     """The index-served count of the slice's range (:func:`range_count_query`), optionally of one partition key
-    range: what validation, the remainder sweep and the per-run census compare with the archive."""
+    range: what validation, the remainder sweep and the per-run census compare with the archive.
+    ``unchanged_before`` (epoch seconds) counts only documents last written before it (``_ts`` is range-indexed)."""
     query = range_count_query(time_slice, timestamp_field, timestamp_kind, container_partition_key_path(container))
+    if unchanged_before is not None:
+        query["query"] += " AND c._ts < @unchanged_before"
+        query["parameters"] = [*query.get("parameters", []), {"name": "@unchanged_before", "value": unchanged_before}]
     total = 0
     for page in query_pages(container, query, page_size=100, budget=budget or UnlimitedBudget(),
                             stats=stats if stats is not None else ReadStats(), feed_range=feed_range):
