@@ -11,8 +11,8 @@ re-verification and restore use the same check. The source side depends on ``set
   (``_ts`` < ``read_since``). Equal counts prove every placed record still there unchanged; the archive's own
   hashes prove what it holds; the purge deletes with If-Match on the archived etag (a record changed since is
   kept, 412, and archived again by the next generation) and only what was archived, so nothing unarchived can leave
-  Cosmos. When a count differs (a record changed, arrived or left since the copy, a non-canonical timestamp in the range), or the copy recorded no
-  counts, the source is listed, ids and ``_etag`` (no bodies, but ``_etag`` is not indexed: on Azure the listing
+  Cosmos. When a count differs (a record changed, arrived or left since the copy, a non-canonical timestamp in the
+  range), or the copy recorded no counts, the source is listed, ids and ``_etag`` (no bodies, but ``_etag`` is not indexed: on Azure the listing
   loads every document of the range, ~3 RU per 300 KB record), and a record missing, deleted or moved is named.
   (Other ISO 8601 spellings, when the source has them, are counted by their own query, which loads the documents
   near the slice: see archive.source_facts.)
