@@ -4,18 +4,17 @@ The archive side is always re-read from Blob Storage (:func:`verify_archive`: ev
 manifest, every row's sha256 recomputed from the stored JSON, every manifest record found); the pre-purge
 re-verification and restore use the same check. The source side depends on ``settings.validation``:
 
-- ``fast`` (default, local executor): the sha256 was taken at copy time from Cosmos' own bytes, so the source is
-  only counted: one index-served ``COUNT`` of the slice's range per partition key range
-  (:func:`source.reader.count_range`, loads no document), compared with what the copy's range query placed from
-  that range (``manifest.source_counts``), counting only documents last written before the copy began
-  (``_ts`` < ``read_since``). Equal counts prove every placed record still there unchanged; the archive's own
-  hashes prove what it holds; the purge deletes with If-Match on the archived etag (a record changed since is
-  kept, 412, and archived again by the next generation) and only what was archived, so nothing unarchived can leave
-  Cosmos. When a count differs (a record changed, arrived or left since the copy, a non-canonical timestamp in the
-  range), or the copy recorded no counts, the source is listed, ids and ``_etag`` (no bodies, but ``_etag`` is not indexed: on Azure the listing
-  loads every document of the range, ~3 RU per 300 KB record), and a record missing, deleted or moved is named.
-  (Other ISO 8601 spellings, when the source has them, are counted by their own query, which loads the documents
-  near the slice: see archive.source_facts.)
+- ``fast`` (default, local executor): the sha256 was taken at copy time from Cosmos' own bytes, so the source is only
+  counted: one index-served ``COUNT`` of the slice's range per partition key range (:func:`source.reader.count_range`,
+  loads no document), compared with what the copy's range query placed from that range (``manifest.source_counts``),
+  counting only documents last written before the copy began (``_ts`` < ``read_since``). Equal counts prove every
+  placed record still there unchanged; the archive's own hashes prove what it holds; the purge deletes with If-Match
+  on the archived etag (a record changed since is kept, 412, and archived again by the next generation) and only what
+  was archived, so nothing unarchived can leave Cosmos. When a count differs (a record changed, arrived or left since
+  the copy, a non-canonical timestamp in the range), or the copy recorded no counts, the source is listed, ids and
+  ``_etag`` (no bodies, but ``_etag`` is not indexed: on Azure the listing loads every document of the range, ~3 RU
+  per 300 KB record), and a record missing, deleted or moved is named. (Other ISO 8601 spellings, when the source has
+  them, are counted by their own query, which loads the documents near the slice: see archive.source_facts.)
 - ``deep``: the whole slice is read again and every document hashed afresh (the former default; twice the read RU).
   Slices Azure Data Factory copied (no hashes or etags from Cosmos in their manifest) are always checked deep.
 
