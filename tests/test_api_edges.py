@@ -12,9 +12,9 @@ from fastapi.testclient import TestClient
 
 from devstack.ru_gateway.charge_model import classify
 from devstack.stack import EMULATOR_COSMOS_KEY
+from devstack.tls import ensure_local_tls
 from include.cosmos_archiver.api.app import SOURCE_HEADER, create_app
 from include.cosmos_archiver.archive.source_facts import note_other_spellings
-from include.cosmos_archiver.clients import ca_bundle
 from include.cosmos_archiver.readthrough.ids import id_problem
 from include.cosmos_archiver.slices import slice_of, timestamp_instant
 from tests.readthrough_helpers import SETTINGS, archive_slice, purge_like_the_pipeline, repository, seed, seed_spec
@@ -59,8 +59,10 @@ def recorded(stack, cosmos_container, archive_store):
         wire = response.http_response.internal_response.request  # requests' PreparedRequest
         sent.append((wire.method, urlsplit(wire.url).path, {k.lower(): v for k, v in wire.headers.items()}))
 
-    kwargs = {"connection_verify": ca_bundle(), "ssl_config": documents.SSLConfiguration()} if ca_bundle() else {}
-    client = CosmosClient(stack.cosmos_endpoint, credential=EMULATOR_COSMOS_KEY, raw_response_hook=hook, **kwargs)
+    # The session stack's own CA, not whatever CA variable an earlier test left in the environment.
+    local_ca = str(ensure_local_tls(stack.state_dir).ca_bundle)
+    client = CosmosClient(stack.cosmos_endpoint, credential=EMULATOR_COSMOS_KEY, raw_response_hook=hook,
+                          connection_verify=local_ca, ssl_config=documents.SSLConfiguration())
     container = client.get_database_client(cosmos_container.container_link.split("/")[1]).get_container_client(
         cosmos_container.id)
     return TestClient(create_app(repository(container, archive_store))), sent
