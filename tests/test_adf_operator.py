@@ -25,7 +25,7 @@ from devstack import drills
 from devstack.adf_standin.copy_runner import copy_runner
 from devstack.adf_standin.server import LOCAL_FACTORY, LOCAL_RESOURCE_GROUP, AdfStandin, Faults
 from devstack.seed import SeedSpec, generate, seed_container
-from devstack.stack import EMULATOR_COSMOS_KEY, StackConfig, client_env, free_port, running_stack
+from devstack.stack import EMULATOR_COSMOS_KEY, StackConfig, free_port, running_stack
 from devstack.tls import ensure_local_tls
 from include.cosmos_archiver.adf.indexing import AdfIndexError, adf_files, index_adf_slice
 from include.cosmos_archiver.adf.parameters import pipeline_parameters
@@ -89,9 +89,10 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     with pytest.MonkeyPatch.context() as mp:
         if "AIRFLOW_HOME" not in os.environ:
             mp.setenv("AIRFLOW_HOME", str(tmp_path_factory.mktemp("airflow-home")))
+        # running_stack trusts the stack's CA for the block and restores the variables after; setting them again
+        # through mp would restore this stack's CA after running_stack's exit (mp's undo runs last), so every later
+        # test's new client would trust a CA that is gone.
         with running_stack(config):
-            for key, value in client_env(config).items():
-                mp.setenv(key, value)
             database = cosmos_client(config.cosmos_endpoint, EMULATOR_COSMOS_KEY).create_database_if_not_exists(
                 SETTINGS.database
             )
