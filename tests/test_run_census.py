@@ -9,10 +9,11 @@ import time
 from include.cosmos_archiver.pipeline.copy import copy_slice
 from include.cosmos_archiver.pipeline.purge import purge_slice
 from include.cosmos_archiver.pipeline.validate import validate_slice
+from include.cosmos_archiver.readthrough.markers import stub_marker
 from include.cosmos_archiver.settings import ArchiveSettings
 from include.cosmos_archiver.slices import TimeSlice
 from include.cosmos_archiver.source.census_cost import FULL_LOADS, estimate_census_cost
-from include.cosmos_archiver.source.reader import ReadStats, count_range, range_count_query
+from include.cosmos_archiver.source.reader import MARKER_FIELD, ReadStats, count_range, range_count_query
 from include.cosmos_archiver.source.run_census import census_of_run
 
 NOW = dt.datetime(2026, 6, 1, tzinfo=dt.UTC)
@@ -52,9 +53,11 @@ def test_the_range_count_filters_only_on_what_the_index_serves(cosmos_container)
     cosmos_container.upsert_item({"id": "a", "customerId": "c", "issuedAt": "2026-02-25T01:00:00.000Z"})
     cosmos_container.upsert_item({"id": "b", "issuedAt": "2026-02-25T02:00:00.000Z"})  # no partition key
     cosmos_container.upsert_item({"id": "s", "customerId": "c", "issuedAt": "2026-02-25T03:00:00.000Z",
-                                  "_archived": {"slice": "2026/02/25"}})  # a purge stub
+                                  MARKER_FIELD: stub_marker(slice="2026/02/25")})  # a purge stub
+    cosmos_container.upsert_item({"id": "f", "customerId": "c", "issuedAt": "2026-02-25T04:00:00.000Z",
+                                  "_archived": {"slice": "2026/02/25"}})  # a business field, not our marker
     assert count_range(cosmos_container, day("2026-02-25"), timestamp_field="issuedAt", timestamp_kind="iso8601",
-                       stats=ReadStats()) == 1
+                       stats=ReadStats()) == 2
 
 
 def test_the_full_census_estimate_is_its_loads_at_the_published_rate(cosmos_container):

@@ -19,6 +19,7 @@ from include.cosmos_archiver.archive.manifest import Manifest
 from include.cosmos_archiver.archive.slice_lease import SliceBusyError, lease_path, slice_lease
 from include.cosmos_archiver.archive.store import ArchiveStore
 from include.cosmos_archiver.pipeline.copy import copy_slice
+from include.cosmos_archiver.pipeline.purge import purge_slice
 from include.cosmos_archiver.pipeline.validate import ValidationResult, validate_slice
 from include.cosmos_archiver.settings import ArchiveSettings, SettingsError
 from tests.test_archive_roundtrip import DAY, SETTINGS, adversarial_documents
@@ -204,7 +205,8 @@ class CountingBudget:
 
 def test_a_copy_another_run_left_unvalidated_is_reused_and_validation_judges_it(seeded, archive_store, caplog):
     """Backfill runs share slices: a run that finds a whole copy not yet validated reads nothing and writes
-    nothing; if the source moved on since that copy, validation names the record and a re-copy mends it."""
+    nothing; if the source moved on since that copy, validation names the record as changed (not a broken
+    archive) and the purge keeps it in Cosmos DB for a later generation."""
     first = copy_slice(seeded, archive_store, DAY, SETTINGS)
     before = etags(archive_store)
     reads = CountingBudget()
@@ -220,9 +222,12 @@ def test_a_copy_another_run_left_unvalidated_is_reused_and_validation_judges_it(
     seeded.upsert_item({**changed, "amount": 999})  # the source moves on after the copy
     copy_slice(seeded, archive_store, DAY, SETTINGS, reuse_copied=True)
     judged = validate_slice(seeded, archive_store, DAY, SETTINGS)
-    assert not judged.ok and any(changed["id"] in name for name in judged.differing), judged.message()
-    copy_slice(seeded, archive_store, DAY, SETTINGS, reuse_copied=True)  # "failed" is never reused
-    assert validate_slice(seeded, archive_store, DAY, SETTINGS).ok
+    assert judged.ok and not judged.differing, judged.message()
+    assert [name for name in judged.changed if changed["id"] in name], judged.message()
+    purge_slice(seeded, archive_store, DAY, SETTINGS)
+    kept = list(seeded.query_items("SELECT * FROM c WHERE c.id = @id", enable_cross_partition_query=True,
+                                   parameters=[{"name": "@id", "value": changed["id"]}]))
+    assert [doc["amount"] for doc in kept] == [999]  # the newer version stays in Cosmos DB, unpurged
 
 
 @pytest.mark.parametrize(
