@@ -90,9 +90,6 @@ def test_copy_logs_progress_while_cosmos_is_down_and_converges_after_restart(end
     assert validate_slice(container, archive_store, DAY, SETTINGS).ok
 
 
-@pytest.mark.xfail(strict=True, reason="open defect found at the end of the 2026-12-04 session: since the merge of "
-                   "feed-range copies and query restarts, a Cosmos DB that stays down surfaces as a raw "
-                   "ServiceRequestError, not the bounded error naming the endpoint; see the closing note")
 def test_copy_fails_within_the_bound_naming_the_endpoint_when_cosmos_stays_down(endpoint, archive_store):
     url, name, _start, stop = endpoint
     container = _container(url, name, EndpointPatience(total_s=20, connect_timeout_s=5, backoff_max_s=5, retries=30))

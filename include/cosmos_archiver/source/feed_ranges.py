@@ -23,13 +23,16 @@ from typing import Any, TypeVar
 
 from azure.cosmos import ContainerProxy
 
+from include.cosmos_archiver.source.reader import answered
+
 T = TypeVar("T")
 
 
 def partition_ranges(container: ContainerProxy) -> list[dict[str, Any] | None]:
     """The container's feed ranges (one per physical partition), or ``[None]`` (one unscoped query) when it has
-    a single one."""
-    ranges = list(container.read_feed_ranges())
+    a single one. Retried while the endpoint does not answer, then :class:`SourceUnreachableError` names it."""
+    ranges = answered(container, lambda remaining: list(container.read_feed_ranges(timeout=remaining)),
+                      "its feed ranges")
     return ranges if len(ranges) > 1 else [None]
 
 

@@ -240,19 +240,22 @@ def read_other_spellings(read: SliceRead) -> Iterator[list[Any]]:
 def container_partition_key_path(container: ContainerProxy) -> str | None:
     """The container's (first) partition key path, from the properties the SDK caches for its queries (read once,
     retried like a page while the endpoint does not answer)."""
-    patience = patience_of(container)
-
-    def attempt(remaining: float) -> dict[str, Any]:
-        return container._get_properties(timeout=remaining)  # the SDK's cached container properties
-
-    what = f"the properties of Cosmos DB container {container.id!r} at {endpoint_of(container)}"
-    try:
-        with waiting_for(what):
-            properties = _retry_unreachable(attempt, patience, what)
-    except UNREACHABLE_ERRORS as exc:
-        raise _unreachable(container, patience, exc) from exc
+    properties = answered(container, lambda remaining: container._get_properties(timeout=remaining),
+                          "its properties")  # the SDK's cached container properties
     paths = (properties.get("partitionKey") or {}).get("paths") or []
     return paths[0] if paths else None
+
+
+def answered(container: ContainerProxy, attempt: Callable[[float], T], request: str) -> T:
+    """``attempt(remaining seconds)``, a request to ``container`` outside a query (its properties, its feed ranges),
+    retried like a page while the endpoint does not answer, then :class:`SourceUnreachableError` naming it."""
+    patience = patience_of(container)
+    what = f"{request} from Cosmos DB container {container.id!r} at {endpoint_of(container)}"
+    try:
+        with waiting_for(what):
+            return _retry_unreachable(attempt, patience, what)
+    except UNREACHABLE_ERRORS as exc:
+        raise _unreachable(container, patience, exc, request) from exc
 
 
 def count_slice(
@@ -484,9 +487,10 @@ def _what(container: ContainerProxy) -> str:
     return f"the next page of a slice query from Cosmos DB container {container.id!r} at {endpoint_of(container)}"
 
 
-def _unreachable(container: ContainerProxy, patience: EndpointPatience, exc: Exception) -> SourceUnreachableError:
+def _unreachable(container: ContainerProxy, patience: EndpointPatience, exc: Exception,
+                 request: str = "a slice query") -> SourceUnreachableError:
     return SourceUnreachableError(
-        f"Cosmos DB at {endpoint_of(container)} (container {container.id!r}) did not answer a slice query within "
+        f"Cosmos DB at {endpoint_of(container)} (container {container.id!r}) did not answer {request} within "
         f"{patience.total_s:.0f} s ({exc.__class__.__name__}: {str(exc).splitlines()[0][:200]}); check the account "
         "endpoint, its firewall and the service's health; the task can be retried"
     )
