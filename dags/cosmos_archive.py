@@ -283,9 +283,10 @@ def cosmos_archive():
         @runtime.archive_errors()
         def index_adf_output(time_slice: dict) -> dict:
             """ADF writes no hashes: build the slice's manifest from the files it wrote (validation re-reads both)."""
-            settings = runtime.load_settings()
+            ti, settings = get_current_context()["ti"], runtime.load_settings()
+            run_id = ti.xcom_pull(task_ids="archive_slice.copy_adf", key="run_id", map_indexes=ti.map_index)
             manifest = runtime.index_adf_copy(runtime.archive_store(settings), TimeSlice.from_dict(time_slice),
-                                              settings)
+                                              settings, run_id=run_id)
             log.info("ADF %s", _copy_line(manifest))
             return manifest.summary()
 

@@ -23,7 +23,7 @@ from airflow.providers.microsoft.azure.hooks.wasb import WasbHook
 from airflow.sdk import BaseHook, ExceptionRetryPolicy, RetryAction, RetryRule, Variable
 from airflow.sdk.exceptions import AirflowSkipException
 from azure.cosmos import ContainerProxy
-from cosmos_archive_adf import data_factory_hook
+from cosmos_archive_adf import data_factory_hook, pipeline_run_start
 
 from include.cosmos_archiver.adf import PIPELINE_NAME
 from include.cosmos_archiver.adf.indexing import index_adf_slice
@@ -303,9 +303,14 @@ def copy_with_adf(time_slice: TimeSlice, settings: ArchiveSettings, store: Archi
 def index_adf_copy(store: ArchiveStore, time_slice: TimeSlice, settings: ArchiveSettings, *,
                    run_id: str | None = None) -> Manifest:
     """Index what an ADF run wrote for the slice, adding from the paced source the timestamps its query cannot
-    place (other ISO 8601 spellings)."""
+    place (other ISO 8601 spellings); the run's start (asked of ADF) marks what changed during the copy."""
     container, budget = paced_source(settings)
-    return index_adf_slice(store, time_slice, settings, container=container, budget=budget, run_id=run_id)
+    run_start = pipeline_run_start(data_factory_hook(ADF_CONN_ID), run_id) if run_id else None
+    if run_id and run_start is None:
+        log.warning("ADF pipeline run %s does not say when it started: records changed during its copy of slice %s "
+                    "will fail validation and be copied again", run_id, time_slice.slice_id)
+    return index_adf_slice(store, time_slice, settings, container=container, budget=budget, run_id=run_id,
+                           run_start=run_start)
 
 
 def _adf_check_interval_s() -> float:
