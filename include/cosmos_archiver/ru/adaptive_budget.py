@@ -15,6 +15,11 @@ promises no cap — users see 100 % at a 0.5 threshold):
   Because metrics lag and single grains are noisy, the estimate is a trend line through the newest known
   grains read at "now" (a ramp towards a spike is met while it builds), plus a margin; when nothing recent is
   known (metrics late or broken) the controller falls back to a conservative rate instead of assuming idle.
+* **Every physical partition.** Each partition has its own RU/s (provisioned / partitions) and throttles its keys
+  while the account has headroom, so the business load that counts is the larger of the account's share and the
+  hottest partition's (NormalizedRUConsumption, less the archiver's own even share): the archiver's reads go round
+  the partitions, and a partition the business alone holds near the ceiling has no room for them
+  (:meth:`AdaptiveBudget._client_at`; bench/ru_budget.py ``--partitions``).
 * **AIMD on 429.** A 429 means the estimate was wrong *now* (a spike the lagging metrics have not shown yet).
   The reaction must be immediate and must not wait for metrics: the rate is multiplied by ``backoff_factor``
   at once (tokens are drained too, so queued requests stop), then recovers additively per interval back to the
