@@ -21,7 +21,7 @@ from airflow.providers.microsoft.azure.hooks.data_factory import (
 )
 from airflow.providers.microsoft.azure.hooks.wasb import WasbHook
 from airflow.sdk import BaseHook, ExceptionRetryPolicy, RetryAction, RetryRule, Variable
-from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+from airflow.sdk.exceptions import AirflowSkipException
 from azure.cosmos import ContainerProxy
 from cosmos_archive_adf import data_factory_hook
 
@@ -73,19 +73,33 @@ class ConfigurationError(TerminalError, ValueError):
     """Raised before any work starts; the message names the missing connection or the bad value."""
 
 
-class HaltedExit(SystemExit):
-    """A task ends failed on a halted archive, with one line in its log and no traceback.
+class OneLineExit(SystemExit):
+    """A task ends failed with one line in its log and no traceback.
 
     Airflow's task runner logs every exception with its traceback (``log.exception("Task failed with exception")``
     in airflow/sdk/execution_time/task_runner.py, AirflowFailException included) except SystemExit, which it logs as
-    one line (``log.error("Task exited", exit_code=...)``) and then fails or retries; ``HALTED_NOT_RETRIED`` makes
-    it fail at once. The message is the line the operator reads first: "Halted since …: slice …".
+    one line (``log.error("Task exited", exit_code=...)``) and then fails or retries (a task with ``retries=0``
+    fails at once). The message is the line the operator reads first.
     """
 
 
-# Every task's retry policy (default_args): a halted archive is not retried, anything else as the task's retries say.
-HALTED_NOT_RETRIED = ExceptionRetryPolicy(rules=[RetryRule(
-    exception=HaltedExit, action=RetryAction.FAIL, reason="the archive is halted until an operator clears it")])
+class HaltedExit(OneLineExit):
+    """A task ends failed on a halted archive ("Halted since …: slice …"); ``NOT_RETRIED`` makes it fail at once
+    whatever the task's retries."""
+
+
+class TerminalExit(OneLineExit):
+    """A task ends failed on a :class:`TerminalError` (bad settings, a missing connection, a slice that failed for
+    good): its message already says what was wrong and what to do; ``NOT_RETRIED`` makes it fail at once."""
+
+
+# Every task's retry policy (default_args): a halted archive and a terminal error are not retried, anything else as
+# the task's retries say.
+NOT_RETRIED = ExceptionRetryPolicy(rules=[
+    RetryRule(exception=HaltedExit, action=RetryAction.FAIL,
+              reason="the archive is halted until an operator clears it"),
+    RetryRule(exception=TerminalExit, action=RetryAction.FAIL, reason="a terminal error: retrying cannot mend it"),
+])
 
 
 @contextmanager
@@ -93,9 +107,9 @@ def archive_errors() -> Iterator[None]:
     """Map the library's outcomes onto Airflow's, as a decorator (under ``@task``) or a ``with`` block.
 
     TerminalError (bad settings, a missing connection, a slice that failed validation for good) fails the task
-    at once, without its retries; SliceSkipped marks it skipped. A halted archive (and the halt itself) ends the
-    task with one line and no traceback (HaltedExit). Anything else (TransientError, the SDKs' errors)
-    propagates unchanged, so the task's retries with back-off take it again.
+    at once, without its retries, in one line (TerminalExit); SliceSkipped marks it skipped. A halted archive (and
+    the halt itself) ends the task with one line and no traceback (HaltedExit). Anything else (TransientError, the
+    SDKs' errors) propagates unchanged, so the task's retries with back-off take it again.
     """
     try:
         yield
@@ -104,7 +118,7 @@ def archive_errors() -> Iterator[None]:
     except SliceIntegrityError as exc:
         raise HaltedExit(one_line(str(exc), limit=2000)) from None
     except TerminalError as exc:
-        raise AirflowFailException(f"{exc} [{type(exc).__name__}: not retried]") from exc
+        raise TerminalExit(one_line(f"{exc} [{type(exc).__name__}: not retried]", limit=2000)) from None
     except SliceSkipped as exc:
         raise AirflowSkipException(str(exc)) from exc
 
