@@ -45,6 +45,7 @@ from airflow.triggers.base import TriggerEvent
 
 from include.cosmos_archiver.adf import PIPELINE_NAME
 from include.cosmos_archiver.adf.management_client import local_async_management_client, local_management_client
+from include.cosmos_archiver.errors import TerminalError
 from include.cosmos_archiver.loopback import LOCAL_SUBSCRIPTION_ID
 
 
@@ -83,6 +84,21 @@ def data_factory_hook(conn_id: str) -> AzureDataFactoryHook:
     if local_standin(AzureDataFactoryHook.get_connection(conn_id).extra_dejson) is None:
         return AzureDataFactoryHook(azure_data_factory_conn_id=conn_id)
     return CosmosArchiveAdfHook(azure_data_factory_conn_id=conn_id)
+
+
+class AdfConnectionError(TerminalError, ValueError):
+    """A bad value in the ADF connection's extras: the message names it and where to fix it."""
+
+
+def check_interval_s(conn_id: str, default: float) -> float:
+    """How often to ask ADF about a pipeline run: the connection's extra ``check_interval_s`` (e.g. a few seconds
+    for the loopback stand-in, whose runs end in a second), else ``default``."""
+    value = AzureDataFactoryHook.get_connection(conn_id).extra_dejson.get("check_interval_s", default)
+    try:
+        return max(1.0, float(value))
+    except (TypeError, ValueError):
+        raise AdfConnectionError(f"Airflow connection {conn_id!r}: extra check_interval_s={value!r} is not a number "
+                                 "of seconds; fix it in Admin > Connections") from None
 
 
 def pipeline_run_start(hook: AzureDataFactoryHook, run_id: str) -> dt.datetime | None:
@@ -208,6 +224,7 @@ class CosmosArchiveAdfRunPipelineOperator(AzureDataFactoryRunPipelineOperator):
         return data_factory_hook(self.azure_data_factory_conn_id)  # on Azure: as the stock operator builds it
 
     def execute(self, context: Any) -> None:
+        self.check_interval = check_interval_s(self.azure_data_factory_conn_id, self.check_interval)
         try:
             super().execute(context)
         except AzureDataFactoryPipelineRunException as exc:

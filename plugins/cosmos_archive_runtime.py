@@ -23,7 +23,7 @@ from airflow.providers.microsoft.azure.hooks.wasb import WasbHook
 from airflow.sdk import BaseHook, ExceptionRetryPolicy, RetryAction, RetryRule, Variable
 from airflow.sdk.exceptions import AirflowSkipException
 from azure.cosmos import ContainerProxy
-from cosmos_archive_adf import data_factory_hook, pipeline_run_start
+from cosmos_archive_adf import check_interval_s, data_factory_hook, pipeline_run_start
 
 from include.cosmos_archiver.adf import PIPELINE_NAME
 from include.cosmos_archiver.adf.indexing import index_adf_slice
@@ -292,7 +292,8 @@ def copy_with_adf(time_slice: TimeSlice, settings: ArchiveSettings, store: Archi
     succeeded = {AzureDataFactoryPipelineRunStatus.SUCCEEDED}
     # None: resource group and factory from the connection's extras, as the provider's operator does
     if not hook.wait_for_pipeline_run_status(run_id, succeeded, None, None,  # type: ignore[arg-type]
-                                             check_interval=_adf_check_interval_s(), timeout=ADF_TIMEOUT_S):
+                                             check_interval=check_interval_s(ADF_CONN_ID, ADF_CHECK_INTERVAL_S),
+                                             timeout=ADF_TIMEOUT_S):
         run = hook.get_pipeline_run(run_id, None, None)  # type: ignore[arg-type]
         raise AzureDataFactoryPipelineRunException(
             f"ADF pipeline run {run_id} copying slice {time_slice.slice_id} again ended {run.status}: {run.message}"
@@ -311,17 +312,6 @@ def index_adf_copy(store: ArchiveStore, time_slice: TimeSlice, settings: Archive
                     "will fail validation and be copied again", run_id, time_slice.slice_id)
     return index_adf_slice(store, time_slice, settings, container=container, budget=budget, run_id=run_id,
                            run_start=run_start)
-
-
-def _adf_check_interval_s() -> float:
-    """How often validation's re-copy asks ADF about its run: the ADF connection's extra ``check_interval_s``
-    (e.g. a few seconds for the loopback stand-in, whose runs end in a second), else ADF_CHECK_INTERVAL_S."""
-    value = BaseHook.get_connection(ADF_CONN_ID).extra_dejson.get("check_interval_s", ADF_CHECK_INTERVAL_S)
-    try:
-        return max(1.0, float(value))
-    except (TypeError, ValueError):
-        raise ConfigurationError(f"Airflow connection {ADF_CONN_ID!r}: extra check_interval_s={value!r} is not a "
-                                 "number of seconds; fix it in Admin > Connections") from None
 
 
 def copy_again(settings: ArchiveSettings, store: ArchiveStore, container: ContainerProxy,
