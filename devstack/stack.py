@@ -399,14 +399,24 @@ CHARGE_MODEL_SOURCES = {
 }
 
 
+def gateway_stats(config: StackConfig | None = None) -> dict:
+    """The running RU gateway's ``GET /_gateway/stats`` (last second; ``totals`` since it started, by class)."""
+    config = config or StackConfig.from_env()
+    ctx = ssl.create_default_context(cafile=str(ensure_local_tls(config.state_dir).ca_cert))
+    with urllib.request.urlopen(f"{config.gateway_stats_url}?seconds=1", context=ctx, timeout=5) as resp:
+        return json.load(resp)
+
+
+def gateway_ru_total(config: StackConfig | None = None) -> float:
+    """Every RU the running gateway has charged since it started, all traffic classes."""
+    return sum(cell["ru"] for cell in gateway_stats(config)["totals"].values())
+
+
 def charge_model_line(config: StackConfig | None = None) -> str:
     """One line saying who charged the RU a demo prints: the running gateway, under the model it reports on
     ``GET /_gateway/stats`` (the model in force, not the environment's wish), never Azure."""
-    config = config or StackConfig.from_env()
-    ctx = ssl.create_default_context(cafile=str(ensure_local_tls(config.state_dir).ca_cert))
     try:
-        with urllib.request.urlopen(f"{config.gateway_stats_url}?seconds=1", context=ctx, timeout=5) as resp:
-            preset = json.load(resp)["config"]["charge_model"]["preset"]
+        preset = gateway_stats(config)["config"]["charge_model"]["preset"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         return f"RU charged by the local RU gateway (its charge model could not be read: {exc}), not by Azure"
     return (f"RU charged by the local RU gateway under its {preset!r} model "

@@ -121,8 +121,8 @@ def test_published_point_charges_are_the_size_table_interpolated() -> None:
 def test_seed_case_per_step_figures_follow_the_published_model() -> None:
     plan = plan_steps(SEED_TARGET)
     steps = {s.step: s for s in plan.steps}
-    per_record_copy = 10.15 * 300 / 1000 + published.QUERY_PAGE_RU / 100
-    assert steps["copy"].ru == pytest.approx(2_000_000 * per_record_copy)
+    pages = 2_000_000 / 100 + 0.5 * 640 * 12  # each slice's query per partition ends with a partial page
+    assert steps["copy"].ru == pytest.approx(2_000_000 * 10.15 * 300 / 1000 + pages * published.QUERY_PAGE_RU)
     # serverless: the archiver runs at the cap, (1 - 0.8) x 5,000 = 1,000 RU/s, not the 1,500 RU/s headroom
     assert SEED_TARGET.rate_ru_s == pytest.approx(1000)
     assert steps["purge"].seconds == pytest.approx(steps["purge"].ru / 1000)
@@ -172,3 +172,18 @@ def test_recorded_step_charges_sum_the_manifests() -> None:
 
     totals = recorded_step_charges([M({"copy": 300.0, "purge": 50.0}, 300.0, 10), M({}, 90.0, 5)])
     assert totals == {"copy": (390.0, 15), "purge": (50.0, 10)}
+
+
+def test_cli_plans_one_run_of_many_slices_without_the_weekly_census(capsys: pytest.CaptureFixture[str]) -> None:
+    """A first run archives all its due slices at once and, in it, only the daily census counts (one COUNT per slice
+    and partition, plus the lookback's): what `bench/plan_vs_demo.py` sets beside `bin/archive-local`'s run."""
+    args = ["plan", "--records", "1700", "--avg-size-kb", "30", "--provisioned-ru-s", "5000", "--account-mode",
+            "provisioned", "--slices", "17", "--json"]
+    assert main([*args, "--slices-per-run", "17", "--census-weeks", "0"]) == 0
+    one_run = {s["step"]: s["ru"] for s in json.loads(capsys.readouterr().out)["steps"]}
+    assert one_run["census"] == pytest.approx((17 + 1) * published.INDEX_COUNT_RU)
+    assert main(args) == 0  # default: a run a day, and the weekly full census while the data is in Cosmos
+    daily = {s["step"]: s["ru"] for s in json.loads(capsys.readouterr().out)["steps"]}
+    assert daily["census"] > (17 + 17) * published.INDEX_COUNT_RU + 3 * published.query_load_ru(30) * 1700 * 0.99
+    assert main([*args, "--census-weeks", "-1"]) == 2
+    assert "census weeks -1.0 must be a number >= 0" in capsys.readouterr().err

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from devstack.ru_gateway import SUBSCRIPTION_ID
 from include.cosmos_archiver.loopback import StaticTokenCredential
 from include.cosmos_archiver.planning.step_plan import ChargeFigures
@@ -34,6 +36,8 @@ def test_the_survey_measures_read_only_and_writes_what_plan_reads(cosmos_contain
     assert survey.slice_copy["slice"] == "2025/03/01" and survey.slice_copy["documents"] == 12
     assert survey.slice_copy["pages"] >= 3 and survey.slice_copy["metrics"]  # the gateway answers query metrics
     assert survey.slice_count["documents"] == 12
+    # the COUNT's fixed charge (matching nothing) and what it adds per record counted (gateway: 0.0025 RU an entry)
+    assert 0 < survey.empty_count["ru"] < survey.slice_count["ru"]
     # the count is index-served: far cheaper than the copy, which loads every document (~0.6 MB here)
     assert survey.slice_count["ru"] < survey.slice_copy["ru"] / 3
     assert 2 < survey.point_read["ru"] < 8 and 49 < survey.point_read["doc_kb"] < 52  # published: ~4 RU at 50 KB
@@ -41,6 +45,9 @@ def test_the_survey_measures_read_only_and_writes_what_plan_reads(cosmos_contain
     assert survey.metrics == {"TotalRequestUnits": "readable", "NormalizedRUConsumption": "readable"}
     figures = survey.figures()
     assert 8 < figures["ru_per_mb_loaded"] < 13  # the published ~10.15 RU per MB loaded, measured back
+    assert figures["count_ru"] == survey.empty_count["ru"] / survey.physical_partitions
+    assert figures["count_ru_per_record"] == pytest.approx(
+        (survey.slice_count["ru"] - survey.empty_count["ru"]) / 12, abs=1e-6)
 
     path = tmp_path / "calibration.json"
     write_calibration(survey, path)

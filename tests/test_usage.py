@@ -3,6 +3,7 @@ adaptive controller reacting to it (real cosmosdb-server + gateway on free loopb
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -180,6 +181,10 @@ def test_plan_from_container_counts_and_measures(
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert f"{len(lab.doc_keys)} records" in out
+    assert main([*argv, "--json"]) == 0  # --json: stdout is the plan alone (what it measured goes to stderr)
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["target"]["records"] == len(lab.doc_keys)
+    assert f"{len(lab.doc_keys)} records" in captured.err
     survey = survey_container(lab.container_proxy(), sample=5)
     assert survey.records == len(lab.doc_keys)
     assert survey.avg_size_kb == pytest.approx(20 * 1.024, rel=0.05)  # 20 KiB documents, in decimal KB

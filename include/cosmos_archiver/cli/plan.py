@@ -9,6 +9,7 @@ import dataclasses
 import datetime as dt
 import json
 import os
+import sys
 
 from include.cosmos_archiver.cli.main import UsageError
 from include.cosmos_archiver.cli.options import settings_from
@@ -121,7 +122,8 @@ def _from_container(
     print(
         f"container {args.database}/{args.container}: {survey.records:,} records; {survey.sampled} sampled: "
         f"~{survey.avg_size_kb:,.1f} KB, ~{survey.ru_per_record:,.2f} RU per point read"
-        + (f"; {survey.provisioned_ru_s:,.0f} RU/s provisioned" if survey.provisioned_ru_s else "")
+        + (f"; {survey.provisioned_ru_s:,.0f} RU/s provisioned" if survey.provisioned_ru_s else ""),
+        file=sys.stderr if args.json else sys.stdout,  # --json: stdout is the JSON alone
     )
     # Explicit flags win over measurements (e.g. to plan the real account from a sample copy).
     return (
@@ -137,8 +139,8 @@ def _step_model(args: argparse.Namespace) -> StepModel:
     return StepModel(
         validation=args.validation, purge=args.purge, route=args.route, page_size=args.page_size,
         stub_kb=args.stub_kb, remainder_fraction=args.remainder_fraction,
-        slices=args.slices if args.slices is not None else defaults.slices,
-        serverless_usd_per_million_ru=args.price_serverless_ru,
+        slices=args.slices if args.slices is not None else defaults.slices, slices_per_run=args.slices_per_run,
+        census_weeks=args.census_weeks, serverless_usd_per_million_ru=args.price_serverless_ru,
     )
 
 
@@ -229,6 +231,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     steps.add_argument("--remainder-fraction", type=float, default=model.remainder_fraction,
                        help="share of records changed/arriving after their copy (default 0.01)")
     steps.add_argument("--slices", type=int, help=f"slices archived (default {model.slices})")
+    steps.add_argument("--slices-per-run", type=int, default=model.slices_per_run,
+                       help="slices one run archives (each run's census also counts the lookback once; default "
+                            f"{model.slices_per_run}, a daily run; a first run may take up to its max_slices)")
+    steps.add_argument("--census-weeks", type=float,
+                       help="weekly full censuses (3 loads of the data each) while the data is in Cosmos (default: "
+                            "the weeks the archive takes; 0 plans the daily runs' censuses only)")
     steps.add_argument("--price-serverless-ru", type=float, default=model.serverless_usd_per_million_ru,
                        help="USD per million RU on a serverless account (default 0.25, the docs' demo price)")
     p.add_argument("--json", action="store_true", help="print the per-step plan as JSON")

@@ -5,14 +5,17 @@ the account's billing mode.
 Steps and what each pays (``ChargeFigures``, defaults from :mod:`planning.published`, each with its source):
 
 - copy: the slice queries load every document they return: ``size x RU per MB loaded`` per record, plus one query
-  page charge per ``page_size`` records;
+  page charge per ``page_size`` records and half a page per slice and partition (each slice is one query per
+  partition key range, whose last page is partial: ceil(k / page_size) pages, k / page_size + 0.5 on average);
 - validation: ``fast`` = one index-served COUNT per slice and physical partition (loads nothing; the archive side is
-  Blob reads); ``deep`` = the copy's read again;
+  Blob reads): its fixed charge, plus ``count_ru_per_record`` for each index entry it counts; ``deep`` = the copy's
+  read again;
 - purge: one conditional delete per record (published write charge of its size); ``stub`` = that plus writing the
   stub;
 - remainder: the share of records changed or arriving after their copy, archived again (copy + validation + purge),
   plus one index-served COUNT per slice;
-- census: each daily run counts its own slices (index-served) and the lookback; the weekly full census loads the
+- census: each daily run counts its own slices (index-served; after their purge they hold only the remainder, so
+  the counts pay their fixed charge) and the lookback; the weekly full census loads the
   container a few times (:mod:`source.census_cost`), shown per week while the data is still in Cosmos;
 - ADF (route ``adf``): its Copy activity reads like the copy but is not paced (no RU setting on a Copy activity), and
   its slices are deep-validated (their manifests carry no hash taken from Cosmos' bytes).
@@ -45,7 +48,8 @@ class ChargeFigures:
 
     ru_per_mb_loaded: float = published.QUERY_RU_PER_MB_LOADED
     query_page_ru: float = published.QUERY_PAGE_RU
-    count_ru: float = published.INDEX_COUNT_RU  # one index-served COUNT (per physical partition)
+    count_ru: float = published.INDEX_COUNT_RU  # one index-served COUNT (per physical partition), its fixed charge
+    count_ru_per_record: float = 0.0  # what a COUNT adds per index entry it counts (no published figure; surveyed)
     point_read_ru: float | None = None  # None: the published table at the record size
     delete_ru: float | None = None  # None: the published write charge at the record size
     physical_partitions: int | None = None  # None: ceil(GB / 50), how Azure splits by size (partitioning docs)
@@ -102,6 +106,8 @@ class StepModel:
             (self.page_size >= 1 and self.slices >= 0 and self.slices_per_run >= 1,
              "page size and slices per run must be >= 1 and slices >= 0"),
             (self.stub_kb >= 0 and self.serverless_usd_per_million_ru >= 0, "stub size and prices must be >= 0"),
+            (self.census_weeks is None or 0 <= self.census_weeks < math.inf,
+             f"census weeks {self.census_weeks} must be a number >= 0"),
         ]
         for ok, message in checks:
             if not ok:
@@ -172,18 +178,21 @@ def plan_steps(target: PlanTarget, model: StepModel | None = None, figures: Char
                                  "must be >= 0, >= 0 and > 0")
     n, size = target.records, target.avg_size_kb
     rate = target.rate_ru_s
-    copy_per = figures.load_ru(size) + figures.query_page_ru / model.page_size
     data_gb = n * size / KB_PER_GB
     partitions = figures.physical_partitions or max(1, math.ceil(data_gb / published.PARTITION_MAX_GB))
+    pages = (n / model.page_size + 0.5 * model.slices * partitions) if n else 0.0
+    copy_per = figures.load_ru(size) + (figures.query_page_ru * pages / n if n else 0.0)
     counts_per_slice = figures.count_ru * partitions
     deep = model.validation == "deep" or model.route == "adf"
-    validate_ru = n * copy_per if deep else model.slices * counts_per_slice
+    validate_ru = n * copy_per if deep else model.slices * counts_per_slice + n * figures.count_ru_per_record
     delete = figures.delete(size)
     purge_per = {"off": 0.0, "delete": delete, "stub": delete + published.delete_ru(model.stub_kb)}[model.purge]
     redo = model.remainder_fraction * n * (copy_per + (copy_per if deep else 0.0) + purge_per)
-    sweep = model.slices * counts_per_slice if model.purge != "off" else 0.0
+    sweep = (model.slices * counts_per_slice + model.remainder_fraction * n * figures.count_ru_per_record
+             if model.purge != "off" else 0.0)
     runs = math.ceil(model.slices / model.slices_per_run)
-    daily = (model.slices + runs) * counts_per_slice  # each run counts its slices and the lookback
+    left = n if model.purge == "off" else model.remainder_fraction * n  # what the runs' censuses still count
+    daily = (model.slices + runs) * counts_per_slice + left * figures.count_ru_per_record  # slices + the lookback
     cost_model = dict(published=figures.source)
     plan = StepPlan(target, model, figures)
     archive_s = (n * (copy_per + purge_per) + validate_ru) / rate if rate > 0 else math.inf
@@ -191,12 +200,12 @@ def plan_steps(target: PlanTarget, model: StepModel | None = None, figures: Char
     full_census = weeks * n * figures.load_ru(size) * 3  # three whole-container loads a week (source.census_cost)
     rows = [
         ("copy", n * copy_per, f"{figures.load_ru(size):,.2f} RU loaded per {size:g} KB record "
-                               f"({figures.ru_per_mb_loaded:.2f} RU/MB) + {figures.query_page_ru:g} RU per page of "
-                               f"{model.page_size}", model.route == "local"),
+                               f"({figures.ru_per_mb_loaded:.2f} RU/MB) + {figures.query_page_ru:g} RU per page: "
+                               f"{pages:,.0f} pages of {model.page_size}", model.route == "local"),
         ("validation", validate_ru,
          "the slice read again (deep" + (", ADF slices" if model.route == "adf" else "") + ")" if deep else
-         f"{model.slices} slices x {partitions} partition(s) x {figures.count_ru:g} RU "
-         "index-served COUNT", True),
+         f"{model.slices} slices x {partitions} partition(s) x {figures.count_ru:g} RU index-served COUNT + "
+         f"{figures.count_ru_per_record:g} RU per record counted", True),
         ("purge", n * purge_per, {"off": "purge off: nothing leaves Cosmos",
                                   "delete": f"one conditional delete, {delete:,.1f} RU",
                                   "stub": f"replace by a stub, {purge_per:,.1f} RU"}[model.purge], True),

@@ -10,7 +10,9 @@ What is measured (every request is a read; nothing is written or deleted in Cosm
 - one slice's copy: the slice query of the slice holding the sampled document, with ``populate_query_metrics``,
   its RU and ``retrievedDocumentSize`` (``x-ms-documentdb-query-metrics``): RU per MB loaded, after the pages'
   fixed charge (measured by the count below);
-- the index-served ``COUNT`` of that slice (what validation and the per-run census send), per partition;
+- the index-served ``COUNT`` of that slice (what validation and the per-run census send), per partition, and the
+  same COUNT bounded to match nothing (``_ts < 0``: what it costs when the range is empty, as the census's counts of
+  purged slices are): its fixed charge, and from the difference what it adds per record counted;
 - the id/etag listing of that slice (what validation falls back to when a count differs);
 - Azure Monitor: whether ``TotalRequestUnits`` and ``NormalizedRUConsumption`` can be read with this identity
   (403: the identity lacks the Monitoring Reader role on the account).
@@ -62,6 +64,7 @@ class Survey:
     point_read: dict[str, float] = field(default_factory=dict)  # ru, doc_kb
     slice_copy: dict[str, Any] = field(default_factory=dict)  # slice, ru, pages, documents, retrieved_mb, metrics
     slice_count: dict[str, float] = field(default_factory=dict)  # ru, documents
+    empty_count: dict[str, float] = field(default_factory=dict)  # ru: the same COUNT matching nothing
     slice_listing: dict[str, float] = field(default_factory=dict)  # ru, documents
     metrics: dict[str, str] = field(default_factory=dict)  # metric -> "readable" | what is missing
 
@@ -73,7 +76,12 @@ class Survey:
         if self.point_read:
             figures["point_read_ru"] = self.point_read["ru"]
         if self.slice_count:
-            figures["count_ru"] = round(self.slice_count["ru"] / max(1, self.physical_partitions), 3)
+            partitions = max(1, self.physical_partitions)
+            counted = self.slice_count
+            figures["count_ru"] = round((self.empty_count or counted)["ru"] / partitions, 3)
+            if self.empty_count and counted["documents"]:
+                figures["count_ru_per_record"] = round(
+                    max(0.0, counted["ru"] - self.empty_count["ru"]) / counted["documents"], 6)
         copy = self.slice_copy
         if copy.get("retrieved_mb"):
             fixed = copy["pages"] * figures.get("count_ru", 0.0)
@@ -100,7 +108,8 @@ class Survey:
                        f"{'yes' if copy.get('metrics') else 'not returned'})")
         if self.slice_count:
             count = self.slice_count
-            out.append(f"  its index-served COUNT: {count['ru']:.2f} RU ({count['documents']:.0f} documents)")
+            out.append(f"  its index-served COUNT: {count['ru']:.2f} RU ({count['documents']:.0f} documents)"
+                       + (f"; matching nothing: {self.empty_count['ru']:.2f} RU" if self.empty_count else ""))
         if self.slice_listing:
             out.append(f"  its id/etag listing: {self.slice_listing['ru']:.1f} RU")
         out += [f"  Azure Monitor {m}: {state}" for m, state in self.metrics.items()]
@@ -138,6 +147,11 @@ def survey_account(
                                   timestamp_kind=settings.timestamp_kind, stats=stats, feed_range=r)
                       for r in partition_ranges(container))
         survey.slice_count = {"ru": round(stats.ru_charged, 3), "documents": counted}
+        stats = ReadStats()
+        for r in partition_ranges(container):  # no document was last written before 1970: the count's fixed charge
+            count_range(container, time_slice, timestamp_field=settings.timestamp_field,
+                        timestamp_kind=settings.timestamp_kind, stats=stats, feed_range=r, unchanged_before=0)
+        survey.empty_count = {"ru": round(stats.ru_charged, 3)}
         stats = ReadStats()
         listed = slice_versions(container, time_slice, partition_key_path=settings.partition_key_path,
                                 timestamp_field=settings.timestamp_field, timestamp_kind=settings.timestamp_kind,
