@@ -20,6 +20,7 @@ import binascii
 import datetime as dt
 import json
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +38,7 @@ MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 100
 TOKEN_VERSION = 2  # 2: ordered by instant (1 ordered by the stored value)
 FIRST = dt.datetime.min.replace(tzinfo=dt.UTC)
+_WRITTEN_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")  # the date an ISO value leads with (ASCII digits only)
 
 
 def instant_of(value: Any, kind: TimestampKind) -> dt.datetime | None:
@@ -92,6 +94,25 @@ class ListQuery:
                 cond += f" AND {expr} {op} @b{n}"
                 params.append({"name": f"@b{n}", "value": value})
         return cond, params
+
+    def settled_below(self, value: Any) -> str | None:
+        """The instant key under which the list knows every record once it has read, in the server's order of the
+        stored values, everything up to ``value``: a record whose value sorts after it has an instant above the key.
+        Numbers sort as instants. An ISO string's written date leads (:func:`slices.timestamp_instant`), so a value
+        sorting after ``value`` is written on ``value``'s date or later, any time of day and with any separator,
+        and its offset moves its instant less than MAX_UTC_OFFSET back from that date's midnight. None: no such
+        key (not a value of the kind, or before year 0001)."""
+        try:
+            if self.kind == "epoch_seconds":
+                instant = instant_of(value, self.kind)
+            else:
+                written = dt.date.fromisoformat(value[:10]) if isinstance(value, str) and _WRITTEN_DATE.match(
+                    value) else None
+                instant = None if written is None else (
+                    dt.datetime.combine(written, dt.time(), dt.UTC) - MAX_UTC_OFFSET)
+        except (ValueError, OverflowError):
+            return None
+        return None if instant is None else instant_key(instant)
 
     def _after_instant(self) -> dt.datetime | None:
         return None if self.after is None else dt.datetime.fromisoformat(self.after[0])

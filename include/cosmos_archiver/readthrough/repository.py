@@ -61,7 +61,13 @@ from include.cosmos_archiver.readthrough.markers import (
     stub_sha256,
     tombstone,
 )
-from include.cosmos_archiver.readthrough.paging import ListQuery, build_query, encode_token, timestamp_of
+from include.cosmos_archiver.readthrough.paging import (
+    MAX_PAGE_SIZE,
+    ListQuery,
+    build_query,
+    encode_token,
+    timestamp_of,
+)
 from include.cosmos_archiver.readthrough.preconditions import check_if_match
 from include.cosmos_archiver.readthrough.rows import RowReader
 from include.cosmos_archiver.settings import ArchiveSettings
@@ -73,7 +79,7 @@ from include.cosmos_archiver.slices import (
     slice_grid,
     timestamp_instant,
 )
-from include.cosmos_archiver.source.reader import STUB, TOMBSTONE, marker_sql
+from include.cosmos_archiver.source.reader import RECORDS_ONLY, STUB, TOMBSTONE, marker_sql
 
 Source = Literal["cosmos", "archive"]
 WRITE_ATTEMPTS = 5
@@ -149,14 +155,14 @@ class ReadThroughRepository:
         query = build_query(json.dumps(customer, ensure_ascii=False), start, end, page_size, continuation,
                             self.settings.timestamp_kind)
         archived_later = self._readers.submit(self.index.entries_of, partition_key_text(customer))
-        hot, stubs, gone = self._hot_keys(query, customer)
+        hot = self._hot_window(query, customer)
         archived = self._archive_call(archived_later.result)
-        if not hot and not stubs and not archived and not self._customer_exists(customer):
+        if not hot and not archived and not self._customer_exists(customer):
             raise BadRequest(f"customerId={customer!r} is not a known customer (no records, hot or archived)",
                              parameter="customerId", value=customer)
         candidates: dict[str, tuple[Any, str, IndexEntry | None]] = {rid: (o, rid, None) for rid, o in hot.items()}
         for e in archived:
-            key = query.place(e.order, e.id) if e.id not in candidates and e.id not in gone else None
+            key = query.place(e.order, e.id) if e.id not in candidates else None
             if key is not None:
                 candidates[e.id] = (key, e.id, e)
         ordered = sorted(candidates.values(), key=lambda c: (c[0], c[1]))
@@ -364,37 +370,57 @@ class ReadThroughRepository:
         except AzureError as exc:
             raise ArchiveUnavailable(f"the archive could not be read ({exc.__class__.__name__}); retry") from None
 
-    def _hot_keys(self, query: ListQuery, customer: Any) -> tuple[dict[str, Any], set[str], set[str]]:
-        """(id -> instant key of live docs in range after the token, ids of stubs, ids of tombstones)."""
-        ts = self._ts_expr
+    def _hot_window(self, query: ListQuery, customer: Any) -> dict[str, str]:
+        """id -> instant key of the customer's first ``page_size + 1`` live records in list order (in range, after
+        the token), and no others: enough, since only archived candidates can be dropped later.
+
+        Keyset queries in the customer's logical partition, ``TOP n ... ORDER BY <timestamp>`` from the range's
+        written-date window (:meth:`ListQuery.server_filter`) on, each going on after the last stored value the
+        one before it read (the records tied on that value are read by equality, which the TOP may have cut).
+        Numbers sort as instants; ISO strings sort by their text, which is instant order only for the canonical
+        spelling, so the reading goes on until ``page_size + 1`` of the records read lie below the instant every
+        record not read yet is known to be after (:meth:`ListQuery.settled_below`: the last value's written date
+        less MAX_UTC_OFFSET). A page thus loads its own records and those written within about a day of them
+        (two days on either side at most), however long the customer's history (before: every hot record after
+        the token, ~N^2 / (2 x pageSize) documents to page through N). Only the timestamp is ordered on, which the
+        default range index serves: the container needs no composite index (docs/read-through-api.md)."""
+        ts, need = self._ts_expr, query.page_size + 1
         in_range, params = query.server_filter(ts)
-        sql = (f"SELECT c.id, {ts} AS o, {marker_sql(STUB)} AS s, {marker_sql(TOMBSTONE)} AS d FROM c "
-               f"WHERE {in_range} OR {marker_sql(TOMBSTONE)}")  # AND binds first
-        hot, stubs, gone = {}, set(), set()
-        for row in self._query(sql, params, customer):
-            if row.get("d"):
-                gone.add(row["id"])
-            elif row.get("s"):
-                stubs.add(row["id"])
-            elif (key := query.place(row.get("o"), row["id"])) is not None:
-                hot[row["id"]] = key
-        return hot, stubs, gone
+        found: dict[str, str] = {}
+        cursor, batch = None, need
+        while True:
+            after = "" if cursor is None else f" AND {ts} > @cursor"
+            page_params = params if cursor is None else [*params, {"name": "@cursor", "value": cursor}]
+            rows = self._query(f"SELECT TOP {batch} c.id, {ts} AS o FROM c WHERE {in_range} AND {RECORDS_ONLY}"
+                               f"{after} ORDER BY {ts}", page_params, customer)
+            exhausted = len(rows) < batch
+            if rows and not exhausted:  # the records sharing the last value, which the TOP may have cut
+                rows += self._query(f"SELECT c.id, {ts} AS o FROM c WHERE {ts} = @tie AND {RECORDS_ONLY}",
+                                    [{"name": "@tie", "value": rows[-1].get("o")}], customer)
+            for row in rows:
+                if (key := query.place(row.get("o"), row["id"])) is not None:
+                    found[row["id"]] = key
+            settled = None if exhausted else query.settled_below(rows[-1].get("o"))
+            if exhausted or (settled is not None and sum(key < settled for key in found.values()) >= need):
+                return dict(sorted(found.items(), key=lambda item: (item[1], item[0]))[:need])
+            cursor, batch = rows[-1].get("o"), min(2 * batch, MAX_PAGE_SIZE + 1)
 
     def _confirm_archived(self, query: ListQuery, customer: Any, ordered: list[tuple[Any, str, IndexEntry | None]]
                           ) -> list[tuple[Any, str, IndexEntry | None]]:
-        """Drop archived candidates that Cosmos DB holds a newer live version of (updated out of the range), until
-        the window holds page_size + 1 confirmed records or none are left."""
+        """Drop archived candidates that Cosmos DB holds a newer live version of (updated out of the range) or a
+        tombstone for (deleted), until the window holds page_size + 1 confirmed records or none are left: one
+        lookup by id per window, so a page never reads the customer's other tombstones."""
         confirmed: list[tuple[Any, str, IndexEntry | None]] = []
         rest = ordered
         while rest and len(confirmed) <= query.page_size:
             need = query.page_size + 1 - len(confirmed)
             window, rest = rest[:need], rest[need:]
             ids = [c[1] for c in window if c[2] is not None]
-            live = set()
+            superseded = set()  # a live version or a tombstone: anything but the purge's stub
             if ids:
-                sql = f"SELECT c.id FROM c WHERE ARRAY_CONTAINS(@ids, c.id) AND NOT {marker_sql()}"
-                live = {row["id"] for row in self._query(sql, [{"name": "@ids", "value": ids}], customer)}
-            confirmed += [c for c in window if c[2] is None or c[1] not in live]
+                sql = f"SELECT c.id FROM c WHERE ARRAY_CONTAINS(@ids, c.id) AND NOT {marker_sql(STUB)}"
+                superseded = {row["id"] for row in self._query(sql, [{"name": "@ids", "value": ids}], customer)}
+            confirmed += [c for c in window if c[2] is None or c[1] not in superseded]
         return confirmed
 
     def _bodies(self, customer: Any, page: list[tuple[Any, str, IndexEntry | None]]) -> list[Record]:
@@ -441,8 +467,10 @@ class ReadThroughRepository:
 
     def _query(self, sql: str, params: list[dict[str, Any]], partition_key: Any) -> list[dict[str, Any]]:
         """A single-partition query; the partition key is also a filter (the local emulator ignores the option)."""
+        sql, order_by, order = sql.partition(" ORDER BY ")
         sql = sql.replace(" WHERE ", f" WHERE {self._pk_expr} = @pk AND (", 1) + ")" if " WHERE " in sql else (
             f"{sql} WHERE {self._pk_expr} = @pk")
+        sql += order_by + order
         params = [*params, {"name": "@pk", "value": partition_key}]
         try:
             return list(self.container.query_items(sql, parameters=params,
