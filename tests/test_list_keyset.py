@@ -76,13 +76,11 @@ def test_pages_list_every_spelling_in_instant_order_across_page_boundaries(cosmo
     values.pop("t-z")
     expected = _expected(values)
     assert "s-plus" in expected and "s-prev-plus" in expected and "x-garbage" not in expected
-    for size in (1, 2, 3, 7, 100):
+    for size in (2, 5, 100):
         assert _paged(repo, "cust", size) == expected, size
     low, high = dt.datetime(2025, 6, 6, tzinfo=dt.UTC), dt.datetime(2025, 6, 6, 23, 1, tzinfo=dt.UTC)
-    for size in (1, 4):
-        assert _paged(repo, "cust", size, start="2025-06-06", end="2025-06-07T00:01:00+01:00") == _expected(
-            values, low, high), size
-    assert len(_paged(repo, "other", 5)) == len(expected) + 1, "the other customer's own records, t-z included"
+    assert _paged(repo, "cust", 3, start="2025-06-06", end="2025-06-07T00:01:00+01:00") == _expected(values, low, high)
+    assert len(_paged(repo, "other", 100)) == len(expected) + 1, "the other customer's own records, t-z included"
 
 
 # -- what a page costs -------------------------------------------------------------------------------------------------

@@ -114,8 +114,38 @@ class ListQuery:
             return None
         return None if instant is None else instant_key(instant)
 
+    def next_batch(self, keys: list[str], first: Any, last: Any, rows: int, batch: int) -> int:
+        """How many stored values the next keyset query reads, having read ``rows`` from ``first`` to ``last`` and
+        placed ``keys``: about as many as lie, at the density read so far, between ``last`` and the value that would
+        settle the ``page_size + 1``-th smallest key found (:meth:`settled_below`), and at least ``page_size + 1``;
+        twice ``batch`` while fewer than ``page_size + 1`` records are placed. An estimate only: the reading goes
+        on until the page is settled, whatever it reads."""
+        need = self.page_size + 1
+        if len(keys) < need:
+            return 2 * batch
+        target = _position(dt.datetime.fromisoformat(sorted(keys)[need - 1]), self.kind, settling=True)
+        start, end = _position(first, self.kind), _position(last, self.kind)
+        if target is None or start is None or end is None or target <= end:
+            return need
+        return max(need, math.ceil(rows * (target - end) / max(end - start, 1)))
+
     def _after_instant(self) -> dt.datetime | None:
         return None if self.after is None else dt.datetime.fromisoformat(self.after[0])
+
+
+def _position(value: Any, kind: TimestampKind, settling: bool = False) -> float | None:
+    """Where a stored value (or, ``settling``, the value that settles an instant) lies on the axis the keyset reads
+    along: epoch seconds, or the ordinal of an ISO string's written date."""
+    try:
+        if settling:
+            return value.timestamp() + 1 if kind == "epoch_seconds" else (
+                (value + MAX_UTC_OFFSET).date().toordinal() + 1)
+        if kind == "epoch_seconds":
+            return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+        return dt.date.fromisoformat(value[:10]).toordinal() if isinstance(value, str) and _WRITTEN_DATE.match(
+            value) else None
+    except (ValueError, OverflowError):
+        return None
 
 
 def _date_or_none(moment: dt.datetime, delta: dt.timedelta) -> str | None:

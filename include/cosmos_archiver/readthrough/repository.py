@@ -62,7 +62,6 @@ from include.cosmos_archiver.readthrough.markers import (
     tombstone,
 )
 from include.cosmos_archiver.readthrough.paging import (
-    MAX_PAGE_SIZE,
     ListQuery,
     build_query,
     encode_token,
@@ -375,8 +374,9 @@ class ReadThroughRepository:
         the token), and no others: enough, since only archived candidates can be dropped later.
 
         Keyset queries in the customer's logical partition, ``TOP n ... ORDER BY <timestamp>`` from the range's
-        written-date window (:meth:`ListQuery.server_filter`) on, each going on after the last stored value the
-        one before it read (the records tied on that value are read by equality, which the TOP may have cut).
+        written-date window (:meth:`ListQuery.server_filter`) on, each going on from the last stored value the one
+        before it read (that value included: the TOP may have cut the records sharing it; ids read twice count
+        once), ``n`` as :meth:`ListQuery.next_batch` estimates.
         Numbers sort as instants; ISO strings sort by their text, which is instant order only for the canonical
         spelling, so the reading goes on until ``page_size + 1`` of the records read lie below the instant every
         record not read yet is known to be after (:meth:`ListQuery.settled_below`: the last value's written date
@@ -387,23 +387,27 @@ class ReadThroughRepository:
         ts, need = self._ts_expr, query.page_size + 1
         in_range, params = query.server_filter(ts)
         found: dict[str, str] = {}
-        cursor, batch = None, need
+        first, cursor, batch, read = None, None, need, 0
         while True:
-            after = "" if cursor is None else f" AND {ts} > @cursor"
+            after = "" if cursor is None else f" AND {ts} >= @cursor"
             page_params = params if cursor is None else [*params, {"name": "@cursor", "value": cursor}]
             rows = self._query(f"SELECT TOP {batch} c.id, {ts} AS o FROM c WHERE {in_range} AND {RECORDS_ONLY}"
                                f"{after} ORDER BY {ts}", page_params, customer)
-            exhausted = len(rows) < batch
-            if rows and not exhausted:  # the records sharing the last value, which the TOP may have cut
-                rows += self._query(f"SELECT c.id, {ts} AS o FROM c WHERE {ts} = @tie AND {RECORDS_ONLY}",
-                                    [{"name": "@tie", "value": rows[-1].get("o")}], customer)
             for row in rows:
                 if (key := query.place(row.get("o"), row["id"])) is not None:
                     found[row["id"]] = key
-            settled = None if exhausted else query.settled_below(rows[-1].get("o"))
-            if exhausted or (settled is not None and sum(key < settled for key in found.values()) >= need):
-                return dict(sorted(found.items(), key=lambda item: (item[1], item[0]))[:need])
-            cursor, batch = rows[-1].get("o"), min(2 * batch, MAX_PAGE_SIZE + 1)
+            if len(rows) < batch:  # all read
+                break
+            settled = query.settled_below(rows[-1].get("o"))
+            if settled is not None and sum(key < settled for key in found.values()) >= need:
+                break
+            read += len(rows)
+            first = rows[0].get("o") if first is None else first
+            batch = query.next_batch(list(found.values()), first, rows[-1].get("o"), read, batch)
+            if rows[0].get("o") == rows[-1].get("o"):  # every row shares the cursor's value: read past them all
+                batch = max(batch, 2 * len(rows))
+            cursor = rows[-1].get("o")
+        return dict(sorted(found.items(), key=lambda item: (item[1], item[0]))[:need])
 
     def _confirm_archived(self, query: ListQuery, customer: Any, ordered: list[tuple[Any, str, IndexEntry | None]]
                           ) -> list[tuple[Any, str, IndexEntry | None]]:
