@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-import ssl
-import urllib.request
 
+from bench.purge_ru import booked_ru
 from include.cosmos_archiver.readthrough.paging import instant_key, instant_of
 from tests.readthrough_helpers import repository
 
@@ -88,19 +86,12 @@ BODY = "x" * 100_000  # ~100 KB records: a page's charge is what it loads (~10 R
 PER_DAY, PAGE = 2, 5
 
 
-def booked(stats_url: str) -> float:
-    """Every RU the gateway has charged so far (all traffic classes)."""
-    context = ssl.create_default_context(cafile=os.environ.get("REQUESTS_CA_BUNDLE"))
-    with urllib.request.urlopen(stats_url + "?seconds=1", context=context, timeout=30) as response:
-        return sum(cell["ru"] for cell in json.load(response)["totals"].values())
-
-
 def _page_charges(repo, stats_url: str, customer: str, pages: int) -> list[float]:
     charges, token = [], None
     for _ in range(pages):
-        before = booked(stats_url)
+        before = booked_ru(stats_url)
         page = repo.list(customer, page_size=PAGE, continuation=token)
-        charges.append(booked(stats_url) - before)
+        charges.append(booked_ru(stats_url) - before)
         token = page.continuation
     return charges
 
