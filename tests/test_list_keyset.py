@@ -7,6 +7,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import uuid
+
+import pytest
+from azure.cosmos import PartitionKey
 
 from bench.purge_ru import booked_ru
 from include.cosmos_archiver.readthrough.paging import instant_key, instant_of
@@ -63,19 +67,35 @@ def _paged(repo, customer: str, page_size: int, **bounds: str) -> list[str]:
             return ids
 
 
-def test_pages_list_every_spelling_in_instant_order_across_page_boundaries(cosmos_container, archive_store):
+COMPOSITE = {"indexingMode": "consistent", "includedPaths": [{"path": "/*"}], "excludedPaths": [{"path": '/"_etag"/?'}],
+             "compositeIndexes": [[{"path": "/customerId", "order": "ascending"},
+                                   {"path": "/issuedAt", "order": "ascending"}]]}
+
+
+@pytest.fixture(params=["range index", "composite index"])
+def container(request, cosmos_database):
+    """The default indexing policy (pages ordered by the timestamp's range index), or with the composite index
+    docs/read-through-api.md names (ordered by partition key, timestamp)."""
+    name = f"k-{uuid.uuid4().hex[:12]}"
+    policy = COMPOSITE if request.param == "composite index" else None
+    yield cosmos_database.create_container(name, PartitionKey("/customerId"), indexing_policy=policy)
+    cosmos_database.delete_container(name)
+
+
+def test_pages_list_every_spelling_in_instant_order_across_page_boundaries(container, archive_store, request):
     values = _records()
     for rid, at in values.items():
         doc = {"id": rid, "customerId": "cust", "amount": 1} | ({} if at is None else {"issuedAt": at})
-        cosmos_container.upsert_item(doc)
-        cosmos_container.upsert_item({**doc, "customerId": "other"})  # the same ids and times, another customer
-    repo = repository(cosmos_container, archive_store)
+        container.upsert_item(doc)
+        container.upsert_item({**doc, "customerId": "other"})  # the same ids and times, another customer
+    repo = repository(container, archive_store)
     repo.delete("t-z", "cust")  # a tombstone in the window: never listed
     values.pop("t-z")
     expected = _expected(values)
     assert "s-plus" in expected and "s-prev-plus" in expected and "x-garbage" not in expected
-    for size in (2, 5, 100):
+    for size in (3, 100):
         assert _paged(repo, "cust", size) == expected, size
+    assert repo._composite_order is ("composite" in request.node.callspec.params["container"])
     low, high = dt.datetime(2025, 6, 6, tzinfo=dt.UTC), dt.datetime(2025, 6, 6, 23, 1, tzinfo=dt.UTC)
     assert _paged(repo, "cust", 3, start="2025-06-06", end="2025-06-07T00:01:00+01:00") == _expected(values, low, high)
     assert len(_paged(repo, "other", 100)) == len(expected) + 1, "the other customer's own records, t-z included"

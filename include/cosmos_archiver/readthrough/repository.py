@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -80,6 +81,7 @@ from include.cosmos_archiver.slices import (
 )
 from include.cosmos_archiver.source.reader import RECORDS_ONLY, STUB, TOMBSTONE, marker_sql
 
+log = logging.getLogger(__name__)
 Source = Literal["cosmos", "archive"]
 WRITE_ATTEMPTS = 5
 ROW_GROUP_READERS = 8  # a list page's archived records come from many row groups: read them side by side
@@ -128,6 +130,7 @@ class ReadThroughRepository:
         self._ts_expr = field_expression(settings.timestamp_field)
         self._readers = ThreadPoolExecutor(ROW_GROUP_READERS, thread_name_prefix="archive-read")
         self._pk_expr = "c" + "".join(f'["{p}"]' for p in settings.partition_key_path.strip("/").split("/"))
+        self._composite_order: bool | None = None  # whether the container serves ORDER BY (partition key, timestamp)
 
     # -- reads ---------------------------------------------------------------------------------------------------
     def get(self, record_id: str, partition_key: Any) -> Record:
@@ -382,8 +385,8 @@ class ReadThroughRepository:
         record not read yet is known to be after (:meth:`ListQuery.settled_below`: the last value's written date
         less MAX_UTC_OFFSET). A page thus loads its own records and those written within about a day of them
         (two days on either side at most), however long the customer's history (before: every hot record after
-        the token, ~N^2 / (2 x pageSize) documents to page through N). Only the timestamp is ordered on, which the
-        default range index serves: the container needs no composite index (docs/read-through-api.md)."""
+        the token, ~N^2 / (2 x pageSize) documents to page through N). Ordered by (partition key, timestamp) where
+        the container has that composite index, else by the timestamp's range index (:meth:`_keyset`)."""
         ts, need = self._ts_expr, query.page_size + 1
         in_range, params = query.server_filter(ts)
         found: dict[str, str] = {}
@@ -391,8 +394,8 @@ class ReadThroughRepository:
         while True:
             after = "" if cursor is None else f" AND {ts} >= @cursor"
             page_params = params if cursor is None else [*params, {"name": "@cursor", "value": cursor}]
-            rows = self._query(f"SELECT TOP {batch} c.id, {ts} AS o FROM c WHERE {in_range} AND {RECORDS_ONLY}"
-                               f"{after} ORDER BY {ts}", page_params, customer)
+            rows = self._keyset(f"SELECT TOP {batch} c.id, {ts} AS o FROM c WHERE {in_range} AND {RECORDS_ONLY}"
+                                f"{after} ORDER BY {ts}", page_params, customer)
             for row in rows:
                 if (key := query.place(row.get("o"), row["id"])) is not None:
                     found[row["id"]] = key
@@ -471,16 +474,38 @@ class ReadThroughRepository:
 
     def _query(self, sql: str, params: list[dict[str, Any]], partition_key: Any) -> list[dict[str, Any]]:
         """A single-partition query; the partition key is also a filter (the local emulator ignores the option)."""
+        try:
+            return self._single_partition(sql, params, partition_key)
+        except CosmosHttpResponseError as exc:
+            raise self._cosmos_error(exc) from None
+
+    def _single_partition(self, sql: str, params: list[dict[str, Any]], partition_key: Any) -> list[dict[str, Any]]:
         sql, order_by, order = sql.partition(" ORDER BY ")
         sql = sql.replace(" WHERE ", f" WHERE {self._pk_expr} = @pk AND (", 1) + ")" if " WHERE " in sql else (
             f"{sql} WHERE {self._pk_expr} = @pk")
         sql += order_by + order
         params = [*params, {"name": "@pk", "value": partition_key}]
-        try:
-            return list(self.container.query_items(sql, parameters=params,
-                                                   partition_key=sdk_partition_key(partition_key)))
-        except CosmosHttpResponseError as exc:
-            raise self._cosmos_error(exc) from None
+        return list(self.container.query_items(sql, parameters=params,
+                                               partition_key=sdk_partition_key(partition_key)))
+
+    def _keyset(self, sql: str, params: list[dict[str, Any]], partition_key: Any) -> list[dict[str, Any]]:
+        """A list page's keyset query, ``sql`` ending in ``ORDER BY <timestamp>``: ordered by (partition key,
+        timestamp) while the container has the composite index that serves it (docs/read-through-api.md), else,
+        once Cosmos DB refuses that order for want of the index, by the timestamp alone (its range index)."""
+        if self._composite_order is not False:
+            ordered = sql.replace(" ORDER BY ", f" ORDER BY {self._pk_expr}, ", 1)
+            try:
+                rows = self._single_partition(ordered, params, partition_key)
+                self._composite_order = True
+                return rows
+            except CosmosHttpResponseError as exc:
+                if _status(exc) != 400 or "composite index" not in (exc.message or ""):
+                    raise self._cosmos_error(exc) from None
+                self._composite_order = False
+                log.warning("the container has no composite index (%s ASC, %s ASC): list pages are ordered by the "
+                            "timestamp's range index alone; add it (docs/read-through-api.md) for index-served pages",
+                            self.settings.partition_key_path, "/" + self.settings.timestamp_field.replace(".", "/"))
+        return self._query(sql, params, partition_key)
 
     @staticmethod
     def _cosmos_error(exc: CosmosHttpResponseError) -> ReadThroughError:
