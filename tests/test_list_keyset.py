@@ -11,10 +11,14 @@ import uuid
 
 import pytest
 from azure.cosmos import PartitionKey
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from bench.purge_ru import booked_ru
-from include.cosmos_archiver.readthrough.paging import instant_key, instant_of
+from include.cosmos_archiver.readthrough.paging import ListQuery, instant_key, instant_of
 from tests.readthrough_helpers import repository
+from tests.test_instants import iso_strings
 
 OTHER_SPELLINGS = {  # id -> issuedAt: written far from (or in another shape than) the canonical text of its instant
     "s-plus": "2025-06-07T23:00:00+23:59",  # = 2025-06-06T23:01Z, written the day after
@@ -128,3 +132,23 @@ def test_a_page_loads_the_same_however_long_the_customers_hot_history(cosmos_con
     short = _page_charges(repo, stack.gateway_stats_url, "short", 1)
     long = _page_charges(repo, stack.gateway_stats_url, "long", 6)
     assert max(long) < 1.3 * short[0], (short, long)
+
+
+@st.composite
+def read_and_later(draw: st.DrawFn) -> tuple[str, str]:
+    """The last value read, and a value written on the same date (or the next), any time and offset."""
+    last = draw(iso_strings())
+    date = dt.date(2025, 6, 6) + dt.timedelta(days=draw(st.integers(0, 1)))
+    tail = draw(iso_strings() | st.sampled_from(list(OTHER_SPELLINGS.values())))[10:]
+    return last if draw(st.booleans()) else date.isoformat() + last[10:], date.isoformat() + tail
+
+
+@hypothesis_settings(max_examples=400, deadline=None)
+@given(read_and_later())
+def test_no_value_sorting_after_the_last_one_read_is_before_the_settled_instant(pair):
+    """settled_below's promise, over the whole range of ISO 8601 spellings (offsets up to +-24:59, any fraction,
+    dates only, impossible fields): a value the server sorts at or after ``last`` has no instant below it."""
+    last, later = pair
+    settled, instant = ListQuery("c", None, None, 1, None).settled_below(last), instant_of(later, "iso8601")
+    if later >= last and settled is not None and instant is not None:
+        assert instant_key(instant) > settled, (last, later)
