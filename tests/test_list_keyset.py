@@ -5,6 +5,7 @@ query by the documents it makes the service load), and the pages list exactly wh
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import uuid
@@ -17,7 +18,8 @@ from hypothesis import strategies as st
 
 from bench.purge_ru import booked_ru
 from include.cosmos_archiver.readthrough.paging import ListQuery, instant_key, instant_of
-from tests.readthrough_helpers import repository
+from include.cosmos_archiver.readthrough.repository import ReadThroughRepository
+from tests.readthrough_helpers import SETTINGS, repository
 from tests.test_instants import iso_strings
 
 OTHER_SPELLINGS = {  # id -> issuedAt: written far from (or in another shape than) the canonical text of its instant
@@ -104,6 +106,20 @@ def test_pages_list_every_spelling_in_instant_order_across_page_boundaries(conta
     assert _paged(repo, "cust", 3, start="2025-06-06", end="2025-06-07T00:01:00+01:00") == _expected(values, low, high)
     assert len(_paged(repo, "other", 100)) == len(expected) + 1, "the other customer's own records, t-z included"
 
+
+
+def test_epoch_seconds_page_in_instant_order_with_ties(cosmos_container, archive_store):
+    values = {"e-a": 1_750_000_000, "e-b": 1_750_000_000.0, "e-c": 1_749_999_999.5, "e-d": 1_750_086_400,
+              "e-e": 1_750_000_000.25, "e-f": 1_700_000_000, "e-g": 1_750_000_000, "x-str": "2025-06-15T00:00:00.000Z",
+              "x-bool": True, "x-huge": 1e300}
+    for rid, at in values.items():
+        cosmos_container.upsert_item({"id": rid, "customerId": "cust", "issuedAt": at})
+    settings = dataclasses.replace(SETTINGS, timestamp_kind="epoch_seconds")
+    repo = ReadThroughRepository(cosmos_container, archive_store, settings)
+    placed = sorted((instant_key(t), rid) for rid, v in values.items() if (t := instant_of(v, "epoch_seconds")))
+    assert [rid for _, rid in placed] == ["e-f", "e-c", "e-a", "e-b", "e-g", "e-e", "e-d"]
+    for size in (2, 100):
+        assert _paged(repo, "cust", size) == [rid for _, rid in placed], size
 
 # -- what a page costs -------------------------------------------------------------------------------------------------
 BODY = "x" * 100_000  # ~100 KB records: a page's charge is what it loads (~10 RU per MB), not its fixed costs
