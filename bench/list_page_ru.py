@@ -33,7 +33,10 @@ from bench.purge_ru import booked_ru  # noqa: E402
 from devstack.stack import EMULATOR_COSMOS_KEY, StackConfig, charge_model_line, free_port, running_stack  # noqa: E402
 from include.cosmos_archiver.archive.store import ArchiveStore  # noqa: E402
 from include.cosmos_archiver.clients import blob_container, cosmos_client  # noqa: E402
-from include.cosmos_archiver.readthrough.repository import ReadThroughRepository  # noqa: E402
+from include.cosmos_archiver.readthrough.repository import (  # noqa: E402
+    ReadThroughRepository,
+    list_indexing_policy,
+)
 from include.cosmos_archiver.slices import bound_value  # noqa: E402
 from tests.readthrough_helpers import SETTINGS  # noqa: E402
 
@@ -70,19 +73,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--target-kb", type=int, default=30)
     parser.add_argument("--page-size", type=int, default=25)
     parser.add_argument("--charge-model", default="published", choices=("published", "seed"))
+    parser.add_argument("--without-composite-index", action="store_true",
+                        help="the container's default indexing policy: pages ordered by the timestamp alone")
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
     with tempfile.TemporaryDirectory(prefix="bench-list-") as state, running_stack(StackConfig(
             state_dir=Path(state), cosmos_port=free_port(), cosmos_backend_port=free_port(), blob_port=free_port(),
             provisioned_ru=1_000_000, charge_model=args.charge_model)) as config:
         database = cosmos_client(config.cosmos_endpoint, EMULATOR_COSMOS_KEY).create_database_if_not_exists("bench")
-        container = database.create_container("list", PartitionKey(SETTINGS.partition_key_path))
+        policy = None if args.without_composite_index else list_indexing_policy(SETTINGS)
+        container = database.create_container("list", PartitionKey(SETTINGS.partition_key_path),
+                                              indexing_policy=policy)
         store = ArchiveStore(blob_container(config.blob_connection_string, "list"), "records")
         for size in sizes:
             seed(container, f"cust-{size}", size, args.per_day, args.target_kb)
         repo = ReadThroughRepository(container, store, SETTINGS)
         print(charge_model_line(config))
-        print(f"{args.per_day} records a day of ~{args.target_kb} KB, {args.page_size} per page")
+        order = "timestamp (range index)" if args.without_composite_index else "partition key, timestamp (composite)"
+        print(f"{args.per_day} records a day of ~{args.target_kb} KB, {args.page_size} per page, ordered by {order}")
         base = None
         for size in sizes:
             charges, listed = page_charges(repo, config.gateway_stats_url, f"cust-{size}", args.page_size)

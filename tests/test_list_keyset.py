@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from bench.purge_ru import booked_ru
 from include.cosmos_archiver.readthrough.paging import ListQuery, instant_key, instant_of
-from include.cosmos_archiver.readthrough.repository import ReadThroughRepository
+from include.cosmos_archiver.readthrough.repository import ReadThroughRepository, list_indexing_policy
 from tests.readthrough_helpers import SETTINGS, repository
 from tests.test_instants import iso_strings
 
@@ -73,17 +73,12 @@ def _paged(repo, customer: str, page_size: int, **bounds: str) -> list[str]:
             return ids
 
 
-COMPOSITE = {"indexingMode": "consistent", "includedPaths": [{"path": "/*"}], "excludedPaths": [{"path": '/"_etag"/?'}],
-             "compositeIndexes": [[{"path": "/customerId", "order": "ascending"},
-                                   {"path": "/issuedAt", "order": "ascending"}]]}
-
-
 @pytest.fixture(params=["range index", "composite index"])
 def container(request, cosmos_database):
     """The default indexing policy (pages ordered by the timestamp's range index), or with the composite index
     docs/read-through-api.md names (ordered by partition key, timestamp)."""
     name = f"k-{uuid.uuid4().hex[:12]}"
-    policy = COMPOSITE if request.param == "composite index" else None
+    policy = list_indexing_policy(SETTINGS) if request.param == "composite index" else None
     yield cosmos_database.create_container(name, PartitionKey("/customerId"), indexing_policy=policy)
     cosmos_database.delete_container(name)
 

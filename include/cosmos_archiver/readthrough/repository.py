@@ -110,6 +110,20 @@ def _status(exc: CosmosHttpResponseError) -> int:
     return int(exc.status_code or 0)
 
 
+def list_composite_index(settings: ArchiveSettings) -> list[dict[str, str]]:
+    """The composite index (partition key, timestamp), both ascending, that serves a list page's keyset query: an
+    entry of the container's indexing policy's ``compositeIndexes`` (docs/read-through-api.md)."""
+    return [{"path": "/" + settings.partition_key_path.strip("/"), "order": "ascending"},
+            {"path": "/" + settings.timestamp_field.replace(".", "/"), "order": "ascending"}]
+
+
+def list_indexing_policy(settings: ArchiveSettings) -> dict[str, Any]:
+    """Cosmos DB's default indexing policy (every path, ``_etag`` excluded) with :func:`list_composite_index`: what a
+    container created for these settings can be given."""
+    return {"indexingMode": "consistent", "automatic": True, "includedPaths": [{"path": "/*"}],
+            "excludedPaths": [{"path": '/"_etag"/?'}], "compositeIndexes": [list_composite_index(settings)]}
+
+
 def sdk_partition_key(value: Any) -> Any:
     """The SDK's spelling of a partition key value (a string, number, boolean or None for JSON null; anything else
     is a BadRequest naming it): JSON null is NullPartitionKeyValue (a query's None would mean "every partition")."""
@@ -502,9 +516,9 @@ class ReadThroughRepository:
                 if _status(exc) != 400 or "composite index" not in (exc.message or ""):
                     raise self._cosmos_error(exc) from None
                 self._composite_order = False
-                log.warning("the container has no composite index (%s ASC, %s ASC): list pages are ordered by the "
-                            "timestamp's range index alone; add it (docs/read-through-api.md) for index-served pages",
-                            self.settings.partition_key_path, "/" + self.settings.timestamp_field.replace(".", "/"))
+                log.warning("the container has no composite index %s: list pages are ordered by the timestamp's "
+                            "range index alone; add it to compositeIndexes (docs/read-through-api.md)",
+                            json.dumps(list_composite_index(self.settings)))
         return self._query(sql, params, partition_key)
 
     @staticmethod
