@@ -67,7 +67,7 @@ import logging
 import cosmos_archive_notify as notify
 import cosmos_archive_runtime as runtime
 from airflow.sdk import Param, dag, get_current_context, task, task_group
-from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+from airflow.sdk.exceptions import AirflowSkipException
 from cosmos_archive_adf import CosmosArchiveAdfRunPipelineOperator
 from cosmos_archive_gate import ArchiveRuGate
 from cosmos_archive_ui import report_link
@@ -126,7 +126,7 @@ def slice_of(task) -> str:
         "retry_delay": dt.timedelta(minutes=2),
         "retry_exponential_backoff": True,
         "pool": POOL,
-        "retry_policy": runtime.HALTED_NOT_RETRIED,
+        "retry_policy": runtime.NOT_RETRIED,
     },
     user_defined_macros={"slice_of": slice_of},
     params={
@@ -283,9 +283,10 @@ def cosmos_archive():
         @runtime.archive_errors()
         def index_adf_output(time_slice: dict) -> dict:
             """ADF writes no hashes: build the slice's manifest from the files it wrote (validation re-reads both)."""
-            settings = runtime.load_settings()
+            ti, settings = get_current_context()["ti"], runtime.load_settings()
+            run_id = ti.xcom_pull(task_ids="archive_slice.copy_adf", key="run_id", map_indexes=ti.map_index)
             manifest = runtime.index_adf_copy(runtime.archive_store(settings), TimeSlice.from_dict(time_slice),
-                                              settings)
+                                              settings, run_id=run_id)
             log.info("ADF %s", _copy_line(manifest))
             return manifest.summary()
 
@@ -383,7 +384,8 @@ def cosmos_archive():
     @task(pool=None, retries=0, trigger_rule="one_failed")
     def run_outcome() -> None:
         """Runs only when a task of this run failed: makes the run itself fail, so it shows red."""
-        raise AirflowFailException("a task of this run failed (see the red tasks and the run report): run failed")
+        raise runtime.OneLineExit("run failed: a task of this run failed; its own log says what went wrong and what "
+                                  "to do (the red tasks in the grid; the run's note on a halt; the run report)")
 
     settled = due()
     checked = preflight()

@@ -23,6 +23,7 @@ cache, so no private attribute of the provider's hooks is relied on.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import time
 from collections.abc import AsyncIterator
@@ -82,6 +83,14 @@ def data_factory_hook(conn_id: str) -> AzureDataFactoryHook:
     if local_standin(AzureDataFactoryHook.get_connection(conn_id).extra_dejson) is None:
         return AzureDataFactoryHook(azure_data_factory_conn_id=conn_id)
     return CosmosArchiveAdfHook(azure_data_factory_conn_id=conn_id)
+
+
+def pipeline_run_start(hook: AzureDataFactoryHook, run_id: str) -> dt.datetime | None:
+    """When ADF started a pipeline run (its ``runStart``, the service's clock), or None if it does not say; the
+    resource group and factory come from the connection's extras, as the provider's operator takes them."""
+    run = hook.get_pipeline_run(run_id, None, None)  # type: ignore[arg-type]
+    start = getattr(run, "run_start", None)
+    return start if isinstance(start, dt.datetime) else None
 
 
 class CosmosArchiveAdfHook(AzureDataFactoryHook):

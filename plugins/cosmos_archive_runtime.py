@@ -21,9 +21,9 @@ from airflow.providers.microsoft.azure.hooks.data_factory import (
 )
 from airflow.providers.microsoft.azure.hooks.wasb import WasbHook
 from airflow.sdk import BaseHook, ExceptionRetryPolicy, RetryAction, RetryRule, Variable
-from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+from airflow.sdk.exceptions import AirflowSkipException
 from azure.cosmos import ContainerProxy
-from cosmos_archive_adf import data_factory_hook
+from cosmos_archive_adf import data_factory_hook, pipeline_run_start
 
 from include.cosmos_archiver.adf import PIPELINE_NAME
 from include.cosmos_archiver.adf.indexing import index_adf_slice
@@ -73,19 +73,33 @@ class ConfigurationError(TerminalError, ValueError):
     """Raised before any work starts; the message names the missing connection or the bad value."""
 
 
-class HaltedExit(SystemExit):
-    """A task ends failed on a halted archive, with one line in its log and no traceback.
+class OneLineExit(SystemExit):
+    """A task ends failed with one line in its log and no traceback.
 
     Airflow's task runner logs every exception with its traceback (``log.exception("Task failed with exception")``
     in airflow/sdk/execution_time/task_runner.py, AirflowFailException included) except SystemExit, which it logs as
-    one line (``log.error("Task exited", exit_code=...)``) and then fails or retries; ``HALTED_NOT_RETRIED`` makes
-    it fail at once. The message is the line the operator reads first: "Halted since …: slice …".
+    one line (``log.error("Task exited", exit_code=...)``) and then fails or retries (a task with ``retries=0``
+    fails at once). The message is the line the operator reads first.
     """
 
 
-# Every task's retry policy (default_args): a halted archive is not retried, anything else as the task's retries say.
-HALTED_NOT_RETRIED = ExceptionRetryPolicy(rules=[RetryRule(
-    exception=HaltedExit, action=RetryAction.FAIL, reason="the archive is halted until an operator clears it")])
+class HaltedExit(OneLineExit):
+    """A task ends failed on a halted archive ("Halted since …: slice …"); ``NOT_RETRIED`` makes it fail at once
+    whatever the task's retries."""
+
+
+class TerminalExit(OneLineExit):
+    """A task ends failed on a :class:`TerminalError` (bad settings, a missing connection, a slice that failed for
+    good): its message already says what was wrong and what to do; ``NOT_RETRIED`` makes it fail at once."""
+
+
+# Every task's retry policy (default_args): a halted archive and a terminal error are not retried, anything else as
+# the task's retries say.
+NOT_RETRIED = ExceptionRetryPolicy(rules=[
+    RetryRule(exception=HaltedExit, action=RetryAction.FAIL,
+              reason="the archive is halted until an operator clears it"),
+    RetryRule(exception=TerminalExit, action=RetryAction.FAIL, reason="a terminal error: retrying cannot mend it"),
+])
 
 
 @contextmanager
@@ -93,9 +107,9 @@ def archive_errors() -> Iterator[None]:
     """Map the library's outcomes onto Airflow's, as a decorator (under ``@task``) or a ``with`` block.
 
     TerminalError (bad settings, a missing connection, a slice that failed validation for good) fails the task
-    at once, without its retries; SliceSkipped marks it skipped. A halted archive (and the halt itself) ends the
-    task with one line and no traceback (HaltedExit). Anything else (TransientError, the SDKs' errors)
-    propagates unchanged, so the task's retries with back-off take it again.
+    at once, without its retries, in one line (TerminalExit); SliceSkipped marks it skipped. A halted archive (and
+    the halt itself) ends the task with one line and no traceback (HaltedExit). Anything else (TransientError, the
+    SDKs' errors) propagates unchanged, so the task's retries with back-off take it again.
     """
     try:
         yield
@@ -104,7 +118,7 @@ def archive_errors() -> Iterator[None]:
     except SliceIntegrityError as exc:
         raise HaltedExit(one_line(str(exc), limit=2000)) from None
     except TerminalError as exc:
-        raise AirflowFailException(f"{exc} [{type(exc).__name__}: not retried]") from exc
+        raise TerminalExit(one_line(f"{exc} [{type(exc).__name__}: not retried]", limit=2000)) from None
     except SliceSkipped as exc:
         raise AirflowSkipException(str(exc)) from exc
 
@@ -289,9 +303,14 @@ def copy_with_adf(time_slice: TimeSlice, settings: ArchiveSettings, store: Archi
 def index_adf_copy(store: ArchiveStore, time_slice: TimeSlice, settings: ArchiveSettings, *,
                    run_id: str | None = None) -> Manifest:
     """Index what an ADF run wrote for the slice, adding from the paced source the timestamps its query cannot
-    place (other ISO 8601 spellings)."""
+    place (other ISO 8601 spellings); the run's start (asked of ADF) marks what changed during the copy."""
     container, budget = paced_source(settings)
-    return index_adf_slice(store, time_slice, settings, container=container, budget=budget, run_id=run_id)
+    run_start = pipeline_run_start(data_factory_hook(ADF_CONN_ID), run_id) if run_id else None
+    if run_id and run_start is None:
+        log.warning("ADF pipeline run %s does not say when it started: records changed during its copy of slice %s "
+                    "will fail validation and be copied again", run_id, time_slice.slice_id)
+    return index_adf_slice(store, time_slice, settings, container=container, budget=budget, run_id=run_id,
+                           run_start=run_start)
 
 
 def _adf_check_interval_s() -> float:

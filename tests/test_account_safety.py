@@ -82,7 +82,9 @@ def _samples(total_share: float, hottest_pct: float, seconds: int = 10) -> list[
 
 def test_normalized_ru_is_the_hottest_partitions_share_not_the_accounts() -> None:
     """One hot partition at 95 % of its own budget while the account uses 30 %: the gate opens (the account is
-    quiet) and says so; the controller estimates the business at 30 %, not 95 %."""
+    quiet) and says so; the controller paces against the partition that binds (the hottest, at 95 % of its own
+    RU/s: the archiver's reads spread over the partitions would be throttled there and crowd its customers out),
+    not the account's 30 % (issue 18: every partition spared)."""
     samples = _samples(0.30, 95.0)
     verdict = assess_quiet(samples, provisioned_ru_s=5000, threshold=0.7, window=timedelta(seconds=5))
     assert verdict.quiet and verdict.peak_fraction == pytest.approx(0.30)
@@ -99,4 +101,5 @@ def test_normalized_ru_is_the_hottest_partitions_share_not_the_accounts() -> Non
     budget = AdaptiveBudget(RuGovernance(account_mode="provisioned", usage_poll_s=1, stale_after_s=30,
                                          grain_s=1).rate_settings(), Fixed())
     budget.available_ru_per_s()  # one control step: polls the usage
-    assert budget.client_estimate() == pytest.approx(0.30, abs=0.02)
+    assert budget.client_estimate() == pytest.approx(0.95, abs=0.02)
+    assert budget.available_ru_per_s() == 0  # over the ceiling on that partition: nothing for the archiver

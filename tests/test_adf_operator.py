@@ -13,6 +13,7 @@ import io
 import json
 import os
 import re
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,6 +35,7 @@ from include.cosmos_archiver.archive.store import ArchiveStore
 from include.cosmos_archiver.clients import blob_container, cosmos_client
 from include.cosmos_archiver.pipeline.copy import copy_slice
 from include.cosmos_archiver.pipeline.validate import validate_slice
+from include.cosmos_archiver.readthrough.markers import SYSTEM_PROPERTIES
 from include.cosmos_archiver.settings import ArchiveSettings
 from include.cosmos_archiver.slices import TimeSlice
 
@@ -128,7 +130,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
                     "plugin": plugin,
                     "container": container,
                     "store": store,
-                    "slices": _busiest_days(8),
+                    "slices": _busiest_days(9),
                 }
 
 
@@ -411,3 +413,29 @@ def test_index_refuses_unreadable_and_conflicting_files_by_name(env: dict[str, A
     store.delete(f"{folder}/adf_00001.parquet")
     assert index_adf_slice(store, time_slice, SETTINGS).record_count == expected
     assert validate_slice(env["container"], store, time_slice, SETTINGS).ok
+
+
+def test_a_record_changed_since_the_adf_run_started_is_named_as_changed_not_a_failed_slice(
+        env: dict[str, Any], standin: AdfStandin) -> None:
+    """ADF's ``runStart`` (asked through the provider's hook) marks what its copy may have read before a change: a
+    record written since is named as changed, kept in Cosmos DB for a later generation, and the slice verifies
+    instead of failing validation and being copied again (the indexing time stood in before: later than the copy)."""
+    time_slice, expected = env["slices"][8]
+    ti = FakeTI()
+    op = _operator(env, "copy_then_changed", pipeline_parameters(time_slice, SETTINGS, page_size=10),
+                   wait_for_termination=True, deferrable=False)
+    op.execute({"ti": ti})
+    run_start = env["plugin"].pipeline_run_start(op.hook, ti.xcom["run_id"])
+    assert run_start is not None and run_start <= dt.datetime.now(dt.UTC)
+    bounds = [{"name": "@lo", "value": int(time_slice.start.timestamp())},
+              {"name": "@hi", "value": int(time_slice.end.timestamp())}]
+    doc = next(iter(env["container"].query_items("SELECT * FROM c WHERE c.archiveTs >= @lo AND c.archiveTs < @hi",
+                                                 parameters=bounds, enable_cross_partition_query=True)))
+    env["container"].upsert_item({**{k: v for k, v in doc.items() if k not in SYSTEM_PROPERTIES},
+                                  "note": "changed after the copy began"})
+    time.sleep(2.1)  # as on Azure, where the copy runs on for minutes: the change lies seconds before the indexing
+    manifest = index_adf_slice(env["store"], time_slice, SETTINGS, run_id=ti.xcom["run_id"], run_start=run_start)
+    assert manifest.read_since is not None and manifest.read_since < run_start.timestamp()
+    result = validate_slice(env["container"], env["store"], time_slice, SETTINGS)
+    assert result.ok and [name for name in result.changed if doc["id"] in name], result.message()
+    assert result.source_count == expected

@@ -406,6 +406,7 @@ def test_a_bad_setting_fails_its_task_once_without_retries(stack, cosmos_databas
                      extra_env={"AIRFLOW_VAR_COSMOS_ARCHIVE_SETTINGS": json.dumps({"cutoff_days": -1})})
     logs = run.stdout + run.stderr
     assert "Variable cosmos_archive_settings: cutoff_days=-1 must be a positive integer" in logs, logs[-3000:]
+    assert "Task failed with exception" not in logs  # one line, no traceback (the task runner's words for one)
     assert _tries(airflow_env, "preflight") == {-1: ("failed", 1)}
     assert _task_states(airflow_env).get(("plan", -1)) in (None, "upstream_failed")
     assert _run_state(airflow_env) == "failed"
@@ -425,6 +426,7 @@ def test_a_halted_archive_fails_the_next_run_in_one_line_and_writes_its_note(sta
     line = "Halted since 2026-05-31T01:02:03+00:00: slice 2026/02/05 failed in run scheduled__2026-05-31"
     assert line in logs, logs[-3000:]
     assert "ArchiveHaltedError" not in logs and "HaltedExit" not in logs  # no traceback of the halt
+    assert "run failed: a task of this run failed" in logs and "Task failed with exception" not in logs  # no task's
     assert _tries(airflow_env, "preflight") == {-1: ("failed", 1)}  # not retried
     assert _run_state(airflow_env) == "failed"
     note = _run_note(airflow_env)

@@ -5,11 +5,13 @@ logic."""
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
 from include.cosmos_archiver.archive.canonical import canonical_json, sha256_hex, slice_digest
 from include.cosmos_archiver.archive.parquet_layout import decode_rows
+from include.cosmos_archiver.pipeline.restore import restore_records, restore_slice
 from include.cosmos_archiver.readthrough.erasure import erase_deleted
 from include.cosmos_archiver.readthrough.errors import BadRequest, Conflict, NotFound, PreconditionFailed
 from include.cosmos_archiver.readthrough.index import ArchiveIndex, compact_index
@@ -262,3 +264,37 @@ def test_a_record_archived_again_reads_its_newest_version(cosmos_container, arch
     purge_like_the_pipeline(cosmos_container, archive_store, time_slice.slice_id, mode=mode)
     record = repo.get(first.id, first.partition_key)
     assert record.source == "archive" and json.loads(record.body)["rev"] == 1
+
+
+def test_the_newest_archived_version_wins_when_an_update_moved_a_record_to_an_earlier_slice(
+        cosmos_container, archive_store):
+    """A record archived in a slice, then updated with its timestamp moved into an EARLIER slice that is archived
+    later, has an index entry in both slices: reads serve the newer version (by the document's ``_ts``), before and
+    after compaction, not whichever slice the index happened to list last."""
+    docs = {d["id"]: d for d in seed(cosmos_container, seed_spec(40))}
+    earlier, later = [s for s in due_slices() if any(
+        s.start.strftime("%Y-%m-%d") <= d["issuedAt"][:10] < s.end.strftime("%Y-%m-%d") for d in docs.values())][:2]
+    moved = next(d for d in docs.values() if later.start.strftime("%Y-%m-%d") <= d["issuedAt"][:10]
+                 < later.end.strftime("%Y-%m-%d"))
+    assert archive_slice(cosmos_container, archive_store, later)
+    purge_like_the_pipeline(cosmos_container, archive_store, later.slice_id, mode="delete")
+    repo = ReadThroughRepository(cosmos_container, archive_store, SETTINGS)
+    time.sleep(1.1)  # the second its archived version was written lies before the update's
+    newer = {**moved, "paid": "corrected", "issuedAt": earlier.start.strftime("%Y-%m-%dT06:00:00.000Z")}
+    repo.update(moved["id"], newer, upsert=True)
+    time.sleep(1.1)  # the update ages past the count proof's margin, so the earlier slice's purge takes it
+    assert archive_slice(cosmos_container, archive_store, earlier)
+    purge_like_the_pipeline(cosmos_container, archive_store, earlier.slice_id, mode="delete")
+    for compacted in (False, True):
+        if compacted:
+            compact_index(archive_store)
+        record = ReadThroughRepository(cosmos_container, archive_store, SETTINGS).get(moved["id"],
+                                                                                      moved["customerId"])
+        assert record.source == "archive" and json.loads(record.body)["paid"] == "corrected", compacted
+    key = (moved["customerId"], moved["id"])
+    from_later = restore_slice(cosmos_container, archive_store, later.slice_id, SETTINGS)
+    assert [name for name in from_later.superseded if moved["id"] in name and earlier.slice_id in name]
+    assert moved["id"] not in str(from_later.restored) and "newer version" in from_later.message()
+    by_id = restore_records(cosmos_container, archive_store, [key], SETTINGS)
+    assert len(by_id.restored) == 1
+    assert cosmos_container.read_item(moved["id"], moved["customerId"])["paid"] == "corrected"

@@ -15,6 +15,7 @@ holds exactly what validation reads.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import posixpath
 import time
@@ -25,7 +26,7 @@ from include.cosmos_archiver.archive.canonical import record_key, sha256_hex
 from include.cosmos_archiver.archive.manifest import FileEntry, Manifest, RecordEntry
 from include.cosmos_archiver.archive.parquet_layout import decode_any
 from include.cosmos_archiver.archive.slice_lease import SliceLease, under_slice_lease
-from include.cosmos_archiver.archive.slice_manifest import copied_manifest, remove_stale_parts
+from include.cosmos_archiver.archive.slice_manifest import copied_manifest, read_since_of, remove_stale_parts
 from include.cosmos_archiver.archive.source_facts import other_spellings_seen
 from include.cosmos_archiver.archive.store import ArchiveStore
 from include.cosmos_archiver.errors import TerminalError
@@ -61,6 +62,7 @@ def index_adf_slice(
     container: ContainerProxy | None = None,
     budget: RuBudget | None = None,
     run_id: str | None = None,
+    run_start: dt.datetime | None = None,
     force: bool = False,
 ) -> Manifest:
     """Write (and return) the manifest of a slice an ADF pipeline run has just copied.
@@ -73,13 +75,18 @@ def index_adf_slice(
     stale parts. A record found in two files with the same content (a stale file of an earlier run) is kept once,
     with a note; with different content the slice cannot be indexed and AdfIndexError names the record and files.
     An unreadable file raises AdfIndexError naming it. ``run_id`` (the ADF pipeline run) goes into the notes.
+    ``run_start`` (the pipeline run's ``runStart``, ADF's clock) sets the manifest's ``read_since``: a document
+    written since then may have been read before or after its change, so validation names it as changed (kept in
+    Cosmos DB for a later generation) instead of failing the slice; without it, the indexing time stands in (later
+    than the copy: a record changed during the copy then fails validation and the slice is copied again).
     A verified slice is answered without touching any blob; otherwise indexing holds the slice's lease (as copy and
     validation do) and re-checks the manifest under it.
     """
     return under_slice_lease(
         store, time_slice.slice_id, settings,
         answer=lambda existing: _already_verified(existing, force),
-        work=lambda lease, _: _index(store, time_slice, settings, lease, run_id, container, budget),
+        work=lambda lease, _: _index(store, time_slice, settings, lease, run_id, container, budget,
+                                     None if run_start is None else read_since_of(run_start.timestamp())),
     )  # fmt: skip
 
 
@@ -98,6 +105,7 @@ def _index(
     run_id: str | None,
     container: ContainerProxy | None,
     budget: RuBudget | None,
+    read_since: int | None,
 ) -> Manifest:
     slice_id = time_slice.slice_id
     started = time.perf_counter()
@@ -162,7 +170,7 @@ def _index(
     total_s = time.perf_counter() - started
     manifest = copied_manifest(
         time_slice, settings, files=files, records=records.values(), record_bytes=record_bytes, notes=notes,
-        executor=EXECUTOR, timings_s={"total": round(total_s, 3), "index": round(total_s, 3)},
+        executor=EXECUTOR, timings_s={"total": round(total_s, 3), "index": round(total_s, 3)}, read_since=read_since,
     )
     if stats.ru_charged:
         manifest.add_ru("copy", stats.ru_charged)

@@ -8,6 +8,7 @@ complete copy with status ``copied``, which validation moves on to ``verified`` 
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Callable, Iterable
 
 from include.cosmos_archiver import __version__
@@ -26,6 +27,14 @@ def remove_stale_parts(store: ArchiveStore, slice_id: str, *, keep: Callable[[st
             store.delete(stale)
             notes.append(f"removed stale part {stale} from {left_by}")
     return notes
+
+
+def read_since_of(*moments: float) -> int:
+    """The epoch second from which a source document counts as written during or after a copy that began at the
+    earliest of ``moments`` (our clock, the server's Date, ADF's ``runStart``): less a second, as ``_ts`` and those
+    clocks have whole seconds. Erring early only counts more records as changed, which keeps them in Cosmos DB for a
+    later generation."""
+    return math.floor(min(moments)) - 1
 
 
 def copied_manifest(

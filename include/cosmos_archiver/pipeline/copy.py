@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import math
 import time
 from dataclasses import dataclass
 
@@ -28,7 +27,7 @@ from azure.cosmos import ContainerProxy
 from include.cosmos_archiver.archive.canonical import UnarchivableError, record_key
 from include.cosmos_archiver.archive.manifest import LeftOutEntry, Manifest, RecordEntry, left_out_name
 from include.cosmos_archiver.archive.slice_lease import SliceLease, under_slice_lease
-from include.cosmos_archiver.archive.slice_manifest import copied_manifest, remove_stale_parts
+from include.cosmos_archiver.archive.slice_manifest import copied_manifest, read_since_of, remove_stale_parts
 from include.cosmos_archiver.archive.source_facts import other_spellings_seen
 from include.cosmos_archiver.archive.store import ArchiveStore
 from include.cosmos_archiver.pipeline.part_writer import PartWriter
@@ -239,11 +238,8 @@ def _summed(stats: list[ReadStats]) -> ReadStats:
 
 
 def _read_since(began: float, stats: ReadStats) -> int:
-    """The epoch second from which a document counts as written during or after this copy: the earlier of our
-    clock and the server's (its first answer's Date) when the read began, less a second (``_ts`` and Date are whole
-    seconds). Erring early only counts more records as changed, which keeps them in Cosmos DB for a later generation."""
-    moments = [began] + ([stats.first_served] if stats.first_served is not None else [])
-    return math.floor(min(moments)) - 1
+    """When this copy's read began: the earlier of our clock and the server's (its first answer's Date)."""
+    return read_since_of(began, *([stats.first_served] if stats.first_served is not None else []))
 
 
 def needs_local_copy(store: ArchiveStore, slice_id: str) -> bool:

@@ -1,6 +1,9 @@
 """Write archived records back into Cosmos DB: hashes checked first, never overwriting what Cosmos holds again.
 
-For each record asked for, the newest archived version (newest generation wins) is restored:
+For each record asked for, the newest archived version is restored: the newest generation of its slice, and of
+the slices holding it (a record archived in one slice and again, after an update moved its timestamp, in another),
+the one the archive index names newest by the document's ``_ts`` — the version the read-through API serves. A slice
+restore leaves out its records with a newer version in another slice and names them (``superseded``):
 
 1. the slice's files are re-verified against the manifest first (:func:`verify_archive`, Blob reads only) and
    every restored row's sha256 is recomputed again right before its write: a mismatch writes nothing;
@@ -40,6 +43,7 @@ from include.cosmos_archiver.archive.store import ArchiveStore
 from include.cosmos_archiver.errors import TerminalError
 from include.cosmos_archiver.id_lists import name_ids
 from include.cosmos_archiver.pipeline.validate import record_name, verify_archive
+from include.cosmos_archiver.readthrough.index import ArchiveIndex
 from include.cosmos_archiver.readthrough.markers import SYSTEM_PROPERTIES, stub_sha256
 from include.cosmos_archiver.ru.budget import RuBudget
 from include.cosmos_archiver.ru.paid_requests import PaidRequests
@@ -61,6 +65,7 @@ class RestoreResult:
     restored: list[str] = field(default_factory=list)  # created, or written over a purge stub
     exists: list[str] = field(default_factory=list)  # present in Cosmos again: not overwritten
     already: list[str] = field(default_factory=list)  # identical to the archive already (an earlier restore's)
+    superseded: list[str] = field(default_factory=list)  # "pk/id (slice S)": a newer version is archived in S
     ru_charged: float = 0.0
     seconds: float = 0.0
 
@@ -69,6 +74,9 @@ class RestoreResult:
         if self.already:
             text += (f"; {len(self.already)} already restored (Cosmos holds exactly the archived version, same "
                      f"sha256, e.g. written by an earlier restore that was stopped): {name_ids(self.already)}")
+        if self.superseded:
+            text += (f"; {len(self.superseded)} NOT restored from this slice: a newer version is archived in another "
+                     f"slice (restore that slice, or these records by id): {name_ids(self.superseded)}")
         if self.exists:
             text += (f"; {len(self.exists)} exist in Cosmos again and were NOT overwritten (compare them with the "
                      f"archive by hand): {name_ids(self.exists)}")
@@ -117,23 +125,29 @@ def restore_records(
     Every key must be archived; otherwise RestoreError names the unknown ones before anything is written."""
     wanted = set(keys)
     slice_ids = [slice_id] if slice_id else sorted(store.manifest_metadata())
-    found: dict[str, tuple[Manifest, set[tuple[str, str]]]] = {}
+    manifests: dict[str, Manifest] = {}
+    holders: dict[tuple[str, str], list[str]] = {}  # key -> the slices holding a version of it
     for sid in slice_ids:
         manifest = store.read_manifest(sid)
         if manifest is None:
             raise RestoreError(store.unknown_slice_message(sid))
-        here = wanted & set(manifest.latest_records())
-        if here:
-            found[sid] = (manifest, here)
-            wanted -= here
+        for key in wanted & set(manifest.latest_records()):
+            manifests[sid] = manifest
+            holders.setdefault(key, []).append(sid)
+    wanted -= set(holders)
     if wanted:
         raise RestoreError(
             f"{len(wanted)} record(s) not in the archive{f' slice {slice_id}' if slice_id else ''}: "
             + name_ids([record_name(*k) for k in sorted(wanted)])
             + f"; check the partition key and id (PK/ID; {KEY_SPELLING}), nothing was restored")
+    newest = ArchiveIndex(store).lookup_many(k for k, sids in holders.items() if len(sids) > 1)
+    found: dict[str, set[tuple[str, str]]] = {}
+    for key, sids in holders.items():
+        chosen = newest[key].slice if key in newest and newest[key].slice in sids else sids[-1]
+        found.setdefault(chosen, set()).add(key)
     result = RestoreResult()
-    for manifest, here in found.values():
-        _restore(container, store, manifest, here, settings, budget, result)
+    for sid, here in sorted(found.items()):
+        _restore(container, store, manifests[sid], here, settings, budget, result)
     return result
 
 
@@ -148,6 +162,10 @@ def _restore(
                                     f"of it was restored: {check.message()}")
     paid = PaidRequests(budget) if budget is not None else PaidRequests()
     latest = manifest.latest_records()
+    for key, entry in ArchiveIndex(store).lookup_many(keys).items():
+        if entry.slice != manifest.slice_id:  # a newer version lies in another slice: never bring this one back
+            keys = keys - {key}
+            result.superseded.append(f"{record_name(*key)} (slice {entry.slice})")
     by_file: dict[int, dict[tuple[str, str], RecordEntry]] = {}
     for key in keys:
         by_file.setdefault(latest[key].file, {})[key] = latest[key]

@@ -55,6 +55,7 @@ SCHEMA = pa.schema([
     pa.field("slice", pa.string()), pa.field("part", pa.string()), pa.field("part_bytes", pa.int64()),
     pa.field("row_group", pa.int32()), pa.field("row", pa.int32()), pa.field("etag", pa.string()),
     pa.field("sha256", pa.string()),
+    pa.field("modified", pa.int64()),  # the archived version's ``_ts``: which of a record's entries is newest
 ])
 
 
@@ -69,6 +70,14 @@ class IndexEntry(NamedTuple):
     row: int
     etag: str | None
     sha256: str
+    modified: int | None = None  # the archived version's ``_ts`` (None in an index written before it was kept)
+
+    def newer_than(self, other: IndexEntry | None) -> bool:
+        """Whether this entry's version is at least as new as ``other``'s, by the document's ``_ts``: a record
+        archived in one slice and, after an update moved its timestamp, in another has an entry in each, and the
+        order of the slices says nothing about which version is newer. Equal (or unknown) ``_ts``: this one,
+        the later one listed, wins."""
+        return other is None or (self.modified or -1) >= (other.modified or -1)
 
 
 def shard_of(partition_key: str, shards: int = DEFAULT_SHARDS) -> int:
@@ -102,6 +111,7 @@ def _encode(entries: list[IndexEntry], shards: int, slice_id: str | None = None)
         "row_group": pa.array([e.row_group for e in rows], pa.int32()),
         "row": pa.array([e.row for e in rows], pa.int32()),
         "etag": [e.etag for e in rows], "sha256": [e.sha256 for e in rows],
+        "modified": pa.array([e.modified for e in rows], pa.int64()),
     }, schema=SCHEMA.with_metadata({"shards": str(shards), **({"slice": slice_id} if slice_id else {})}))
     sink = io.BytesIO()
     pq.write_table(table, sink, compression="zstd", row_group_size=4096, write_statistics=["shard", "partition_key"])
@@ -121,10 +131,11 @@ def _decode(data: bytes, shards: int, shard: int | None = None) -> list[IndexEnt
         raise ValueError(f"archive index written with {written} shards, read with {shards}: use the same shard count")
     filters = [("shard", "=", shard)] if shard is not None else None
     cols = pq.read_table(io.BytesIO(data), filters=filters).to_pydict()
-    return [IndexEntry(pk, rid, None if o is None else json.loads(o), s, p, pb, rg, r, et, sh)
-            for pk, rid, o, s, p, pb, rg, r, et, sh in zip(
+    modified = cols.get("modified") or [None] * len(cols["id"])  # absent from an index written before it was kept
+    return [IndexEntry(pk, rid, None if o is None else json.loads(o), s, p, pb, rg, r, et, sh, m)
+            for pk, rid, o, s, p, pb, rg, r, et, sh, m in zip(
                 cols["partition_key"], cols["id"], cols["order"], cols["slice"], cols["part"], cols["part_bytes"],
-                cols["row_group"], cols["row"], cols["etag"], cols["sha256"], strict=True)]
+                cols["row_group"], cols["row"], cols["etag"], cols["sha256"], modified, strict=True)]
 
 
 def slice_entries(store: ArchiveStore, manifest: Manifest, partition_key_path: str = DEFAULT_PK_PATH
@@ -145,8 +156,10 @@ def slice_entries(store: ArchiveStore, manifest: Manifest, partition_key_path: s
                 # ours: the stored sha256 (validation proved it against the doc); ADF's: hash the canonical form
                 digest = cols["sha256"][row] if ours else sha256_hex(canonical_json(doc))
                 order = timestamp_of(doc, manifest.timestamp_field)
+                ts = doc.get("_ts")
                 entries[(pk, key_id)] = IndexEntry(pk, key_id, order, manifest.slice_id, f.path, f.bytes, rg, row,
-                                                   doc.get("_etag"), digest)
+                                                   doc.get("_etag"), digest,
+                                                   ts if isinstance(ts, int) and not isinstance(ts, bool) else None)
     return list(entries.values())
 
 
@@ -243,11 +256,12 @@ class _ShardView:
         superseded = set(deltas)
         view = cls({})
         for e in base:
-            if e.slice not in superseded:
+            if e.slice not in superseded and e.newer_than(view.by_key.get((e.partition_key, e.id))):
                 view.by_key[(e.partition_key, e.id)] = e
         for entries in deltas.values():
             for e in entries:
-                view.by_key[(e.partition_key, e.id)] = e
+                if e.newer_than(view.by_key.get((e.partition_key, e.id))):
+                    view.by_key[(e.partition_key, e.id)] = e
         for e in view.by_key.values():
             view.by_pk.setdefault(e.partition_key, []).append(e)
         return view
@@ -277,6 +291,18 @@ class ArchiveIndex:
         if entry is None and not fresh:  # perhaps indexed since this shard was cached
             entry = self._view(shard, refresh=True).by_key.get((partition_key, record_id))
         return entry
+
+    def lookup_many(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], IndexEntry]:
+        """The newest archived position of each (partition key, id) the index holds, each shard listed fresh once
+        (not once per miss, as :meth:`lookup` would)."""
+        by_shard: dict[int, list[tuple[str, str]]] = {}
+        for key in keys:
+            by_shard.setdefault(shard_of(key[0], self.shards), []).append(key)
+        found = {}
+        for shard, wanted in by_shard.items():
+            view = self._view(shard, refresh=True)
+            found.update({key: view.by_key[key] for key in wanted if key in view.by_key})
+        return found
 
     def entries_of(self, partition_key: str) -> list[IndexEntry]:
         """Every archived record of one partition key, fresh (lists the deltas: one request)."""

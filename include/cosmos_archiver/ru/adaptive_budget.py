@@ -15,6 +15,11 @@ promises no cap — users see 100 % at a 0.5 threshold):
   Because metrics lag and single grains are noisy, the estimate is a trend line through the newest known
   grains read at "now" (a ramp towards a spike is met while it builds), plus a margin; when nothing recent is
   known (metrics late or broken) the controller falls back to a conservative rate instead of assuming idle.
+* **Every physical partition.** Each partition has its own RU/s (provisioned / partitions) and throttles its keys
+  while the account has headroom, so the business load that counts is the larger of the account's share and the
+  hottest partition's (NormalizedRUConsumption, less the archiver's own even share): the archiver's reads go round
+  the partitions, and a partition the business alone holds near the ceiling has no room for them
+  (:meth:`AdaptiveBudget._client_at`; bench/ru_budget.py ``--partitions``).
 * **AIMD on 429.** A 429 means the estimate was wrong *now* (a spike the lagging metrics have not shown yet).
   The reaction must be immediate and must not wait for metrics: the rate is multiplied by ``backoff_factor``
   at once (tokens are drained too, so queued requests stop), then recovers additively per interval back to the
@@ -231,11 +236,24 @@ class AdaptiveBudget:
         self._samples = deque(sorted(known.values(), key=lambda s: s.timestamp), maxlen=1024)
 
     def _client_at(self, sample: UsageSample) -> float:
+        """The business's share in a grain, on the partition that binds: the larger of the account's share (total -
+        own) and the hottest physical partition's (NormalizedRUConsumption - own share there). Each partition has
+        its own RU/s (provisioned / partitions) and throttles its keys while the account has headroom, so a ceiling
+        on the account's share alone lets the archiver's spread reads fill a hot partition (bench/ru_budget.py
+        --partitions). The archiver's own share of a partition is taken as own / provisioned: its spend spread evenly
+        over the partitions (the copy reads the feed ranges in turn, the purge interleaves across them) on a
+        provisioned account, where each partition has provisioned / partitions; on a serverless account
+        (``provisioned_ru_s`` = the per-partition limit) that is all of its spend on one partition, the most it can
+        be there (the cap, 1 - ceiling, bounds what that leaves unseen)."""
         s = self.settings
         total = sample.usage_fraction(s.provisioned_ru_s) or 0.0
         start = sample.timestamp.timestamp()
         own = self._meter.spent_between(start, start + sample.grain_s) / sample.grain_s / s.provisioned_ru_s
-        return max(0.0, total - own)
+        account = max(0.0, total - own)
+        hottest = sample.hottest_partition_share
+        if hottest is None:
+            return account
+        return max(account, hottest - own)
 
     def client_estimate(self) -> float | None:
         """Business share of provisioned RU/s NOW, from lagging metrics.
