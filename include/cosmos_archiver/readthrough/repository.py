@@ -62,12 +62,7 @@ from include.cosmos_archiver.readthrough.markers import (
     stub_sha256,
     tombstone,
 )
-from include.cosmos_archiver.readthrough.paging import (
-    ListQuery,
-    build_query,
-    encode_token,
-    timestamp_of,
-)
+from include.cosmos_archiver.readthrough.paging import ListQuery, build_query, encode_token, timestamp_of
 from include.cosmos_archiver.readthrough.preconditions import check_if_match
 from include.cosmos_archiver.readthrough.rows import RowReader
 from include.cosmos_archiver.settings import ArchiveSettings
