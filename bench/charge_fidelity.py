@@ -51,9 +51,7 @@ from include.cosmos_archiver.clients import cosmos_client  # noqa: E402
 from include.cosmos_archiver.slices import TimeSlice, canonical_iso_sql, field_expression  # noqa: E402
 from include.cosmos_archiver.source.reader import (  # noqa: E402
     COUNT,
-    STUB,
-    TOMBSTONE,
-    marker_sql,
+    RECORDS_ONLY,
     placed_filter,
     slice_query,
     spelling_query,
@@ -213,18 +211,21 @@ def query_shapes(gw: Any, client: Any, ledger: Ledger, docs: list[dict[str, Any]
 
     customer = "cust-3"
     mine = [d for d in docs if d["customerId"] == customer]
-    hot_sql = (f"SELECT c.id, {ts} AS o, {marker_sql(STUB)} AS s, {marker_sql(TOMBSTONE)} AS d FROM c "
-               f"WHERE ({ts} >= @start AND {ts} < @end) OR {marker_sql(TOMBSTONE)}")
+    top = 1  # a list page's keyset query (readthrough/repository.py, _hot_window): TOP n in timestamp order
+    hot_sql = (f"SELECT TOP {top} c.id, {ts} AS o FROM c WHERE IS_STRING({ts}) AND {ts} >= @start AND {ts} < @end "
+               f"AND {RECORDS_ONLY} ORDER BY {ts}")
     hot = [d for d in mine if strings(d) and start <= d[TS] < end]
 
     def one(sql: str, params: list[dict[str, Any]]) -> Callable[[], Any]:
         """A single-partition query as readthrough/repository.py's ``_query`` sends it (the key also filtered)."""
-        sql = sql.replace(" WHERE ", ' WHERE c["customerId"] = @pk AND (', 1) + ")"
+        sql, order_by, order = sql.partition(" ORDER BY ")
+        sql = sql.replace(" WHERE ", ' WHERE c["customerId"] = @pk AND (', 1) + ")" + order_by + order
         params = [*params, {"name": "@pk", "value": customer}]
         return lambda: list(container.query_items(sql, parameters=params, partition_key=customer))
 
     params = [{"name": "@start", "value": start}, {"name": "@end", "value": end}]
-    measure("read-through list (hot keys, one customer)", one(hot_sql, params), hot, len(hot), False)
+    first = sorted(hot, key=lambda d: d[TS])[:top]
+    measure("read-through list page (keyset TOP, one customer)", one(hot_sql, params), first, len(first), False)
     ids = [d["id"] for d in hot]
     bodies = one("SELECT * FROM c WHERE ARRAY_CONTAINS(@ids, c.id)", [{"name": "@ids", "value": ids}])
     measure("read-through bodies (ARRAY_CONTAINS ids)", bodies, hot, len(hot), False)

@@ -20,6 +20,7 @@ import binascii
 import datetime as dt
 import json
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +38,7 @@ MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 100
 TOKEN_VERSION = 2  # 2: ordered by instant (1 ordered by the stored value)
 FIRST = dt.datetime.min.replace(tzinfo=dt.UTC)
+_WRITTEN_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")  # the date an ISO value leads with (ASCII digits only)
 
 
 def instant_of(value: Any, kind: TimestampKind) -> dt.datetime | None:
@@ -93,8 +95,57 @@ class ListQuery:
                 params.append({"name": f"@b{n}", "value": value})
         return cond, params
 
+    def settled_below(self, value: Any) -> str | None:
+        """The instant key under which the list knows every record once it has read, in the server's order of the
+        stored values, everything up to ``value``: a record whose value sorts after it has an instant above the key.
+        Numbers sort as instants. An ISO string's written date leads (:func:`slices.timestamp_instant`), so a value
+        sorting after ``value`` is written on ``value``'s date or later, any time of day and with any separator,
+        and its offset moves its instant less than MAX_UTC_OFFSET back from that date's midnight. None: no such
+        key (not a value of the kind, or before year 0001)."""
+        try:
+            if self.kind == "epoch_seconds":
+                instant = instant_of(value, self.kind)
+            else:
+                written = dt.date.fromisoformat(value[:10]) if isinstance(value, str) and _WRITTEN_DATE.match(
+                    value) else None
+                instant = None if written is None else (
+                    dt.datetime.combine(written, dt.time(), dt.UTC) - MAX_UTC_OFFSET)
+        except (ValueError, OverflowError):
+            return None
+        return None if instant is None else instant_key(instant)
+
+    def next_batch(self, keys: list[str], first: Any, last: Any, rows: int, batch: int) -> int:
+        """How many stored values the next keyset query reads, having read ``rows`` from ``first`` to ``last`` and
+        placed ``keys``: about as many as lie, at the density read so far, between ``last`` and the value that would
+        settle the ``page_size + 1``-th smallest key found (:meth:`settled_below`), and at least ``page_size + 1``;
+        twice ``batch`` while fewer than ``page_size + 1`` records are placed. An estimate only: the reading goes
+        on until the page is settled, whatever it reads."""
+        need = self.page_size + 1
+        if len(keys) < need:
+            return 2 * batch
+        target = _position(dt.datetime.fromisoformat(sorted(keys)[need - 1]), self.kind, settling=True)
+        start, end = _position(first, self.kind), _position(last, self.kind)
+        if target is None or start is None or end is None or target <= end:
+            return need
+        return max(need, math.ceil(rows * (target - end) / max(end - start, 1)))
+
     def _after_instant(self) -> dt.datetime | None:
         return None if self.after is None else dt.datetime.fromisoformat(self.after[0])
+
+
+def _position(value: Any, kind: TimestampKind, settling: bool = False) -> float | None:
+    """Where a stored value (or, ``settling``, the value that settles an instant) lies on the axis the keyset reads
+    along: epoch seconds, or the ordinal of an ISO string's written date."""
+    try:
+        if settling:
+            return value.timestamp() + 1 if kind == "epoch_seconds" else (
+                (value + MAX_UTC_OFFSET).date().toordinal() + 1)
+        if kind == "epoch_seconds":
+            return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+        return dt.date.fromisoformat(value[:10]).toordinal() if isinstance(value, str) and _WRITTEN_DATE.match(
+            value) else None
+    except (ValueError, OverflowError):
+        return None
 
 
 def _date_or_none(moment: dt.datetime, delta: dt.timedelta) -> str | None:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -73,8 +74,9 @@ from include.cosmos_archiver.slices import (
     slice_grid,
     timestamp_instant,
 )
-from include.cosmos_archiver.source.reader import STUB, TOMBSTONE, marker_sql
+from include.cosmos_archiver.source.reader import RECORDS_ONLY, STUB, TOMBSTONE, marker_sql
 
+log = logging.getLogger(__name__)
 Source = Literal["cosmos", "archive"]
 WRITE_ATTEMPTS = 5
 ROW_GROUP_READERS = 8  # a list page's archived records come from many row groups: read them side by side
@@ -103,6 +105,20 @@ def _status(exc: CosmosHttpResponseError) -> int:
     return int(exc.status_code or 0)
 
 
+def list_composite_index(settings: ArchiveSettings) -> list[dict[str, str]]:
+    """The composite index (partition key, timestamp), both ascending, that serves a list page's keyset query: an
+    entry of the container's indexing policy's ``compositeIndexes`` (docs/read-through-api.md)."""
+    return [{"path": "/" + settings.partition_key_path.strip("/"), "order": "ascending"},
+            {"path": "/" + settings.timestamp_field.replace(".", "/"), "order": "ascending"}]
+
+
+def list_indexing_policy(settings: ArchiveSettings) -> dict[str, Any]:
+    """Cosmos DB's default indexing policy (every path, ``_etag`` excluded) with :func:`list_composite_index`: what a
+    container created for these settings can be given."""
+    return {"indexingMode": "consistent", "automatic": True, "includedPaths": [{"path": "/*"}],
+            "excludedPaths": [{"path": '/"_etag"/?'}], "compositeIndexes": [list_composite_index(settings)]}
+
+
 def sdk_partition_key(value: Any) -> Any:
     """The SDK's spelling of a partition key value (a string, number, boolean or None for JSON null; anything else
     is a BadRequest naming it): JSON null is NullPartitionKeyValue (a query's None would mean "every partition")."""
@@ -123,6 +139,7 @@ class ReadThroughRepository:
         self._ts_expr = field_expression(settings.timestamp_field)
         self._readers = ThreadPoolExecutor(ROW_GROUP_READERS, thread_name_prefix="archive-read")
         self._pk_expr = "c" + "".join(f'["{p}"]' for p in settings.partition_key_path.strip("/").split("/"))
+        self._composite_order: bool | None = None  # whether the container serves ORDER BY (partition key, timestamp)
 
     # -- reads ---------------------------------------------------------------------------------------------------
     def get(self, record_id: str, partition_key: Any) -> Record:
@@ -149,14 +166,14 @@ class ReadThroughRepository:
         query = build_query(json.dumps(customer, ensure_ascii=False), start, end, page_size, continuation,
                             self.settings.timestamp_kind)
         archived_later = self._readers.submit(self.index.entries_of, partition_key_text(customer))
-        hot, stubs, gone = self._hot_keys(query, customer)
+        hot = self._hot_window(query, customer)
         archived = self._archive_call(archived_later.result)
-        if not hot and not stubs and not archived and not self._customer_exists(customer):
+        if not hot and not archived and not self._customer_exists(customer):
             raise BadRequest(f"customerId={customer!r} is not a known customer (no records, hot or archived)",
                              parameter="customerId", value=customer)
         candidates: dict[str, tuple[Any, str, IndexEntry | None]] = {rid: (o, rid, None) for rid, o in hot.items()}
         for e in archived:
-            key = query.place(e.order, e.id) if e.id not in candidates and e.id not in gone else None
+            key = query.place(e.order, e.id) if e.id not in candidates else None
             if key is not None:
                 candidates[e.id] = (key, e.id, e)
         ordered = sorted(candidates.values(), key=lambda c: (c[0], c[1]))
@@ -364,37 +381,62 @@ class ReadThroughRepository:
         except AzureError as exc:
             raise ArchiveUnavailable(f"the archive could not be read ({exc.__class__.__name__}); retry") from None
 
-    def _hot_keys(self, query: ListQuery, customer: Any) -> tuple[dict[str, Any], set[str], set[str]]:
-        """(id -> instant key of live docs in range after the token, ids of stubs, ids of tombstones)."""
-        ts = self._ts_expr
+    def _hot_window(self, query: ListQuery, customer: Any) -> dict[str, str]:
+        """id -> instant key of the customer's first ``page_size + 1`` live records in list order (in range, after
+        the token), and no others: enough, since only archived candidates can be dropped later.
+
+        Keyset queries in the customer's logical partition, ``TOP n ... ORDER BY <timestamp>`` from the range's
+        written-date window (:meth:`ListQuery.server_filter`) on, each going on from the last stored value the one
+        before it read (that value included: the TOP may have cut the records sharing it; ids read twice count
+        once), ``n`` as :meth:`ListQuery.next_batch` estimates.
+        Numbers sort as instants; ISO strings sort by their text, which is instant order only for the canonical
+        spelling, so the reading goes on until ``page_size + 1`` of the records read lie below the instant every
+        record not read yet is known to be after (:meth:`ListQuery.settled_below`: the last value's written date
+        less MAX_UTC_OFFSET). A page thus loads its own records and those written within about a day of them
+        (two days on either side at most), however long the customer's history (before: every hot record after
+        the token, ~N^2 / (2 x pageSize) documents to page through N). Ordered by (partition key, timestamp) where
+        the container has that composite index, else by the timestamp's range index (:meth:`_keyset`)."""
+        ts, need = self._ts_expr, query.page_size + 1
         in_range, params = query.server_filter(ts)
-        sql = (f"SELECT c.id, {ts} AS o, {marker_sql(STUB)} AS s, {marker_sql(TOMBSTONE)} AS d FROM c "
-               f"WHERE {in_range} OR {marker_sql(TOMBSTONE)}")  # AND binds first
-        hot, stubs, gone = {}, set(), set()
-        for row in self._query(sql, params, customer):
-            if row.get("d"):
-                gone.add(row["id"])
-            elif row.get("s"):
-                stubs.add(row["id"])
-            elif (key := query.place(row.get("o"), row["id"])) is not None:
-                hot[row["id"]] = key
-        return hot, stubs, gone
+        found: dict[str, str] = {}
+        first, cursor, batch, read = None, None, need, 0
+        while True:
+            after = "" if cursor is None else f" AND {ts} >= @cursor"
+            page_params = params if cursor is None else [*params, {"name": "@cursor", "value": cursor}]
+            rows = self._keyset(f"SELECT TOP {batch} c.id, {ts} AS o FROM c WHERE {in_range} AND {RECORDS_ONLY}"
+                                f"{after} ORDER BY {ts}", page_params, customer)
+            for row in rows:
+                if (key := query.place(row.get("o"), row["id"])) is not None:
+                    found[row["id"]] = key
+            if len(rows) < batch:  # all read
+                break
+            settled = query.settled_below(rows[-1].get("o"))
+            if settled is not None and sum(key < settled for key in found.values()) >= need:
+                break
+            read += len(rows)
+            first = rows[0].get("o") if first is None else first
+            batch = query.next_batch(list(found.values()), first, rows[-1].get("o"), read, batch)
+            if rows[0].get("o") == rows[-1].get("o"):  # every row shares the cursor's value: read past them all
+                batch = max(batch, 2 * len(rows))
+            cursor = rows[-1].get("o")
+        return dict(sorted(found.items(), key=lambda item: (item[1], item[0]))[:need])
 
     def _confirm_archived(self, query: ListQuery, customer: Any, ordered: list[tuple[Any, str, IndexEntry | None]]
                           ) -> list[tuple[Any, str, IndexEntry | None]]:
-        """Drop archived candidates that Cosmos DB holds a newer live version of (updated out of the range), until
-        the window holds page_size + 1 confirmed records or none are left."""
+        """Drop archived candidates that Cosmos DB holds a newer live version of (updated out of the range) or a
+        tombstone for (deleted), until the window holds page_size + 1 confirmed records or none are left: one
+        lookup by id per window, so a page never reads the customer's other tombstones."""
         confirmed: list[tuple[Any, str, IndexEntry | None]] = []
         rest = ordered
         while rest and len(confirmed) <= query.page_size:
             need = query.page_size + 1 - len(confirmed)
             window, rest = rest[:need], rest[need:]
             ids = [c[1] for c in window if c[2] is not None]
-            live = set()
+            superseded = set()  # a live version or a tombstone: anything but the purge's stub
             if ids:
-                sql = f"SELECT c.id FROM c WHERE ARRAY_CONTAINS(@ids, c.id) AND NOT {marker_sql()}"
-                live = {row["id"] for row in self._query(sql, [{"name": "@ids", "value": ids}], customer)}
-            confirmed += [c for c in window if c[2] is None or c[1] not in live]
+                sql = f"SELECT c.id FROM c WHERE ARRAY_CONTAINS(@ids, c.id) AND NOT {marker_sql(STUB)}"
+                superseded = {row["id"] for row in self._query(sql, [{"name": "@ids", "value": ids}], customer)}
+            confirmed += [c for c in window if c[2] is None or c[1] not in superseded]
         return confirmed
 
     def _bodies(self, customer: Any, page: list[tuple[Any, str, IndexEntry | None]]) -> list[Record]:
@@ -441,14 +483,38 @@ class ReadThroughRepository:
 
     def _query(self, sql: str, params: list[dict[str, Any]], partition_key: Any) -> list[dict[str, Any]]:
         """A single-partition query; the partition key is also a filter (the local emulator ignores the option)."""
-        sql = sql.replace(" WHERE ", f" WHERE {self._pk_expr} = @pk AND (", 1) + ")" if " WHERE " in sql else (
-            f"{sql} WHERE {self._pk_expr} = @pk")
-        params = [*params, {"name": "@pk", "value": partition_key}]
         try:
-            return list(self.container.query_items(sql, parameters=params,
-                                                   partition_key=sdk_partition_key(partition_key)))
+            return self._single_partition(sql, params, partition_key)
         except CosmosHttpResponseError as exc:
             raise self._cosmos_error(exc) from None
+
+    def _single_partition(self, sql: str, params: list[dict[str, Any]], partition_key: Any) -> list[dict[str, Any]]:
+        sql, order_by, order = sql.partition(" ORDER BY ")
+        sql = sql.replace(" WHERE ", f" WHERE {self._pk_expr} = @pk AND (", 1) + ")" if " WHERE " in sql else (
+            f"{sql} WHERE {self._pk_expr} = @pk")
+        sql += order_by + order
+        params = [*params, {"name": "@pk", "value": partition_key}]
+        return list(self.container.query_items(sql, parameters=params,
+                                               partition_key=sdk_partition_key(partition_key)))
+
+    def _keyset(self, sql: str, params: list[dict[str, Any]], partition_key: Any) -> list[dict[str, Any]]:
+        """A list page's keyset query, ``sql`` ending in ``ORDER BY <timestamp>``: ordered by (partition key,
+        timestamp) while the container has the composite index that serves it (docs/read-through-api.md), else,
+        once Cosmos DB refuses that order for want of the index, by the timestamp alone (its range index)."""
+        if self._composite_order is not False:
+            ordered = sql.replace(" ORDER BY ", f" ORDER BY {self._pk_expr}, ", 1)
+            try:
+                rows = self._single_partition(ordered, params, partition_key)
+                self._composite_order = True
+                return rows
+            except CosmosHttpResponseError as exc:
+                if _status(exc) != 400 or "composite index" not in (exc.message or ""):
+                    raise self._cosmos_error(exc) from None
+                self._composite_order = False
+                log.warning("the container has no composite index %s: list pages are ordered by the timestamp's "
+                            "range index alone; add it to compositeIndexes (docs/read-through-api.md)",
+                            json.dumps(list_composite_index(self.settings)))
+        return self._query(sql, params, partition_key)
 
     @staticmethod
     def _cosmos_error(exc: CosmosHttpResponseError) -> ReadThroughError:
