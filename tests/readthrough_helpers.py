@@ -103,8 +103,10 @@ def slice_at(moment: dt.datetime, settings: ArchiveSettings = SETTINGS) -> TimeS
 PURGE_MOMENTS = {"delete": dt.datetime(2025, 10, 10, 12, tzinfo=dt.UTC),
                  "stub": dt.datetime(2025, 12, 20, 12, tzinfo=dt.UTC)}
 # hypothesis settings of examples that archive and purge (seconds each): no shrinking, the failing example is
-# printed as drawn; fixtures are session-wide or reset by fresh_stores
+# printed as drawn, with the blob that replays it (@reproduce_failure); fixtures are session-wide or reset by
+# fresh_stores
 ARCHIVING_EXAMPLES = {"deadline": None, "database": None, "phases": [Phase.explicit, Phase.generate],
+                      "print_blob": True,
                       "suppress_health_check": [HealthCheck.too_slow, HealthCheck.function_scoped_fixture]}
 
 

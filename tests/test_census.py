@@ -62,7 +62,7 @@ def archived_source(cosmos_container, archive_store):
     seed(cosmos_container)
     # the source spells some timestamps other than canonical UTC, as preflight's sample would have recorded
     note_other_spellings(archive_store, found_by="preflight's sample", count=1)
-    time.sleep(1.1)  # _ts has whole seconds: the copy reads in a later second than the seeding wrote
+    time.sleep(2.1)  # _ts has whole seconds: the copy reads in a later second than the seeding wrote
     for d in ("2026-02-25", "2026-02-26"):
         copy_slice(cosmos_container, archive_store, day(d), SETTINGS)
         assert validate_slice(cosmos_container, archive_store, day(d), SETTINGS).ok
@@ -74,7 +74,7 @@ def archived_source(cosmos_container, archive_store):
 
 def test_census_counts_match_the_seeded_truth_and_name_every_left_out_document(archived_source):
     container, store = archived_source
-    time.sleep(1.1)
+    time.sleep(2.1)
     changed = container.read_item("a2", partition_key="c-1")
     changed["amount"] = 7
     container.upsert_item(changed)  # updated after its slice was verified
@@ -136,7 +136,7 @@ def test_a_clean_archive_has_nothing_left_out(cosmos_container, archive_store):
     for doc_id, issued in {**ARCHIVED, **HOT}.items():
         cosmos_container.upsert_item({"id": doc_id, "customerId": "c-1", "issuedAt": issued})
     note_other_spellings(archive_store, found_by="preflight's sample", count=1)  # ARCHIVED has some
-    time.sleep(1.1)
+    time.sleep(2.1)
     for d in ("2026-02-25", "2026-02-26"):
         copy_slice(cosmos_container, archive_store, day(d), SETTINGS)
         assert validate_slice(cosmos_container, archive_store, day(d), SETTINGS).ok

@@ -282,7 +282,7 @@ def test_the_newest_archived_version_wins_when_an_update_moved_a_record_to_an_ea
     time.sleep(1.1)  # the second its archived version was written lies before the update's
     newer = {**moved, "paid": "corrected", "issuedAt": earlier.start.strftime("%Y-%m-%dT06:00:00.000Z")}
     repo.update(moved["id"], newer, upsert=True)
-    time.sleep(1.1)  # the update ages past the count proof's margin, so the earlier slice's purge takes it
+    time.sleep(2.1)  # the update ages past the count proof's margin, so the earlier slice's purge takes it
     assert archive_slice(cosmos_container, archive_store, earlier)
     purge_like_the_pipeline(cosmos_container, archive_store, earlier.slice_id, mode="delete")
     for compacted in (False, True):

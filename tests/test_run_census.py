@@ -31,7 +31,7 @@ def test_the_run_census_counts_what_its_slices_still_hold(cosmos_container, arch
         cosmos_container.upsert_item({"id": f"p{i}", "customerId": "c", "issuedAt": f"2026-02-25T0{i}:00:00.000Z"})
         cosmos_container.upsert_item({"id": f"w{i}", "customerId": "c", "issuedAt": f"2026-02-26T0{i}:00:00.000Z"})
     cosmos_container.upsert_item({"id": "old", "customerId": "c", "issuedAt": "2025-01-01T00:00:00.000Z"})
-    time.sleep(1.1)
+    time.sleep(2.1)
     copy_slice(cosmos_container, archive_store, purged, SETTINGS)
     assert validate_slice(cosmos_container, archive_store, purged, SETTINGS).ok
     purge_slice(cosmos_container, archive_store, purged, SETTINGS)
