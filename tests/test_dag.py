@@ -302,6 +302,11 @@ def test_dags_test_archives_through_the_adf_standin(stack, cosmos_database, airf
     manifests = [store.read_manifest(s.slice_id) for s in due]
     assert {m.executor for m in manifests} == {"adf"}
     assert all(f.path.split("/")[-1].startswith("adf_") for m in manifests for f in m.files)
+    # each slice's index_adf_output found its own pipeline run (copy_adf's run_id XCom, same map index) and took
+    # read_since from the run's runStart: earlier than the manifest, which was written after the run ended
+    assert all(any(n.startswith("copied by Azure Data Factory pipeline run ") for n in m.notes) for m in manifests)
+    assert all(m.read_since is not None and m.read_since < dt.datetime.fromisoformat(m.copied_at).timestamp() - 1
+               for m in manifests), [(m.read_since, m.copied_at) for m in manifests]
 
 
 def test_validation_copies_again_through_adf_and_a_persistent_failure_halts_newer_slices(
