@@ -12,9 +12,10 @@ from include.cosmos_archiver.pipeline.purge import purge_slice
 from include.cosmos_archiver.pipeline.run_status import CLEAR_HINT, ArchiveStatus
 from include.cosmos_archiver.pipeline.validate import validate_slice
 from include.cosmos_archiver.reporting.archive_status import halt_line
+from include.cosmos_archiver.reporting.report_run import archive_facts
 from include.cosmos_archiver.reporting.report_site import create_report_app
 from include.cosmos_archiver.reporting.run_report import build_run_report
-from include.cosmos_archiver.reporting.run_work import SliceCounters, slice_work
+from include.cosmos_archiver.reporting.run_work import SliceCounters, SliceFacts, progress, slice_work
 from include.cosmos_archiver.settings import ArchiveSettings
 from include.cosmos_archiver.slices import TimeSlice
 
@@ -94,3 +95,29 @@ def test_a_report_of_an_archive_not_halted_says_so_in_words(archive_store) -> No
     status = TestClient(create_report_app(lambda: archive_store, lambda: ArchiveStatus())).get("/status")
     for text in (report.html, status.text):
         assert "Archive status: not halted" in text and "Archive status: Running" not in text
+
+
+def test_the_archive_wide_progress_reads_one_listing_not_every_manifest(cosmos_container, archive_store, monkeypatch):
+    """Each run's report shows the whole archive's progress; it comes from the manifests' blob metadata (one
+    listing), not from reading every manifest, which grows with its slice's records and with the archive's age. A
+    manifest whose metadata predates those figures is read."""
+    for i in range(12):
+        cosmos_container.upsert_item(_doc(i))
+    copy_slice(cosmos_container, archive_store, DAY, SETTINGS)
+    assert validate_slice(cosmos_container, archive_store, DAY, SETTINGS).ok
+    purge_slice(cosmos_container, archive_store, DAY, SETTINGS)
+    manifest = archive_store.read_manifest(DAY.slice_id)
+    reads: list[str] = []
+    read_manifest = archive_store.read_manifest
+    monkeypatch.setattr(archive_store, "read_manifest", lambda slice_id: reads.append(slice_id) or
+                        read_manifest(slice_id))
+
+    assert archive_facts(archive_store) == [SliceFacts.of(manifest)] and reads == []
+    now = DAY.end + dt.timedelta(days=100)
+    done = progress(archive_facts(archive_store), SETTINGS, now=now, provisioned_ru_s=1000, ceiling=0.8)
+    assert (done.slices_done, done.records_archived, done.bytes_archived) == (1, 12, manifest.record_bytes)
+
+    blob = archive_store.container.get_blob_client(archive_store.manifest_path(DAY.slice_id))
+    older = {k: v for k, v in blob.get_blob_properties().metadata.items() if k != "ru_steps"}
+    blob.set_blob_metadata(older)  # as a manifest written before the metadata held its RU
+    assert archive_facts(archive_store) == [SliceFacts.of(manifest)] and reads == [DAY.slice_id]

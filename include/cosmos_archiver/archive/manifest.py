@@ -168,11 +168,13 @@ class Manifest:
         return int(purge.get("generation", -1)) if purge.get("state") == "complete" else -1
 
     def blob_metadata(self) -> dict[str, str]:
-        """What planning reads from one listing: status, record count, the generations verified/purged, how many
-        documents the copy set aside (they stay in the range) and the slice's length in hours (its grid)."""
+        """What planning and the run report's progress read from one listing: status, record count and bytes, the
+        generations verified/purged, how many documents the copy set aside (they stay in the range), the slice's
+        length in hours (its grid) and its RU per step (JSON)."""
         return {"status": self.status, "records": str(self.record_count), "generation": str(self.generation),
                 "purged_generation": str(self.purged_generation), "left_out": str(len(self.left_out)),
-                SLICE_HOURS_KEY: str(slice_hours_between(self.slice_start, self.slice_end))}
+                SLICE_HOURS_KEY: str(slice_hours_between(self.slice_start, self.slice_end)),
+                "record_bytes": str(self.record_bytes), "ru_steps": json.dumps(self.ru_steps, sort_keys=True)}
 
     def kept_before(self, generation: int) -> tuple[list[FileEntry], list[RecordEntry]]:
         """The files and records of the generations before ``generation``: what a new generation keeps as it is."""

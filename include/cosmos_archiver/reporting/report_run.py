@@ -11,7 +11,7 @@ from include.cosmos_archiver.archive.manifest import Manifest
 from include.cosmos_archiver.archive.store import ArchiveStore
 from include.cosmos_archiver.pipeline.run_status import ArchiveStatus
 from include.cosmos_archiver.reporting.run_report import RunReport, build_run_report
-from include.cosmos_archiver.reporting.run_work import SliceCounters, progress, slice_work
+from include.cosmos_archiver.reporting.run_work import SliceCounters, SliceFacts, progress, slice_work
 from include.cosmos_archiver.ru.governance import RuGovernance
 from include.cosmos_archiver.settings import ArchiveSettings
 
@@ -56,14 +56,26 @@ def report_run(
                 if m.slice_id in known and (w := slice_work(known[m.slice_id], m)) is not None}
     overall = None
     if settings is not None:
-        everything = [m for m in (store.read_manifest(s) for s in store.manifest_statuses()) if m is not None]
-        overall = progress(everything, settings, now=now, provisioned_ru_s=governance.provisioned_ru_s,
+        overall = progress(archive_facts(store), settings, now=now, provisioned_ru_s=governance.provisioned_ru_s,
                            ceiling=governance.ceiling)
     report = build_run_report(run_id, manifests, [], _usage_since(governance, started or first_copy, now),
                               governance.ceiling * governance.provisioned_ru_s, governance.provisioned_ru_s, now=now,
                               work=work, progress=overall, started=started, halt=status)
     urls = report.write(store, run_id)
     return WrittenReport(urls[0], report, manifests, len(slice_ids))
+
+def archive_facts(store: ArchiveStore) -> list[SliceFacts]:
+    """Every slice's progress figures from one listing of the manifests' metadata; a manifest read only where its
+    metadata predates them (each is rewritten with them at its next change)."""
+    facts = []
+    for slice_id, meta in store.manifest_metadata().items():
+        fact = SliceFacts.from_metadata(slice_id, meta)
+        if fact is None and (manifest := store.read_manifest(slice_id)) is not None:
+            fact = SliceFacts.of(manifest)
+        if fact is not None:
+            facts.append(fact)
+    return facts
+
 
 def _usage_since(governance: RuGovernance, started: dt.datetime | None,
                  now: dt.datetime) -> list[tuple[dt.datetime, float]] | None:

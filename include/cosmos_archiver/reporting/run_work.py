@@ -10,6 +10,7 @@ and purged shows zeros, not the slice's totals.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -23,6 +24,33 @@ from include.cosmos_archiver.slices import cutoff, slice_grid
 
 STEPS = ("copy", "validate", "purge", "sweep")
 PURGE_COUNTS = ("purged", "stubbed", "changed", "gone")
+
+
+@dataclass(frozen=True)
+class SliceFacts:
+    """What the archive-wide progress needs of a slice, read from its manifest's blob metadata (one listing for the
+    whole archive) rather than from the manifest itself, which grows with the slice's records."""
+
+    slice_id: str
+    status: str
+    purge_complete: bool
+    record_count: int
+    record_bytes: int
+    ru_steps: dict[str, float]
+
+    @classmethod
+    def of(cls, manifest: Manifest) -> SliceFacts:
+        return cls(manifest.slice_id, manifest.status, manifest.purged_generation >= 0, manifest.record_count,
+                   manifest.record_bytes, dict(manifest.ru_steps))
+
+    @classmethod
+    def from_metadata(cls, slice_id: str, meta: dict[str, str]) -> SliceFacts | None:
+        """None when the metadata lacks a figure (a manifest written before it was kept there): read the manifest."""
+        try:
+            return cls(slice_id, meta["status"], int(meta["purged_generation"]) >= 0, int(meta["records"]),
+                       int(meta["record_bytes"]), {k: float(v) for k, v in json.loads(meta["ru_steps"]).items()})
+        except (KeyError, ValueError, TypeError, AttributeError):
+            return None
 
 
 @dataclass(frozen=True)
@@ -138,7 +166,7 @@ class Progress:
         return self.slices_in_window - self.slices_done
 
 
-def progress(manifests: list[Manifest], settings: ArchiveSettings, *, now: dt.datetime, provisioned_ru_s: float,
+def progress(slices: list[SliceFacts], settings: ArchiveSettings, *, now: dt.datetime, provisioned_ru_s: float,
              ceiling: float) -> Progress:
     """Slices done/left over the window (lookback .. cutoff) and, from what the done slices cost per record, the
     ETA and money of the rest under planning/capacity.py's step model (business load: its default share)."""
@@ -146,8 +174,8 @@ def progress(manifests: list[Manifest], settings: ArchiveSettings, *, now: dt.da
     window = [s for s in slice_grid(now - dt.timedelta(days=settings.lookback_days), limit,
                                     slice_hours=settings.slice_hours) if s.end <= limit]  # as planning's cold slices
     ids = {s.slice_id for s in window}
-    done = [m for m in manifests if m.slice_id in ids and m.status == "verified"
-            and (settings.purge == "off" or (m.purge or {}).get("state") == "complete")]
+    done = [m for m in slices if m.slice_id in ids and m.status == "verified"
+            and (settings.purge == "off" or m.purge_complete)]
     records = sum(m.record_count for m in done)
     nbytes = sum(m.record_bytes for m in done)
     left = len(window) - len(done)
