@@ -116,6 +116,10 @@ def test_the_archive_wide_progress_reads_one_listing_not_every_manifest(cosmos_c
     now = DAY.end + dt.timedelta(days=100)
     done = progress(archive_facts(archive_store), SETTINGS, now=now, provisioned_ru_s=1000, ceiling=0.8)
     assert (done.slices_done, done.records_archived, done.bytes_archived) == (1, 12, manifest.record_bytes)
+    provisioned = progress(archive_facts(archive_store), SETTINGS, now=now, provisioned_ru_s=1000, ceiling=0.8,
+                           account_mode="provisioned")
+    assert done.eta_s > provisioned.eta_s  # serverless: the archiver's cap, below the provisioned headroom
+    assert "serverless account" in done.basis and "provisioned account" in provisioned.basis
 
     blob = archive_store.container.get_blob_client(archive_store.manifest_path(DAY.slice_id))
     older = {k: v for k, v in blob.get_blob_properties().metadata.items() if k != "ru_steps"}

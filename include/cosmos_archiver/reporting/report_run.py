@@ -57,6 +57,7 @@ def report_run(
     overall = None
     if settings is not None:
         overall = progress(archive_facts(store), settings, now=now, provisioned_ru_s=governance.provisioned_ru_s,
+                           account_mode=governance.account_mode or "serverless",
                            ceiling=governance.ceiling)
     report = build_run_report(run_id, manifests, [], _usage_since(governance, started or first_copy, now),
                               governance.ceiling * governance.provisioned_ru_s, governance.provisioned_ru_s, now=now,

@@ -167,9 +167,10 @@ class Progress:
 
 
 def progress(slices: list[SliceFacts], settings: ArchiveSettings, *, now: dt.datetime, provisioned_ru_s: float,
-             ceiling: float) -> Progress:
+             ceiling: float, account_mode: str = "serverless") -> Progress:
     """Slices done/left over the window (lookback .. cutoff) and, from what the done slices cost per record, the
-    ETA and money of the rest under planning/capacity.py's step model (business load: its default share)."""
+    ETA and money of the rest under planning/capacity.py's step model (business load: its default share), at the
+    rate the account mode allows (serverless: the archiver's cap, as the controller paces an unknown mode)."""
     limit = cutoff(now, settings.cutoff_days)
     window = [s for s in slice_grid(now - dt.timedelta(days=settings.lookback_days), limit,
                                     slice_hours=settings.slice_hours) if s.end <= limit]  # as planning's cold slices
@@ -188,7 +189,7 @@ def progress(slices: list[SliceFacts], settings: ArchiveSettings, *, now: dt.dat
         ru_per_mb_loaded=per_record["copy"] / size_kb * 1000 if size_kb else 0.0, query_page_ru=0.0,
         count_ru=per_record["validate"] * records / len(done), delete_ru=per_record["purge"], physical_partitions=1,
         source="the RU per record measured so far")
-    target = PlanTarget(records=records_left, avg_size_kb=size_kb, ru_s=provisioned_ru_s, account_mode="provisioned",
+    target = PlanTarget(records=records_left, avg_size_kb=size_kb, ru_s=provisioned_ru_s, account_mode=account_mode,
                         ceiling=ceiling)
     plan = plan_steps(target, StepModel(validation="fast", purge=settings.purge, remainder_fraction=0.0, slices=left,
                                         census_weeks=0.0), measured)
@@ -198,7 +199,7 @@ def progress(slices: list[SliceFacts], settings: ArchiveSettings, *, now: dt.dat
     basis = (f"~{records_left:,} records in {left} slices left (the done slices' {records / len(done):,.0f} per "
              f"slice), at the RU per record measured so far (copy {per_record['copy']:.1f}, validate "
              f"{per_record['validate']:.2f}, purge {per_record['purge']:.1f}), {target.rate_ru_s:,.0f} RU/s "
-             "headroom (business load at the model's default share); serverless at "
+             f"({account_mode} account; business load at the model's default share); serverless at "
              f"${SERVERLESS_USD_PER_MILLION_RU:g} per million RU")
     provisioned_usd = target.rate_ru_s / 100.0 * Prices().cosmos_ru_per_100_ru_s_hour * eta / 3600.0
     return Progress(len(window), len(done), records, nbytes, None if math.isinf(eta) else eta,
