@@ -42,6 +42,31 @@ function loadMemoizedQueryParser(serverDir) {
   require.cache[file] = parser;
 }
 
+// @zeit/cosmosdb-query 0.7.2 copies every query result through helpers.stripUndefined, which assigns each key
+// (`o[k] = v`): a key named "__proto__" sets the copy's prototype instead (or is ignored), so a document whose body
+// holds such a key came back from a QUERY without it while a point read returned it (the life-cycle fuzz archived a
+// record without its nested "__proto__": true). Azure's query engine returns the JSON as stored. The copy defines
+// every key as an own property, so query results keep them.
+function keepProtoKeysInQueryResults(serverDir) {
+  const helpers = require(require.resolve("@zeit/cosmosdb-query/lib/helpers.js", { paths: [serverDir] }));
+  const strip = (obj) => {
+    if (Array.isArray(obj)) {
+      return obj.filter((v) => typeof v !== "undefined").map(strip); // remove `undefined` from arrays, unlike JSON
+    }
+    if (obj && typeof obj === "object") {
+      const copy = {};
+      for (const [k, v] of Object.entries(obj)) {
+        if (typeof v !== "undefined") {
+          Object.defineProperty(copy, k, { value: strip(v), enumerable: true, writable: true, configurable: true });
+        }
+      }
+      return copy;
+    }
+    return obj;
+  };
+  helpers.stripUndefined = strip;
+}
+
 const [host, port, certPath, keyPath] = process.argv.slice(2);
 if (!host || !port || !certPath || !keyPath) {
   console.error("usage: cosmosdb_server_launcher.js HOST PORT CERT KEY");
@@ -49,6 +74,7 @@ if (!host || !port || !certPath || !keyPath) {
 }
 const modulePath = require.resolve("@vercel/cosmosdb-server", { paths: [__dirname, process.cwd()] });
 loadMemoizedQueryParser(path.dirname(modulePath));
+keepProtoKeysInQueryResults(path.dirname(modulePath));
 const { createHttpsServer } = require(modulePath);
 const server = createHttpsServer({
   cert: fs.readFileSync(path.resolve(certPath)),
