@@ -136,6 +136,8 @@ class ArchiveSettings:
         converted: dict[str, Any] = {}
         for key, value in values.items():
             default = getattr(cls, key)
+            if isinstance(default, str) and not isinstance(value, str):
+                raise SettingsError(f"{key}={value!r} must be a string (e.g. {key}={default!r})")
             if isinstance(default, int) and isinstance(value, str):
                 try:
                     value = int(value)

@@ -10,6 +10,7 @@ import os
 import re
 import sys
 from collections.abc import Iterator, Sequence
+from typing import NoReturn
 
 from azure.core.exceptions import (
     ClientAuthenticationError,
@@ -49,8 +50,16 @@ class UsageError(TerminalError):
     """Bad input: the message names the value and what to do instead."""
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse's usage errors as one line naming the problem and where the help is (its default prints the usage
+    block first); the subcommands' parsers are of this class too (``add_subparsers`` builds them with it)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser(modules: Sequence[str] = SUBCOMMAND_MODULES) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cosmos-archive", description=__doc__, epilog=EXIT_STATUS)
+    parser = OneLineParser(prog="cosmos-archive", description=__doc__, epilog=EXIT_STATUS)
     subparsers = parser.add_subparsers(dest="command", required=True)
     for name in modules:
         importlib.import_module(name).register(subparsers)
