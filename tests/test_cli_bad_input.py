@@ -35,7 +35,8 @@ BAD = {
                "tests", "--container", "{container}"], "could not read the provisioned throughput")],
     "adf": [([*DEPLOY, "--cosmos-endpoint", "not a url"], "not a url")],
     "api": [(["api", "--port", "70000"], "70000"), (["api", "--host", "::nonsense::", "--settings-json", "{settings}"],
-                                                    "::nonsense::")],
+                                                    "::nonsense::"),
+            (["api", "--port", "{busy_port}", "--settings-json", "{settings}"], "choose another --port")],
     "restore": [(["restore", "--slice", "2025/13/01", "--settings-json", "{settings}"], "2025/13/01"),
                 (["restore", "--ids", "no-key-here", "--settings-json", "{settings}"], "no-key-here"),
                 (["restore", "--slice", "../..", "--settings-json", "{settings}"], "../.."),
@@ -80,7 +81,8 @@ def at_test_stack(stack, cosmos_container, archive_store, monkeypatch):
         monkeypatch.setenv(name, value)
     settings = json.dumps({"database": "tests", "container": cosmos_container.id, "timestamp_field": "issuedAt",
                            "timestamp_kind": "iso8601", "blob_container": archive_store.container.container_name})
-    return {"{settings}": settings, "{container}": cosmos_container.id, "{endpoint}": stack.cosmos_endpoint}
+    return {"{settings}": settings, "{container}": cosmos_container.id, "{endpoint}": stack.cosmos_endpoint,
+            "{busy_port}": str(stack.cosmos_port)}  # the stack's gateway listens there
 
 
 @pytest.mark.parametrize(("command", "argv", "names"), CASES, ids=[f"{c}:{' '.join(a)[:40]}" for c, a, _ in CASES])

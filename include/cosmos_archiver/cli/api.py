@@ -27,6 +27,7 @@ def _run(args: argparse.Namespace) -> int:
     except (OSError, UnicodeError) as exc:
         raise UsageError(f"--host {args.host!r} is not an address this machine can listen on ({exc}); "
                          "use e.g. 127.0.0.1") from None
+    _ensure_free(args.host, args.port)
     repository = ReadThroughRepository(source_container(settings, user_agent="billing-api"), archive_store(settings),
                                        settings)
     print(f"billing API on http://{args.host}:{args.port} (OpenAPI: /docs), container "
@@ -38,6 +39,19 @@ def _run(args: argparse.Namespace) -> int:
         raise UsageError(f"the API could not listen on {args.host}:{args.port} (see uvicorn's message above): "
                          "choose another --port or --host")
     return 0
+
+
+def _ensure_free(host: str, port: int) -> None:
+    """Refuse a port another process listens on before anything is printed or started (uvicorn would log an error
+    and exit 3 on its own, after our "billing API on ..." line)."""
+    family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise UsageError(f"cannot listen on {host}:{port} ({exc.strerror or exc}): another process holds it; "
+                             "choose another --port (e.g. --port 8001)") from None
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
