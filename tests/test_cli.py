@@ -157,7 +157,7 @@ def test_summary_shows_ru_per_step_and_says_which_slices_it_leaves_out(archived,
     assert DAYS[2].slice_id not in result.stdout
     assert "total: 3 slices (3 verified)" in result.stdout
     assert "(1 empty slice(s) not listed; --all lists them)" in result.stdout
-    ru_line = next(line for line in lines if line.startswith("RU by step:"))
+    ru_line = next(line for line in lines if line.startswith("RU by step (the whole archive, every run so far):"))
     total = sum(sum(m.ru_steps.values()) for m in manifests)
     assert f"copy {steps['copy']:,.0f}" in ru_line and f"purge {steps['purge']:,.0f}" in ru_line
     assert f"validate {steps['validate']:,.0f}" in ru_line and ru_line.endswith(f"= {total:,.0f} RU in all")

@@ -27,7 +27,8 @@ def _ru_line(steps: dict[str, float]) -> str:
     """Every step's RU, labelled, and their sum: the purge often costs more than the copy."""
     order = [*RU_COLUMNS, *sorted(set(steps) - set(RU_COLUMNS))]
     parts = [f"{step} {steps.get(step, 0.0):,.0f}" for step in order]
-    return f"RU by step: {' + '.join(parts)} = {sum(steps.values()):,.0f} RU in all"
+    return (f"RU by step (the whole archive, every run so far): {' + '.join(parts)} = {sum(steps.values()):,.0f} "
+            "RU in all")
 
 
 def _run(args: argparse.Namespace) -> int:

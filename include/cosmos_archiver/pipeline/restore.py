@@ -80,6 +80,9 @@ class RestoreResult:
         if self.exists:
             text += (f"; {len(self.exists)} exist in Cosmos again and were NOT overwritten (compare them with the "
                      f"archive by hand): {name_ids(self.exists)}")
+        if self.restored:
+            text += ("; note: restored records lie in archived slices, so the next archive run copies them again "
+                     "(a new generation) and purges them unless the archive's purge is off")
         return text
 
     def to_dict(self) -> dict[str, Any]:
