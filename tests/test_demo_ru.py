@@ -22,10 +22,14 @@ def test_the_census_ru_is_read_from_the_products_own_line() -> None:
 def test_the_gateway_total_grows_by_each_requests_charge(stack, cosmos_container) -> None:
     cosmos_container.upsert_item({"id": "a", "customerId": "c", "body": "x" * 500_000})
     cosmos_container.read_item("a", partition_key="c")  # the client's first read also fetches metadata (1 RU)
-    headers: dict = {}
-    before = gateway_ru_total(stack)
-    cosmos_container.read_item("a", partition_key="c", response_hook=lambda h, _r: headers.update(h))
-    charged = float(headers["x-ms-request-charge"])
-    assert charged > 30  # a ~500 KB point read under the published model (~40 RU), not the minimum
-    # the SDK's background account refresh (a metadata read, 1 RU under the gateway) may land in the window
-    assert 0 <= gateway_ru_total(stack) - before - charged < 1.5
+    extras = []
+    for _ in range(5):  # the stack is the session's: another client's background metadata read may land in a window
+        headers: dict = {}
+        before = gateway_ru_total(stack)
+        cosmos_container.read_item("a", partition_key="c", response_hook=lambda h, _r, seen=headers: seen.update(h))
+        charged = float(headers["x-ms-request-charge"])
+        assert charged > 30  # a ~500 KB point read under the published model (~40 RU), not the minimum
+        extras.append(round(gateway_ru_total(stack) - before - charged, 3))
+        if abs(extras[-1]) < 0.01:
+            break
+    assert min(extras) >= 0 and abs(extras[-1]) < 0.01, extras  # the total grew by exactly the request's charge
