@@ -43,7 +43,7 @@ from include.cosmos_archiver.archive.store import ArchiveStore
 from include.cosmos_archiver.errors import TerminalError
 from include.cosmos_archiver.id_lists import name_ids
 from include.cosmos_archiver.pipeline.validate import record_name, verify_archive
-from include.cosmos_archiver.readthrough.index import ArchiveIndex
+from include.cosmos_archiver.readthrough.index import ArchiveIndex, IndexEntry
 from include.cosmos_archiver.readthrough.markers import SYSTEM_PROPERTIES, stub_sha256
 from include.cosmos_archiver.ru.budget import RuBudget
 from include.cosmos_archiver.ru.paid_requests import PaidRequests
@@ -115,8 +115,9 @@ def restore_slice(
     manifest = store.read_manifest(slice_id)
     if manifest is None:
         raise RestoreError(store.unknown_slice_message(slice_id))
+    keys = set(manifest.latest_records())
     result = RestoreResult()
-    _restore(container, store, manifest, set(manifest.latest_records()), settings, budget, result)
+    _restore(container, store, manifest, keys, ArchiveIndex(store).lookup_many(keys), settings, budget, result)
     return result
 
 
@@ -143,21 +144,24 @@ def restore_records(
             f"{len(wanted)} record(s) not in the archive{f' slice {slice_id}' if slice_id else ''}: "
             + name_ids([record_name(*k) for k in sorted(wanted)])
             + f"; check the partition key and id (PK/ID; {KEY_SPELLING}), nothing was restored")
-    newest = ArchiveIndex(store).lookup_many(k for k, sids in holders.items() if len(sids) > 1)
+    newest = ArchiveIndex(store).lookup_many(holders)  # one look for the choice here and _restore's check
     found: dict[str, set[tuple[str, str]]] = {}
     for key, sids in holders.items():
         chosen = newest[key].slice if key in newest and newest[key].slice in sids else sids[-1]
         found.setdefault(chosen, set()).add(key)
     result = RestoreResult()
     for sid, here in sorted(found.items()):
-        _restore(container, store, manifests[sid], here, settings, budget, result)
+        _restore(container, store, manifests[sid], here, newest, settings, budget, result)
     return result
 
 
 def _restore(
     container: ContainerProxy, store: ArchiveStore, manifest: Manifest, keys: set[tuple[str, str]],
-    settings: ArchiveSettings, budget: RuBudget | None, result: RestoreResult,
+    newest: dict[tuple[str, str], IndexEntry], settings: ArchiveSettings, budget: RuBudget | None,
+    result: RestoreResult,
 ) -> None:
+    """Restore ``keys`` from ``manifest``'s slice; ``newest`` (the archive index's newest entry per key) names the
+    records whose newer version lies in another slice: those are left out and reported as superseded."""
     started = time.perf_counter()
     check = verify_archive(store, manifest, settings, check_strays=False)
     if not check.ok:
@@ -165,10 +169,9 @@ def _restore(
                                     f"of it was restored: {check.message()}")
     paid = PaidRequests(budget) if budget is not None else PaidRequests()
     latest = manifest.latest_records()
-    for key, entry in ArchiveIndex(store).lookup_many(keys).items():
-        if entry.slice != manifest.slice_id:  # a newer version lies in another slice: never bring this one back
-            keys = keys - {key}
-            result.superseded.append(f"{record_name(*key)} (slice {entry.slice})")
+    elsewhere = {key: newest[key].slice for key in keys if key in newest and newest[key].slice != manifest.slice_id}
+    result.superseded += [f"{record_name(*key)} (slice {sid})" for key, sid in sorted(elsewhere.items())]
+    keys = keys - elsewhere.keys()  # a newer version lies in another slice: never bring this one back
     by_file: dict[int, dict[tuple[str, str], RecordEntry]] = {}
     for key in keys:
         by_file.setdefault(latest[key].file, {})[key] = latest[key]

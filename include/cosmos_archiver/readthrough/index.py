@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import json
 import threading
 import time
@@ -255,13 +256,9 @@ class _ShardView:
     def build(cls, base: Iterable[IndexEntry], deltas: dict[str, list[IndexEntry]]) -> _ShardView:
         superseded = set(deltas)
         view = cls({})
-        for e in base:
-            if e.slice not in superseded and e.newer_than(view.by_key.get((e.partition_key, e.id))):
+        for e in itertools.chain((e for e in base if e.slice not in superseded), *deltas.values()):
+            if e.newer_than(view.by_key.get((e.partition_key, e.id))):
                 view.by_key[(e.partition_key, e.id)] = e
-        for entries in deltas.values():
-            for e in entries:
-                if e.newer_than(view.by_key.get((e.partition_key, e.id))):
-                    view.by_key[(e.partition_key, e.id)] = e
         for e in view.by_key.values():
             view.by_pk.setdefault(e.partition_key, []).append(e)
         return view

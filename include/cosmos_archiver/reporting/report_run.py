@@ -65,6 +65,7 @@ def report_run(
     urls = report.write(store, run_id)
     return WrittenReport(urls[0], report, manifests, len(slice_ids))
 
+
 def archive_facts(store: ArchiveStore) -> list[SliceFacts]:
     """Every slice's progress figures from one listing of the manifests' metadata; a manifest read only where its
     metadata predates them (each is rewritten with them at its next change)."""
